@@ -1,0 +1,184 @@
+"""Public facts the planner decides with: accelerators, prices, regions, engines, model shapes.
+
+Every fact lives in a data file under ``data/`` that names its source and date; this module only
+parses them. Nothing here knows about the spec, so the spec checks, the sizing code and the cost
+estimate all read the same numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from ruamel.yaml import YAML
+
+_DATA = resources.files(__package__).joinpath("data")
+MIB = 1024**2
+GIB = 1024**3
+
+
+def _text(name: str) -> str:
+    return _DATA.joinpath(name).read_text(encoding="utf-8")
+
+
+def _csv_rows(name: str) -> list[dict[str, str]]:
+    lines = [ln for ln in _text(name).splitlines() if ln and not ln.startswith("#")]
+    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+
+
+def _yaml(name: str):
+    return YAML(typ="safe").load(_text(name))
+
+
+def _float(value: str) -> float | None:
+    return float(value) if value.strip() else None
+
+
+@dataclass(frozen=True)
+class Price:
+    """Hourly USD for one instance type in one region, from the catalog extract."""
+
+    on_demand: float | None
+    spot: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AwsInstanceType:
+    """The accelerator facts of one EC2 instance type."""
+
+    name: str
+    accelerator: str
+    accelerator_count: float
+    accelerator_memory_mib: int
+    vcpus: int
+    memory_gib: float
+    prices: dict[str, Price] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_nvidia_gpu(self) -> bool:
+        """Inferentia and Trainium carry Neuron accelerators, which the GPU fleet cannot serve on."""
+        return not self.accelerator.startswith(("Inferentia", "Trainium"))
+
+    @property
+    def gpu_count(self) -> int:
+        """Whole GPUs; a fractional GPU (g6f) counts as one device to the engine."""
+        return max(1, int(self.accelerator_count))
+
+    @property
+    def total_accelerator_memory_bytes(self) -> int:
+        return int(self.accelerator_memory_mib * MIB * max(self.accelerator_count, 1) // 1)
+
+    def describe(self) -> str:
+        count = self.accelerator_count
+        count_text = f"{count:g}" if count != int(count) else str(int(count))
+        return f"{self.name} ({count_text}x {self.accelerator}, {self.accelerator_memory_mib / 1024:.1f} GiB each)"
+
+
+@cache
+def aws_instance_types() -> dict[str, AwsInstanceType]:
+    """EC2 instance types with accelerators, keyed by name, with prices per region."""
+    found: dict[str, AwsInstanceType] = {}
+    for row in _csv_rows("accelerator_prices.csv"):
+        if row["cloud"] != "aws":
+            continue
+        name = row["instance_type"]
+        if name not in found:
+            found[name] = AwsInstanceType(
+                name=name,
+                accelerator=row["accelerator"],
+                accelerator_count=float(row["acc_count"]),
+                accelerator_memory_mib=int(row["gpu_mem_mib_per_acc"]),
+                vcpus=int(row["vcpus"]),
+                memory_gib=float(row["mem_gib"]),
+            )
+        found[name].prices[row["region"]] = Price(
+            on_demand=_float(row["price_ondemand"]), spot=_float(row["price_spot"]), note=row["note"]
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Jurisdiction:
+    name: str
+    aws: tuple[str, ...]
+    gcp: tuple[str, ...]
+
+    @property
+    def regions(self) -> frozenset[str]:
+        return frozenset(self.aws) | frozenset(self.gcp)
+
+
+@cache
+def jurisdictions() -> dict[str, Jurisdiction]:
+    data = _yaml("regions.yaml")["jurisdictions"]
+    return {
+        name: Jurisdiction(name=name, aws=tuple(v.get("aws", ())), gcp=tuple(v.get("gcp", ())))
+        for name, v in data.items()
+    }
+
+
+@cache
+def known_regions() -> dict[str, str]:
+    """Every region the catalog knows, mapped to its cloud (``aws`` or ``gcp``)."""
+    out: dict[str, str] = {}
+    for j in jurisdictions().values():
+        out.update({r: "aws" for r in j.aws})
+        out.update({r: "gcp" for r in j.gcp})
+    return out
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How a serving engine starts and what it exposes for health checks and autoscaling."""
+
+    name: str
+    health_path: str
+    metrics_path: str
+    queue_metric: str | None
+    running_metric: str | None
+    entrypoint: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+@cache
+def engines() -> dict[str, Engine]:
+    return {
+        name: Engine(
+            name=name,
+            health_path=v["health_path"],
+            metrics_path=v["metrics_path"],
+            queue_metric=v["queue_metric"],
+            running_metric=v["running_metric"],
+            entrypoint=tuple(v["entrypoint"]),
+            args=tuple(v["args"]),
+        )
+        for name, v in _yaml("engines.yaml").items()
+    }
+
+
+@dataclass(frozen=True)
+class ModelArchitecture:
+    """The numbers that size a model's KV cache."""
+
+    name: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+
+
+@cache
+def model_architectures() -> dict[str, ModelArchitecture]:
+    """Known architectures keyed by lower-cased model name, for KV-cache sizing."""
+    return {
+        row["model"].lower(): ModelArchitecture(
+            name=row["model"],
+            layers=int(row["layers"]),
+            kv_heads=int(row["kv_heads"]),
+            head_dim=int(row["head_dim"]),
+        )
+        for row in _csv_rows("model_architectures.csv")
+    }
