@@ -1,0 +1,417 @@
+"""AwsGpuFleet: an EC2 Auto Scaling group of GPU instances serving one model, secure by default.
+
+It takes an `AwsFleetPlan` (every decision already made by `inferstack.planning.aws_fleet`)
+and an explicit provider, and creates: a customer-managed KMS key, the private network (or a
+lookup of an existing one), the nodes' IAM role, a security group, the launch template, the
+Auto Scaling group and its scaling policies.
+
+Scaling works in three parts, all on the per-instance signal the nodes publish
+(`InferStack/<metric>` with the group's name as dimension):
+- a target-tracking policy scales out (its own scale-in is disabled);
+- a simple-scaling policy removes one instance when the signal stays below half the target for
+  the spec's scale-in cooldown, at most once per cooldown, down to `min` (0 included);
+- with `min: 0`, a wake-up alarm sets capacity to 1 when the group is empty and anything
+  publishes pending requests for it (the node agents when running; the front door otherwise).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pulumi
+import pulumi_aws as aws
+
+from inferstack.components.aws_network import AwsPrivateNetwork
+from inferstack.planning import iam
+from inferstack.planning.aws_fleet import (
+    INSTANCE_REFRESH_MIN_HEALTHY,
+    KMS_DELETION_WINDOW_DAYS,
+    LOG_RETENTION_DAYS,
+    METRICS_NAMESPACE,
+    DEMAND_METRIC,
+    AwsFleetPlan,
+)
+
+# Scale in when the signal is below this share of the target for a whole cooldown.
+SCALE_IN_THRESHOLD = 0.5
+GROUP_METRICS = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances", "GroupTotalInstances"]
+
+
+class AwsGpuFleet(pulumi.ComponentResource):
+    asg_name: pulumi.Output[str]
+    launch_template_id: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
+    subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, plan: AwsFleetPlan, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("inferstack:fleet:AwsGpuFleet", name, None, opts)
+        self.plan = plan
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        tags = plan.tags
+        identity = aws.get_caller_identity_output(opts=invoke)
+        partition = aws.get_partition_output(opts=invoke).partition
+
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"inferstack {plan.prefix}: root volumes and logs",
+            enable_key_rotation=True,
+            deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
+            policy=pulumi.Output.all(partition, identity.account_id).apply(
+                lambda a: iam.kms_key_policy(a[0], a[1], plan.region)
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        aws.kms.Alias(f"{name}-key", name=f"alias/inferstack/{plan.prefix}", target_key_id=key.key_id, opts=child)
+
+        network = AwsPrivateNetwork(f"{name}-net", plan.network, plan.region, tags, key.arn, opts=child)
+
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-engine-logs",
+            name=plan.log_group_name,
+            retention_in_days=LOG_RETENTION_DAYS,
+            kms_key_id=key.arn,
+            tags=tags,
+            opts=child,
+        )
+        role, profile = self._node_identity(name, plan, partition, identity.account_id, logs.arn, child)
+        sg = self._security_group(name, plan, network, child)
+        template = self._launch_template(name, plan, key, sg, profile, invoke, child)
+        group = self._group(name, plan, template, network)
+        self._scaling(name, plan, group, child)
+
+        self.asg_name = group.name
+        self.launch_template_id = template.id
+        self.security_group_id = sg.id
+        self.role_arn = role.arn
+        self.kms_key_arn = key.arn
+        self.vpc_id = network.vpc_id
+        self.subnet_ids = network.subnet_ids
+        self.register_outputs(
+            {
+                "asg_name": self.asg_name,
+                "launch_template_id": self.launch_template_id,
+                "security_group_id": self.security_group_id,
+                "role_arn": self.role_arn,
+                "kms_key_arn": self.kms_key_arn,
+                "vpc_id": self.vpc_id,
+                "subnet_ids": self.subnet_ids,
+            }
+        )
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def _node_identity(self, name, plan: AwsFleetPlan, partition, account, log_group_arn, child):
+        role = aws.iam.Role(
+            f"{name}-node",
+            description=f"inferstack {plan.prefix}: serving nodes",
+            assume_role_policy=iam.assume_role("ec2.amazonaws.com"),
+            tags=plan.tags,
+            opts=child,
+        )
+
+        def policy(args) -> str:
+            part, acct, log_arn = args
+            repo = None
+            if plan.ecr is not None:
+                repo = f"arn:{part}:ecr:{plan.ecr.region}:{plan.ecr.account}:repository/{plan.ecr.repository}"
+            return iam.node_policy(
+                partition=part,
+                bucket=plan.weights_bucket,
+                prefix=plan.weights_prefix,
+                ecr_repository_arn=repo,
+                log_group_arn=log_arn,
+                metrics_namespace=METRICS_NAMESPACE,
+            )
+
+        aws.iam.RolePolicy(
+            f"{name}-node", role=role.id, policy=pulumi.Output.all(partition, account, log_group_arn).apply(policy), opts=child
+        )
+        # Session Manager instead of SSH: the nodes have no key pair and no port 22.
+        aws.iam.RolePolicyAttachment(
+            f"{name}-node-ssm",
+            role=role.name,
+            policy_arn=partition.apply(lambda p: f"arn:{p}:iam::aws:policy/{iam.SSM_MANAGED_POLICY}"),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-node", role=role.name, tags=plan.tags, opts=child)
+        return role, profile
+
+    # -- network access ---------------------------------------------------------------------
+
+    def _security_group(self, name, plan: AwsFleetPlan, network: AwsPrivateNetwork, child):
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-nodes",
+            vpc_id=network.vpc_id,
+            description=f"inferstack {plan.prefix}: serving nodes",
+            tags=plan.tags,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-serving",
+            security_group_id=sg.id,
+            description=f"Serving port {plan.port} from inside the VPC",
+            ip_protocol="tcp",
+            from_port=plan.port,
+            to_port=plan.port,
+            cidr_ipv4=network.vpc_cidr,
+            tags=plan.tags,
+            opts=child,
+        )
+        if plan.network.creates_vpc:
+            # Everything the nodes talk to is a VPC endpoint: interface endpoints in the VPC's
+            # CIDR, S3 through the gateway endpoint's prefix list.
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-egress-endpoints",
+                security_group_id=sg.id,
+                description="HTTPS to the VPC's interface endpoints (ECR, STS, CloudWatch, SSM)",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_ipv4=network.vpc_cidr,
+                tags=plan.tags,
+                opts=child,
+            )
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-egress-s3",
+                security_group_id=sg.id,
+                description="HTTPS to S3 through the gateway endpoint (weights, image layers)",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                prefix_list_id=network.s3_prefix_list_id,
+                tags=plan.tags,
+                opts=child,
+            )
+        else:
+            # An existing VPC's endpoints and egress path are its owner's; HTTPS is all we need.
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-egress-https",
+                security_group_id=sg.id,
+                description="HTTPS to AWS APIs and the weights bucket through the existing VPC's routes",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_ipv4="0.0.0.0/0",
+                tags=plan.tags,
+                opts=child,
+            )
+        return sg
+
+    # -- instances --------------------------------------------------------------------------
+
+    def _launch_template(self, name, plan: AwsFleetPlan, key, sg, profile, invoke, child):
+        ami = aws.ssm.get_parameter_output(name=plan.ami_ssm_parameter, opts=invoke)
+        tag_specs = [
+            aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=plan.tags)
+            for kind in ("instance", "volume", "network-interface")
+        ]
+        return aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            description=f"inferstack {plan.prefix}: GPU serving node",
+            image_id=ami.value,
+            # A mixed instances policy names the types; a warm-pool group takes it from here.
+            instance_type=None if plan.uses_mixed_instances else plan.instance_types[0],
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="enabled",
+            ),
+            network_interfaces=[
+                aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                    device_index=0,
+                    associate_public_ip_address="false",
+                    delete_on_termination="true",
+                    security_groups=[sg.id],
+                )
+            ],
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=plan.root_volume_gib,
+                        volume_type="gp3",
+                        encrypted="true",
+                        kms_key_id=key.arn,
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            ebs_optimized="true",
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            user_data=base64.b64encode(plan.user_data.encode()).decode(),
+            tag_specifications=tag_specs,
+            update_default_version=True,
+            tags=plan.tags,
+            opts=child,
+        )
+
+    def _group(self, name, plan: AwsFleetPlan, template, network: AwsPrivateNetwork):
+        # The version, not "$Latest": a new template version is a change the group sees, and
+        # that starts the rolling instance refresh.
+        version = template.latest_version.apply(str)
+        mixed = launch_template = warm_pool = None
+        if plan.uses_mixed_instances:
+            mixed = aws.autoscaling.GroupMixedInstancesPolicyArgs(
+                instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
+                    on_demand_base_capacity=plan.on_demand_base,
+                    on_demand_percentage_above_base_capacity=plan.on_demand_percentage,
+                    spot_allocation_strategy=plan.spot_allocation_strategy,
+                ),
+                launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
+                    launch_template_specification=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                        launch_template_id=template.id, version=version
+                    ),
+                    overrides=[
+                        aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
+                        for t in plan.instance_types
+                    ],
+                ),
+            )
+        else:
+            launch_template = aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version=version)
+            warm_pool = aws.autoscaling.GroupWarmPoolArgs(
+                pool_state="Stopped",
+                min_size=plan.warm_pool_size,
+                max_group_prepared_capacity=plan.warm_pool_size,
+                instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
+            )
+        return aws.autoscaling.Group(
+            f"{name}-asg",
+            name=plan.asg_name,
+            min_size=plan.min_size,
+            max_size=plan.max_size,
+            desired_capacity=plan.desired_capacity,
+            vpc_zone_identifiers=network.subnet_ids,
+            mixed_instances_policy=mixed,
+            launch_template=launch_template,
+            warm_pool=warm_pool,
+            capacity_rebalance=plan.spot_enabled,
+            health_check_type="EC2",
+            health_check_grace_period=plan.health_check_grace_seconds,
+            default_instance_warmup=plan.health_check_grace_seconds,
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=INSTANCE_REFRESH_MIN_HEALTHY,
+                    instance_warmup=str(plan.health_check_grace_seconds),
+                ),
+            ),
+            enabled_metrics=GROUP_METRICS,
+            metrics_granularity="1Minute",
+            # A GPU node that is still loading a model must not block `pulumi up` for minutes.
+            wait_for_capacity_timeout="0",
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
+                for k, v in sorted(plan.tags.items())
+            ],
+            # The autoscaler owns the group's size after creation; never fight it.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+        )
+
+    # -- scaling ----------------------------------------------------------------------------
+
+    def _scaling(self, name, plan: AwsFleetPlan, group, child) -> None:
+        s = plan.scaling
+        dims = {"AutoScalingGroupName": plan.asg_name}
+        aws.autoscaling.Policy(
+            f"{name}-track-{s.signal.replace('_', '-')}",
+            autoscaling_group_name=group.name,
+            policy_type="TargetTrackingScaling",
+            estimated_instance_warmup=plan.health_check_grace_seconds,
+            target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+                target_value=s.target_value,
+                disable_scale_in=True,
+                customized_metric_specification=aws.autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationArgs(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name=s.metric_name,
+                    statistic="Average",
+                    unit=s.metric_unit,
+                    metric_dimensions=[
+                        aws.autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimensionArgs(
+                            name=k, value=v
+                        )
+                        for k, v in dims.items()
+                    ],
+                ),
+            ),
+            opts=child,
+        )
+
+        scale_in = aws.autoscaling.Policy(
+            f"{name}-scale-in",
+            autoscaling_group_name=group.name,
+            policy_type="SimpleScaling",
+            adjustment_type="ChangeInCapacity",
+            scaling_adjustment=-1,
+            cooldown=s.scale_in_cooldown,
+            opts=child,
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-scale-in",
+            alarm_description=f"{s.metric_name} below {SCALE_IN_THRESHOLD:g}x target for {s.scale_in_cooldown}s: remove one node",
+            namespace=METRICS_NAMESPACE,
+            metric_name=s.metric_name,
+            dimensions=dims,
+            statistic="Average",
+            period=60,
+            evaluation_periods=max(1, s.scale_in_cooldown // 60),
+            threshold=s.target_value * SCALE_IN_THRESHOLD,
+            comparison_operator="LessThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[scale_in.arn],
+            tags=plan.tags,
+            opts=child,
+        )
+
+        if s.wake_from_zero:
+            wake = aws.autoscaling.Policy(
+                f"{name}-wake",
+                autoscaling_group_name=group.name,
+                policy_type="StepScaling",
+                adjustment_type="ExactCapacity",
+                step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=1, metric_interval_lower_bound="0")],
+                opts=child,
+            )
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-wake",
+                alarm_description="Group at zero with pending requests: start one node",
+                metric_queries=[
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="pending",
+                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                            namespace=METRICS_NAMESPACE,
+                            metric_name=DEMAND_METRIC,
+                            dimensions=dims,
+                            stat="Sum",
+                            period=60,
+                        ),
+                    ),
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="running",
+                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                            namespace="AWS/AutoScaling",
+                            metric_name="GroupInServiceInstances",
+                            dimensions=dims,
+                            stat="Maximum",
+                            period=60,
+                        ),
+                    ),
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="wake", expression="IF(running < 1 AND pending > 0, 1, 0)", return_data=True
+                    ),
+                ],
+                evaluation_periods=1,
+                threshold=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[wake.arn],
+                tags=plan.tags,
+                opts=child,
+            )

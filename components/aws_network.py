@@ -1,0 +1,156 @@
+"""AwsPrivateNetwork: a VPC whose serving nodes reach AWS services without any internet route.
+
+Private subnets only (no internet gateway, no NAT), one per availability zone; gateway and
+interface endpoints give the nodes S3, ECR, STS, CloudWatch and Session Manager; the VPC's
+default security group is emptied so nothing lands in it by accident; flow logs go to a
+KMS-encrypted log group. With an existing VPC, the component only looks it up.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from inferstack.planning import iam
+from inferstack.planning.aws_fleet import LOG_RETENTION_DAYS, NetworkPlan
+
+
+class AwsPrivateNetwork(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    vpc_cidr: pulumi.Output[str]
+    subnet_ids: pulumi.Output[list[str]]
+    s3_prefix_list_id: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        plan: NetworkPlan,
+        region: str,
+        tags: dict[str, str],
+        kms_key_arn: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("inferstack:network:AwsPrivateNetwork", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.s3_prefix_list_id = None
+
+        if not plan.creates_vpc:
+            existing = aws.ec2.get_vpc_output(id=plan.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
+            self.vpc_id = pulumi.Output.from_input(plan.vpc_id)
+            self.vpc_cidr = existing.cidr_block
+            self.subnet_ids = pulumi.Output.from_input(list(plan.subnet_ids))
+            self.register_outputs({"vpc_id": self.vpc_id, "vpc_cidr": self.vpc_cidr, "subnet_ids": self.subnet_ids})
+            return
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=plan.vpc_cidr,
+            enable_dns_support=True,  # interface endpoints' private DNS needs both
+            enable_dns_hostnames=True,
+            tags={**tags, "Name": name},
+            opts=child,
+        )
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags=tags, opts=child)
+
+        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        subnets, route_tables = [], []
+        for i, cidr in enumerate(plan.subnet_cidrs):
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=zones.names[i],
+                map_public_ip_on_launch=False,
+                tags={**tags, "Name": f"{name}-private-{i}", "tier": "private"},
+                opts=child,
+            )
+            # A route table per subnet with only the local route: no internet gateway, no NAT.
+            table = aws.ec2.RouteTable(
+                f"{name}-private-{i}", vpc_id=vpc.id, tags={**tags, "Name": f"{name}-private-{i}"}, opts=child
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=table.id, opts=child)
+            subnets.append(subnet)
+            route_tables.append(table)
+
+        s3 = aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[t.id for t in route_tables],
+            tags={**tags, "Name": f"{name}-s3"},
+            opts=child,
+        )
+        endpoint_sg = aws.ec2.SecurityGroup(
+            f"{name}-endpoints",
+            vpc_id=vpc.id,
+            description="inferstack: interface endpoints, HTTPS from inside the VPC only",
+            tags=tags,
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-endpoints-https",
+            security_group_id=endpoint_sg.id,
+            description="HTTPS to AWS service endpoints from inside the VPC",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4=vpc.cidr_block,
+            tags=tags,
+            opts=child,
+        )
+        for service in plan.interface_endpoints:
+            aws.ec2.VpcEndpoint(
+                f"{name}-{service.replace('.', '-')}",
+                vpc_id=vpc.id,
+                service_name=f"com.amazonaws.{region}.{service}",
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=[s.id for s in subnets],
+                security_group_ids=[endpoint_sg.id],
+                tags={**tags, "Name": f"{name}-{service}"},
+                opts=child,
+            )
+
+        self._flow_logs(name, vpc, tags, kms_key_arn, child)
+
+        self.vpc_id = vpc.id
+        self.vpc_cidr = vpc.cidr_block
+        self.subnet_ids = pulumi.Output.all(*[s.id for s in subnets])
+        self.s3_prefix_list_id = s3.prefix_list_id
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "vpc_cidr": self.vpc_cidr,
+                "subnet_ids": self.subnet_ids,
+                "s3_prefix_list_id": self.s3_prefix_list_id,
+            }
+        )
+
+    def _flow_logs(self, name, vpc, tags, kms_key_arn, child) -> None:
+        """All traffic of the VPC to CloudWatch Logs, encrypted with the stack's key."""
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            retention_in_days=LOG_RETENTION_DAYS,
+            kms_key_id=kms_key_arn,
+            tags=tags,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            description="inferstack: VPC flow logs delivery",
+            assume_role_policy=iam.assume_role("vpc-flow-logs.amazonaws.com"),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=group.arn.apply(iam.log_delivery_policy), opts=child)
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            tags=tags,
+            opts=child,
+        )

@@ -1,0 +1,75 @@
+"""The offline engine: run the real Pulumi program in-process under mocks and record a plan.
+
+No CLI, no credentials, no network. The plan is a plain, stable document: resources sorted by
+URN, keys sorted, secrets masked, so the same spec gives byte-identical JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from inferstack.offline.mocks import CloudMocks, RecordingMonitor
+from inferstack.spec.loader import LoadedSpec
+
+PLAN_VERSION = 1
+PROJECT = "inferstack"
+_LOCK = threading.Lock()  # the Pulumi runtime's settings are process-global
+
+
+@dataclass
+class Plan:
+    stack: str
+    spec_path: str
+    spec_sha256: str
+    resources: list[dict[str, Any]]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": PLAN_VERSION,
+            "stack": self.stack,
+            "spec": {"path": self.spec_path, "sha256": self.spec_sha256},
+            "resources": self.resources,
+            "outputs": self.outputs,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+
+    def count_by_type(self) -> Counter[str]:
+        return Counter(r["type"] for r in self.resources if r["custom"])
+
+
+def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
+    """Run `inferstack.program.build` for a loaded spec under mocks; return what it registered."""
+    from inferstack.program import build
+
+    stack = stack or loaded.stack
+    with _LOCK:
+        settings.reset_options(project=PROJECT, stack=stack)
+        mocks = CloudMocks()
+        monitor = RecordingMonitor(mocks)
+        pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        settings.ROOT.set(None)  # set_mocks made a root stack for unit tests; run_in_stack makes its own
+        # run_in_stack is what the real language host runs: a root Stack resource, the program,
+        # then the stack's outputs registered once every resource has been.
+        _sync_await(run_in_stack(lambda: build(loaded.spec, stack)))
+    resources = sorted((r.to_json() for r in monitor.registrations), key=lambda r: r["urn"])
+    return Plan(
+        stack=stack,
+        spec_path=loaded.path,
+        spec_sha256=loaded.sha256,
+        resources=resources,
+        outputs=monitor.stack_outputs,
+        warnings=[w.render(loaded.path) for w in loaded.warnings],
+    )

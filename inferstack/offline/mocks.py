@@ -1,0 +1,214 @@
+"""Mocks that stand in for the Pulumi engine and the cloud providers, offline.
+
+`RecordingMonitor` receives every register-resource request the program sends, as the real
+engine's resource monitor would, and records what a reviewer needs: type, name, parent,
+provider, inputs and options. `CloudMocks` answers the data sources the program calls (account
+identity, zones, AMI parameters, existing VPCs) and gives each new resource the computed outputs
+its dependents read (ARNs, ids, latest versions), all derived from the resource's URN so that
+the same spec always yields the same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+
+MOCK_ACCOUNT = "123456789012"
+SECRET = "[secret]"
+_SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+
+
+class MissingMockError(RuntimeError):
+    """The program called a data source the offline engine cannot answer: a bug to fix here."""
+
+
+def _digest(*parts: str, n: int = 17) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:n]
+
+
+# Physical-id prefixes, as the clouds write them, so a plan reads like the real thing.
+_ID_PREFIX = {
+    "aws:ec2/vpc:Vpc": "vpc-",
+    "aws:ec2/subnet:Subnet": "subnet-",
+    "aws:ec2/routeTable:RouteTable": "rtb-",
+    "aws:ec2/securityGroup:SecurityGroup": "sg-",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg-",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce-",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt-",
+    "aws:ec2/flowLog:FlowLog": "fl-",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr-",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr-",
+}
+
+
+def clean(value: Any) -> Any:
+    """Property values as a plan shows them: secrets masked (never in clear), and whole numbers
+    as integers (the wire format carries every number as a double)."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == rpc._special_secret_sig:
+            return SECRET
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class CloudMocks(pulumi_mocks.Mocks):
+    """Answers data sources and computes outputs; knows each provider's region."""
+
+    def __init__(self) -> None:
+        self.provider_regions: dict[str, str] = {}  # provider URN -> region
+
+    def region_of(self, provider_ref: str | None) -> str:
+        """Provider references are "<urn>::<id>"; every resource here has an explicit provider."""
+        urn = provider_ref.rsplit("::", 1)[0] if provider_ref else ""
+        return self.provider_regions.get(urn, "unknown-region")
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
+        typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if typ.startswith("pulumi:providers:"):
+            return f"{name}-provider", inputs
+        region = self.region_of(args.provider)
+        uid = _digest(typ, name, region)
+        rid = _ID_PREFIX.get(typ, "") + uid
+        module, _, kind = typ.partition(":")[2].partition(":")
+        service = module.split("/")[0]
+        state = dict(inputs)
+        state.setdefault("name", f"{name}-{uid[:7]}")
+        if typ == "aws:kms/key:Key":
+            h = _digest(uid, n=32)
+            rid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            state["keyId"] = rid
+            state["arn"] = f"arn:aws:kms:{region}:{MOCK_ACCOUNT}:key/{rid}"
+        elif typ.startswith("aws:iam/"):
+            state["arn"] = f"arn:aws:iam::{MOCK_ACCOUNT}:{kind[0].lower() + kind[1:]}/{state['name']}"
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            state["arn"] = f"arn:aws:logs:{region}:{MOCK_ACCOUNT}:log-group:{state['name']}"
+        elif typ == "aws:autoscaling/group:Group":
+            rid = state["name"]
+            state["arn"] = f"arn:aws:autoscaling:{region}:{MOCK_ACCOUNT}:autoScalingGroup:{uid}:autoScalingGroupName/{rid}"
+        else:
+            state["arn"] = f"arn:aws:{service}:{region}:{MOCK_ACCOUNT}:{kind[0].lower() + kind[1:]}/{rid}"
+        if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state["latestVersion"] = 1
+        if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
+            state["prefixListId"] = "pl-" + _digest("prefix-list", inputs.get("serviceName", ""), n=8)
+        return rid, state
+
+    # -- data sources -------------------------------------------------------------------------
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+        region = self.region_of(args.provider)
+        token, a = args.token, args.args
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": MOCK_ACCOUNT,
+                "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/offline",
+                "userId": "AIDAOFFLINE",
+                "id": MOCK_ACCOUNT,
+            }
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{region}{z}" for z in "abc"]
+            return {"names": names, "zoneIds": [f"{region[:2]}{region.split('-')[1][0]}{region[-1]}-az{i}" for i in (1, 2, 3)], "id": region}
+        if token == "aws:ssm/getParameter:getParameter":
+            return {"name": a["name"], "type": "String", "value": "ami-" + _digest(a["name"], region), "id": a["name"]}
+        if token == "aws:ec2/getVpc:getVpc":
+            # The real lookup returns the VPC's CIDR; offline it is a stand-in, marked as such.
+            return {"id": a.get("id"), "cidrBlock": "10.0.0.0/16", "tags": {"offline-placeholder": "true"}}
+        raise MissingMockError(f"the offline engine has no answer for data source {token}")
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    provider: str | None
+    inputs: dict[str, Any]
+    protect: bool
+    ignore_changes: list[str]
+    depends_on: list[str]
+    delete_before_replace: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "provider": self.provider,
+            "inputs": self.inputs,
+            "options": {
+                "protect": self.protect,
+                "ignoreChanges": self.ignore_changes,
+                "dependsOn": self.depends_on,
+                "deleteBeforeReplace": self.delete_before_replace,
+            },
+        }
+
+
+@dataclass
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock resource monitor that keeps the full register-resource request of every resource."""
+
+    mocks: CloudMocks
+    registrations: list[Registration] = field(default_factory=list)
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        pulumi_mocks.MockMonitor.__init__(self, self.mocks)
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """URNs as the engine writes them: the parent's whole type chain, the root stack left out.
+
+        (The SDK's mock keeps only the parent's last type and includes the stack's.)
+        """
+        qualified = type_
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != "pulumi:pulumi:Stack":
+                qualified = f"{parent_type}${type_}"
+        return f"urn:pulumi:{settings.get_stack()}::{settings.get_project()}::{qualified}::{name}"
+
+    def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = clean(rpc.deserialize_properties(request.object, keep_unknowns=True))
+        if request.type.startswith("pulumi:providers:") and "region" in inputs:
+            self.mocks.provider_regions[response.urn] = inputs["region"]
+        from_inputs = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
+        self.registrations.append(
+            Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+                inputs=inputs,
+                protect=bool(request.protect),
+                ignore_changes=sorted(request.ignoreChanges),
+                depends_on=sorted(set(request.dependencies) - from_inputs),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
+            self.stack_outputs = clean(rpc.deserialize_properties(request.outputs, keep_unknowns=True))
+        return super().RegisterResourceOutputs(request)

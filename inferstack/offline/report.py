@@ -1,0 +1,65 @@
+"""A plan for people: a tree of resources grouped by component, and a summary line by type."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from inferstack.offline.engine import Plan
+
+
+def _label(resource: dict) -> str:
+    flags = []
+    options = resource["options"]
+    if options["protect"]:
+        flags.append("protected")
+    if options["ignoreChanges"]:
+        flags.append("ignores " + ", ".join(options["ignoreChanges"]))
+    suffix = f"  [yellow]({escape('; '.join(flags))})[/]" if flags else ""
+    if resource["custom"]:
+        return f"[cyan]{escape(resource['type'])}[/]  {escape(resource['name'])}{suffix}"
+    return f"[bold]{escape(resource['name'])}[/]  [magenta]{escape(resource['type'])}[/]{suffix}"
+
+
+def summary(plan: Plan) -> str:
+    counts = plan.count_by_type()
+    components = sum(1 for r in plan.resources if not r["custom"])
+    return f"{sum(counts.values())} resources, {len(counts)} types, {components} components"
+
+
+def type_table(plan: Plan) -> Table:
+    table = Table("resources", "type", box=None, show_edge=False, pad_edge=False)
+    for kind, n in sorted(plan.count_by_type().items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(str(n), kind)
+    return table
+
+
+def render_tree(plan: Plan) -> Tree:
+    children: dict[str | None, list[dict]] = defaultdict(list)
+    urns = {r["urn"] for r in plan.resources}
+    for r in plan.resources:
+        children[r["parent"] if r["parent"] in urns else None].append(r)
+
+    root = Tree(f"[bold]stack {escape(plan.stack)}[/]  ({escape(plan.spec_path)})")
+
+    def add(node: Tree, parent: str | None) -> None:
+        # Components first, then resources, each by name: the reader sees structure before detail.
+        for r in sorted(children[parent], key=lambda r: (r["custom"], r["type"], r["name"])):
+            add(node.add(_label(r)), r["urn"])
+
+    add(root, None)
+    return root
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    console.print(render_tree(plan))
+    if plan.outputs:
+        console.print("[bold]outputs[/]")
+        for key in sorted(plan.outputs):
+            console.print(f"  {escape(key)} = {escape(str(plan.outputs[key]))}")
+    console.print(type_table(plan))
+    console.print(f"[bold]{summary(plan)}[/]", highlight=False)

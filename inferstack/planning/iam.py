@@ -1,0 +1,136 @@
+"""IAM and KMS policy documents, as pure functions of names and ARNs.
+
+Least privilege, spelled out: every statement names its actions (no ``*`` action anywhere) and,
+wherever AWS allows it, its resources. The few actions that AWS only grants on ``*``
+(``ecr:GetAuthorizationToken``, ``cloudwatch:PutMetricData``) are pinned by a condition or are
+read-only tokens. Components call these with resolved ARNs inside ``Output.apply``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Statement = dict[str, Any]
+
+# Key administration without use: the account can manage and re-delegate the key (so it can
+# never be locked out) but encrypts and decrypts nothing through this statement.
+KMS_ADMIN_ACTIONS = [
+    "kms:CancelKeyDeletion",
+    "kms:Create*",
+    "kms:Delete*",
+    "kms:Describe*",
+    "kms:Disable*",
+    "kms:Enable*",
+    "kms:Get*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Revoke*",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:Update*",
+]
+KMS_USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+SSM_MANAGED_POLICY = "AmazonSSMManagedInstanceCore"
+
+
+def document(statements: list[Statement]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def assume_role(service: str) -> str:
+    return document(
+        [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
+    )
+
+
+def kms_key_policy(partition: str, account: str, region: str) -> str:
+    """Key policy for a fleet's key: EBS volumes launched by Auto Scaling and the log groups."""
+    root = f"arn:{partition}:iam::{account}:root"
+    asg_role = f"arn:{partition}:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    return document(
+        [
+            {"Sid": "KeyAdministration", "Effect": "Allow", "Principal": {"AWS": root}, "Action": KMS_ADMIN_ACTIONS, "Resource": "*"},
+            {
+                "Sid": "AutoScalingEncryptsVolumes",
+                "Effect": "Allow",
+                "Principal": {"AWS": asg_role},
+                "Action": KMS_USE_ACTIONS,
+                "Resource": "*",
+            },
+            {
+                "Sid": "AutoScalingAttachesVolumes",
+                "Effect": "Allow",
+                "Principal": {"AWS": asg_role},
+                "Action": "kms:CreateGrant",
+                "Resource": "*",
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            },
+            {
+                "Sid": "CloudWatchLogsEncryptsThisAccountsGroups",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": KMS_USE_ACTIONS,
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account}:log-group:*"}
+                },
+            },
+        ]
+    )
+
+
+def node_policy(
+    *,
+    partition: str,
+    bucket: str,
+    prefix: str,
+    ecr_repository_arn: str | None,
+    log_group_arn: str,
+    metrics_namespace: str,
+) -> str:
+    """What a serving node may do: read its model, pull its image, publish its logs and signal."""
+    objects = f"arn:{partition}:s3:::{bucket}/{prefix}/*" if prefix else f"arn:{partition}:s3:::{bucket}/*"
+    statements: list[Statement] = [
+        {"Sid": "ReadModelWeights", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects},
+        {
+            "Sid": "ListModelPrefix",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": f"arn:{partition}:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix] if prefix else ["*"]}},
+        },
+        {
+            "Sid": "WriteEngineLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:log-stream:*",
+        },
+        {
+            "Sid": "PublishScalingSignal",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",  # PutMetricData has no resource type; the namespace condition scopes it
+            "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
+        },
+    ]
+    if ecr_repository_arn is not None:
+        statements += [
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {"Sid": "PullEngineImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": ecr_repository_arn},
+        ]
+    return document(statements)
+
+
+def log_delivery_policy(log_group_arn: str) -> str:
+    return document(
+        [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": [log_group_arn, f"{log_group_arn}:*"],
+            }
+        ]
+    )
