@@ -314,7 +314,7 @@ class DeploymentSpec(StrictModel):
         strict=True,
         extra="forbid",
         frozen=True,
-        json_schema_extra={"$id": "https://inferstack.dev/schema/spec-v1.json", "title": "inferstack spec"},
+        json_schema_extra={"title": "inferstack deployment spec"},
     )
 
     version: Literal[1] = 1

@@ -1,0 +1,55 @@
+"""Shared fixtures: plans of the example stacks, run once per test session under mocks."""
+
+from __future__ import annotations
+
+import base64
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from inferstack.offline.engine import Plan, run_program
+from inferstack.spec.loader import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ROOT / "stacks"
+EXAMPLE_STACKS = sorted(p for p in STACKS.glob("*.yaml") if not p.name.startswith("Pulumi."))
+
+
+@cache
+def plan_of_file(path: str) -> Plan:
+    return run_program(load_spec(path))
+
+
+def plan_of_text(text: str, stack: str = "test") -> Plan:
+    return run_program(parse_spec(text, f"{stack}.yaml"))
+
+
+class Resources:
+    """Query helpers over a plan's recorded resources."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.all = plan.resources
+
+    def of_type(self, token: str) -> list[dict]:
+        return [r for r in self.all if r["type"] == token]
+
+    def one(self, token: str, name: str | None = None) -> dict:
+        found = [r for r in self.of_type(token) if name is None or r["name"] == name]
+        assert len(found) == 1, f"expected one {token} {name or ''}, found {[r['name'] for r in found]}"
+        return found[0]
+
+    def user_data(self) -> str:
+        lt = self.one("aws:ec2/launchTemplate:LaunchTemplate")
+        return base64.b64decode(lt["inputs"]["userData"]).decode()
+
+
+@pytest.fixture(scope="session")
+def dev() -> Resources:
+    return Resources(plan_of_file(str(STACKS / "dev.yaml")))
+
+
+@pytest.fixture(scope="session")
+def prod() -> Resources:
+    return Resources(plan_of_file(str(STACKS / "prod.yaml")))

@@ -1,0 +1,105 @@
+"""The `inferstack` command as a user runs it: plan table and JSON, validate, schema, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import EXAMPLE_STACKS, ROOT, STACKS
+from inferstack.cli import main
+from inferstack.spec.models import DeploymentSpec
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("spec", EXAMPLE_STACKS, ids=lambda p: p.stem)
+def test_every_example_stack_plans(spec):
+    result = run("plan", str(spec))
+    assert result.exit_code == 0, result.output
+    assert "inferstack:fleet:AwsGpuFleet" in result.output
+    assert "aws:autoscaling/group:Group" in result.output
+    assert "resources," in result.output.splitlines()[-1]
+
+
+def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
+    first = run("plan", str(STACKS / "dev.yaml"), "--format", "json")
+    second = run("plan", str(STACKS / "dev.yaml"), "--format", "json", "--out", str(tmp_path / "plan.json"))
+    assert first.exit_code == second.exit_code == 0
+    assert first.output == second.output == (tmp_path / "plan.json").read_text()
+    doc = json.loads(first.output)
+    assert doc["version"] == 1 and doc["stack"] == "dev"
+    assert doc["spec"]["path"].endswith("dev.yaml") and len(doc["spec"]["sha256"]) == 64
+    r = doc["resources"][0]
+    assert set(r) == {"urn", "type", "name", "parent", "custom", "provider", "inputs", "options"}
+    assert set(r["options"]) == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace"}
+    assert [x["urn"] for x in doc["resources"]] == sorted(x["urn"] for x in doc["resources"])
+
+
+def test_reordering_targets_renames_nothing(tmp_path):
+    text = (STACKS / "prod.yaml").read_text()
+    steady, burst = text.index("  steady:\n"), text.index("  burst:\n")
+    reordered = text[:steady] + text[burst:] + text[steady:burst]
+    assert reordered != text
+    spec = tmp_path / "prod.yaml"
+    spec.write_text(reordered)
+    a = json.loads(run("plan", str(STACKS / "prod.yaml"), "--format", "json").output)
+    b = json.loads(run("plan", str(spec), "--format", "json").output)
+    assert [r["urn"] for r in a["resources"]] == [r["urn"] for r in b["resources"]]
+    assert a["resources"] == b["resources"]
+
+
+def test_secrets_never_appear_in_clear():
+    import pulumi
+
+    from inferstack.offline.mocks import SECRET, clean
+
+    raw = {"a": {pulumi.runtime.rpc._special_sig_key: pulumi.runtime.rpc._special_secret_sig, "value": "hunter2"}}
+    assert clean(raw) == {"a": SECRET}
+
+
+def test_bad_spec_exits_2_with_file_line_and_field(tmp_path):
+    text = (STACKS / "dev.yaml").read_text().replace("      max: 4\n", "      max: 0\n").replace("      min: 0\n", "      min: 2\n")
+    spec = tmp_path / "dev.yaml"
+    spec.write_text(text)
+    result = CliRunner().invoke(main, ["plan", str(spec)])
+    assert result.exit_code == 2
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip() == "max: 0")
+    assert f"{spec}:{line}: targets.burst.capacity.max: input should be greater than or equal to 1 (got 0)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cross_field_error_names_the_field(tmp_path):
+    text = (STACKS / "dev.yaml").read_text().replace("      max: 4\n", "      max: 1\n").replace("      min: 0\n", "      min: 2\n")
+    spec = tmp_path / "dev.yaml"
+    spec.write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(spec)])
+    assert result.exit_code == 2
+    assert "targets.burst.capacity.max: must be >= min (got 1 < 2)" in result.output
+
+
+def test_missing_file_and_unknown_flag_exit_2(tmp_path):
+    assert CliRunner().invoke(main, ["plan", str(tmp_path / "nope.yaml")]).exit_code == 2
+    assert CliRunner().invoke(main, ["plan", "--bogus", str(STACKS / "dev.yaml")]).exit_code == 2
+
+
+def test_validate_ok_and_warns_on_mutable_tag(tmp_path):
+    assert run("validate", str(STACKS / "dev.yaml")).exit_code == 0
+    text = (STACKS / "dev.yaml").read_text()
+    digest_line = next(ln for ln in text.splitlines() if "image:" in ln)
+    spec = tmp_path / "dev.yaml"
+    spec.write_text(text.replace(digest_line, "  image: 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai:v0.11.0"))
+    result = CliRunner().invoke(main, ["validate", str(spec)])
+    assert result.exit_code == 0
+    assert "warning: serving.image: a tag is mutable" in result.output
+
+
+def test_schema_is_the_models_and_the_committed_file_is_current():
+    result = run("schema")
+    assert json.loads(result.output) == DeploymentSpec.model_json_schema()
+    assert (ROOT / "schema" / "inferstack.schema.json").read_text() == result.output, (
+        "schema/inferstack.schema.json is stale: run `inferstack schema > schema/inferstack.schema.json`"
+    )
