@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +51,8 @@ class Plan:
         return Counter(r["type"] for r in self.resources if r["custom"])
 
 
-def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
-    """Run `inferstack.program.build` for a loaded spec under mocks; return what it registered."""
-    from inferstack.program import build
-
-    stack = stack or loaded.stack
+def record(program: Callable[[], None], stack: str) -> RecordingMonitor:
+    """Run any Pulumi program under the recording mocks and return the monitor that saw it."""
     with _LOCK:
         settings.reset_options(project=PROJECT, stack=stack)
         mocks = CloudMocks()
@@ -63,7 +61,16 @@ def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
         settings.ROOT.set(None)  # set_mocks made a root stack for unit tests; run_in_stack makes its own
         # run_in_stack is what the real language host runs: a root Stack resource, the program,
         # then the stack's outputs registered once every resource has been.
-        _sync_await(run_in_stack(lambda: build(loaded.spec, stack)))
+        _sync_await(run_in_stack(program))
+    return monitor
+
+
+def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
+    """Run `inferstack.program.build` for a loaded spec under mocks; return what it registered."""
+    from inferstack.program import build
+
+    stack = stack or loaded.stack
+    monitor = record(lambda: build(loaded.spec, stack), stack)
     resources = sorted((r.to_json() for r in monitor.registrations), key=lambda r: r["urn"])
     return Plan(
         stack=stack,

@@ -1,0 +1,36 @@
+"""The root __main__.py, the program `pulumi up` runs, registers what the offline plan shows."""
+
+from __future__ import annotations
+
+import os
+import runpy
+
+import pulumi
+import pytest
+
+from conftest import ROOT, STACKS, plan_of_file
+from inferstack.offline.engine import record
+
+
+def _run_main(spec_file: str, stack: str, project_dir=ROOT):
+    pulumi.runtime.set_all_config({"inferstack:spec": spec_file})
+    cwd = os.getcwd()
+    os.chdir(project_dir)  # the engine runs the program in the project directory
+    try:
+        return record(lambda: runpy.run_path(str(ROOT / "__main__.py")), stack)
+    finally:
+        os.chdir(cwd)
+        pulumi.runtime.set_all_config({})
+
+
+def test_main_builds_the_stack_named_by_the_stack_config():
+    monitor = _run_main("dev.yaml", "dev")
+    expected = plan_of_file(str(STACKS / "dev.yaml"))
+    assert sorted(r.urn for r in monitor.registrations) == [r["urn"] for r in expected.resources]
+
+
+def test_main_reports_a_bad_spec_as_a_run_error_before_creating_anything(tmp_path):
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "bad.yaml").write_text((STACKS / "dev.yaml").read_text().replace("max: 4", "max: 0"))
+    with pytest.raises(pulumi.RunError, match=r"stacks/bad.yaml:\d+: targets.burst.capacity.max"):
+        _run_main("bad.yaml", "bad", tmp_path)
