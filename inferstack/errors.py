@@ -55,9 +55,9 @@ class FieldError(ValueError):
     ``min <= max`` belongs on ``max``. The loader appends `field` to the error's location.
     """
 
-    def __init__(self, field: str | Loc, message: str):
+    def __init__(self, field: str | int | Loc, message: str):
         super().__init__(message)
-        self.field: Loc = (field,) if isinstance(field, str) else tuple(field)
+        self.field: Loc = tuple(field) if isinstance(field, tuple) else (field,)
         self.message = message
 
 

@@ -1,1 +1,1 @@
-"""."""
+"""Pure planning: every decision made from the spec as plain values, no Pulumi here."""

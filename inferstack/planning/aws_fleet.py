@@ -40,7 +40,9 @@ DEMAND_METRIC = SIGNAL_METRICS["queue_depth"][0]
 # and Session Manager (ssm, ssmmessages, ec2messages) in place of SSH.
 INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs", "monitoring", "ssm", "ssmmessages", "ec2messages")
 
-_ECR = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repo>[^:@]+)")
+_ECR = re.compile(
+    r"^(?P<registry>(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com)/(?P<repo>[^:@]+)"
+)
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,10 @@ class NetworkPlan:
 
 @dataclass(frozen=True)
 class EcrImage:
+    registry: str  # the host, as written in the image (FIPS endpoints included)
     account: str
     region: str
     repository: str
-
-    @property
-    def registry(self) -> str:
-        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ def plan_scaling(target: AwsGpuFleetTarget) -> ScalingPlan:
 
 def parse_ecr(image: str) -> EcrImage | None:
     m = _ECR.match(image)
-    return EcrImage(m["account"], m["region"], m["repo"]) if m else None
+    return EcrImage(m["registry"], m["account"], m["region"], m["repo"]) if m else None
 
 
 def engine_args(spec: DeploymentSpec, model_name: str, model: Model) -> list[str]:

@@ -1,1 +1,1 @@
-"""."""
+"""The deployment spec: models, the YAML loader with line numbers, and cross-section checks."""

@@ -18,7 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from inferstack.errors import FieldError, Finding, Loc, SpecError, did_you_mean
 from inferstack.spec.checks import check_spec
-from inferstack.spec.models import DeploymentSpec
+from inferstack.spec.models import PATTERN_HINTS, DeploymentSpec
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _parse_yaml(text: str, source: str) -> Any:
 def _plain(node: Any) -> Any:
     """ruamel's node types as plain dicts, lists and scalars, for strict validation."""
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, (int, float, bool)) else k: _plain(v) for k, v in node.items()}
+        return {_plain(k): _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
     for kind in (bool, int, float, str):
@@ -103,10 +103,14 @@ def _findings_from(error: ValidationError) -> list[Finding]:
         if e["type"] == "extra_forbidden":
             allowed = _fields_at(DeploymentSpec, loc[:-1])
             msg += did_you_mean(str(loc[-1]), allowed) or f"; allowed here: {', '.join(sorted(allowed))}"
+        elif e["type"] == "string_pattern_mismatch" and e["ctx"]["pattern"] in PATTERN_HINTS:
+            msg = f"{PATTERN_HINTS[e['ctx']['pattern']]} (got {e['input']!r})"
         elif e["type"].startswith("value_error"):
             msg = msg.removeprefix("Value error, ")
         elif e["type"] not in _MESSAGES and "input" in e and not isinstance(e["input"], (dict, list)):
             msg = f"{msg[0].lower()}{msg[1:]} (got {e['input']!r})"
+        if loc and loc[-1] == "[key]":  # pydantic's marker for a bad mapping key, not a field of the spec
+            loc, msg = loc[:-1], f"invalid name: {msg}"
         out.append(Finding(loc, msg))
     return out
 

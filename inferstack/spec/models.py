@@ -39,7 +39,20 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
+NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+VPC_ID_PATTERN = r"^vpc-[0-9a-f]{8,17}$"
+SUBNET_ID_PATTERN = r"^subnet-[0-9a-f]{8,17}$"
+SSM_PUBLIC_PATTERN = r"^/aws/service/"
+
+# What each pattern means, for error messages (a regex is no help to a user).
+PATTERN_HINTS = {
+    NAME_PATTERN: "must be a lower-case name: a-z, 0-9 and '-', starting with a letter, at most 32 characters",
+    VPC_ID_PATTERN: "must be a VPC id like vpc-0123456789abcdef0",
+    SUBNET_ID_PATTERN: "must be a subnet id like subnet-0123456789abcdef0",
+    SSM_PUBLIC_PATTERN: "must be a public SSM parameter path under /aws/service/",
+}
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 """Lower-case DNS label, short enough to prefix cloud resource names (which cap at 32-63)."""
 
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
@@ -83,7 +96,7 @@ class Residency(StrictModel):
     def _known_regions(cls, v: list[str] | None) -> list[str] | None:
         for i, region in enumerate(v or []):
             if region not in catalog.known_regions():
-                raise FieldError(i, f"unknown region {region!r}{did_you_mean(region, catalog.known_regions())}")
+                raise FieldError((i,), f"unknown region {region!r}{did_you_mean(region, catalog.known_regions())}")
         return v
 
     @model_validator(mode="after")
@@ -225,8 +238,8 @@ class AwsNetwork(StrictModel):
 
     cidr: str | None = Field(default=None, description="CIDR of the VPC to create (default 10.64.0.0/16).")
     availability_zones: int | None = Field(default=None, ge=2, le=6, description="Private subnets to spread over.")
-    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
-    subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] | None = None
+    vpc_id: str | None = Field(default=None, pattern=VPC_ID_PATTERN)
+    subnet_ids: list[Annotated[str, StringConstraints(pattern=SUBNET_ID_PATTERN)]] | None = None
 
     @field_validator("cidr")
     @classmethod
@@ -274,7 +287,7 @@ class AwsGpuFleetTarget(StrictModel):
     root_volume_gib: int = Field(default=200, ge=50, le=16384, description="gp3 root volume, holds image and weights.")
     ami_ssm_parameter: str = Field(
         default=DEFAULT_AMI_PARAMETER,
-        pattern=r"^/aws/service/",
+        pattern=SSM_PUBLIC_PATTERN,
         description="Public SSM parameter naming the GPU AMI (NVIDIA driver and container toolkit).",
     )
 
@@ -284,7 +297,7 @@ class AwsGpuFleetTarget(StrictModel):
         seen: set[str] = set()
         for i, name in enumerate(v):
             if name in seen:
-                raise FieldError(i, f"{name!r} is listed twice")
+                raise FieldError((i,), f"{name!r} is listed twice")
             seen.add(name)
         return v
 
