@@ -162,43 +162,38 @@ class AwsGpuFleet(pulumi.ComponentResource):
             tags=plan.tags,
             opts=child,
         )
+        def https_egress(suffix: str, description: str, **destination) -> None:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-egress-{suffix}",
+                security_group_id=sg.id,
+                description=description,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                tags=plan.tags,
+                opts=child,
+                **destination,
+            )
+
         if plan.network.creates_vpc:
             # Everything the nodes talk to is a VPC endpoint: interface endpoints in the VPC's
             # CIDR, S3 through the gateway endpoint's prefix list.
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-egress-endpoints",
-                security_group_id=sg.id,
-                description="HTTPS to the VPC's interface endpoints (ECR, STS, CloudWatch, SSM)",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
+            https_egress(
+                "endpoints",
+                "HTTPS to the VPC's interface endpoints (ECR, STS, CloudWatch, SSM)",
                 cidr_ipv4=network.vpc_cidr,
-                tags=plan.tags,
-                opts=child,
             )
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-egress-s3",
-                security_group_id=sg.id,
-                description="HTTPS to S3 through the gateway endpoint (weights, image layers)",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
+            https_egress(
+                "s3",
+                "HTTPS to S3 through the gateway endpoint (weights, image layers)",
                 prefix_list_id=network.s3_prefix_list_id,
-                tags=plan.tags,
-                opts=child,
             )
         else:
             # An existing VPC's endpoints and egress path are its owner's; HTTPS is all we need.
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-egress-https",
-                security_group_id=sg.id,
-                description="HTTPS to AWS APIs and the weights bucket through the existing VPC's routes",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
+            https_egress(
+                "https",
+                "HTTPS to AWS APIs and the weights bucket through the existing VPC's routes",
                 cidr_ipv4="0.0.0.0/0",
-                tags=plan.tags,
-                opts=child,
             )
         return sg
 
