@@ -18,6 +18,8 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
+from inferstack.planning import cost
+from inferstack.planning.cost import TargetCost
 from inferstack.offline.mocks import CloudMocks, RecordingMonitor
 from inferstack.spec.loader import LoadedSpec
 
@@ -33,6 +35,7 @@ class Plan:
     spec_sha256: str
     resources: list[dict[str, Any]]
     outputs: dict[str, Any] = field(default_factory=dict)
+    cost: list[TargetCost] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -42,6 +45,7 @@ class Plan:
             "spec": {"path": self.spec_path, "sha256": self.spec_sha256},
             "resources": self.resources,
             "outputs": self.outputs,
+            "cost": [c.to_json() for c in self.cost],
         }
 
     def dumps(self) -> str:
@@ -78,5 +82,6 @@ def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
         spec_sha256=loaded.sha256,
         resources=resources,
         outputs=monitor.stack_outputs,
+        cost=cost.estimate(loaded.spec),
         warnings=[w.render(loaded.path) for w in loaded.warnings],
     )

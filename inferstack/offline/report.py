@@ -55,6 +55,17 @@ def render_tree(plan: Plan) -> Tree:
     return root
 
 
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.2f}/h"
+
+
+def cost_table(plan: Plan) -> Table:
+    table = Table("target", "priced as", "at min", "at max", "note", title="cost estimate (catalog prices)", box=None)
+    for c in plan.cost:
+        table.add_row(c.target, f"{c.instance_type} in {c.region}", _usd(c.hourly_min), _usd(c.hourly_max), c.note)
+    return table
+
+
 def print_plan(plan: Plan, console: Console) -> None:
     console.print(render_tree(plan))
     if plan.outputs:
@@ -62,4 +73,6 @@ def print_plan(plan: Plan, console: Console) -> None:
         for key in sorted(plan.outputs):
             console.print(f"  {escape(key)} = {escape(str(plan.outputs[key]))}")
     console.print(type_table(plan))
+    if plan.cost:
+        console.print(cost_table(plan))
     console.print(f"[bold]{summary(plan)}[/]", highlight=False)

@@ -1,0 +1,36 @@
+"""The plan's cost estimate: blended on-demand and spot prices from the catalog."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import STACKS
+from inferstack.planning import cost
+from inferstack.spec.loader import load_spec, parse_spec
+
+
+@pytest.mark.parametrize(
+    ("instances", "base", "pct", "expected"),
+    [(0, 0, 25, 0), (4, 0, 25, 1.0), (4, 2, 50, 3.0), (1, 2, 0, 1), (10, 0, 0, 0)],
+)
+def test_on_demand_count_follows_the_instances_distribution(instances, base, pct, expected):
+    assert cost.on_demand_count(instances, base, pct) == expected
+
+
+def test_dev_fleet_costs_nothing_at_zero_and_blends_spot_at_max():
+    (burst,) = cost.estimate(load_spec(STACKS / "dev.yaml").spec)
+    assert (burst.instance_type, burst.region) == ("g6.xlarge", "eu-central-1")
+    # 4 instances, 25% on demand: 1 x 1.0064 + 3 x 0.4392 (catalog, eu-central-1)
+    assert (burst.hourly_min, burst.hourly_max) == (0.0, 2.32)
+
+
+def test_on_demand_fleet_is_priced_on_demand():
+    costs = {c.target: c for c in cost.estimate(load_spec(STACKS / "prod.yaml").spec)}
+    assert (costs["steady"].hourly_min, costs["steady"].hourly_max) == (26.24, 52.48)
+
+
+def test_a_missing_price_is_unknown_not_zero():
+    text = (STACKS / "dev.yaml").read_text().replace("[g6.xlarge, g5.xlarge]", "[g6e.24xlarge]")
+    (burst,) = cost.estimate(parse_spec(text, "dev.yaml").spec)
+    assert burst.hourly_min is None and burst.hourly_max is None
+    assert "no catalog price for g6e.24xlarge in eu-central-1" in burst.note
