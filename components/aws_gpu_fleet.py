@@ -221,7 +221,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             network_interfaces=[
                 aws.ec2.LaunchTemplateNetworkInterfaceArgs(
                     device_index=0,
-                    associate_public_ip_address="false",
+                    associate_public_ip_address="true" if plan.public_ip else "false",
                     delete_on_termination="true",
                     security_groups=[sg.id],
                 )

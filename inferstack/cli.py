@@ -1,7 +1,8 @@
 """The `inferstack` command: validate a spec, plan it offline, print its JSON Schema.
 
-Exit codes: 0 ok, 2 bad input (the spec, a flag, a path). A user mistake prints
-``file:line: path: message`` lines on stderr, never a traceback.
+Exit codes: 0 ok (or advisory violations only), 1 a mandatory policy violation, 2 bad input
+(the spec, a flag, a path, a plan file), 3 the policy check could not run. A user mistake
+prints ``file:line: path: message`` lines on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -18,7 +20,9 @@ from inferstack.errors import SpecError
 from inferstack.spec.loader import LoadedSpec, load_spec
 from inferstack.spec.models import DeploymentSpec
 
+EXIT_VIOLATION = 1
 EXIT_BAD_INPUT = 2
+EXIT_CHECK_FAILED = 3
 
 
 def _err() -> Console:
@@ -53,24 +57,98 @@ def validate(spec: str) -> None:
     click.echo(f"{spec}: ok ({len(loaded.spec.targets)} target(s), stack {loaded.stack})")
 
 
+def _bad_input(message: str) -> NoReturn:
+    _err().print(f"[red]error[/]: {message}")
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _run_policy(plan_doc: dict, config: dict):
+    """Run the pack over a plan; a pack that cannot run is an error, never a pass."""
+    from inferstack.offline.policy import PolicyPackError, analyze
+
+    try:
+        return analyze(plan_doc, config)
+    except PolicyPackError as error:
+        _err().print(f"[red]error[/]: the policy check could not run: {error}")
+        sys.exit(EXIT_CHECK_FAILED)
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Also write the JSON plan here.")
 @click.option("--stack", help="Stack name (default: the spec file's name, as in stacks/<stack>.yaml).")
-def plan(spec: str, fmt: str, out: str | None, stack: str | None) -> None:
-    """Run the Pulumi program offline under mocks and show every resource it would create."""
+@click.option("--skip-policy", is_flag=True, help="Do not run the policy pack (the plan says so).")
+def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: bool) -> None:
+    """Run the Pulumi program offline under mocks, show every resource it would create, and run
+    the policy pack over them. Exits 1 on a mandatory violation."""
     from inferstack.offline.engine import run_program
-    from inferstack.offline.report import print_plan
+    from inferstack.offline.report import print_plan, print_policy
+    from inferstack.planning.policy_config import derive
 
     loaded = _load(spec)
     result = run_program(loaded, stack)
+    report = None
+    if not skip_policy:
+        config = derive(loaded.spec)
+        report = _run_policy(result.to_json(), config)
+        result.policy = {"config": config, **report.to_json()}
     if out:
         Path(out).write_text(result.dumps(), encoding="utf-8")
     if fmt == "json":
         click.echo(result.dumps(), nl=False)
     else:
-        print_plan(result, Console(highlight=False, soft_wrap=False))
+        console = Console(highlight=False, soft_wrap=False)
+        print_plan(result, console)
+        if report is not None:
+            print_policy(report, console)
+        else:
+            console.print("[yellow]policy check skipped (--skip-policy)[/]")
+    if report is not None and report.mandatory:
+        sys.exit(EXIT_VIOLATION)
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False))
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Policy pack config JSON "
+              "(default: the config saved in the plan by `inferstack plan --out`).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def check(plan_file: str, config_file: str | None, fmt: str) -> None:
+    """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
+    from inferstack.offline.report import print_policy
+
+    try:
+        doc = json.loads(Path(plan_file).read_text(encoding="utf-8"))
+        if doc.get("version") != 1 or not isinstance(doc.get("resources"), list):
+            _bad_input(f"{plan_file}: not an inferstack plan (version 1); write one with `inferstack plan --out`")
+        if config_file:
+            config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        elif "policy" in doc:
+            config = doc["policy"]["config"]
+        else:
+            _bad_input(f"{plan_file} holds no policy config: pass --config (from `inferstack policy-config SPEC`)")
+    except OSError as e:
+        _bad_input(f"cannot read {e.filename}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        _bad_input(f"not valid JSON: {e}")
+    if not isinstance(config, dict):
+        _bad_input("the policy config must be a JSON object of policy name to settings")
+    report = _run_policy(doc, config)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        print_policy(report, Console(highlight=False, soft_wrap=False))
+    if report.mandatory:
+        sys.exit(EXIT_VIOLATION)
+
+
+@main.command("policy-config")
+@click.argument("spec", type=click.Path(dir_okay=False))
+def policy_config(spec: str) -> None:
+    """Print the policy pack config derived from a spec, for `pulumi preview --policy-pack-config`."""
+    from inferstack.planning.policy_config import derive
+
+    click.echo(json.dumps(derive(_load(spec).spec), indent=2, sort_keys=True))
 
 
 @main.command()

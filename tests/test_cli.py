@@ -22,7 +22,8 @@ def test_every_example_stack_plans(spec):
     assert result.exit_code == 0, result.output
     assert "inferstack:fleet:AwsGpuFleet" in result.output
     assert "aws:autoscaling/group:Group" in result.output
-    assert "resources," in result.output.splitlines()[-1]
+    assert any(line.endswith(" components") and "resources," in line for line in result.output.splitlines())
+    assert "policy inferstack@0.1.0: passed: 0 mandatory" in result.output.splitlines()[-1]
 
 
 def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
@@ -34,9 +35,11 @@ def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
     assert doc["version"] == 1 and doc["stack"] == "dev"
     assert doc["spec"]["path"].endswith("dev.yaml") and len(doc["spec"]["sha256"]) == 64
     r = doc["resources"][0]
-    assert set(r) == {"urn", "type", "name", "parent", "custom", "provider", "inputs", "options"}
+    assert set(r) == {"urn", "type", "name", "parent", "custom", "provider", "propertyDependencies", "inputs", "options"}
     assert set(r["options"]) == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace"}
     assert [x["urn"] for x in doc["resources"]] == sorted(x["urn"] for x in doc["resources"])
+    assert doc["policy"]["mandatory"] == 0 and doc["policy"]["violations"] == []
+    assert doc["policy"]["config"]["residency-aws-resource-require-allowed-region"]["allowedRegions"][0] == "eu-central-1"
 
 
 def test_reordering_targets_renames_nothing(tmp_path):

@@ -37,6 +37,7 @@ class Plan:
     outputs: dict[str, Any] = field(default_factory=dict)
     cost: list[TargetCost] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    policy: dict[str, Any] | None = None  # the policy check's config and report, once it ran
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class Plan:
             "resources": self.resources,
             "outputs": self.outputs,
             "cost": [c.to_json() for c in self.cost],
+            **({"policy": self.policy} if self.policy is not None else {}),
         }
 
     def dumps(self) -> str:

@@ -141,6 +141,7 @@ class Registration:
     ignore_changes: list[str]
     depends_on: list[str]
     delete_before_replace: bool
+    property_dependencies: dict[str, list[str]]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +151,7 @@ class Registration:
             "parent": self.parent,
             "custom": self.custom,
             "provider": self.provider,
+            "propertyDependencies": self.property_dependencies,
             "inputs": self.inputs,
             "options": {
                 "protect": self.protect,
@@ -204,6 +206,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=sorted(request.ignoreChanges),
                 depends_on=sorted(set(request.dependencies) - from_inputs),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                property_dependencies={
+                    key: sorted(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
+                },
             )
         )
         return response

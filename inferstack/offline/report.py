@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from inferstack.offline.engine import Plan
+from inferstack.offline.policy import PolicyReport
 
 
 def _label(resource: dict) -> str:
@@ -76,3 +77,22 @@ def print_plan(plan: Plan, console: Console) -> None:
     if plan.cost:
         console.print(cost_table(plan))
     console.print(f"[bold]{summary(plan)}[/]", highlight=False)
+
+
+def print_policy(report: PolicyReport, console: Console) -> None:
+    """Violations grouped by resource, mandatory first; then one line of totals."""
+    by_urn: dict[str, list] = defaultdict(list)
+    for v in report.violations:
+        by_urn[v.urn or "(stack)"].append(v)
+    for urn in sorted(by_urn):
+        console.print(f"[bold]{escape(urn)}[/]")
+        for v in sorted(by_urn[urn], key=lambda v: (v.enforcement != "mandatory", v.policy)):
+            colour = "red" if v.enforcement == "mandatory" else "yellow"
+            message = v.message.split("\n", 1)[-1]  # the pack prefixes the policy's description
+            console.print(f"  [{colour}]{v.enforcement}[/] {v.severity} {escape(v.policy)}: {escape(message)}")
+    verdict = "[red]blocked[/]" if report.mandatory else "[green]passed[/]"
+    console.print(
+        f"policy {escape(report.pack)}@{escape(report.version)}: {verdict}: "
+        f"{len(report.mandatory)} mandatory, {len(report.violations) - len(report.mandatory)} advisory violation(s)",
+        highlight=False,
+    )

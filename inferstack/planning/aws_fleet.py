@@ -106,6 +106,7 @@ class AwsFleetPlan:
     spot_allocation_strategy: str
     health_check_grace_seconds: int
     network: NetworkPlan
+    public_ip: bool
     scaling: ScalingPlan
     user_data: str
 
@@ -217,6 +218,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         spot_allocation_strategy=target.spot.allocation_strategy,
         health_check_grace_seconds=grace,
         network=plan_network(target),
+        public_ip=target.network.public_ip,
         scaling=scaling,
         user_data=user_data,
     )

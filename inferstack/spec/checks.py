@@ -20,6 +20,7 @@ _ECR_REGION = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\
 def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings: list[Finding] = []
     findings += _check_serving(spec)
+    findings += _check_opt_outs(spec)
     for name, target in spec.targets.items():
         findings += _check_model_ref(spec, name)
         findings += _check_region(spec, ("targets", name, "region"), target.region, target.cloud)
@@ -45,6 +46,29 @@ def _check_serving(spec: DeploymentSpec) -> list[Finding]:
     return out
 
 
+def _check_opt_outs(spec: DeploymentSpec) -> list[Finding]:
+    """Opt-outs of secure defaults are allowed, and said out loud: the policy pack blocks them."""
+    out = [
+        Finding(
+            ("residency", "exceptions", i),
+            f"{region!r} is an exception to residency: allowed by the spec, blocked by the policy pack "
+            "unless its residency config is overridden",
+            "warning",
+        )
+        for i, region in enumerate(spec.residency.exceptions)
+    ]
+    for name, target in spec.targets.items():
+        if isinstance(target, AwsGpuFleetTarget) and target.network.public_ip:
+            out.append(
+                Finding(
+                    ("targets", name, "network", "public_ip"),
+                    "serving nodes get public IPs (opt-out of the private-only default); the policy pack flags it",
+                    "warning",
+                )
+            )
+    return out
+
+
 def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:
     ref = spec.targets[name].model
     loc = ("targets", name, "model")
@@ -61,7 +85,7 @@ def _check_region(spec: DeploymentSpec, loc, region: str, cloud: str, what: str 
         return [Finding(loc, f"unknown {cloud.upper()} region {region!r}{did_you_mean(region, known)}")]
     if known[region] != cloud:
         return [Finding(loc, f"{region!r} is a {known[region].upper()} region; this needs an {cloud.upper()} region")]
-    allowed = spec.residency.allowed_regions
+    allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
     if region not in allowed:
         inside = sorted(r for r in allowed if known.get(r) == cloud)
         return [

@@ -83,6 +83,11 @@ class Residency(StrictModel):
 
     jurisdiction: str | None = Field(default=None, description="e.g. eu, us, uk, ch, ca, jp")
     regions: list[str] | None = Field(default=None, min_length=1)
+    exceptions: list[str] = Field(
+        default_factory=list,
+        description="Opt-out: regions the spec may use outside residency. The spec accepts them with a "
+        "warning; the policy pack's residency config leaves them out, so it still blocks them.",
+    )
 
     @field_validator("jurisdiction")
     @classmethod
@@ -91,7 +96,7 @@ class Residency(StrictModel):
             raise ValueError(f"unknown jurisdiction {v!r}; known: {', '.join(sorted(catalog.jurisdictions()))}")
         return v
 
-    @field_validator("regions")
+    @field_validator("regions", "exceptions")
     @classmethod
     def _known_regions(cls, v: list[str] | None) -> list[str] | None:
         for i, region in enumerate(v or []):
@@ -107,6 +112,7 @@ class Residency(StrictModel):
 
     @property
     def allowed_regions(self) -> frozenset[str]:
+        """Where data may live: what the policy pack enforces (exceptions excluded)."""
         if self.jurisdiction is not None:
             return catalog.jurisdictions()[self.jurisdiction].regions
         return frozenset(self.regions or ())
@@ -238,6 +244,10 @@ class AwsNetwork(StrictModel):
 
     cidr: str | None = Field(default=None, description="CIDR of the VPC to create (default 10.64.0.0/16).")
     availability_zones: int | None = Field(default=None, ge=2, le=6, description="Private subnets to spread over.")
+    public_ip: bool = Field(
+        default=False,
+        description="Opt-out: give serving nodes public IPs. Off by default; the policy pack flags it.",
+    )
     vpc_id: str | None = Field(default=None, pattern=VPC_ID_PATTERN)
     subnet_ids: list[Annotated[str, StringConstraints(pattern=SUBNET_ID_PATTERN)]] | None = None
 
@@ -320,6 +330,12 @@ class AwsGpuFleetTarget(StrictModel):
 Target = AwsGpuFleetTarget
 
 
+class Guardrails(StrictModel):
+    """Limits the policy pack checks (advisory): inferstack policy-config passes them on."""
+
+    max_gpus: int = Field(default=64, ge=0, description="GPUs the whole stack may scale to.")
+
+
 class DeploymentSpec(StrictModel):
     """One environment's inference stack."""
 
@@ -336,6 +352,7 @@ class DeploymentSpec(StrictModel):
     models: dict[Name, Model] = Field(min_length=1)
     serving: Serving
     targets: dict[Name, Target] = Field(min_length=1)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
 
     def model_of(self, target_name: str) -> tuple[str, Model]:
         """The (name, model) a target serves; checks guarantee the reference resolves."""

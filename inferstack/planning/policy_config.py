@@ -1,0 +1,43 @@
+"""The policy pack's config, derived from the spec, so that the PR pipeline's
+`pulumi preview --policy-pack-config` and the offline check always agree.
+
+Residency comes from the spec's residency section, never from its `exceptions`: an exception is
+an opt-out the spec accepts and the pack still blocks, until a person overrides the config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferstack import catalog
+from inferstack.planning.naming import standard_tags
+from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec
+
+# The names the pack declares; a test checks each exists in the pack.
+AWS_REGION = "residency-aws-resource-require-allowed-region"
+GCP_LOCATION = "residency-gcp-resource-require-allowed-location"
+REPLICAS = "residency-storage-replica-require-allowed-region"
+S3_REPLICATION = "residency-aws-s3bucket-disallow-outside-replication"
+VPN_PEERS = "residency-vpn-peer-require-allowed-ip"
+TAGS = "tags-resource-require-standard-tags"
+GPU_LIMIT = "cost-stack-gpu-count-limit"
+
+
+def derive(spec: DeploymentSpec) -> dict[str, Any]:
+    known = catalog.known_regions()
+    allowed = spec.residency.allowed_regions
+    aws = sorted(r for r in allowed if known.get(r) == "aws")
+    gcp = sorted(r for r in allowed if known.get(r) == "gcp")
+    instance_types = sorted(
+        {t for target in spec.targets.values() if isinstance(target, AwsGpuFleetTarget) for t in target.instance_types}
+    )
+    gpus = {t: catalog.aws_instance_types()[t].gpu_count for t in instance_types}
+    return {
+        AWS_REGION: {"allowedRegions": aws},
+        GCP_LOCATION: {"allowedRegions": gcp, "allowedZones": [], "allowedMultiRegions": []},
+        REPLICAS: {"allowedRegions": sorted(allowed)},
+        S3_REPLICATION: {"allowedRegions": aws},
+        VPN_PEERS: {"allowedPeerIps": []},
+        TAGS: {"requiredTags": [k for k in standard_tags(spec, "-", "-") if k != "managed-by"]},
+        GPU_LIMIT: {"maxGpus": spec.guardrails.max_gpus, "gpusPerInstanceType": gpus},
+    }

@@ -1,0 +1,260 @@
+"""Every rule of the pack with a passing and a violating resource (or stack)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policy_harness import POLICIES, provider, resource, run_resource, run_stack
+from inferstack.policy_pack.inferstack_policies import RULES
+
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+EU = {"allowedRegions": ["eu-central-1"]}
+TAGS = {"stack": "dev", "environment": "dev", "team": "ml", "model": "m", "data-classification": "internal"}
+DIGEST = "sha256:" + "a" * 64
+
+# (policy, type, passing props, violating props, expected words in the violation, config, provider props)
+RESOURCE_CASES = [
+    ("residency-aws-resource-require-allowed-region", "aws:ec2/vpc:Vpc", {}, {}, "outside the allowed regions",
+     EU, ({"region": "eu-central-1"}, {"region": "us-east-1"})),
+    ("residency-aws-resource-require-allowed-region", "aws:ec2/vpc:Vpc", {"region": "eu-central-1"},
+     {"region": "us-west-2"}, "'us-west-2' is outside", EU, ({"region": "us-east-1"}, {"region": "eu-central-1"})),
+    ("residency-aws-resource-require-allowed-region", "pulumi:providers:aws", {"region": "eu-central-1"}, {},
+     "cannot be determined", EU, None),
+    ("residency-gcp-resource-require-allowed-location", "gcp:kms/keyRing:KeyRing", {"location": "europe-west4"},
+     {"location": "global"}, "'global' is outside", {"allowedRegions": ["europe-west4"]}, None),
+    ("residency-gcp-resource-require-allowed-location", "gcp:tpu/v2Vm:V2Vm", {"zone": "europe-west4-a"},
+     {"zone": "us-central2-b"}, "'us-central2-b' is outside", {"allowedRegions": ["europe-west4"]}, None),
+    ("residency-gcp-resource-require-allowed-location", "gcp:storage/bucket:Bucket", {"location": "EUROPE-WEST4"},
+     {"location": "EU"}, "'eu' is outside", {"allowedRegions": ["europe-west4"]}, None),
+    ("residency-vpn-peer-require-allowed-ip", "aws:ec2/customerGateway:CustomerGateway", {"ipAddress": "203.0.113.10"},
+     {"ipAddress": "198.51.100.7"}, "198.51.100.7 is not an allowed peer", {"allowedPeerIps": ["203.0.113.10"]}, None),
+    ("residency-vpn-peer-require-allowed-ip", "gcp:compute/externalVpnGateway:ExternalVpnGateway",
+     {"interfaces": [{"ipAddress": "203.0.113.10"}]}, {"interfaces": [{"ipAddress": "192.0.2.1"}]},
+     "192.0.2.1", {"allowedPeerIps": ["203.0.113.10"]}, None),
+    ("residency-storage-replica-require-allowed-region", "aws:dynamodb/table:Table",
+     {"replicas": [{"regionName": "eu-central-1"}]}, {"replicas": [{"regionName": "us-east-1"}]},
+     "replica in 'us-east-1'", EU, None),
+    ("security-compute-instance-disallow-public-ip", LT, {"networkInterfaces": [{"associatePublicIpAddress": "false"}]},
+     {"networkInterfaces": [{"associatePublicIpAddress": "true"}]}, "associates a public IP", {}, None),
+    ("security-compute-instance-disallow-public-ip", "gcp:compute/instanceTemplate:InstanceTemplate",
+     {"networkInterfaces": [{"subnetwork": "s"}]}, {"networkInterfaces": [{"accessConfigs": [{}]}]},
+     "external IP", {}, None),
+    ("security-compute-instance-disallow-public-ip", "gcp:tpu/v2Vm:V2Vm", {"networkConfig": {"enableExternalIps": False}},
+     {"networkConfig": {"enableExternalIps": True}}, "external IPs", {}, None),
+    ("security-compute-instance-disallow-public-ip", "aws:ec2/subnet:Subnet", {"mapPublicIpOnLaunch": False},
+     {"mapPublicIpOnLaunch": True}, "maps public IPs", {}, None),
+    ("security-aws-ec2-require-imdsv2", LT, {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}},
+     {"metadataOptions": {"httpTokens": "optional", "httpPutResponseHopLimit": 2}}, "IMDSv2 is not required", {}, None),
+    ("security-aws-ec2-require-imdsv2", "aws:ec2/instance:Instance",
+     {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}}, {}, "hop limit is None", {}, None),
+    ("security-disk-require-cmk-encryption", LT,
+     {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "kmsKeyId": "arn:k"}}]},
+     {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true"}}]}, "AWS-managed key", {}, None),
+    ("security-disk-require-cmk-encryption", "gcp:compute/instanceTemplate:InstanceTemplate",
+     {"disks": [{"diskEncryptionKey": {"kmsKeySelfLink": "projects/p/k"}}]}, {"disks": [{"boot": True}]},
+     "Disk 0 is not encrypted", {}, None),
+    ("security-kms-key-require-rotation", "aws:kms/key:Key", {"enableKeyRotation": True}, {"enableKeyRotation": False},
+     "rotation is off", {}, None),
+    ("security-kms-key-require-rotation", "gcp:kms/cryptoKey:CryptoKey", {"rotationPeriod": "7776000s"},
+     {"rotationPeriod": "63072000s"}, "exceeds 365 days", {}, None),
+    ("security-network-ingress-disallow-public", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+     {"cidrIpv4": "10.0.0.0/16"}, {"cidrIpv4": "0.0.0.0/0"}, "open to 0.0.0.0/0", {}, None),
+    ("security-network-ingress-disallow-public", "gcp:compute/firewall:Firewall",
+     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["10.0.0.0/8"]},
+     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["::/0"]}, "open to ::/0", {}, None),
+    ("security-network-ingress-disallow-public", "aws:ec2/securityGroup:SecurityGroup",
+     {"ingress": [{"cidrBlocks": ["10.0.0.0/8"]}]}, {"ingress": [{"cidrBlocks": ["0.0.0.0/0"]}]}, "open to", {}, None),
+    ("security-lb-listener-require-tls12", "aws:lb/listener:Listener",
+     {"protocol": "TLS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
+     {"protocol": "TLS", "sslPolicy": "ELBSecurityPolicy-2016-08"}, "allows TLS below 1.2", {}, None),
+    ("security-lb-listener-require-tls12", "aws:lb/listener:Listener",
+     {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-3-2021-06"}, {"protocol": "TCP"}, "not TLS", {}, None),
+    ("security-lb-listener-require-tls12", "gcp:compute/sSLPolicy:SSLPolicy", {"minTlsVersion": "TLS_1_2"},
+     {"minTlsVersion": "TLS_1_0"}, "TLS_1_0", {}, None),
+    ("security-aws-vpcendpointservice-require-acceptance", "aws:ec2/vpcEndpointService:VpcEndpointService",
+     {"acceptanceRequired": True, "allowedPrincipals": ["arn:aws:iam::111122223333:root"]},
+     {"acceptanceRequired": False, "allowedPrincipals": ["*"]}, "without review", {}, None),
+    ("security-aws-vpcendpointservice-require-acceptance",
+     "aws:ec2/vpcEndpointServiceAllowedPrinciple:VpcEndpointServiceAllowedPrinciple",
+     {"principalArn": "arn:aws:iam::111122223333:root"}, {"principalArn": "*"}, "Any AWS principal", {}, None),
+    ("security-gcp-serviceattachment-require-manual-acceptance", "gcp:compute/serviceAttachment:ServiceAttachment",
+     {"connectionPreference": "ACCEPT_MANUAL"}, {"connectionPreference": "ACCEPT_AUTOMATIC"}, "ACCEPT_AUTOMATIC", {}, None),
+    ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicy:RolePolicy",
+     {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})},
+     {"policy": json.dumps({"Statement": [{"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"}]})},
+     "Admin allows '*' on '*'", {}, None),
+    ("security-gcp-storagebucket-require-private-encrypted", "gcp:storage/bucket:Bucket",
+     {"publicAccessPrevention": "enforced", "uniformBucketLevelAccess": True, "encryption": {"defaultKmsKeyName": "k"}},
+     {"publicAccessPrevention": "inherited", "uniformBucketLevelAccess": True, "encryption": {"defaultKmsKeyName": "k"}},
+     "not enforced", {}, None),
+    ("tags-resource-require-standard-tags", "aws:ec2/vpc:Vpc", {"tags": TAGS}, {"tags": {"stack": "dev"}},
+     "Missing tags: environment, team, model, data-classification", {}, None),
+    ("tags-resource-require-standard-tags", "aws:autoscaling/group:Group",
+     {"tags": [{"key": k, "value": v} for k, v in TAGS.items()]}, {"tags": []}, "Missing tags", {}, None),
+    ("tags-resource-require-standard-tags", "gcp:compute/instanceTemplate:InstanceTemplate", {"labels": TAGS},
+     {}, "Missing tags: stack", {}, None),
+]
+
+POD = {"securityContext": {"runAsNonRoot": True}, "containers": [{
+    "name": "engine", "image": f"vllm/vllm-openai@{DIGEST}",
+    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+    "resources": {"limits": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1}, "requests": {"nvidia.com/gpu": 1}},
+}]}
+
+
+def _deployment(**pod_changes) -> dict:
+    pod = json.loads(json.dumps(POD))
+    container = pod["containers"][0]
+    for key, value in pod_changes.items():
+        if key.startswith("c_"):
+            container[key[2:]] = value
+        else:
+            pod[key] = value
+    return {"spec": {"template": {"spec": pod}}}
+
+
+K8S_CASES = [
+    ("security-kubernetes-workload-require-non-root", {"securityContext": {}}, "may run as root"),
+    ("security-kubernetes-workload-disallow-privileged",
+     {"c_securityContext": {"privileged": True, "readOnlyRootFilesystem": True}}, "is privileged"),
+    ("security-kubernetes-workload-disallow-host-namespaces", {"hostNetwork": True}, "sets hostNetwork"),
+    ("security-kubernetes-workload-require-readonly-rootfs",
+     {"c_securityContext": {"allowPrivilegeEscalation": False}}, "writable root filesystem"),
+    ("security-kubernetes-workload-require-resource-limits",
+     {"c_resources": {"requests": {"nvidia.com/gpu": 1}}}, "no limit for cpu, memory, nvidia.com/gpu"),
+    ("security-kubernetes-workload-require-image-digest", {"c_image": "vllm/vllm-openai:latest"}, "mutable image"),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "token", "good", "bad", "words", "config", "providers"),
+    RESOURCE_CASES,
+    ids=[f"{c[0]}:{c[1].rsplit(':', 1)[-1]}" for c in RESOURCE_CASES],
+)
+def test_resource_rule(policy, token, good, bad, words, config, providers):
+    good_provider = provider(**providers[0]) if providers else None
+    bad_provider = provider(**providers[1]) if providers else None
+    assert run_resource(policy, token, good, config=config, prov=good_provider) == []
+    found = run_resource(policy, token, bad, config=config, prov=bad_provider)
+    assert found and any(words in m for m in found), found
+    assert all(" Fix: " in m for m in found)  # every message carries its remediation
+
+
+@pytest.mark.parametrize(("policy", "change", "words"), K8S_CASES, ids=[c[0] for c in K8S_CASES])
+def test_kubernetes_rule(policy, change, words):
+    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
+        assert run_resource(policy, kind, _deployment()) == []
+        found = run_resource(policy, kind, _deployment(**change))
+        assert any(words in m for m in found), found
+
+
+def test_residency_fails_closed_without_config():
+    found = run_resource("residency-aws-resource-require-allowed-region", "aws:ec2/vpc:Vpc", {"region": "eu-central-1"})
+    assert found and "outside the allowed regions []" in found[0]
+
+
+def test_global_services_have_no_region_to_check():
+    assert run_resource("residency-aws-resource-require-allowed-region", "aws:iam/role:Role", {}, config=EU) == []
+
+
+# -- stack rules ---------------------------------------------------------------------------------
+
+
+def test_stack_requires_known_regions_and_fails_closed_on_unknown():
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+    known = resource("aws:ec2/vpc:Vpc", {}, prov=provider(region="eu-central-1"))
+    assert run_stack("residency-stack-require-known-region", [known]) == []
+    unknown = resource("aws:ec2/vpc:Vpc", unknown_checking_proxy({"region": UNKNOWN_STRING_VALUE}), name="u")
+    missing = resource("aws:ec2/subnet:Subnet", {}, name="m")
+    found = run_stack("residency-stack-require-known-region", [known, unknown, missing])
+    assert [urn.rsplit("::", 1)[1] for _, urn in found] == ["u", "m"]
+    assert "unknown at preview" in found[0][0] and "no region" in found[1][0]
+
+
+def test_s3_replication_only_to_declared_buckets_in_allowed_regions():
+    eu_bucket = resource("aws:s3/bucket:Bucket", {"bucket": "eu-copy"}, "eu", prov=provider(region="eu-central-1"))
+    us_bucket = resource("aws:s3/bucket:Bucket", {"bucket": "us-copy"}, "us", prov=provider(region="us-east-1"))
+    def repl(dest):
+        return resource("aws:s3/bucketReplicationConfig:BucketReplicationConfig",
+                        {"rules": [{"destination": {"bucket": f"arn:aws:s3:::{dest}"}}]}, f"to-{dest}")
+    policy = "residency-aws-s3bucket-disallow-outside-replication"
+    assert run_stack(policy, [eu_bucket, repl("eu-copy")], config=EU) == []
+    assert "leaves the allowed regions" in run_stack(policy, [us_bucket, repl("us-copy")], config=EU)[0][0]
+    assert "not declared in this stack" in run_stack(policy, [repl("elsewhere")], config=EU)[0][0]
+
+
+def test_s3_buckets_block_public_access_and_encrypt_with_kms():
+    bucket = resource("aws:s3/bucket:Bucket", {"bucket": "logs"}, "logs")
+    pab = resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+                   {f: True for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")},
+                   "logs-pab", deps={"bucket": [bucket]})
+    sse = resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                   {"bucket": "logs", "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms",
+                                                                                      "kmsMasterKeyId": "arn:k"}}]},
+                   "logs-sse")
+    policy = "security-aws-s3bucket-require-private-encrypted"
+    assert run_stack(policy, [bucket, pab, sse]) == []
+    found = run_stack(policy, [bucket, sse])
+    assert len(found) == 1 and "does not block public access" in found[0][0]
+
+
+def _group(name, types, max_size, tags=None, distribution=None):
+    props = {"maxSize": max_size, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
+             "mixedInstancesPolicy": {"launchTemplate": {"overrides": [{"instanceType": t} for t in types]},
+                                      "instancesDistribution": distribution or {}}}
+    return resource("aws:autoscaling/group:Group", props, name)
+
+
+def test_gpu_ceiling_sums_groups_at_max_capacity():
+    config = {"maxGpus": 16, "gpusPerInstanceType": {"g6.xlarge": 1, "p4de.24xlarge": 8}}
+    ok = [_group("a", ["g6.xlarge"], 8), _group("b", ["p4de.24xlarge"], 1)]
+    assert run_stack("cost-stack-gpu-count-limit", ok, config=config) == []
+    found = run_stack("cost-stack-gpu-count-limit", ok + [_group("c", ["p4de.24xlarge"], 1)], config=config)
+    assert "runs 24 GPUs, above the ceiling of 16" in found[0][0]
+    unknown = run_stack("cost-stack-gpu-count-limit", [_group("d", ["x1.large"], 1)], config=config)
+    assert "no GPU count for ['x1.large']" in unknown[0][0]
+
+
+def test_batch_groups_must_be_spot():
+    spot = {"onDemandBaseCapacity": 0, "onDemandPercentageAboveBaseCapacity": 0}
+    ok = _group("batch", ["g6.xlarge"], 2, {"workload": "batch"}, spot)
+    bad = _group("batch2", ["g6.xlarge"], 2, {"workload": "batch"}, {"onDemandPercentageAboveBaseCapacity": 50})
+    serving = _group("serve", ["g6.xlarge"], 2, {}, {"onDemandPercentageAboveBaseCapacity": 100})
+    assert run_stack("cost-aws-autoscalinggroup-require-spot-for-batch", [ok, serving]) == []
+    assert len(run_stack("cost-aws-autoscalinggroup-require-spot-for-batch", [bad])) == 1
+
+
+# -- the pack's metadata -------------------------------------------------------------------------
+
+
+def test_every_rule_is_named_and_documented_like_a_compliance_pack():
+    import re
+
+    assert set(RULES) == set(POLICIES)
+    for name, rule in RULES.items():
+        assert re.fullmatch(r"(residency|security|tags|cost)-[a-z0-9]+(-[a-z0-9]+){3,}", name), name
+        assert rule.description and rule.remediation and rule.severity is not None
+        for key, schema in rule.config.items():
+            assert "default" in schema, f"{name}.{key} has no default"
+
+
+def test_residency_and_security_are_mandatory_cost_is_advisory():
+    from pulumi_policy import EnforcementLevel
+
+    for name, rule in RULES.items():
+        expected = EnforcementLevel.ADVISORY if name.startswith("cost-") else EnforcementLevel.MANDATORY
+        assert rule.enforcement == expected, name
+
+
+def test_every_rule_has_a_test_above():
+    tested = {c[0] for c in RESOURCE_CASES} | {c[0] for c in K8S_CASES} | {
+        "residency-stack-require-known-region",
+        "residency-aws-s3bucket-disallow-outside-replication",
+        "security-aws-s3bucket-require-private-encrypted",
+        "cost-stack-gpu-count-limit",
+        "cost-aws-autoscalinggroup-require-spot-for-batch",
+    }
+    assert tested == set(RULES)
