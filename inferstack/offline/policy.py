@@ -194,6 +194,17 @@ def analyze(plan_doc: dict[str, Any], config: dict[str, Any], pack_dir: Path | N
             type=p["type"], properties=_struct(p["inputs"]), urn=p["urn"], name=p["name"]
         )
 
+    def common(resource: dict[str, Any]) -> dict[str, Any]:
+        """The fields AnalyzeRequest and AnalyzerResource share."""
+        return {
+            "type": resource["type"],
+            "properties": _struct(resource["inputs"]),
+            "urn": resource["urn"],
+            "name": resource["name"],
+            "options": _options(resource),
+            "provider": provider(resource),
+        }
+
     diagnostics: list[analyzer_pb2.AnalyzeDiagnostic] = []
     with PolicyPackProcess(pack_dir) as pack:
         assert pack.stub is not None
@@ -204,26 +215,12 @@ def analyze(plan_doc: dict[str, Any], config: dict[str, Any], pack_dir: Path | N
                 analyzer_pb2.AnalyzerStackConfigureRequest(stack=plan_doc["stack"], project="inferstack", dry_run=True)
             )
             for r in resources_:
-                response = pack.stub.Analyze(
-                    analyzer_pb2.AnalyzeRequest(
-                        type=r["type"],
-                        properties=_struct(r["inputs"]),
-                        urn=r["urn"],
-                        name=r["name"],
-                        options=_options(r),
-                        provider=provider(r),
-                    )
-                )
+                response = pack.stub.Analyze(analyzer_pb2.AnalyzeRequest(**common(r)))
                 diagnostics += [_with_urn(d, r["urn"]) for d in response.diagnostics]
             stack = analyzer_pb2.AnalyzeStackRequest(
                 resources=[
                     analyzer_pb2.AnalyzerResource(
-                        type=r["type"],
-                        properties=_struct(r["inputs"]),
-                        urn=r["urn"],
-                        name=r["name"],
-                        options=_options(r),
-                        provider=provider(r),
+                        **common(r),
                         parent=r["parent"] or "",
                         dependencies=r["options"]["dependsOn"],
                         propertyDependencies={

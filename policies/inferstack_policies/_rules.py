@@ -76,18 +76,7 @@ def resource_rule(
             for message in check(args, rule.config_with_defaults(args.get_config())):
                 report_violation(f"{message} Fix: {remediation}")
 
-        policy = ResourceValidationPolicy(
-            name=name,
-            description=description,
-            validate=validate,
-            enforcement_level=enforcement,
-            config_schema=rule.schema(),
-            severity=severity,
-            remediation_steps=remediation,
-        )
-        policy.check = check  # type: ignore[attr-defined]  # the bare check, for unit tests
-        policy.rule = rule  # type: ignore[attr-defined]
-        return policy
+        return _policy(ResourceValidationPolicy, rule, validate, check)
 
     return wrap
 
@@ -110,20 +99,24 @@ def stack_rule(
             for message, urn in check(args, rule.config_with_defaults(args.get_config())):
                 report_violation(f"{message} Fix: {remediation}", urn)
 
-        policy = StackValidationPolicy(
-            name=name,
-            description=description,
-            validate=validate,
-            enforcement_level=enforcement,
-            config_schema=rule.schema(),
-            severity=severity,
-            remediation_steps=remediation,
-        )
-        policy.check = check  # type: ignore[attr-defined]
-        policy.rule = rule  # type: ignore[attr-defined]
-        return policy
+        return _policy(StackValidationPolicy, rule, validate, check)
 
     return wrap
+
+
+def _policy(cls, rule: Rule, validate, check):
+    policy = cls(
+        name=rule.name,
+        description=rule.description,
+        validate=validate,
+        enforcement_level=rule.enforcement,
+        config_schema=rule.schema(),
+        severity=rule.severity,
+        remediation_steps=rule.remediation,
+    )
+    policy.check = check  # the bare check, for unit tests
+    policy.rule = rule
+    return policy
 
 
 # -- property helpers ---------------------------------------------------------------------------
