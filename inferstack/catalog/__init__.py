@@ -182,3 +182,107 @@ def model_architectures() -> dict[str, ModelArchitecture]:
         )
         for row in _csv_rows("model_architectures.csv")
     }
+
+
+@dataclass(frozen=True)
+class GcpMachineType:
+    """A Compute Engine machine type that carries GPUs, or N1 with guest accelerators."""
+
+    name: str
+    accelerator: str
+    accelerator_count: int
+    accelerator_memory_mib: int
+    vcpus: int
+    memory_gib: float
+
+    @property
+    def gpu_count(self) -> int:
+        return self.accelerator_count
+
+    @property
+    def total_accelerator_memory_bytes(self) -> int:
+        return self.accelerator_memory_mib * MIB * self.accelerator_count
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.accelerator_count}x {self.accelerator}, {self.accelerator_memory_mib / 1024:.1f} GiB each)"
+
+
+@dataclass(frozen=True)
+class GcpGuestAccelerator:
+    name: str
+    gpu: str
+    counts: tuple[int, ...]
+    memory_mib: int
+
+
+@cache
+def _gcp_data() -> dict:
+    return _yaml("gcp_machine_types.yaml")
+
+
+@cache
+def gcp_machine_types() -> dict[str, GcpMachineType]:
+    gpus = _gcp_data()["gpus"]
+    return {
+        name: GcpMachineType(name, gpu, count, gpus[gpu], vcpus, mem)
+        for name, (gpu, count, vcpus, mem) in _gcp_data()["machine_types"].items()
+    }
+
+
+@cache
+def gcp_guest_accelerators() -> dict[str, GcpGuestAccelerator]:
+    gpus = _gcp_data()["gpus"]
+    return {
+        name: GcpGuestAccelerator(name, gpu, tuple(counts), gpus[gpu])
+        for name, (gpu, counts) in _gcp_data()["n1_accelerators"].items()
+    }
+
+
+@dataclass(frozen=True)
+class TpuGeneration:
+    name: str
+    accelerator_prefix: str
+    type_counts: str  # "chips" or "cores"
+    cores_per_chip: int
+    hbm_gib_per_chip: int
+    chips_per_host: int  # the most chips a single-host slice has
+    multi_host_chips_per_host: int
+    topologies: tuple[str, ...]
+    runtime_versions: tuple[str, ...]
+
+    @staticmethod
+    def chips_of(topology: str) -> int:
+        chips = 1
+        for dim in topology.split("x"):
+            chips *= int(dim)
+        return chips
+
+    def accelerator_type(self, topology: str) -> str:
+        """The API's accelerator type: v5litepod-8 (chips), v5p-8 (TensorCores: 4 chips)."""
+        n = self.chips_of(topology) * (self.cores_per_chip if self.type_counts == "cores" else 1)
+        return f"{self.accelerator_prefix}-{n}"
+
+    def hosts(self, topology: str) -> int:
+        chips = self.chips_of(topology)
+        return 1 if chips <= self.chips_per_host else -(-chips // self.multi_host_chips_per_host)
+
+    def hbm_bytes(self, topology: str) -> int:
+        return self.chips_of(topology) * self.hbm_gib_per_chip * GIB
+
+
+@cache
+def tpu_generations() -> dict[str, TpuGeneration]:
+    return {
+        name: TpuGeneration(
+            name=name,
+            accelerator_prefix=v["accelerator_prefix"],
+            type_counts=v["type_counts"],
+            cores_per_chip=v.get("cores_per_chip", 1),
+            hbm_gib_per_chip=v["hbm_gib_per_chip"],
+            chips_per_host=v["chips_per_host"],
+            multi_host_chips_per_host=v["multi_host_chips_per_host"],
+            topologies=tuple(v["topologies"]),
+            runtime_versions=tuple(v["runtime_versions"]),
+        )
+        for name, v in _yaml("tpu_generations.yaml").items()
+    }

@@ -170,7 +170,9 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
     prefix = resource_prefix(spec, stack, name)
     grace = spec.serving.health_check_grace_seconds or sizing.startup_seconds(sizing.footprint(model_name, model))
     scaling = plan_scaling(target)
-    ecr = parse_ecr(spec.serving.image)
+    image = spec.image_of(name)
+    assert image is not None  # the spec checks guarantee every GPU target resolves an image
+    ecr = parse_ecr(image)
     asg_name = prefix
     log_group = f"/inferstack/{stack}/{name}"
     weights_uri = f"s3://{model.bucket}/{model.prefix}/" if model.prefix else f"s3://{model.bucket}/"
@@ -181,7 +183,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         region=target.region,
         model_name=model_name,
         weights_uri=weights_uri,
-        image=spec.serving.image,
+        image=image,
         ecr=ecr,
         port=spec.serving.port,
         engine=engine,
@@ -201,7 +203,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         model_name=model_name,
         weights_bucket=model.bucket,
         weights_prefix=model.prefix,
-        image=spec.serving.image,
+        image=image,
         ecr=ecr,
         instance_types=tuple(target.instance_types),
         ami_ssm_parameter=target.ami_ssm_parameter,

@@ -7,66 +7,63 @@ They run after pydantic has accepted the shape of the spec, and return every fin
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from inferstack import catalog
 from inferstack.catalog import GIB
-from inferstack.errors import Finding, did_you_mean
+from inferstack.errors import Finding, Loc, did_you_mean
 from inferstack.planning import sizing
-from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec
+from inferstack.spec.models import (
+    AwsGpuFleetTarget,
+    DeploymentSpec,
+    GcpGpuFleetTarget,
+    GcpTpuTarget,
+    Model,
+    image_digest,
+)
 
 _ECR_REGION = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com/")
+_ARTIFACT_REGISTRY = re.compile(r"^([a-z0-9-]+)-docker\.pkg\.dev/")
+# Artifact Registry's multi-regions: data may sit anywhere in them, so residency cannot use them.
+_AR_MULTI_REGIONS = {"us", "europe", "asia"}
+_WEIGHTS_SCHEME = {"aws": "s3", "gcp": "gs"}
 
 
 def check_spec(spec: DeploymentSpec) -> list[Finding]:
-    findings: list[Finding] = []
-    findings += _check_serving(spec)
-    findings += _check_opt_outs(spec)
+    findings = list(_check_opt_outs(spec))
     for name, target in spec.targets.items():
+        base = ("targets", name)
         findings += _check_model_ref(spec, name)
-        findings += _check_region(spec, ("targets", name, "region"), target.region, target.cloud)
+        findings += _check_region(spec, (*base, "zone" if isinstance(target, GcpTpuTarget) else "region"),
+                                  target.region, target.cloud)
+        findings += _check_image(spec, name)
+        if not _check_model_ref(spec, name):
+            findings += _check_weights(spec, name)
         if isinstance(target, AwsGpuFleetTarget):
             findings += _check_aws_fleet(spec, name, target)
+        elif isinstance(target, GcpGpuFleetTarget):
+            findings += _check_gcp_fleet(spec, name, target)
+        elif isinstance(target, GcpTpuTarget):
+            findings += _check_tpu(spec, name, target)
     return findings
 
 
-def _check_serving(spec: DeploymentSpec) -> list[Finding]:
-    out: list[Finding] = []
-    if spec.serving.image_digest is None:
-        out.append(
-            Finding(
-                ("serving", "image"),
-                "a tag is mutable, so two nodes may run different engines: pin the image by digest "
-                "(repo@sha256:...)",
-                "warning",
-            )
-        )
-    ecr = _ECR_REGION.match(spec.serving.image)
-    if ecr:
-        out += _check_region(spec, ("serving", "image"), ecr.group(1), "aws", what="the image's ECR registry")
-    return out
-
-
-def _check_opt_outs(spec: DeploymentSpec) -> list[Finding]:
+def _check_opt_outs(spec: DeploymentSpec) -> Iterator[Finding]:
     """Opt-outs of secure defaults are allowed, and said out loud: the policy pack blocks them."""
-    out = [
-        Finding(
+    for i, region in enumerate(spec.residency.exceptions):
+        yield Finding(
             ("residency", "exceptions", i),
             f"{region!r} is an exception to residency: allowed by the spec, blocked by the policy pack "
             "unless its residency config is overridden",
             "warning",
         )
-        for i, region in enumerate(spec.residency.exceptions)
-    ]
     for name, target in spec.targets.items():
-        if isinstance(target, AwsGpuFleetTarget) and target.network.public_ip:
-            out.append(
-                Finding(
-                    ("targets", name, "network", "public_ip"),
-                    "serving nodes get public IPs (opt-out of the private-only default); the policy pack flags it",
-                    "warning",
-                )
+        if target.network.public_ip:
+            yield Finding(
+                ("targets", name, "network", "public_ip"),
+                "serving nodes get public IPs (opt-out of the private-only default); the policy pack flags it",
+                "warning",
             )
-    return out
 
 
 def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:
@@ -79,10 +76,10 @@ def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:
     return []
 
 
-def _check_region(spec: DeploymentSpec, loc, region: str, cloud: str, what: str = "region") -> list[Finding]:
+def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what: str = "region") -> list[Finding]:
     known = catalog.known_regions()
     if region not in known:
-        return [Finding(loc, f"unknown {cloud.upper()} region {region!r}{did_you_mean(region, known)}")]
+        return [Finding(loc, f"unknown {cloud.upper()} {what} {region!r}{did_you_mean(region, known)}")]
     if known[region] != cloud:
         return [Finding(loc, f"{region!r} is a {known[region].upper()} region; this needs an {cloud.upper()} region")]
     allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
@@ -98,67 +95,165 @@ def _check_region(spec: DeploymentSpec, loc, region: str, cloud: str, what: str 
     return []
 
 
-def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
-    out: list[Finding] = []
-    base = ("targets", name)
-    engine = catalog.engines()[spec.serving.engine]
-    if target.autoscaling.signal == "queue_depth" and engine.queue_metric is None:
-        out.append(
-            Finding(
-                (*base, "autoscaling", "signal"),
-                f"{engine.name} exposes no waiting-requests gauge to scale on; use gpu_utilization",
-            )
-        )
-    if target.autoscaling.signal == "requests_per_target" and engine.running_metric is None:
-        out.append(
-            Finding(
-                (*base, "autoscaling", "signal"),
-                f"{engine.name} exposes no in-flight-requests gauge to scale on; use gpu_utilization",
-            )
-        )
+def _image_loc(spec: DeploymentSpec, name: str) -> Loc:
+    return ("targets", name, "image") if spec.targets[name].image else ("serving", "image")
 
+
+def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
+    target = spec.targets[name]
+    image = spec.image_of(name)
+    if image is None:
+        return [Finding(("targets", name, "image"), "no engine image: set serving.image or this target's image")]
+    loc = _image_loc(spec, name)
+    out = []
+    if image_digest(image) is None:
+        out.append(
+            Finding(
+                loc,
+                "a tag is mutable, so two nodes may run different engines: pin the image by digest (repo@sha256:...)",
+                "warning",
+            )
+        )
+    ecr, ar = _ECR_REGION.match(image), _ARTIFACT_REGISTRY.match(image)
+    if target.cloud == "aws" and ecr:
+        out += _check_region(spec, loc, ecr.group(1), "aws", what="the image's ECR registry")
+    elif target.cloud == "gcp" and ar and ar.group(1) in _AR_MULTI_REGIONS:
+        out.append(
+            Finding(
+                loc,
+                f"the image is in the {ar.group(1)!r} multi-region of Artifact Registry, which residency cannot "
+                "pin down: use a regional repository (<region>-docker.pkg.dev) inside residency",
+            )
+        )
+    elif target.cloud == "gcp" and ar:
+        out += _check_region(spec, loc, ar.group(1), "gcp", what="the image's Artifact Registry")
+    elif target.cloud == "gcp" and not target.network.cloud_nat:
+        out.append(
+            Finding(
+                loc,
+                f"target {name!r} has no internet route, so it can pull only from Artifact Registry "
+                "(<region>-docker.pkg.dev) over Private Google Access; mirror the image or set network.cloud_nat",
+            )
+        )
+    return out
+
+
+def _check_weights(spec: DeploymentSpec, name: str) -> list[Finding]:
+    target = spec.targets[name]
+    model_name, model = spec.model_of(name)
+    want = _WEIGHTS_SCHEME[target.cloud]
+    loc = ("models", model_name, "source")
+    if model.scheme == want:
+        return []
+    if model.scheme in ("hf", "oci") and not getattr(target.network, "cloud_nat", False):
+        return [
+            Finding(
+                loc,
+                f"target {name!r} has no internet route, so {model.scheme}:// weights cannot be downloaded; "
+                f"mirror them to {want}:// in the target's region",
+            )
+        ]
+    if model.scheme in ("s3", "gs"):
+        return [Finding(loc, f"target {name!r} runs on {target.cloud.upper()} and cannot read {model.scheme}:// "
+                             f"weights; mirror them to {want}://")]
+    return []
+
+
+def _fit(model_name: str, model: Model, loc: Loc, usable: int, what: str) -> list[Finding]:
+    fp = sizing.footprint(model_name, model)
+    if fp.total_bytes <= usable:
+        return []
+    return [
+        Finding(
+            loc,
+            f"{model_name} in {model.precision} needs {fp.describe()} at {model.context_length} tokens "
+            f"of context; {what} offers {usable / GIB:.1f} GiB usable. "
+            "Pick a larger type, a lower precision or a shorter context",
+        )
+    ]
+
+
+def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
+    engine = catalog.engines()[spec.serving.engine]
+    if signal == "queue_depth" and engine.queue_metric is None:
+        return [Finding(loc, f"{engine.name} exposes no waiting-requests gauge to scale on; use gpu_utilization")]
+    if signal == "requests_per_target" and engine.running_metric is None:
+        return [Finding(loc, f"{engine.name} exposes no in-flight-requests gauge to scale on; use gpu_utilization")]
+    return []
+
+
+def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
+    base = ("targets", name)
+    out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    resolved = not _check_model_ref(spec, name)
+    types = catalog.aws_instance_types()
+    for i, itype in enumerate(target.instance_types):
+        loc = (*base, "instance_types", i)
+        facts = types.get(itype)
+        if facts is None:
+            known = sorted(t for t, f in types.items() if f.is_nvidia_gpu)
+            out.append(
+                Finding(
+                    loc,
+                    f"unknown GPU instance type {itype!r}{did_you_mean(itype, types)} "
+                    f"(the catalog knows: {', '.join(known)})",
+                )
+            )
+        elif not facts.is_nvidia_gpu:
+            out.append(Finding(loc, f"{itype} carries {facts.accelerator} accelerators, not NVIDIA GPUs; pick a GPU type"))
+        elif resolved:
+            out += _fit(*spec.model_of(name), loc, sizing.usable_bytes(facts), facts.describe())
+    return out
+
+
+def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
+    base = ("targets", name)
+    out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    for i, zone in enumerate(target.zones or ()):
+        if zone.rsplit("-", 1)[0] != target.region:
+            out.append(Finding((*base, "zones", i), f"zone {zone!r} is not in region {target.region!r}"))
+    machines, guests = catalog.gcp_machine_types(), catalog.gcp_guest_accelerators()
+    loc = (*base, "machine_type")
+    if target.machine_type.startswith("n1-"):
+        acc = target.accelerator
+        if acc is None:
+            return out + [Finding(loc, f"{target.machine_type} carries no GPU: add accelerator: {{type: nvidia-tesla-t4, "
+                                       "count: 1}} (N1 takes guest accelerators) or pick an A2/A3/G2 machine type")]
+        facts = guests.get(acc.type)
+        if facts is None:
+            return out + [Finding((*base, "accelerator", "type"), f"unknown N1 guest accelerator {acc.type!r}"
+                                  f"{did_you_mean(acc.type, guests)}; N1 takes: {', '.join(sorted(guests))}")]
+        if acc.count not in facts.counts:
+            return out + [Finding((*base, "accelerator", "count"), f"{acc.type} attaches in counts of "
+                                  f"{', '.join(map(str, facts.counts))} (got {acc.count})")]
+        usable = int(facts.memory_mib * 1024**2 * acc.count * sizing.USABLE_FRACTION)
+        what = f"{target.machine_type} with {acc.count}x {facts.gpu}"
+    else:
+        facts = machines.get(target.machine_type)
+        if facts is None:
+            return out + [Finding(loc, f"unknown GPU machine type {target.machine_type!r}"
+                                       f"{did_you_mean(target.machine_type, machines)} (A2, A3, A4 and G2 types "
+                                       "carry GPUs; N1 takes guest accelerators)")]
+        if target.accelerator is not None:
+            return out + [Finding((*base, "accelerator"), f"{target.machine_type} carries its own "
+                                  f"{facts.accelerator_count}x {facts.accelerator}: remove accelerator")]
+        usable = int(facts.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
+        what = facts.describe()
     if not _check_model_ref(spec, name):
-        model_name, model = spec.model_of(name)
-        if model.scheme == "gs":
-            out.append(
-                Finding(
-                    ("models", model_name, "source"),
-                    f"target {name!r} runs on AWS and cannot read gs:// weights; mirror them to s3://",
-                )
-            )
-        elif model.scheme == "hf":
-            out.append(
-                Finding(
-                    ("models", model_name, "source"),
-                    f"target {name!r} has no internet route, so hf:// weights cannot be downloaded; "
-                    "mirror them to s3:// in the target's region",
-                )
-            )
-        fp = sizing.footprint(model_name, model)
-        types = catalog.aws_instance_types()
-        for i, itype in enumerate(target.instance_types):
-            loc = (*base, "instance_types", i)
-            facts = types.get(itype)
-            if facts is None:
-                known = sorted(t for t, f in types.items() if f.is_nvidia_gpu)
-                out.append(
-                    Finding(
-                        loc,
-                        f"unknown GPU instance type {itype!r}{did_you_mean(itype, types)} "
-                        f"(the catalog knows: {', '.join(known)})",
-                    )
-                )
-            elif not facts.is_nvidia_gpu:
-                out.append(
-                    Finding(loc, f"{itype} carries {facts.accelerator} accelerators, not NVIDIA GPUs; pick a GPU type")
-                )
-            elif not sizing.fits(fp, facts):
-                out.append(
-                    Finding(
-                        loc,
-                        f"{model_name} in {model.precision} needs {fp.describe()} at {model.context_length} tokens "
-                        f"of context; {facts.describe()} offers {sizing.usable_bytes(facts) / GIB:.1f} GiB usable. "
-                        "Pick a larger type, a lower precision or a shorter context",
-                    )
-                )
+        out += _fit(*spec.model_of(name), loc, usable, what)
+    return out
+
+
+def _check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Finding]:
+    base = ("targets", name)
+    out: list[Finding] = []
+    if spec.serving.engine != "vllm":
+        out.append(Finding(("serving", "engine"), f"TPU target {name!r} serves with vLLM for TPU; "
+                                                  f"{spec.serving.engine} does not run on TPUs"))
+    if not _check_model_ref(spec, name):
+        gen = catalog.tpu_generations()[target.generation]
+        usable = int(gen.hbm_bytes(target.topology) * sizing.USABLE_FRACTION)
+        out += _fit(*spec.model_of(name), (*base, "topology"), usable,
+                    f"a {target.generation} {target.topology} slice ({gen.chips_of(target.topology)} chips, "
+                    f"{gen.hbm_gib_per_chip} GiB HBM each)")
     return out

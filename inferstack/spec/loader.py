@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
@@ -116,34 +117,46 @@ def _findings_from(error: ValidationError) -> list[Finding]:
 
 
 def _fields_at(model: Any, loc: Loc) -> list[str]:
-    """The field names allowed at `loc`, by walking the model's annotations."""
-    node = model
+    """The field names allowed at `loc`, by walking the model's annotations.
+
+    A discriminated union's step in pydantic's path is the tag (``aws-gpu-fleet``): it picks the
+    member whose `kind` is that tag.
+    """
+    options = _members(model)
     for part in loc:
-        node = _unwrap(node)
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            field = node.model_fields.get(str(part))
-            if field is None:
-                return []
-            node = field.annotation
-        elif get_origin(node) in (dict, list):
-            node = get_args(node)[-1]
-        else:
-            return []
-    node = _unwrap(node)
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return list(node.model_fields)
-    return []
+        tagged = [m for m in options if _is_model(m) and _kind_of(m) == part]
+        if tagged:
+            options = tagged
+            continue
+        following: list[Any] = []
+        for node in options:
+            if _is_model(node) and str(part) in node.model_fields:
+                following += _members(node.model_fields[str(part)].annotation)
+            elif get_origin(node) in (dict, list):
+                following += _members(get_args(node)[-1])
+        options = following
+    models = [m for m in options if _is_model(m)]
+    return list(models[0].model_fields) if len(models) == 1 else []
 
 
-def _unwrap(annotation: Any) -> Any:
-    """Optional[X] and Annotated[X, ...] -> X."""
-    while True:
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        origin = get_origin(annotation)
-        if origin is not None and origin not in (dict, list) and len(args) >= 1:
-            annotation = args[0]
-        else:
-            return annotation
+def _is_model(node: Any) -> bool:
+    return isinstance(node, type) and issubclass(node, BaseModel)
+
+
+def _kind_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("kind")
+    args = get_args(field.annotation) if field is not None else ()
+    return args[0] if args else None
+
+
+def _members(annotation: Any) -> list[Any]:
+    """Annotated[X, ...] -> [X]; X | Y | None -> [X, Y]; anything else -> [it]."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [m for a in get_args(annotation) if a is not type(None) for m in _members(a)]
+    return [annotation]
 
 
 # -- paths as lines ----------------------------------------------------------------------------

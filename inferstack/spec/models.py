@@ -18,6 +18,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -168,34 +169,38 @@ _IMAGE = re.compile(
 )
 
 
+def _check_image(v: str) -> str:
+    m = _IMAGE.match(v)
+    if not m or not (m.group("tag") or m.group("digest")):
+        raise ValueError(f"must be registry/repo@sha256:<digest> (or repo:tag) (got {v!r})")
+    return v
+
+
+def image_digest(image: str) -> str | None:
+    m = _IMAGE.match(image)
+    return m.group("digest") if m else None
+
+
+ImageRef = Annotated[str, AfterValidator(_check_image)]
+"""A container image; pin it by digest (repo@sha256:...)."""
+
+
 class Serving(StrictModel):
     engine: Literal["vllm", "tgi", "tensorrt-llm", "sglang"]
-    image: str = Field(description="Container image; pin it by digest (repo@sha256:...).")
+    image: ImageRef | None = Field(
+        default=None, description="The engine image every GPU target runs unless it names its own."
+    )
     port: int = Field(default=8000, ge=1024, le=65535)
     args: list[str] = Field(default_factory=list, description="Extra engine arguments, appended.")
     health_check_grace_seconds: int | None = Field(
         default=None, ge=60, le=7200, description="Override the grace estimated from the model's size."
     )
 
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        m = _IMAGE.match(v)
-        if not m or not (m.group("tag") or m.group("digest")):
-            raise ValueError(f"must be registry/repo@sha256:<digest> (or repo:tag) (got {v!r})")
-        return v
-
-    @property
-    def image_digest(self) -> str | None:
-        m = _IMAGE.match(self.image)
-        return m.group("digest") if m else None
-
 
 class Capacity(StrictModel):
     min: int = Field(ge=0, description="0 lets the fleet scale to zero.")
     max: int = Field(ge=1)
     desired: int | None = Field(default=None, description="Initial size; the autoscaler owns it afterwards.")
-    warm_pool: int = Field(default=0, ge=0, description="Stopped, pre-initialised instances kept ready.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Capacity:
@@ -203,13 +208,21 @@ class Capacity(StrictModel):
             raise FieldError("max", f"must be >= min (got {self.max} < {self.min})")
         if self.desired is not None and not self.min <= self.desired <= self.max:
             raise FieldError("desired", f"must lie within min..max (got {self.desired}, range {self.min}..{self.max})")
-        if self.warm_pool > self.max:
-            raise FieldError("warm_pool", f"must be <= max (got {self.warm_pool} > {self.max})")
         return self
 
     @property
     def initial(self) -> int:
         return self.min if self.desired is None else self.desired
+
+
+class AwsCapacity(Capacity):
+    warm_pool: int = Field(default=0, ge=0, description="Stopped, pre-initialised instances kept ready.")
+
+    @model_validator(mode="after")
+    def _warm_pool_within_max(self) -> AwsCapacity:
+        if self.warm_pool > self.max:
+            raise FieldError("warm_pool", f"must be <= max (got {self.warm_pool} > {self.max})")
+        return self
 
 
 class Spot(StrictModel):
@@ -290,7 +303,8 @@ class AwsGpuFleetTarget(StrictModel):
     model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
     region: str
     instance_types: list[str] = Field(min_length=1, max_length=20)
-    capacity: Capacity
+    image: ImageRef | None = Field(default=None, description="This target's engine image (default: serving.image).")
+    capacity: AwsCapacity
     spot: Spot = Field(default_factory=Spot)
     autoscaling: Autoscaling
     network: AwsNetwork = Field(default_factory=AwsNetwork)
@@ -326,8 +340,139 @@ class AwsGpuFleetTarget(StrictModel):
         return "aws"
 
 
-# Later target kinds join this alias as a discriminated union on `kind`.
-Target = AwsGpuFleetTarget
+GCP_PROJECT_PATTERN = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"
+PATTERN_HINTS[GCP_PROJECT_PATTERN] = "must be a GCP project id: 6-30 lower-case letters, digits and '-'"
+GcpProject = Annotated[str, StringConstraints(pattern=GCP_PROJECT_PATTERN)]
+
+
+class GcpNetwork(StrictModel):
+    """A custom-mode VPC with one private subnet inferstack creates, or an existing network."""
+
+    cidr: str | None = Field(default=None, description="Subnet to create (default 10.80.0.0/20).")
+    network: str | None = Field(default=None, description="Existing VPC network name.")
+    subnetwork: str | None = Field(default=None, description="Existing subnetwork name in the target's region.")
+    cloud_nat: bool = Field(
+        default=False, description="Opt-in egress to the internet through Cloud NAT (default: none; images "
+        "come from Artifact Registry over Private Google Access)."
+    )
+    public_ip: bool = Field(default=False, description="Opt-out: external IPs on the nodes; the policy pack flags it.")
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            net = ipaddress.IPv4Network(v)
+        except ValueError:
+            raise ValueError(f"must be an IPv4 network like 10.80.0.0/20 (got {v!r})") from None
+        if not net.is_private or not 16 <= net.prefixlen <= 24:
+            raise ValueError(f"must be a private range from /16 to /24 (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> GcpNetwork:
+        if (self.network is None) != (self.subnetwork is None):
+            raise FieldError("subnetwork" if self.network else "network", "set both network and subnetwork, or neither")
+        if self.network is not None and self.cidr is not None:
+            raise FieldError("cidr", "only applies to a subnet inferstack creates; remove it or remove network")
+        return self
+
+    @property
+    def creates_network(self) -> bool:
+        return self.network is None
+
+
+class GcpSpot(StrictModel):
+    enabled: bool = Field(default=False, description="Run the group on Spot VMs.")
+    termination_action: Literal["STOP", "DELETE"] = Field(
+        default="DELETE", description="What GCP does to a preempted VM; DELETE lets the group recreate it."
+    )
+
+
+class GuestAccelerator(StrictModel):
+    type: str = Field(description="N1 guest accelerator, e.g. nvidia-tesla-t4.")
+    count: int = Field(ge=1)
+
+
+class GcpGpuFleetTarget(StrictModel):
+    """A regional managed instance group of GPU VMs serving one model."""
+
+    kind: Literal["gcp-gpu-fleet"]
+    model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
+    project: GcpProject
+    region: str
+    zones: list[str] | None = Field(default=None, min_length=1, description="Zones to spread over (default: all).")
+    machine_type: str = Field(description="A2/A3/A4/G2 types carry GPUs; N1 needs 'accelerator'.")
+    accelerator: GuestAccelerator | None = None
+    image: ImageRef | None = Field(default=None, description="This target's engine image (default: serving.image).")
+    capacity: Capacity
+    spot: GcpSpot = Field(default_factory=GcpSpot)
+    autoscaling: Autoscaling
+    network: GcpNetwork = Field(default_factory=GcpNetwork)
+    boot_disk_gib: int = Field(default=200, ge=50, le=65536)
+    boot_image: str = Field(
+        default="projects/cos-cloud/global/images/family/cos-stable",
+        description="Boot image; Container-Optimized OS installs the GPU driver at boot (cos-extensions).",
+    )
+
+    @model_validator(mode="after")
+    def _signals_that_can_wake(self) -> GcpGpuFleetTarget:
+        if self.capacity.min == 0 and self.autoscaling.signal == "gpu_utilization":
+            raise FieldError(
+                ("capacity", "min"),
+                "a group at zero publishes no GPU utilisation, so it could never scale out again: "
+                "use min >= 1, or scale on queue_depth or requests_per_target (per-group signals)",
+            )
+        return self
+
+    @property
+    def cloud(self) -> str:
+        return "gcp"
+
+
+class GcpTpuTarget(StrictModel):
+    """Cloud TPU slices serving one model: TPU VMs, or queued resources for multi-host slices."""
+
+    kind: Literal["gcp-tpu"]
+    model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
+    project: GcpProject
+    zone: str
+    generation: Literal["v5e", "v5p", "v6e"]
+    topology: str = Field(description="Slice shape, e.g. 2x4 (v5e, v6e) or 2x2x1 (v5p).")
+    runtime_version: str | None = Field(default=None, description="TPU software version (default: the generation's).")
+    slices: int = Field(default=1, ge=1, le=64, description="Identical slices, each serving the model.")
+    provisioning: Literal["on-demand", "spot", "reserved"] = "on-demand"
+    image: ImageRef = Field(description="The TPU build of the engine (vLLM for TPU).")
+    args: list[str] = Field(default_factory=list, description="Extra engine arguments for this target.")
+    network: GcpNetwork = Field(default_factory=GcpNetwork)
+
+    @model_validator(mode="after")
+    def _shape(self) -> GcpTpuTarget:
+        gen = catalog.tpu_generations()[self.generation]
+        if self.topology not in gen.topologies:
+            raise FieldError(
+                "topology",
+                f"{self.generation} has no {self.topology!r} slice{did_you_mean(self.topology, gen.topologies)}; "
+                f"{self.generation} slices: {', '.join(gen.topologies)}",
+            )
+        if self.runtime_version is not None and self.runtime_version not in gen.runtime_versions:
+            raise FieldError(
+                "runtime_version",
+                f"{self.runtime_version!r} is not a {self.generation} runtime; use {', '.join(gen.runtime_versions)}",
+            )
+        return self
+
+    @property
+    def cloud(self) -> str:
+        return "gcp"
+
+    @property
+    def region(self) -> str:
+        return self.zone.rsplit("-", 1)[0]
+
+
+Target = Annotated[AwsGpuFleetTarget | GcpGpuFleetTarget | GcpTpuTarget, Field(discriminator="kind")]
 
 
 class Guardrails(StrictModel):
@@ -353,6 +498,10 @@ class DeploymentSpec(StrictModel):
     serving: Serving
     targets: dict[Name, Target] = Field(min_length=1)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+
+    def image_of(self, target_name: str) -> str | None:
+        """The engine image a target runs: its own, else serving.image."""
+        return self.targets[target_name].image or self.serving.image
 
     def model_of(self, target_name: str) -> tuple[str, Model]:
         """The (name, model) a target serves; checks guarantee the reference resolves."""
