@@ -13,7 +13,7 @@ from importlib import resources
 import jinja2
 
 # Engine arguments that the node fills in at boot, mapped to the shell expression that does it.
-BOOT_TIME_ARGS = {"{tensor_parallel}": '"$GPUS"'}
+BOOT_TIME_ARGS = {"{tensor_parallel}": '"$TENSOR_PARALLEL"'}
 
 
 def _shell_args(args: list[str]) -> str:

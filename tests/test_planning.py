@@ -418,7 +418,7 @@ def test_assume_role_names_only_the_service():
 
 def test_shell_args_quotes_what_needs_it_and_fills_tensor_parallel_at_boot():
     args = ["--model", "/models/llama-3-8b", "--tensor-parallel-size", "{tensor_parallel}", "--chat-template", "a b"]
-    assert _shell_args(args) == "--model /models/llama-3-8b --tensor-parallel-size \"$GPUS\" --chat-template 'a b'"
+    assert _shell_args(args) == "--model /models/llama-3-8b --tensor-parallel-size \"$TENSOR_PARALLEL\" --chat-template 'a b'"
 
 
 @pytest.mark.parametrize(
@@ -438,5 +438,5 @@ def test_shell_args_quotes_each_argument(arg, quoted):
 
 
 def test_only_the_whole_placeholder_is_expanded():
-    assert BOOT_TIME_ARGS == {"{tensor_parallel}": '"$GPUS"'}
-    assert _shell_args(["{tensor_parallel}", "{model_dir}"]) == "\"$GPUS\" '{model_dir}'"
+    assert BOOT_TIME_ARGS == {"{tensor_parallel}": '"$TENSOR_PARALLEL"'}
+    assert _shell_args(["{tensor_parallel}", "{model_dir}"]) == "\"$TENSOR_PARALLEL\" '{model_dir}'"

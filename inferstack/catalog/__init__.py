@@ -194,10 +194,15 @@ class GcpMachineType:
     accelerator_memory_mib: int
     vcpus: int
     memory_gib: float
+    hyperdisk_only: bool = False
 
     @property
     def gpu_count(self) -> int:
         return self.accelerator_count
+
+    @property
+    def boot_disk_type(self) -> str:
+        return "hyperdisk-balanced" if self.hyperdisk_only else "pd-balanced"
 
     @property
     def total_accelerator_memory_bytes(self) -> int:
@@ -223,8 +228,9 @@ def _gcp_data() -> dict:
 @cache
 def gcp_machine_types() -> dict[str, GcpMachineType]:
     gpus = _gcp_data()["gpus"]
+    hyperdisk = tuple(_gcp_data()["hyperdisk_only"])
     return {
-        name: GcpMachineType(name, gpu, count, gpus[gpu], vcpus, mem)
+        name: GcpMachineType(name, gpu, count, gpus[gpu], vcpus, mem, name.startswith(hyperdisk))
         for name, (gpu, count, vcpus, mem) in _gcp_data()["machine_types"].items()
     }
 
@@ -286,3 +292,31 @@ def tpu_generations() -> dict[str, TpuGeneration]:
         )
         for name, v in _yaml("tpu_generations.yaml").items()
     }
+
+
+@dataclass(frozen=True)
+class GcpPrices:
+    """GCP rows of the price extract: a GPU VM costs its host row plus its accelerator row."""
+
+    hosts: dict[tuple[str, str], Price]  # (machine type, region)
+    accelerators: dict[tuple[str, int, str], Price]  # (GPU, count, region)
+    tpus: dict[tuple[str, str], Price]  # (accelerator type, region), e.g. ("v5litepod-128", "europe-west4")
+
+
+@cache
+def gcp_prices() -> GcpPrices:
+    hosts: dict = {}
+    accelerators: dict = {}
+    tpus: dict = {}
+    for row in _csv_rows("accelerator_prices.csv"):
+        if row["cloud"] != "gcp":
+            continue
+        price = Price(_float(row["price_ondemand"]), _float(row["price_spot"]), row["note"])
+        kind, region = row["instance_type"], row["region"]
+        if kind.endswith("(host)"):
+            hosts[(kind.removesuffix("(host)"), region)] = price
+        elif kind == "(accel row)":
+            accelerators[(row["accelerator"], int(row["acc_count"]), region)] = price
+        elif kind == "tpu":
+            tpus[(row["accelerator"].removeprefix("tpu-"), region)] = price
+    return GcpPrices(hosts, accelerators, tpus)

@@ -18,6 +18,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
 MOCK_ACCOUNT = "123456789012"
+MOCK_PROJECT = "offline-project"
 SECRET = "[secret]"
 _SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
 
@@ -97,10 +98,33 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["arn"] = f"arn:aws:autoscaling:{region}:{MOCK_ACCOUNT}:autoScalingGroup:{uid}:autoScalingGroupName/{rid}"
         else:
             state["arn"] = f"arn:aws:{service}:{region}:{MOCK_ACCOUNT}:{kind[0].lower() + kind[1:]}/{rid}"
+        if typ.startswith("gcp:"):
+            return self._gcp_resource(typ, name, uid, state, region)
         if typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
             state["prefixListId"] = "pl-" + _digest("prefix-list", inputs.get("serviceName", ""), n=8)
+        return rid, state
+
+    def _gcp_resource(self, typ: str, name: str, uid: str, state: dict, region: str) -> tuple[str, dict]:
+        """GCP outputs dependents read: self links, ids, service account emails, key ids."""
+        project = state.get("project", MOCK_PROJECT)
+        state.pop("arn", None)
+        kind = typ.rsplit(":", 1)[1]
+        collection = kind[0].lower() + kind[1:] + "s"
+        if typ == "gcp:serviceaccount/account:Account":
+            state["email"] = f"{state['accountId']}@{project}.iam.gserviceaccount.com"
+            rid = f"projects/{project}/serviceAccounts/{state['email']}"
+        elif typ == "gcp:kms/keyRing:KeyRing":
+            rid = f"projects/{project}/locations/{state['location']}/keyRings/{state['name']}"
+        elif typ == "gcp:kms/cryptoKey:CryptoKey":
+            rid = f"{state['keyRing']}/cryptoKeys/{state['name']}"
+        else:
+            scope = f"regions/{state['region']}" if "region" in state else "global"
+            rid = f"projects/{project}/{scope}/{collection}/{state['name']}"
+        state["selfLink"] = f"https://www.googleapis.com/compute/v1/{rid}"
+        if typ == "gcp:compute/instanceTemplate:InstanceTemplate":
+            state["selfLinkUnique"] = f"{state['selfLink']}?uniqueId={int(uid[:12], 16)}"
         return rid, state
 
     # -- data sources -------------------------------------------------------------------------
@@ -125,6 +149,19 @@ class CloudMocks(pulumi_mocks.Mocks):
         if token == "aws:ec2/getVpc:getVpc":
             # The real lookup returns the VPC's CIDR; offline it is a stand-in, marked as such.
             return {"id": a.get("id"), "cidrBlock": "10.0.0.0/16", "tags": {"offline-placeholder": "true"}}
+        if token == "gcp:organizations/getProject:getProject":
+            project = a.get("projectId") or MOCK_PROJECT
+            return {"projectId": project, "number": str(int(_digest(project, n=10), 16) % 10**12), "id": project}
+        if token == "gcp:compute/getZones:getZones":
+            return {"names": [f"{a['region']}-{z}" for z in "abc"], "id": a["region"], "region": a["region"]}
+        if token == "gcp:compute/getNetwork:getNetwork":
+            link = f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}/global/networks/{a['name']}"
+            return {"name": a["name"], "selfLink": link, "id": link}
+        if token == "gcp:compute/getSubnetwork:getSubnetwork":
+            link = (f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}/regions/"
+                    f"{a.get('region')}/subnetworks/{a['name']}")
+            # The real lookup returns the subnet's range; offline it is a stand-in.
+            return {"name": a["name"], "selfLink": link, "ipCidrRange": "10.0.0.0/20", "id": link}
         raise MissingMockError(f"the offline engine has no answer for data source {token}")
 
 

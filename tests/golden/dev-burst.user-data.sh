@@ -24,7 +24,7 @@ docker pull 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai@sha256:0
 
 # 3. The engine: every GPU of this instance, tensor parallel across them. The instance types of
 #    a mixed fleet differ in GPU count, so it is counted here rather than at plan time.
-GPUS=$(nvidia-smi --list-gpus | wc -l)
+TENSOR_PARALLEL=$(nvidia-smi --list-gpus | wc -l)
 docker rm -f engine >/dev/null 2>&1 || true
 docker run --detach --name engine --restart unless-stopped \
   --gpus all --shm-size 16g \
@@ -35,7 +35,7 @@ docker run --detach --name engine --restart unless-stopped \
   --log-driver awslogs --log-opt awslogs-region="$REGION" \
   --log-opt awslogs-group=/inferstack/dev/burst --log-opt awslogs-create-group=false \
   123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a \
-  --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$GPUS" --enable-prefix-caching
+  --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL" --enable-prefix-caching
 
 # 4. Health and metrics: the engine serves /health and /metrics
 #    on port 8000. The agent below publishes the autoscaling signal (queue_depth)

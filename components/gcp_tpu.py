@@ -1,0 +1,59 @@
+"""GcpTpuSlice: Cloud TPU slices serving one model, as TPU VM nodes.
+
+Every node has no external IP, no IP forwarding, the private subnet and a dedicated service
+account, in a zone inside residency; its startup script (templates/gcp_tpu_startup.sh.j2)
+starts vLLM for TPU on every host, worker 0 serving.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, node_metadata
+from inferstack.components.gcp_identity import GcpNodeIdentity
+from inferstack.components.gcp_network import GcpPrivateNetwork
+from inferstack.planning.gcp import GcpTpuPlan
+
+
+class GcpTpuSlice(pulumi.ComponentResource):
+    nodes: pulumi.Output[list[str]]
+    service_account: pulumi.Output[str]
+
+    def __init__(self, name: str, plan: GcpTpuPlan, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("inferstack:tpu:GcpTpuSlice", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        identity = GcpNodeIdentity(
+            f"{name}-identity", project=plan.project, prefix=plan.prefix, weights=plan.weights,
+            repository=plan.artifact_repository, opts=child,
+        )
+        network = GcpPrivateNetwork(f"{name}-net", plan.network, identity.email, opts=child)
+        nodes = [self._vm(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
+        self.nodes = pulumi.Output.all(*[n.name for n in nodes])
+        self.service_account = identity.email
+        self.register_outputs({"nodes": self.nodes, "service_account": self.service_account})
+
+    def _vm(self, name, i, node_id, plan: GcpTpuPlan, identity, network, child) -> gcp.tpu.V2Vm:
+        return gcp.tpu.V2Vm(
+            f"{name}-slice-{i}",
+            name=node_id,
+            project=plan.project,
+            zone=plan.zone,
+            description=f"inferstack {plan.prefix}: {plan.generation} {plan.topology} serving slice",
+            accelerator_type=plan.accelerator_type,
+            runtime_version=plan.runtime_version,
+            network_config=gcp.tpu.V2VmNetworkConfigArgs(
+                network=network.network_self_link,
+                subnetwork=network.subnetwork_self_link,
+                enable_external_ips=plan.public_ip,
+                can_ip_forward=False,
+            ),
+            scheduling_config=gcp.tpu.V2VmSchedulingConfigArgs(
+                spot=plan.provisioning == "spot", reserved=plan.provisioning == "reserved"
+            ),
+            service_account=gcp.tpu.V2VmServiceAccountArgs(email=identity.email, scopes=[CLOUD_PLATFORM_SCOPE]),
+            shielded_instance_config=gcp.tpu.V2VmShieldedInstanceConfigArgs(enable_secure_boot=True),
+            metadata=node_metadata(plan.startup_script),
+            labels=plan.labels,
+            opts=child,
+        )

@@ -1,0 +1,285 @@
+"""Everything the GCP components need, decided from the spec without touching Pulumi:
+network layout, labels, machine and accelerator facts, the autoscaler's signal, TPU slice
+shapes, and the rendered startup scripts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from inferstack import catalog
+from inferstack.planning import sizing
+from inferstack.planning.aws_fleet import engine_args
+from inferstack.planning.naming import resource_prefix, standard_tags
+from inferstack.render import render
+from inferstack.spec.models import DeploymentSpec, GcpGpuFleetTarget, GcpNetwork, GcpTpuTarget
+
+DEFAULT_SUBNET_CIDR = "10.80.0.0/20"
+# Google's load balancer and health-check probes come from these ranges (Cloud Load Balancing docs).
+HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+KMS_ROTATION_SECONDS = 90 * 24 * 3600
+METRIC_PREFIX = "custom.googleapis.com/inferstack"
+SERVICE_ACCOUNT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+
+# Per-group signals (one series per publisher, summed by the autoscaler and divided by the
+# target) can wake a group from zero; a per-instance gauge cannot.
+GCP_SIGNALS = {
+    "queue_depth": ("pending_requests", "group"),
+    "requests_per_target": ("running_requests", "group"),
+    "gpu_utilization": ("gpu_utilization", "instance"),
+}
+
+_AR = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/")
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
+
+
+def gcp_labels(tags: dict[str, str]) -> dict[str, str]:
+    """Tags as GCP labels: lower-case letters, digits, '-' and '_', at most 63 characters."""
+    return {_LABEL_BAD.sub("-", k.lower())[:63]: _LABEL_BAD.sub("-", v.lower())[:63] for k, v in tags.items()}
+
+
+def gcp_name(*parts: str, limit: int = 63) -> str:
+    """A GCP resource name (RFC 1035: lower-case, starts with a letter, no trailing dash).
+
+    A name cut to fit keeps a short hash of the whole, so two long names never collide.
+    """
+    name = re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())
+    if len(name) <= limit:
+        return name.rstrip("-")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:5]
+    return f"{name[: limit - 6].rstrip('-')}-{digest}"
+
+
+@dataclass(frozen=True)
+class ArtifactRepository:
+    location: str
+    project: str
+    repository: str
+
+
+def parse_artifact_registry(image: str) -> ArtifactRepository | None:
+    m = _AR.match(image)
+    return ArtifactRepository(m["location"], m["project"], m["repository"]) if m else None
+
+
+@dataclass(frozen=True)
+class GcpNetworkPlan:
+    project: str
+    region: str
+    name: str  # the physical name of the network (and subnet) inferstack creates
+    subnet_cidr: str | None
+    network: str | None  # an existing network's name
+    subnetwork: str | None
+    cloud_nat: bool
+    serving_port: int
+
+    @property
+    def creates_network(self) -> bool:
+        return self.network is None
+
+
+def plan_network(net: GcpNetwork, project: str, region: str, prefix: str, port: int) -> GcpNetworkPlan:
+    return GcpNetworkPlan(
+        project=project,
+        region=region,
+        name=gcp_name(prefix),
+        subnet_cidr=(net.cidr or DEFAULT_SUBNET_CIDR) if net.creates_network else None,
+        network=net.network,
+        subnetwork=net.subnetwork,
+        cloud_nat=net.cloud_nat,
+        serving_port=port,
+    )
+
+
+@dataclass(frozen=True)
+class Weights:
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}/" if self.prefix else f"gs://{self.bucket}/"
+
+
+@dataclass(frozen=True)
+class GcpSignal:
+    signal: str
+    metric: str  # full Cloud Monitoring metric type
+    per_group: bool
+    target: float
+
+
+def plan_signal(signal: str, target: float) -> GcpSignal:
+    metric, scope = GCP_SIGNALS[signal]
+    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}", scope == "group", target)
+
+
+@dataclass(frozen=True)
+class GcpGpuFleetPlan:
+    target: str
+    project: str
+    region: str
+    zones: tuple[str, ...] | None  # None: every zone of the region, looked up at deploy time
+    prefix: str
+    group_name: str
+    labels: dict[str, str]
+    machine_type: str
+    guest_accelerator: tuple[str, int] | None
+    gpu_count: int
+    boot_image: str
+    boot_disk_gib: int
+    boot_disk_type: str
+    spot: bool
+    termination_action: str
+    min_size: int
+    max_size: int
+    initial_size: int
+    scale_in_cooldown: int
+    port: int
+    health_path: str
+    initial_delay_seconds: int
+    signal: GcpSignal
+    weights: Weights
+    image: str
+    artifact_repository: ArtifactRepository | None
+    public_ip: bool
+    network: GcpNetworkPlan
+    startup_script: str
+
+
+def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPlan:
+    target = spec.targets[name]
+    assert isinstance(target, GcpGpuFleetTarget)
+    model_name, model = spec.model_of(name)
+    engine = catalog.engines()[spec.serving.engine]
+    prefix = resource_prefix(spec, stack, name)
+    group = gcp_name(prefix)
+    image = spec.image_of(name)
+    assert image is not None  # the spec checks guarantee it
+    if target.accelerator is not None:
+        guest = (target.accelerator.type, target.accelerator.count)
+        gpus, disk_type = target.accelerator.count, "pd-balanced"
+    else:
+        machine = catalog.gcp_machine_types()[target.machine_type]
+        guest, gpus, disk_type = None, machine.gpu_count, machine.boot_disk_type
+    signal = plan_signal(target.autoscaling.signal, target.autoscaling.target)
+    weights = Weights(model.bucket, model.prefix)
+    script = render(
+        "gcp_startup.sh.j2",
+        stack=stack,
+        target=name,
+        project=target.project,
+        model_name=model_name,
+        weights_uri=weights.uri,
+        image=image,
+        registry=image.split("/", 1)[0],
+        port=spec.serving.port,
+        engine=engine,
+        engine_args=engine_args(spec, model_name, model),
+        group=group,
+        signal=signal,
+    )
+    return GcpGpuFleetPlan(
+        target=name,
+        project=target.project,
+        region=target.region,
+        zones=tuple(target.zones) if target.zones else None,
+        prefix=prefix,
+        group_name=group,
+        labels=gcp_labels(standard_tags(spec, stack, model_name)),
+        machine_type=target.machine_type,
+        guest_accelerator=guest,
+        gpu_count=gpus,
+        boot_image=target.boot_image,
+        boot_disk_gib=target.boot_disk_gib,
+        boot_disk_type=disk_type,
+        spot=target.spot.enabled,
+        termination_action=target.spot.termination_action,
+        min_size=target.capacity.min,
+        max_size=target.capacity.max,
+        initial_size=target.capacity.initial,
+        scale_in_cooldown=target.autoscaling.scale_in_cooldown,
+        port=spec.serving.port,
+        health_path=engine.health_path,
+        initial_delay_seconds=spec.serving.health_check_grace_seconds
+        or sizing.startup_seconds(sizing.footprint(model_name, model)),
+        signal=signal,
+        weights=weights,
+        image=image,
+        artifact_repository=parse_artifact_registry(image),
+        public_ip=target.network.public_ip,
+        network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
+        startup_script=script,
+    )
+
+
+@dataclass(frozen=True)
+class GcpTpuPlan:
+    target: str
+    project: str
+    zone: str
+    region: str
+    prefix: str
+    labels: dict[str, str]
+    generation: str
+    topology: str
+    accelerator_type: str
+    runtime_version: str
+    hosts: int
+    slices: tuple[str, ...]  # the node name of each slice
+    provisioning: str
+    port: int
+    weights: Weights
+    image: str
+    artifact_repository: ArtifactRepository | None
+    public_ip: bool
+    network: GcpNetworkPlan
+    startup_script: str
+
+
+def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
+    target = spec.targets[name]
+    assert isinstance(target, GcpTpuTarget)
+    model_name, model = spec.model_of(name)
+    gen = catalog.tpu_generations()[target.generation]
+    prefix = resource_prefix(spec, stack, name)
+    weights = Weights(model.bucket, model.prefix)
+    hosts = gen.hosts(target.topology)
+    script = render(
+        "gcp_tpu_startup.sh.j2",
+        stack=stack,
+        target=name,
+        model_name=model_name,
+        weights_uri=weights.uri,
+        image=target.image,
+        registry=target.image.split("/", 1)[0],
+        port=spec.serving.port,
+        chips=gen.chips_of(target.topology),
+        hosts=hosts,
+        engine_args=[*engine_args(spec, model_name, model), *target.args],
+        health_path=catalog.engines()["vllm"].health_path,
+    )
+    return GcpTpuPlan(
+        target=name,
+        project=target.project,
+        zone=target.zone,
+        region=target.region,
+        prefix=prefix,
+        labels=gcp_labels(standard_tags(spec, stack, model_name)),
+        generation=target.generation,
+        topology=target.topology,
+        accelerator_type=gen.accelerator_type(target.topology),
+        runtime_version=target.runtime_version or gen.runtime_versions[0],
+        hosts=hosts,
+        slices=tuple(gcp_name(prefix, f"{i}") for i in range(target.slices)),
+        provisioning=target.provisioning,
+        port=spec.serving.port,
+        weights=weights,
+        image=target.image,
+        artifact_repository=parse_artifact_registry(target.image),
+        public_ip=target.network.public_ip,
+        network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
+        startup_script=script,
+    )

@@ -1,0 +1,48 @@
+#!/bin/bash
+# inferstack startup script for research/batch: rendered from templates/gcp_tpu_startup.sh.j2.
+#
+# A TPU VM runtime image (Ubuntu with Docker and the Cloud CLI). Every host of the slice runs
+# this script; the slice has 16 chips on 4 host(s). The weights are fetched on the host
+# with the VM's dedicated service account; the engine (vLLM for TPU) gets the TPU devices and
+# nothing else. There is no external IP: Google APIs and Artifact Registry are reached over
+# Private Google Access.
+set -euo pipefail
+
+METADATA=http://metadata.google.internal/computeMetadata/v1
+meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
+WORKER=$(meta instance/attributes/agent-worker-number || echo 0)
+MODEL_DIR=/var/lib/inferstack/models/llama-3-8b
+TENSOR_PARALLEL=16
+
+# 1. Weights, read-only for the service account (only this prefix of the bucket).
+mkdir -p "$MODEL_DIR"
+gcloud storage rsync --recursive gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/ "$MODEL_DIR"
+
+# 2. The engine image, from Artifact Registry.
+gcloud auth configure-docker europe-west4-docker.pkg.dev --quiet
+docker pull europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:5b1f0e7c3a9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f
+
+DEVICES=()
+for device in /dev/vfio/* /dev/accel*; do [ -e "$device" ] && DEVICES+=(--device "$device:$device"); done
+docker rm -f engine >/dev/null 2>&1 || true
+# 3. Several hosts: they form one Ray cluster over the slice's internal network (host
+#    networking, the hosts' private IPs), worker 0 heads it and serves port 8000.
+HEAD=$(meta instance/attributes/worker-network-endpoints | cut -d, -f1 | awk -F: '{ print $NF }')
+if [ "$WORKER" = "0" ]; then
+  COMMAND="ray start --head --port=6379 && vllm serve $(printf '%q ' --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL") --distributed-executor-backend ray"
+else
+  COMMAND="ray start --address=$HEAD:6379 --block"
+fi
+docker run --detach --name engine --restart unless-stopped \
+  "${DEVICES[@]}" --shm-size 16g --network host \
+  --security-opt no-new-privileges --cap-drop ALL \
+  --env TPU_WORKER_ID="$WORKER" \
+  --volume "$MODEL_DIR":/models/llama-3-8b:ro \
+  europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:5b1f0e7c3a9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f \
+  bash -c "$COMMAND"
+
+# 4. Ready when worker 0's engine answers /health on port 8000.
+if [ "$WORKER" = "0" ]; then
+  until curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null; do sleep 10; done
+  echo "inferstack: engine healthy on port 8000"
+fi

@@ -1,0 +1,90 @@
+#!/bin/bash
+# inferstack startup script for research/chat: rendered from templates/gcp_startup.sh.j2.
+#
+# Container-Optimized OS: the GPU driver is installed at boot (cos-extensions), the weights are
+# fetched by the Cloud CLI in a container and the engine runs in another, both with the VM's
+# dedicated service account through the metadata server. There is no external IP: Google APIs
+# and Artifact Registry are reached over Private Google Access. The script runs at every boot.
+set -euo pipefail
+
+METADATA=http://metadata.google.internal/computeMetadata/v1
+meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
+INSTANCE_ID=$(meta instance/id)
+ZONE=$(meta instance/zone | awk -F/ '{ print $NF }')
+STATE=/mnt/stateful_partition/inferstack
+MODEL_DIR="$STATE/models/llama-3-8b"
+
+# 1. The GPU driver, and its libraries made executable for the containers.
+cos-extensions install gpu -- --version=latest
+mount --bind /var/lib/nvidia /var/lib/nvidia
+mount -o remount,exec /var/lib/nvidia
+TENSOR_PARALLEL=$(/var/lib/nvidia/bin/nvidia-smi --list-gpus | wc -l)
+
+# 2. Weights, read-only for the service account (only this prefix of the bucket).
+mkdir -p "$MODEL_DIR"
+docker run --rm --volume "$MODEL_DIR":/models gcr.io/google.com/cloudsdktool/google-cloud-cli:stable \
+  gcloud storage rsync --recursive gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/ /models
+
+# 3. The engine: every GPU of the VM, weights mounted read-only, no extra privileges.
+docker-credential-gcr configure-docker --registries=europe-west4-docker.pkg.dev
+docker pull europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a
+DEVICES=()
+for device in /dev/nvidia*; do DEVICES+=(--device "$device:$device"); done
+docker rm -f engine >/dev/null 2>&1 || true
+docker run --detach --name engine --restart unless-stopped \
+  "${DEVICES[@]}" \
+  --volume /var/lib/nvidia/lib64:/usr/local/nvidia/lib64:ro --volume /var/lib/nvidia/bin:/usr/local/nvidia/bin:ro \
+  --env LD_LIBRARY_PATH=/usr/local/nvidia/lib64 --shm-size 16g \
+  --security-opt no-new-privileges --cap-drop ALL \
+  --read-only --tmpfs /tmp:rw,size=16g --env HOME=/tmp --env XDG_CACHE_HOME=/tmp/cache \
+  --publish 8000:8000 \
+  --volume "$MODEL_DIR":/models/llama-3-8b:ro \
+  --log-driver gcplogs \
+  europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a \
+  --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL"
+
+# 4. The autoscaling signal (queue_depth) to Cloud Monitoring as custom.googleapis.com/inferstack/pending_requests.
+#    A per-group metric: every publisher writes its own series for group assistant-research-chat (this VM
+#    its pending work, the front door its queue while the group is empty), the autoscaler sums
+#    them and divides by the target, so the group can scale from zero.
+mkdir -p "$STATE/bin"
+cat > "$STATE/bin/metrics" <<'AGENT'
+#!/bin/bash
+set -uo pipefail
+METADATA=http://metadata.google.internal/computeMetadata/v1
+meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
+INSTANCE_ID=$(meta instance/id)
+ZONE=$(meta instance/zone | awk -F/ '{ print $NF }')
+while true; do
+  value=$(curl -sf --max-time 5 http://127.0.0.1:8000/metrics \
+    | awk -v m=vllm:num_requests_waiting \
+        '$1 == m || index($1, m "{") == 1 { s += $NF; seen = 1 } END { if (seen) print s }')
+  if [ -n "$value" ]; then
+    token=$(meta instance/service-accounts/default/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    resource='{"type": "global", "labels": {"project_id": "acme-ml-staging"}}'
+    labels="{\"group\": \"assistant-research-chat\", \"instance\": \"$INSTANCE_ID\"}"
+    curl -sf --max-time 10 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+      "https://monitoring.googleapis.com/v3/projects/acme-ml-staging/timeSeries" \
+      -d "{\"timeSeries\": [{\"metric\": {\"type\": \"custom.googleapis.com/inferstack/pending_requests\", \"labels\": $labels}, \"resource\": $resource, \"points\": [{\"interval\": {\"endTime\": \"$now\"}, \"value\": {\"doubleValue\": $value}}]}]}" \
+      >/dev/null || true
+  fi
+  sleep 15
+done
+AGENT
+chmod 0755 "$STATE/bin/metrics"
+cat > /etc/systemd/system/inferstack-metrics.service <<UNIT
+[Unit]
+Description=inferstack: publish the autoscaling signal to Cloud Monitoring
+After=docker.service
+[Service]
+ExecStart=$STATE/bin/metrics
+Restart=always
+UNIT
+systemctl daemon-reload
+systemctl start inferstack-metrics.service
+
+# 5. Ready when the engine answers /health on port 8000; the managed instance
+#    group's auto-healing waits out the initial delay first.
+until curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null; do sleep 10; done
+echo "inferstack: engine healthy on port 8000 ($INSTANCE_ID in $ZONE)"
