@@ -1,0 +1,160 @@
+"""GcpGpuFleet and GcpTpuSlice through mocks: every default of the GCP issue, on registered inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import STACKS, Resources, plan_of_file, plan_of_text
+from inferstack.planning.gcp import HEALTH_CHECK_RANGES
+
+RESEARCH = (STACKS / "research.yaml").read_text()
+IT = "gcp:compute/instanceTemplate:InstanceTemplate"
+MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+FIREWALL = "gcp:compute/firewall:Firewall"
+TPU = "gcp:tpu/v2Vm:V2Vm"
+PROVIDER = "urn:pulumi:research::inferstack::pulumi:providers:gcp::gcp-acme-ml-staging-europe-west4"
+
+
+@pytest.fixture(scope="module")
+def research() -> Resources:
+    return Resources(plan_of_file(str(STACKS / "research.yaml")))
+
+
+def _named(res: Resources, token: str, prefix: str) -> list[dict]:
+    return [r for r in res.of_type(token) if r["name"].startswith(prefix)]
+
+
+def test_instance_template_is_private_shielded_and_locked_down(research):
+    it = research.one(IT)["inputs"]
+    assert it["machineType"] == "g2-standard-8"
+    assert it["networkInterfaces"] and all(not ni.get("accessConfigs") for ni in it["networkInterfaces"])
+    assert it["canIpForward"] is False
+    assert it["shieldedInstanceConfig"] == {
+        "enableSecureBoot": True, "enableVtpm": True, "enableIntegrityMonitoring": True,
+    }
+    meta = it["metadata"]
+    assert (meta["enable-oslogin"], meta["block-project-ssh-keys"], meta["serial-port-enable"]) == ("TRUE", "TRUE", "FALSE")
+    assert "cos-extensions install gpu" in meta["startup-script"]
+
+
+def test_gpu_vms_terminate_on_maintenance_and_run_on_spot_when_asked(research):
+    scheduling = research.one(IT)["inputs"]["scheduling"]
+    assert scheduling["onHostMaintenance"] == "TERMINATE"
+    assert scheduling["provisioningModel"] == "SPOT"
+    assert scheduling["instanceTerminationAction"] == "DELETE"
+    assert scheduling["automaticRestart"] is False
+
+
+def test_standard_vms_restart_automatically(tmp_path):
+    text = RESEARCH.replace("    spot: {enabled: true}\n", "")
+    it = Resources(plan_of_text(text, "research")).one(IT)["inputs"]["scheduling"]
+    assert (it["provisioningModel"], it["automaticRestart"], it["onHostMaintenance"]) == ("STANDARD", True, "TERMINATE")
+
+
+def test_boot_disk_uses_a_rotating_regional_key_the_compute_agent_may_use(research):
+    ring = research.one("gcp:kms/keyRing:KeyRing")
+    key = research.one("gcp:kms/cryptoKey:CryptoKey")
+    assert ring["inputs"]["location"] == "europe-west4"
+    assert ring["options"]["protect"] and key["options"]["protect"]
+    assert key["inputs"]["rotationPeriod"] == "7776000s"
+    disk = research.one(IT)["inputs"]["disks"][0]
+    assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith("/keyRings/assistant-research-chat/cryptoKeys/boot-disks")
+    assert disk["diskType"] == "pd-balanced" and disk["boot"] is True
+    grant = research.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")["inputs"]
+    assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    assert grant["member"].endswith("@compute-system.iam.gserviceaccount.com")
+
+
+def test_nodes_run_as_a_dedicated_least_privilege_service_account(research):
+    sa = research.one(IT)["inputs"]["serviceAccount"]["email"]
+    assert sa == "is-assistant-research-chat@acme-ml-staging.iam.gserviceaccount.com"
+    assert not sa.endswith("-compute@developer.gserviceaccount.com")
+    roles = {r["inputs"]["role"] for r in _named(research, "gcp:projects/iAMMember:IAMMember", "chat-")}
+    assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}
+    weights = _named(research, "gcp:storage/bucketIAMMember:BucketIAMMember", "chat-")[0]["inputs"]
+    assert (weights["bucket"], weights["role"]) == ("acme-models-europe-west4", "roles/storage.objectViewer")
+    assert 'objects/meta-llama/Llama-3.1-8B-Instruct/")' in weights["condition"]["expression"]
+    images = _named(research, "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", "chat-")[0]["inputs"]
+    assert (images["location"], images["repository"], images["role"]) == ("europe-west4", "serving", "roles/artifactregistry.reader")
+
+
+def test_private_subnet_with_google_access_flow_logs_and_deny_by_default(research):
+    net = _named(research, "gcp:compute/network:Network", "chat-")[0]["inputs"]
+    assert net["autoCreateSubnetworks"] is False
+    subnet = _named(research, "gcp:compute/subnetwork:Subnetwork", "chat-")[0]["inputs"]
+    assert subnet["privateIpGoogleAccess"] is True and subnet["region"] == "europe-west4"
+    assert subnet["ipCidrRange"] == "10.80.0.0/20" and subnet["logConfig"]["flowSampling"] == 0.5
+    rules = {r["name"]: r["inputs"] for r in _named(research, FIREWALL, "chat-")}
+    deny = rules["chat-net-deny-ingress"]
+    assert deny["priority"] == 65534 and deny["denies"] == [{"protocol": "all"}] and "allows" not in deny
+    hc = rules["chat-net-allow-health-checks"]
+    assert hc["sourceRanges"] == list(HEALTH_CHECK_RANGES) and hc["allows"] == [{"protocol": "tcp", "ports": ["8000"]}]
+    assert rules["chat-net-allow-subnet"]["sourceRanges"] == ["10.80.0.0/20"]
+    assert all(r["targetServiceAccounts"] for n, r in rules.items() if "allow" in n)
+    assert not research.of_type("gcp:compute/routerNat:RouterNat")
+
+
+def test_cloud_nat_only_when_the_spec_asks(tmp_path):
+    text = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", "    network: {cidr: 10.80.0.0/20, cloud_nat: true}")
+    res = Resources(plan_of_text(text, "research"))
+    assert len(res.of_type("gcp:compute/routerNat:RouterNat")) == 1
+
+
+def test_regional_group_heals_after_the_model_loads_and_updates_proactively(research):
+    mig = research.one(MIG)
+    inputs = mig["inputs"]
+    assert inputs["region"] == "europe-west4"
+    assert inputs["distributionPolicyZones"] == ["europe-west4-a", "europe-west4-b", "europe-west4-c"]
+    assert inputs["autoHealingPolicies"]["initialDelaySec"] == 420
+    policy = inputs["updatePolicy"]
+    assert (policy["type"], policy["maxUnavailableFixed"], policy["maxSurgeFixed"]) == ("PROACTIVE", 0, 3)
+    assert mig["options"]["ignoreChanges"] == ["targetSize"]
+    health = research.one("gcp:compute/healthCheck:HealthCheck")["inputs"]["httpHealthCheck"]
+    assert (health["port"], health["requestPath"]) == (8000, "/health")
+
+
+def test_autoscaler_scales_on_a_per_group_queue_signal_from_zero(research):
+    policy = research.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
+    assert (policy["minReplicas"], policy["maxReplicas"]) == (0, 6)
+    (metric,) = policy["metrics"]
+    assert metric["name"] == "custom.googleapis.com/inferstack/pending_requests"
+    assert metric["singleInstanceAssignment"] == 4
+    assert 'metric.labels.group = "assistant-research-chat"' in metric["filter"]
+    assert policy["scaleInControl"] == {"timeWindowSec": 600, "maxScaledInReplicas": {"fixed": 1}}
+
+
+def test_gpu_utilisation_is_a_per_instance_gauge(tmp_path):
+    text = RESEARCH.replace("capacity: {min: 0, max: 6, desired: 1}", "capacity: {min: 1, max: 6}").replace(
+        "signal: queue_depth, target: 4", "signal: gpu_utilization, target: 70"
+    )
+    (metric,) = Resources(plan_of_text(text, "research")).one(
+        "gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
+    assert (metric["name"], metric["target"], metric["type"]) == (
+        "custom.googleapis.com/inferstack/gpu_utilization", 70, "GAUGE")
+
+
+def test_tpu_slices_are_private_with_their_own_identity(research):
+    slices = {r["name"]: r["inputs"] for r in research.of_type(TPU)}
+    assert set(slices) == {"reasoning-slice-0", "batch-slice-0", "batch-slice-1"}
+    reasoning = slices["reasoning-slice-0"]
+    assert (reasoning["acceleratorType"], reasoning["runtimeVersion"], reasoning["zone"]) == (
+        "v6e-8", "v2-alpha-tpuv6e", "europe-west4-a")
+    for vm in slices.values():
+        assert vm["networkConfig"]["enableExternalIps"] is False
+        assert vm["networkConfig"]["canIpForward"] is False
+        assert vm["serviceAccount"]["email"].startswith("is-assistant-research-")
+        assert vm["metadata"]["enable-oslogin"] == "TRUE"
+        assert vm["labels"]["team"] == "research"
+    assert slices["batch-slice-0"]["schedulingConfig"] == {"spot": True, "reserved": False}
+    assert slices["batch-slice-0"]["acceleratorType"] == "v5litepod-16"
+    assert slices["reasoning-slice-0"]["schedulingConfig"] == {"spot": False, "reserved": False}
+
+
+def test_every_gcp_resource_has_the_explicit_provider_and_labelled_ones_carry_the_labels(research):
+    from inferstack.policy_pack.inferstack_policies.tags import GCP_LABELED
+
+    for r in research.all:
+        if r["custom"] and r["type"].startswith("gcp:"):
+            assert r["provider"] == PROVIDER, r["urn"]
+            if r["type"] in GCP_LABELED:
+                assert {"stack", "environment", "team", "model", "data-classification"} <= set(r["inputs"]["labels"])
