@@ -1,8 +1,10 @@
-"""GcpTpuSlice: Cloud TPU slices serving one model, as TPU VM nodes.
+"""GcpTpuSlice: Cloud TPU slices serving one model.
 
-Every node has no external IP, no IP forwarding, the private subnet and a dedicated service
-account, in a zone inside residency; its startup script (templates/gcp_tpu_startup.sh.j2)
-starts vLLM for TPU on every host, worker 0 serving.
+Single-host on-demand slices are TPU VM nodes; multi-host slices and spot or reserved capacity
+are queued resources, which wait for capacity instead of failing the deployment. Every node has
+no external IP, no IP forwarding, the private subnet and a dedicated service account, in a zone
+inside residency; its startup script (templates/gcp_tpu_startup.sh.j2) starts vLLM for TPU on
+every host, worker 0 serving.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import pulumi_gcp as gcp
 from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, node_metadata
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
-from inferstack.planning.gcp import GcpTpuPlan
+from inferstack.components.gcp_queued_resource import TpuQueuedResource
+from inferstack.planning.gcp import QUEUED_RESOURCE_TYPE, GcpTpuPlan, queued_resource_body
 
 
 class GcpTpuSlice(pulumi.ComponentResource):
@@ -28,8 +31,12 @@ class GcpTpuSlice(pulumi.ComponentResource):
             repository=plan.artifact_repository, opts=child,
         )
         network = GcpPrivateNetwork(f"{name}-net", plan.network, identity.email, opts=child)
-        nodes = [self._vm(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
-        self.nodes = pulumi.Output.all(*[n.name for n in nodes])
+        if plan.uses_queued_resource:
+            nodes = [self._queued(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
+            self.nodes = pulumi.Output.all(*[n.queuedResourceId for n in nodes])
+        else:
+            vms = [self._vm(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
+            self.nodes = pulumi.Output.all(*[n.name for n in vms])
         self.service_account = identity.email
         self.register_outputs({"nodes": self.nodes, "service_account": self.service_account})
 
@@ -55,5 +62,23 @@ class GcpTpuSlice(pulumi.ComponentResource):
             shielded_instance_config=gcp.tpu.V2VmShieldedInstanceConfigArgs(enable_secure_boot=True),
             metadata=node_metadata(plan.startup_script),
             labels=plan.labels,
+            opts=child,
+        )
+
+    def _queued(self, name, i, node_id, plan: GcpTpuPlan, identity, network, child) -> TpuQueuedResource:
+        body = pulumi.Output.all(network.network_self_link, network.subnetwork_self_link, identity.email).apply(
+            lambda links: queued_resource_body(
+                plan, node_id, network=links[0], subnetwork=links[1], service_account=links[2]
+            )
+        )
+        return TpuQueuedResource(
+            f"{name}-slice-{i}",
+            {
+                "project": plan.project,
+                "zone": plan.zone,
+                "queuedResourceId": node_id,
+                "resourceType": QUEUED_RESOURCE_TYPE,
+                "body": body,
+            },
             opts=child,
         )

@@ -12,6 +12,7 @@ IT = "gcp:compute/instanceTemplate:InstanceTemplate"
 MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 FIREWALL = "gcp:compute/firewall:Firewall"
 TPU = "gcp:tpu/v2Vm:V2Vm"
+QUEUED = "pulumi-python:dynamic:Resource"
 PROVIDER = "urn:pulumi:research::inferstack::pulumi:providers:gcp::gcp-acme-ml-staging-europe-west4"
 
 
@@ -133,21 +134,33 @@ def test_gpu_utilisation_is_a_per_instance_gauge(tmp_path):
         "custom.googleapis.com/inferstack/gpu_utilization", 70, "GAUGE")
 
 
-def test_tpu_slices_are_private_with_their_own_identity(research):
-    slices = {r["name"]: r["inputs"] for r in research.of_type(TPU)}
-    assert set(slices) == {"reasoning-slice-0", "batch-slice-0", "batch-slice-1"}
-    reasoning = slices["reasoning-slice-0"]
-    assert (reasoning["acceleratorType"], reasoning["runtimeVersion"], reasoning["zone"]) == (
-        "v6e-8", "v2-alpha-tpuv6e", "europe-west4-a")
-    for vm in slices.values():
-        assert vm["networkConfig"]["enableExternalIps"] is False
-        assert vm["networkConfig"]["canIpForward"] is False
-        assert vm["serviceAccount"]["email"].startswith("is-assistant-research-")
-        assert vm["metadata"]["enable-oslogin"] == "TRUE"
-        assert vm["labels"]["team"] == "research"
-    assert slices["batch-slice-0"]["schedulingConfig"] == {"spot": True, "reserved": False}
-    assert slices["batch-slice-0"]["acceleratorType"] == "v5litepod-16"
-    assert slices["reasoning-slice-0"]["schedulingConfig"] == {"spot": False, "reserved": False}
+def test_single_host_on_demand_slice_is_a_private_tpu_vm(research):
+    (vm,) = [r["inputs"] for r in research.of_type(TPU)]
+    assert (vm["name"], vm["acceleratorType"], vm["runtimeVersion"], vm["zone"]) == (
+        "assistant-research-reasoning-0", "v6e-8", "v2-alpha-tpuv6e", "europe-west4-a")
+    assert vm["networkConfig"]["enableExternalIps"] is False and vm["networkConfig"]["canIpForward"] is False
+    assert vm["serviceAccount"]["email"].startswith("is-assistant-research-re")
+    assert vm["metadata"]["enable-oslogin"] == "TRUE" and vm["labels"]["team"] == "research"
+    assert vm["schedulingConfig"] == {"spot": False, "reserved": False}
+
+
+def test_multi_host_spot_slices_are_queued_resources_with_the_full_node_spec(research):
+    queued = {r["name"]: r["inputs"] for r in research.of_type(QUEUED)}
+    assert set(queued) == {"batch-slice-0", "batch-slice-1"}
+    q = queued["batch-slice-0"]
+    assert q["__provider"] == "[secret]"  # the serialized dynamic provider never shows
+    assert (q["project"], q["zone"], q["queuedResourceId"]) == ("acme-ml-staging", "europe-west4-b", "assistant-research-batch-0")
+    assert q["resourceType"] == "tpu.googleapis.com/QueuedResource"
+    assert q["body"]["spot"] == {}
+    (spec,) = q["body"]["tpu"]["nodeSpec"]
+    node = spec["node"]
+    assert spec["parent"] == "projects/acme-ml-staging/locations/europe-west4-b"
+    assert node["acceleratorType"] == "v5litepod-16" and node["runtimeVersion"] == "v2-alpha-tpuv5-lite"
+    assert node["networkConfig"]["enableExternalIps"] is False and node["networkConfig"]["canIpForward"] is False
+    assert node["networkConfig"]["subnetwork"].endswith("/subnetworks/assistant-research-batch")
+    assert node["serviceAccount"]["email"].startswith("is-assistant-research-batch@")
+    assert "ray start --head" in node["metadata"]["startup-script"]
+    assert node["labels"]["model"] == "llama-3-8b"
 
 
 def test_every_gcp_resource_has_the_explicit_provider_and_labelled_ones_carry_the_labels(research):

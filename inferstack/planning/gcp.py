@@ -238,6 +238,49 @@ class GcpTpuPlan:
     network: GcpNetworkPlan
     startup_script: str
 
+    @property
+    def uses_queued_resource(self) -> bool:
+        """Multi-host slices, and spot or reserved capacity, go through a queued resource: the
+        TPU API waits for the capacity instead of failing the deployment."""
+        return self.hosts > 1 or self.provisioning != "on-demand"
+
+
+QUEUED_RESOURCE_TYPE = "tpu.googleapis.com/QueuedResource"
+
+
+def queued_resource_body(
+    plan: GcpTpuPlan, node_id: str, *, network: str, subnetwork: str, service_account: str
+) -> dict:
+    """The Cloud TPU API's QueuedResource for one slice (v2 REST shape), with the node spec
+    every slice gets: private network, dedicated service account, metadata, labels."""
+    node = {
+        "acceleratorType": plan.accelerator_type,
+        "runtimeVersion": plan.runtime_version,
+        "description": f"inferstack {plan.prefix}: {plan.generation} {plan.topology} serving slice",
+        "networkConfig": {
+            "network": network,
+            "subnetwork": subnetwork,
+            "enableExternalIps": plan.public_ip,
+            "canIpForward": False,
+        },
+        "serviceAccount": {"email": service_account, "scope": ["https://www.googleapis.com/auth/cloud-platform"]},
+        "shieldedInstanceConfig": {"enableSecureBoot": True},
+        "metadata": {
+            "enable-oslogin": "TRUE",
+            "block-project-ssh-keys": "TRUE",
+            "startup-script": plan.startup_script,
+        },
+        "labels": dict(plan.labels),
+    }
+    body: dict = {
+        "tpu": {"nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]}
+    }
+    if plan.provisioning == "spot":
+        body["spot"] = {}
+    elif plan.provisioning == "reserved":
+        body["guaranteed"] = {"reserved": True}
+    return body
+
 
 def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
     target = spec.targets[name]

@@ -157,3 +157,20 @@ def provider_of(token: str) -> str:
     if token.startswith("pulumi:providers:"):
         return token.rsplit(":", 1)[1]
     return token.split(":", 1)[0]
+
+
+# inferstack creates Cloud TPU queued resources through a Pulumi dynamic provider (pulumi-gcp's
+# resource lacks the node's service account, metadata and labels); rules recognise them by the
+# `resourceType` input and read the API body's node specs.
+DYNAMIC = "pulumi-python:dynamic:Resource"
+QUEUED_TPU = "tpu.googleapis.com/QueuedResource"
+
+
+def queued_tpu_nodes(token: str, props: Any) -> list[Any]:
+    if token != DYNAMIC or get(props, "resourceType") != QUEUED_TPU:
+        return []
+    return [get(spec, "node") or {} for spec in items(props, "body", "tpu", "nodeSpec")]
+
+
+def is_queued_tpu(token: str, props: Any) -> bool:
+    return token == DYNAMIC and get(props, "resourceType") == QUEUED_TPU

@@ -13,7 +13,7 @@ from typing import Any
 from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
-from ._rules import get, items, provider_of, resource_rule, stack_rule
+from ._rules import DYNAMIC, get, is_queued_tpu, items, provider_of, resource_rule, stack_rule
 
 REGIONS_SCHEMA = {
     "type": "array",
@@ -95,7 +95,7 @@ def aws_region_allowed(args: ResourceValidationArgs, config: Mapping[str, Any]) 
     "instances) is allowed; multi-regions only when listed.",
     severity=Severity.CRITICAL,
     remediation="use a region or zone inside the allowed set (the spec's residency); avoid multi-region locations.",
-    types=("gcp:", "pulumi:providers:gcp"),
+    types=("gcp:", "pulumi:providers:gcp", DYNAMIC),
     config={
         "allowedRegions": REGIONS_SCHEMA,
         "allowedZones": {**REGIONS_SCHEMA, "description": "Allowed zones; empty allows every zone of an allowed region."},
@@ -103,6 +103,8 @@ def aws_region_allowed(args: ResourceValidationArgs, config: Mapping[str, Any]) 
     },
 )
 def gcp_location_allowed_rule(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
+    if args.resource_type == DYNAMIC and not is_queued_tpu(args.resource_type, args.props):
+        return
     provider = None if args.resource_type.startswith("pulumi:providers:") else _provider_props(args)
     for location in gcp_locations(args.props, provider):
         if not gcp_location_allowed(location, config):
@@ -196,7 +198,8 @@ def regions_known(args: StackValidationArgs, config: Mapping[str, Any]) -> Itera
                     provider = None
                 if aws_region(r.props, provider) is None:
                     yield f"{r.resource_type} {r.name} has no region and no provider region.", r.urn
-            elif provider_of(r.resource_type) == "gcp":
-                gcp_locations(r.props, provider)
+            elif provider_of(r.resource_type) == "gcp" or is_queued_tpu(r.resource_type, r.props):
+                if not gcp_locations(r.props, provider):
+                    yield f"{r.resource_type} {r.name} names no location and its provider none.", r.urn
         except RegionUnknown:
             yield f"{r.resource_type} {r.name}: its region is unknown at preview.", r.urn

@@ -11,7 +11,7 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
 
-from ._rules import get, items, resource_rule, stack_rule, truthy
+from ._rules import DYNAMIC, get, items, queued_tpu_nodes, resource_rule, stack_rule, truthy
 
 PUBLIC_CIDRS = ("0.0.0.0/0", "::/0")
 
@@ -31,7 +31,7 @@ TPU_QUEUED = "gcp:tpu/v2QueuedResource:V2QueuedResource"
     "Serving nodes have no public IP: launch templates, instances, subnets, instance templates, TPU VMs.",
     severity=Severity.HIGH,
     remediation="remove the public IP (the spec's network.public_ip opt-out); reach nodes through the private endpoint.",
-    types=(LAUNCH_TEMPLATE, EC2_INSTANCE, "aws:ec2/subnet:Subnet", *GCP_TEMPLATES, TPU_VM, TPU_QUEUED),
+    types=(LAUNCH_TEMPLATE, EC2_INSTANCE, "aws:ec2/subnet:Subnet", *GCP_TEMPLATES, TPU_VM, TPU_QUEUED, DYNAMIC),
 )
 def no_public_ip(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     p, t = args.props, args.resource_type
@@ -51,6 +51,9 @@ def no_public_ip(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Ite
         for spec in items(p, "tpu", "nodeSpecs"):
             if truthy(get(spec, "node", "networkConfig", "enableExternalIps")):
                 yield "A queued TPU node enables external IPs."
+    for node in queued_tpu_nodes(t, p):
+        if truthy(get(node, "networkConfig", "enableExternalIps")):
+            yield "A queued TPU node enables external IPs."
 
 
 @resource_rule(

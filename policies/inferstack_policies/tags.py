@@ -9,7 +9,7 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from ._rules import get, items, provider_of, resource_rule
+from ._rules import DYNAMIC, get, is_queued_tpu, items, provider_of, queued_tpu_nodes, resource_rule
 
 REQUIRED_TAGS = ["stack", "environment", "team", "model", "data-classification"]
 
@@ -66,6 +66,9 @@ def tags_of(args: ResourceValidationArgs) -> dict[str, Any] | None:
         return dict(get(args.props, "tags") or {})
     if token in GCP_LABELED:
         return dict(get(args.props, "labels") or {})
+    if is_queued_tpu(token, args.props):
+        nodes = queued_tpu_nodes(token, args.props)
+        return dict(get(nodes[0], "labels") or {}) if nodes else {}
     return None
 
 
@@ -74,7 +77,7 @@ def tags_of(args: ResourceValidationArgs) -> dict[str, Any] | None:
     "Every taggable resource carries the standard tags (labels on GCP) for cost attribution.",
     severity=Severity.MEDIUM,
     remediation="tag it with stack, environment, team, model and data-classification (inferstack does so by default).",
-    types=("aws:", "gcp:"),
+    types=("aws:", "gcp:", DYNAMIC),
     config={"requiredTags": {"type": "array", "items": {"type": "string"}, "default": REQUIRED_TAGS}},
 )
 def standard_tags(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:

@@ -14,6 +14,15 @@ EU = {"allowedRegions": ["eu-central-1"]}
 TAGS = {"stack": "dev", "environment": "dev", "team": "ml", "model": "m", "data-classification": "internal"}
 DIGEST = "sha256:" + "a" * 64
 
+QUEUED_TPU_TYPE = "pulumi-python:dynamic:Resource"
+QUEUED = {"resourceType": "tpu.googleapis.com/QueuedResource", "zone": "europe-west4-b"}
+
+
+def _queued_body(labels=None, external=False) -> dict:
+    node = {"networkConfig": {"enableExternalIps": external}, "labels": labels or {}}
+    return {"tpu": {"nodeSpec": [{"node": node}]}}
+
+
 # (policy, type, passing props, violating props, expected words in the violation, config, provider props)
 RESOURCE_CASES = [
     ("residency-aws-resource-require-allowed-region", "aws:ec2/vpc:Vpc", {}, {}, "outside the allowed regions",
@@ -95,6 +104,12 @@ RESOURCE_CASES = [
      {"tags": [{"key": k, "value": v} for k, v in TAGS.items()]}, {"tags": []}, "Missing tags", {}, None),
     ("tags-resource-require-standard-tags", "gcp:compute/instanceTemplate:InstanceTemplate", {"labels": TAGS},
      {}, "Missing tags: stack", {}, None),
+    ("tags-resource-require-standard-tags", QUEUED_TPU_TYPE, {**QUEUED, "body": _queued_body(labels=TAGS)},
+     {**QUEUED, "body": _queued_body(labels={})}, "Missing tags: stack", {}, None),
+    ("security-compute-instance-disallow-public-ip", QUEUED_TPU_TYPE, {**QUEUED, "body": _queued_body()},
+     {**QUEUED, "body": _queued_body(external=True)}, "queued TPU node enables external IPs", {}, None),
+    ("residency-gcp-resource-require-allowed-location", QUEUED_TPU_TYPE, {**QUEUED, "zone": "europe-west4-b"},
+     {**QUEUED, "zone": "us-west4-a"}, "'us-west4-a' is outside", {"allowedRegions": ["europe-west4"]}, None),
 ]
 
 POD = {"securityContext": {"runAsNonRoot": True}, "containers": [{
@@ -258,3 +273,10 @@ def test_every_rule_has_a_test_above():
         "cost-aws-autoscalinggroup-require-spot-for-batch",
     }
     assert tested == set(RULES)
+
+
+def test_other_dynamic_resources_are_left_alone():
+    other = {"resourceType": "something/else", "zone": "us-west4-a"}
+    for policy in ("residency-gcp-resource-require-allowed-location", "tags-resource-require-standard-tags",
+                   "security-compute-instance-disallow-public-ip"):
+        assert run_resource(policy, "pulumi-python:dynamic:Resource", other, config=EU) == []
