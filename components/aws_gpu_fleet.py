@@ -21,6 +21,7 @@ import base64
 import pulumi
 import pulumi_aws as aws
 
+from inferstack.components.aws_endpoint import AwsPrivateEndpoint
 from inferstack.components.aws_network import AwsPrivateNetwork
 from inferstack.planning import iam
 from inferstack.planning.aws_fleet import (
@@ -61,7 +62,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=KMS_DELETION_WINDOW_DAYS,
             policy=pulumi.Output.all(partition, identity.account_id).apply(
-                lambda a: iam.kms_key_policy(a[0], a[1], plan.region)
+                lambda a: iam.kms_key_policy(a[0], a[1], plan.region, log_delivery=plan.endpoint is not None)
             ),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, protect=True),
@@ -79,10 +80,17 @@ class AwsGpuFleet(pulumi.ComponentResource):
             opts=child,
         )
         role, profile = self._node_identity(name, plan, partition, identity.account_id, logs.arn, child)
-        sg = self._security_group(name, plan, network, child)
+        endpoint = None
+        if plan.endpoint is not None:
+            endpoint = AwsPrivateEndpoint(
+                f"{name}-endpoint", plan.endpoint, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
+                subnet_ids=network.subnet_ids, kms_key_arn=key.arn, tags=tags, opts=child,
+            )
+        sg = self._security_group(name, plan, network, endpoint, child)
         template = self._launch_template(name, plan, key, sg, profile, invoke, child)
-        group = self._group(name, plan, template, network)
+        group = self._group(name, plan, template, network, endpoint)
         self._scaling(name, plan, group, child)
+        self.endpoint = endpoint
 
         self.asg_name = group.name
         self.launch_template_id = template.id
@@ -143,7 +151,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
 
     # -- network access ---------------------------------------------------------------------
 
-    def _security_group(self, name, plan: AwsFleetPlan, network: AwsPrivateNetwork, child):
+    def _security_group(self, name, plan: AwsFleetPlan, network: AwsPrivateNetwork, endpoint, child):
         sg = aws.ec2.SecurityGroup(
             f"{name}-nodes",
             vpc_id=network.vpc_id,
@@ -151,16 +159,21 @@ class AwsGpuFleet(pulumi.ComponentResource):
             tags=plan.tags,
             opts=child,
         )
+        # With a private endpoint, only its load balancer reaches the serving port.
+        source = (
+            {"referenced_security_group_id": endpoint.security_group_id, "description": f"Serving port {plan.port} from the private endpoint's load balancer only"}
+            if endpoint is not None
+            else {"cidr_ipv4": network.vpc_cidr, "description": f"Serving port {plan.port} from inside the VPC"}
+        )
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-serving",
             security_group_id=sg.id,
-            description=f"Serving port {plan.port} from inside the VPC",
             ip_protocol="tcp",
             from_port=plan.port,
             to_port=plan.port,
-            cidr_ipv4=network.vpc_cidr,
             tags=plan.tags,
             opts=child,
+            **source,
         )
         def https_egress(suffix: str, description: str, **destination) -> None:
             aws.vpc.SecurityGroupEgressRule(
@@ -247,7 +260,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             opts=child,
         )
 
-    def _group(self, name, plan: AwsFleetPlan, template, network: AwsPrivateNetwork):
+    def _group(self, name, plan: AwsFleetPlan, template, network: AwsPrivateNetwork, endpoint):
         # The version, not "$Latest": a new template version is a change the group sees, and
         # that starts the rolling instance refresh.
         version = template.latest_version.apply(str)
@@ -288,7 +301,9 @@ class AwsGpuFleet(pulumi.ComponentResource):
             launch_template=launch_template,
             warm_pool=warm_pool,
             capacity_rebalance=plan.spot_enabled,
-            health_check_type="EC2",
+            # Behind the endpoint, the load balancer's health check (the engine's) decides.
+            health_check_type="ELB" if endpoint is not None else "EC2",
+            target_group_arns=[endpoint.target_group_arn] if endpoint is not None else None,
             health_check_grace_period=plan.health_check_grace_seconds,
             default_instance_warmup=plan.health_check_grace_seconds,
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(

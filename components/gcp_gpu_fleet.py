@@ -15,7 +15,8 @@ import pulumi_gcp as gcp
 
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
-from inferstack.planning.gcp import KMS_ROTATION_SECONDS, GcpGpuFleetPlan, gcp_name
+from inferstack.planning.gcp import KMS_ROTATION_SECONDS, GcpGpuFleetPlan
+from inferstack.planning.naming import gcp_name
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 

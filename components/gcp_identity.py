@@ -9,7 +9,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from inferstack.planning.gcp import SERVICE_ACCOUNT_ROLES, ArtifactRepository, Weights, gcp_name
+from inferstack.planning.gcp import SERVICE_ACCOUNT_ROLES, ArtifactRepository, Weights
+from inferstack.planning.naming import gcp_name
 
 
 def weights_condition(weights: Weights) -> str:

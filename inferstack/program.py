@@ -51,6 +51,9 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             pulumi.export(f"{name}.asg_name", fleet.asg_name)
             pulumi.export(f"{name}.vpc_id", fleet.vpc_id)
             pulumi.export(f"{name}.security_group_id", fleet.security_group_id)
+            if fleet.endpoint is not None:
+                pulumi.export(f"{name}.endpoint_service_name", fleet.endpoint.service_name)
+                pulumi.export(f"{name}.endpoint_dns_name", fleet.endpoint.dns_name)
         elif isinstance(target, GcpGpuFleetTarget):
             plan = plan_gcp_fleet(spec, stack, name)
             gfleet = GcpGpuFleet(

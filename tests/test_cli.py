@@ -43,8 +43,9 @@ def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
 
 def test_reordering_targets_renames_nothing(tmp_path):
     text = (STACKS / "prod.yaml").read_text()
-    steady, burst = text.index("  steady:\n"), text.index("  burst:\n")
-    reordered = text[:steady] + text[burst:] + text[steady:burst]
+    steady, burst, end = text.index("  steady:\n"), text.index("  burst:\n"), text.index("\nendpoint:")
+    end = text.rindex("\n\n", 0, end) + 1  # the targets end at the blank line before the endpoint
+    reordered = text[:steady] + text[burst:end] + text[steady:burst] + text[end:]
     assert reordered != text
     spec = tmp_path / "prod.yaml"
     spec.write_text(reordered)

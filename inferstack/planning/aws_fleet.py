@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from inferstack import catalog
 from inferstack.planning import sizing
+from inferstack.planning.endpoint import AwsEndpointPlan, plan_aws_endpoint
 from inferstack.planning.naming import resource_prefix, standard_tags
+from inferstack.planning.serving import engine_args
 from inferstack.render import render
 from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, Model
 
@@ -109,6 +111,7 @@ class AwsFleetPlan:
     public_ip: bool
     scaling: ScalingPlan
     user_data: str
+    endpoint: AwsEndpointPlan | None
 
     @property
     def uses_mixed_instances(self) -> bool:
@@ -143,23 +146,6 @@ def plan_scaling(target: AwsGpuFleetTarget) -> ScalingPlan:
 def parse_ecr(image: str) -> EcrImage | None:
     m = _ECR.match(image)
     return EcrImage(m["registry"], m["account"], m["region"], m["repo"]) if m else None
-
-
-def engine_args(spec: DeploymentSpec, model_name: str, model: Model) -> list[str]:
-    """The engine's command line: the catalog's arguments for the engine, then the spec's own.
-
-    ``{tensor_parallel}`` stays a placeholder: a mixed fleet's instance types carry different
-    GPU counts, so the node fills it in at boot (see `inferstack.render.BOOT_TIME_ARGS`).
-    """
-    engine = catalog.engines()[spec.serving.engine]
-    values = {
-        "model_dir": f"/models/{model_name}",
-        "model_name": model_name,
-        "port": str(spec.serving.port),
-        "context_length": str(model.context_length),
-    }
-    args = [a.format(**values, tensor_parallel="{tensor_parallel}") for a in engine.args]
-    return [*engine.entrypoint, *args, *spec.serving.args]
 
 
 def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
@@ -223,4 +209,5 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         public_ip=target.network.public_ip,
         scaling=scaling,
         user_data=user_data,
+        endpoint=plan_aws_endpoint(spec, stack, name),
     )

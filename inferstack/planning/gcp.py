@@ -5,14 +5,13 @@ shapes, and the rendered startup scripts.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
 from inferstack import catalog
 from inferstack.planning import sizing
-from inferstack.planning.aws_fleet import engine_args
-from inferstack.planning.naming import resource_prefix, standard_tags
+from inferstack.planning.naming import gcp_labels, gcp_name, resource_prefix, standard_tags
+from inferstack.planning.serving import engine_args
 from inferstack.render import render
 from inferstack.spec.models import DeploymentSpec, GcpGpuFleetTarget, GcpNetwork, GcpTpuTarget
 
@@ -32,24 +31,6 @@ GCP_SIGNALS = {
 }
 
 _AR = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/")
-_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
-
-
-def gcp_labels(tags: dict[str, str]) -> dict[str, str]:
-    """Tags as GCP labels: lower-case letters, digits, '-' and '_', at most 63 characters."""
-    return {_LABEL_BAD.sub("-", k.lower())[:63]: _LABEL_BAD.sub("-", v.lower())[:63] for k, v in tags.items()}
-
-
-def gcp_name(*parts: str, limit: int = 63) -> str:
-    """A GCP resource name (RFC 1035: lower-case, starts with a letter, no trailing dash).
-
-    A name cut to fit keeps a short hash of the whole, so two long names never collide.
-    """
-    name = re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())
-    if len(name) <= limit:
-        return name.rstrip("-")
-    digest = hashlib.sha256(name.encode()).hexdigest()[:5]
-    return f"{name[: limit - 6].rstrip('-')}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -246,6 +227,10 @@ class GcpTpuPlan:
 
 
 QUEUED_RESOURCE_TYPE = "tpu.googleapis.com/QueuedResource"
+
+
+def plan_tpu_hosts(target: GcpTpuTarget) -> int:
+    return catalog.tpu_generations()[target.generation].hosts(target.topology)
 
 
 def queued_resource_body(

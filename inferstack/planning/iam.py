@@ -46,8 +46,9 @@ def assume_role(service: str) -> str:
     )
 
 
-def kms_key_policy(partition: str, account: str, region: str) -> str:
-    """Key policy for a fleet's key: EBS volumes launched by Auto Scaling and the log groups."""
+def kms_key_policy(partition: str, account: str, region: str, log_delivery: bool = False) -> str:
+    """Key policy for a fleet's key: EBS volumes launched by Auto Scaling, the log groups and,
+    with a private endpoint, the load balancer's access-log delivery."""
     root = f"arn:{partition}:iam::{account}:root"
     asg_role = f"arn:{partition}:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
     return document(
@@ -78,6 +79,20 @@ def kms_key_policy(partition: str, account: str, region: str) -> str:
                     "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account}:log-group:*"}
                 },
             },
+            *(
+                [
+                    {
+                        "Sid": "LoadBalancerAccessLogDelivery",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    }
+                ]
+                if log_delivery
+                else []
+            ),
         ]
     )
 
@@ -132,5 +147,37 @@ def log_delivery_policy(log_group_arn: str) -> str:
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 "Resource": [log_group_arn, f"{log_group_arn}:*"],
             }
+        ]
+    )
+
+
+def access_log_bucket_policy(bucket_arn: str, account: str) -> str:
+    """Load balancer log delivery may write under nlb/ for this account; nothing over plain HTTP."""
+    return document(
+        [
+            {
+                "Sid": "LogDeliveryWrite",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"{bucket_arn}/nlb/AWSLogs/{account}/*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            },
+            {
+                "Sid": "LogDeliveryAclCheck",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": "s3:GetBucketAcl",
+                "Resource": bucket_arn,
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            },
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
         ]
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from inferstack.spec.models import DeploymentSpec
 
 MANAGED_BY = "inferstack"
@@ -29,3 +32,23 @@ def standard_tags(spec: DeploymentSpec, stack: str, model: str) -> dict[str, str
         "data-classification": spec.metadata.data_classification,
         "managed-by": MANAGED_BY,
     }
+
+
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
+
+
+def gcp_labels(tags: dict[str, str]) -> dict[str, str]:
+    """Tags as GCP labels: lower-case letters, digits, '-' and '_', at most 63 characters."""
+    return {_LABEL_BAD.sub("-", k.lower())[:63]: _LABEL_BAD.sub("-", v.lower())[:63] for k, v in tags.items()}
+
+
+def gcp_name(*parts: str, limit: int = 63) -> str:
+    """A GCP resource name (RFC 1035: lower-case, starts with a letter, no trailing dash).
+
+    A name cut to fit keeps a short hash of the whole, so two long names never collide.
+    """
+    name = re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())
+    if len(name) <= limit:
+        return name.rstrip("-")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:5]
+    return f"{name[: limit - 6].rstrip('-')}-{digest}"

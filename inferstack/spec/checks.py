@@ -17,6 +17,7 @@ from inferstack.spec.models import (
     AwsGpuFleetTarget,
     DeploymentSpec,
     GcpGpuFleetTarget,
+    GcpNetwork,
     GcpTpuTarget,
     Model,
     image_digest,
@@ -31,6 +32,7 @@ _WEIGHTS_SCHEME = {"aws": "s3", "gcp": "gs"}
 
 def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings = list(_check_opt_outs(spec))
+    findings += list(_check_endpoint(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
@@ -64,6 +66,59 @@ def _check_opt_outs(spec: DeploymentSpec) -> Iterator[Finding]:
                 "serving nodes get public IPs (opt-out of the private-only default); the policy pack flags it",
                 "warning",
             )
+
+
+def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
+    """One endpoint section serves every target: each cloud needs its consumers and, in each
+    target's region, a certificate."""
+    from inferstack.planning.endpoint import is_acm, region_of_certificate
+    from inferstack.planning.gcp import plan_tpu_hosts
+
+    ep = spec.endpoint
+    if ep is None:
+        return
+    clouds = {t.cloud for t in spec.targets.values()}
+    if "aws" in clouds and not ep.allowed_principals and not ep.allow_any_principal:
+        yield Finding(("endpoint", "allowed_principals"), "name the AWS accounts or principals that may connect "
+                      "(an endpoint service with no principals admits nobody)")
+    if "gcp" in clouds and not ep.consumer_projects:
+        yield Finding(("endpoint", "consumer_projects"), "name the GCP projects whose Private Service Connect "
+                      "endpoints are accepted")
+    if ep.allow_any_principal:
+        yield Finding(("endpoint", "allow_any_principal"), "any AWS principal may request a connection "
+                      "(opt-out of named principals; acceptance is still required); the policy pack flags it", "warning")
+    seen: dict[tuple[str, str], int] = {}
+    for i, cert in enumerate(ep.certificates):
+        key = ("aws" if is_acm(cert) else "gcp", region_of_certificate(cert) or "")
+        if key in seen:
+            yield Finding(("endpoint", "certificates", i), f"a second certificate for {key[0].upper()} region "
+                          f"{key[1]} (certificates[{seen[key]}] is one); keep one per region")
+        seen.setdefault(key, i)
+    ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
+    for name, target in sorted(spec.targets.items()):
+        yield from _endpoint_certificate(name, target, seen, ep.private_ca_arn, ca_region)
+        if isinstance(target, GcpTpuTarget) and (plan_tpu_hosts(target) > 1 or target.provisioning != "on-demand"):
+            yield Finding(("targets", name, "provisioning" if target.provisioning != "on-demand" else "topology"),
+                          "queued TPU slices get their addresses only once capacity arrives, so the endpoint "
+                          "cannot route to them: use a single-host on-demand slice behind an endpoint")
+        net = target.network
+        if isinstance(net, GcpNetwork) and not net.creates_network and (net.proxy_cidr is None or net.psc_cidr is None):
+            yield Finding(("targets", name, "network"), "an existing network needs proxy_cidr and psc_cidr "
+                          "for the endpoint's proxy-only and Private Service Connect subnets")
+
+
+def _endpoint_certificate(name, target, seen, private_ca_arn, ca_region) -> Iterator[Finding]:
+    if (target.cloud, target.region) in seen or (target.cloud == "aws" and ca_region == target.region):
+        return
+    if target.cloud == "aws" and private_ca_arn:
+        yield Finding(("endpoint", "private_ca_arn"), f"the private CA is in {ca_region}, target {name!r} in "
+                      f"{target.region}: add an ACM certificate for {target.region} to endpoint.certificates")
+    elif target.cloud == "aws":
+        yield Finding(("endpoint", "certificates"), f"no ACM certificate in {target.region} for target {name!r}: "
+                      "add its ARN, or set private_ca_arn to issue one")
+    else:
+        yield Finding(("endpoint", "certificates"), f"no regional SSL certificate in {target.region} for "
+                      f"target {name!r}: add projects/<project>/regions/{target.region}/sslCertificates/<name>")
 
 
 def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:

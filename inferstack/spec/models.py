@@ -356,8 +356,14 @@ class GcpNetwork(StrictModel):
         "come from Artifact Registry over Private Google Access)."
     )
     public_ip: bool = Field(default=False, description="Opt-out: external IPs on the nodes; the policy pack flags it.")
+    proxy_cidr: str | None = Field(
+        default=None, description="Proxy-only subnet of the private endpoint's load balancer (default: after cidr)."
+    )
+    psc_cidr: str | None = Field(
+        default=None, description="Private Service Connect NAT subnet (default: after the proxy-only subnet)."
+    )
 
-    @field_validator("cidr")
+    @field_validator("cidr", "proxy_cidr", "psc_cidr")
     @classmethod
     def _cidr(cls, v: str | None) -> str | None:
         if v is None:
@@ -366,8 +372,8 @@ class GcpNetwork(StrictModel):
             net = ipaddress.IPv4Network(v)
         except ValueError:
             raise ValueError(f"must be an IPv4 network like 10.80.0.0/20 (got {v!r})") from None
-        if not net.is_private or not 16 <= net.prefixlen <= 24:
-            raise ValueError(f"must be a private range from /16 to /24 (got {v!r})")
+        if not net.is_private or not 16 <= net.prefixlen <= 26:
+            raise ValueError(f"must be a private range from /16 to /26 (got {v!r})")
         return v
 
     @model_validator(mode="after")
@@ -475,6 +481,77 @@ class GcpTpuTarget(StrictModel):
 Target = Annotated[AwsGpuFleetTarget | GcpGpuFleetTarget | GcpTpuTarget, Field(discriminator="kind")]
 
 
+ACM_ARN = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$"
+PCA_ARN = r"^arn:aws[a-z-]*:acm-pca:([a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
+GCP_CERT = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/([a-z0-9-]+)/sslCertificates/[a-z]([-a-z0-9]*[a-z0-9])?$"
+PRINCIPAL = r"^(\*|\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+))$"
+PATTERN_HINTS.update({
+    ACM_ARN: "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)",
+    PCA_ARN: "must be an ACM Private CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
+    GCP_CERT: "must be a regional SSL certificate: projects/<project>/regions/<region>/sslCertificates/<name>",
+    PRINCIPAL: "must be an AWS account id, or an account's root, role or user ARN",
+})
+
+
+class AwsEndpointConsumer(StrictModel):
+    """A consumer VPC (same account and region as the target) that gets an interface endpoint."""
+
+    vpc_id: str = Field(pattern=VPC_ID_PATTERN)
+    subnet_ids: list[Annotated[str, StringConstraints(pattern=SUBNET_ID_PATTERN)]] = Field(min_length=1)
+
+
+class GcpEndpointConsumer(StrictModel):
+    """A consumer network that gets a Private Service Connect endpoint (a forwarding rule)."""
+
+    project: GcpProject
+    network: str
+    subnetwork: str
+
+
+class Endpoint(StrictModel):
+    """How consumers reach the model: privately, from the VPCs and projects named here only.
+
+    One section for every target: AWS targets get an internal NLB with a TLS listener behind a
+    PrivateLink endpoint service; GCP targets get an internal HTTPS load balancer behind a
+    Private Service Connect attachment.
+    """
+
+    allowed_principals: list[Annotated[str, StringConstraints(pattern=PRINCIPAL)]] = Field(
+        default_factory=list, description="AWS accounts or IAM principals that may connect (PrivateLink)."
+    )
+    allow_any_principal: bool = Field(
+        default=False, description="Opt-in: let any AWS principal request a connection ('*'). The pack flags it."
+    )
+    consumer_projects: list[GcpProject] = Field(
+        default_factory=list, description="GCP projects whose PSC endpoints are accepted."
+    )
+    certificates: list[Annotated[str, StringConstraints(pattern=f"{ACM_ARN}|{GCP_CERT}")]] = Field(
+        default_factory=list,
+        description="TLS certificates: an ACM certificate ARN per AWS region, a regional SSL certificate per GCP region.",
+    )
+    private_ca_arn: str | None = Field(
+        default=None, pattern=PCA_ARN, description="Issue ACM private certificates from this CA (AWS, its region)."
+    )
+    private_dns_name: str | None = Field(
+        default=None, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="The name consumers resolve; the certificate must cover it.",
+    )
+    aws_consumers: list[AwsEndpointConsumer] = Field(default_factory=list)
+    gcp_consumers: list[GcpEndpointConsumer] = Field(default_factory=list)
+    deletion_protection: bool | None = Field(
+        default=None, description="Protect the load balancers from deletion (default: on in environment prod)."
+    )
+
+    @field_validator("allowed_principals")
+    @classmethod
+    def _no_wildcard(cls, v: list[str]) -> list[str]:
+        for i, principal in enumerate(v):
+            if principal == "*":
+                raise FieldError((i,), "a wildcard principal lets any AWS account connect: list the accounts, "
+                                       "or set allow_any_principal: true to opt in explicitly")
+        return v
+
+
 class Guardrails(StrictModel):
     """Limits the policy pack checks (advisory): inferstack policy-config passes them on."""
 
@@ -498,6 +575,7 @@ class DeploymentSpec(StrictModel):
     serving: Serving
     targets: dict[Name, Target] = Field(min_length=1)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    endpoint: Endpoint | None = Field(default=None, description="Private endpoint for every cloud target.")
 
     def image_of(self, target_name: str) -> str | None:
         """The engine image a target runs: its own, else serving.image."""

@@ -34,6 +34,7 @@ AWS_UNTAGGABLE = frozenset(
         "aws:lb/targetGroupAttachment:TargetGroupAttachment",
         "aws:route53/record:Record",
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
         "aws:s3/bucketPolicy:BucketPolicy",
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
         "aws:s3/bucketReplicationConfig:BucketReplicationConfig",
