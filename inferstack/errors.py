@@ -16,9 +16,17 @@ Loc = tuple[str | int, ...]
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """A '; did you mean X?' suffix when a close option exists, else ''."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    """A '; did you mean X?' suffix when a close option exists, else ''.
+
+    Among equally close options, the one nearest in length wins (then, as difflib does, the
+    greater string).
+    """
+    scored = [
+        (difflib.SequenceMatcher(None, word, option).ratio(), -abs(len(option) - len(word)), option)
+        for option in options
+    ]
+    best = max((s for s in scored if s[0] >= 0.6), default=None)
+    return f"; did you mean {best[2]!r}?" if best else ""
 
 
 def format_loc(loc: Loc) -> str:

@@ -289,8 +289,10 @@ def test_resource_prefix_is_at_most_40_characters_and_never_ends_in_a_dash():
         assert len(prefix) <= 40
         assert not prefix.endswith("-")
         assert prefix.startswith(longest)
-    # truncation that lands just after a dash drops it: 32 + "-" + 6 + "-" = 40
-    assert naming.resource_prefix(spec, "stack6", "target") == f"{longest}-stack6"
+    # a name cut to fit keeps a hash of the whole: two targets that differ only past the cut differ
+    a, b = naming.resource_prefix(spec, "stack6", "target-a"), naming.resource_prefix(spec, "stack6", "target-b")
+    assert a != b and len(a) == len(b) == 40
+    assert naming.resource_prefix(spec, "x", "y") == f"{longest}-x-y"  # short enough: no hash
 
 
 def test_standard_tags():

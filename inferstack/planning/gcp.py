@@ -40,6 +40,11 @@ class ArtifactRepository:
     repository: str
 
 
+def _registry_host(image: str) -> str | None:
+    """The Artifact Registry host to configure Docker credentials for; None for other registries."""
+    return image.split("/", 1)[0] if parse_artifact_registry(image) else None
+
+
 def parse_artifact_registry(image: str) -> ArtifactRepository | None:
     m = _AR.match(image)
     return ArtifactRepository(m["location"], m["project"], m["repository"]) if m else None
@@ -155,7 +160,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         model_name=model_name,
         weights_uri=weights.uri,
         image=image,
-        registry=image.split("/", 1)[0],
+        registry=_registry_host(image),
         port=spec.serving.port,
         engine=engine,
         engine_args=engine_args(spec, model_name, model),
@@ -282,7 +287,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         model_name=model_name,
         weights_uri=weights.uri,
         image=target.image,
-        registry=target.image.split("/", 1)[0],
+        registry=_registry_host(target.image),
         port=spec.serving.port,
         chips=gen.chips_of(target.topology),
         hosts=hosts,

@@ -16,7 +16,11 @@ def resource_prefix(spec: DeploymentSpec, stack: str, target: str) -> str:
     Kept to 40 characters so that every AWS name built on it (IAM roles: 64, ASGs and log
     groups: 255, Pulumi's 8-character auto-name suffix) stays within its limit.
     """
-    return f"{spec.metadata.name}-{stack}-{target}"[:40].rstrip("-")
+    full = f"{spec.metadata.name}-{stack}-{target}"
+    if len(full) <= 40:
+        return full
+    # Cut to fit, keeping a hash of the whole so two long names never collide.
+    return f"{full[:34].rstrip('-')}-{hashlib.sha256(full.encode()).hexdigest()[:5]}"
 
 
 def standard_tags(spec: DeploymentSpec, stack: str, model: str) -> dict[str, str]:

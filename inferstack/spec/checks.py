@@ -136,7 +136,7 @@ def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what:
     if region not in known:
         return [Finding(loc, f"unknown {cloud.upper()} {what} {region!r}{did_you_mean(region, known)}")]
     if known[region] != cloud:
-        return [Finding(loc, f"{region!r} is a {known[region].upper()} region; this needs an {cloud.upper()} region")]
+        return [Finding(loc, f"{region!r} is {_article(known[region])} region; this needs {_article(cloud)} region")]
     allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
     if region not in allowed:
         inside = sorted(r for r in allowed if known.get(r) == cloud)
@@ -148,6 +148,10 @@ def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what:
             )
         ]
     return []
+
+
+def _article(cloud: str) -> str:
+    return {"aws": "an AWS", "gcp": "a GCP"}[cloud]
 
 
 def _image_loc(spec: DeploymentSpec, name: str) -> Loc:
@@ -194,24 +198,21 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
 
 
 def _check_weights(spec: DeploymentSpec, name: str) -> list[Finding]:
+    """Nodes fetch weights from their own cloud's object store with their own identity; a hub
+    or a registry is a mirror job, not something a serving node should reach."""
     target = spec.targets[name]
     model_name, model = spec.model_of(name)
     want = _WEIGHTS_SCHEME[target.cloud]
-    loc = ("models", model_name, "source")
     if model.scheme == want:
         return []
-    if model.scheme in ("hf", "oci") and not getattr(target.network, "cloud_nat", False):
-        return [
-            Finding(
-                loc,
-                f"target {name!r} has no internet route, so {model.scheme}:// weights cannot be downloaded; "
-                f"mirror them to {want}:// in the target's region",
-            )
-        ]
-    if model.scheme in ("s3", "gs"):
-        return [Finding(loc, f"target {name!r} runs on {target.cloud.upper()} and cannot read {model.scheme}:// "
-                             f"weights; mirror them to {want}://")]
-    return []
+    return [
+        Finding(
+            ("models", model_name, "source"),
+            f"target {name!r} runs on {target.cloud.upper()} and loads weights from {want}:// only "
+            f"(with its own identity, over a private route); mirror {model.scheme}:// weights to {want}:// "
+            "in the target's region",
+        )
+    ]
 
 
 def _fit(model_name: str, model: Model, loc: Loc, usable: int, what: str) -> list[Finding]:
@@ -273,7 +274,7 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
         acc = target.accelerator
         if acc is None:
             return out + [Finding(loc, f"{target.machine_type} carries no GPU: add accelerator: {{type: nvidia-tesla-t4, "
-                                       "count: 1}} (N1 takes guest accelerators) or pick an A2/A3/G2 machine type")]
+                                       "count: 1} (N1 takes guest accelerators) or pick an A2/A3/G2 machine type")]
         facts = guests.get(acc.type)
         if facts is None:
             return out + [Finding((*base, "accelerator", "type"), f"unknown N1 guest accelerator {acc.type!r}"
