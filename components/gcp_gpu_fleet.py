@@ -13,6 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from inferstack.components.gcp_endpoint import GcpPrivateEndpoint
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
 from inferstack.planning.gcp import KMS_ROTATION_SECONDS, GcpGpuFleetPlan
@@ -129,6 +130,13 @@ class GcpGpuFleet(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["targetSize"]),
         )
         self._autoscaler(name, plan, group, child)
+        self.endpoint = None
+        if plan.endpoint is not None:
+            self.endpoint = GcpPrivateEndpoint(
+                f"{name}-endpoint", plan.endpoint, project=plan.project, region=plan.region,
+                network=network.network_self_link, subnetwork=network.subnetwork_self_link,
+                service_account=identity.email, labels=plan.labels, instance_group=group.instance_group, opts=child,
+            )
 
         self.group_name = group.name
         self.instance_template = template.self_link_unique

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, node_metadata
+from inferstack.components.gcp_endpoint import GcpPrivateEndpoint
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
 from inferstack.components.gcp_queued_resource import TpuQueuedResource
@@ -37,6 +38,16 @@ class GcpTpuSlice(pulumi.ComponentResource):
         else:
             vms = [self._vm(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
             self.nodes = pulumi.Output.all(*[n.name for n in vms])
+        self.endpoint = None
+        if plan.endpoint is not None:
+            # The checks guarantee single-host on-demand slices here: TPU VMs with an address.
+            self.endpoint = GcpPrivateEndpoint(
+                f"{name}-endpoint", plan.endpoint, project=plan.project, region=plan.region,
+                network=network.network_self_link, subnetwork=network.subnetwork_self_link,
+                service_account=identity.email, labels=plan.labels,
+                tpu_endpoints=[(vm.network_endpoints.apply(lambda eps: eps[0].ip_address), plan.zone) for vm in vms],
+                opts=child,
+            )
         self.service_account = identity.email
         self.register_outputs({"nodes": self.nodes, "service_account": self.service_account})
 

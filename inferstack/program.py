@@ -61,6 +61,8 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             )
             pulumi.export(f"{name}.group_name", gfleet.group_name)
             pulumi.export(f"{name}.service_account", gfleet.service_account)
+            if gfleet.endpoint is not None:
+                pulumi.export(f"{name}.service_attachment", gfleet.endpoint.service_attachment)
         elif isinstance(target, GcpTpuTarget):
             tplan = plan_tpu(spec, stack, name)
             tpu = GcpTpuSlice(
@@ -68,3 +70,5 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             )
             pulumi.export(f"{name}.nodes", tpu.nodes)
             pulumi.export(f"{name}.service_account", tpu.service_account)
+            if tpu.endpoint is not None:
+                pulumi.export(f"{name}.service_attachment", tpu.endpoint.service_attachment)

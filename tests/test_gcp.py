@@ -82,10 +82,10 @@ def test_nodes_run_as_a_dedicated_least_privilege_service_account(research):
 def test_private_subnet_with_google_access_flow_logs_and_deny_by_default(research):
     net = _named(research, "gcp:compute/network:Network", "chat-")[0]["inputs"]
     assert net["autoCreateSubnetworks"] is False
-    subnet = _named(research, "gcp:compute/subnetwork:Subnetwork", "chat-")[0]["inputs"]
+    subnet = research.one("gcp:compute/subnetwork:Subnetwork", "chat-net-private")["inputs"]
     assert subnet["privateIpGoogleAccess"] is True and subnet["region"] == "europe-west4"
     assert subnet["ipCidrRange"] == "10.80.0.0/20" and subnet["logConfig"]["flowSampling"] == 0.5
-    rules = {r["name"]: r["inputs"] for r in _named(research, FIREWALL, "chat-")}
+    rules = {r["name"]: r["inputs"] for r in _named(research, FIREWALL, "chat-net-")}
     deny = rules["chat-net-deny-ingress"]
     assert deny["priority"] == 65534 and deny["denies"] == [{"protocol": "all"}] and "allows" not in deny
     hc = rules["chat-net-allow-health-checks"]
@@ -144,12 +144,14 @@ def test_single_host_on_demand_slice_is_a_private_tpu_vm(research):
     assert vm["schedulingConfig"] == {"spot": False, "reserved": False}
 
 
-def test_multi_host_spot_slices_are_queued_resources_with_the_full_node_spec(research):
-    queued = {r["name"]: r["inputs"] for r in research.of_type(QUEUED)}
+def test_multi_host_spot_slices_are_queued_resources_with_the_full_node_spec():
+    batch = Resources(plan_of_file(str(STACKS / "batch.yaml")))
+    assert not batch.of_type(TPU)
+    queued = {r["name"]: r["inputs"] for r in batch.of_type(QUEUED)}
     assert set(queued) == {"batch-slice-0", "batch-slice-1"}
     q = queued["batch-slice-0"]
     assert q["__provider"] == "[secret]"  # the serialized dynamic provider never shows
-    assert (q["project"], q["zone"], q["queuedResourceId"]) == ("acme-ml-staging", "europe-west4-b", "assistant-research-batch-0")
+    assert (q["project"], q["zone"], q["queuedResourceId"]) == ("acme-ml-staging", "europe-west4-b", "assistant-batch-batch-0")
     assert q["resourceType"] == "tpu.googleapis.com/QueuedResource"
     assert q["body"]["spot"] == {}
     (spec,) = q["body"]["tpu"]["nodeSpec"]
@@ -157,8 +159,8 @@ def test_multi_host_spot_slices_are_queued_resources_with_the_full_node_spec(res
     assert spec["parent"] == "projects/acme-ml-staging/locations/europe-west4-b"
     assert node["acceleratorType"] == "v5litepod-16" and node["runtimeVersion"] == "v2-alpha-tpuv5-lite"
     assert node["networkConfig"]["enableExternalIps"] is False and node["networkConfig"]["canIpForward"] is False
-    assert node["networkConfig"]["subnetwork"].endswith("/subnetworks/assistant-research-batch")
-    assert node["serviceAccount"]["email"].startswith("is-assistant-research-batch@")
+    assert node["networkConfig"]["subnetwork"].endswith("/subnetworks/assistant-batch-batch")
+    assert node["serviceAccount"]["email"].startswith("is-assistant-batch-batch@")
     assert "ray start --head" in node["metadata"]["startup-script"]
     assert node["labels"]["model"] == "llama-3-8b"
 

@@ -39,10 +39,10 @@ class FakeSession:
 
 
 def _props() -> dict:
-    spec = load_spec(STACKS / "research.yaml").spec
-    plan = plan_tpu(spec, "research", "batch")
-    body = queued_resource_body(plan, "assistant-research-batch-0", network="n", subnetwork="s", service_account="sa@x")
-    return {"project": "acme-ml-staging", "zone": "europe-west4-b", "queuedResourceId": "assistant-research-batch-0",
+    spec = load_spec(STACKS / "batch.yaml").spec
+    plan = plan_tpu(spec, "batch", "batch")
+    body = queued_resource_body(plan, "assistant-batch-batch-0", network="n", subnetwork="s", service_account="sa@x")
+    return {"project": "acme-ml-staging", "zone": "europe-west4-b", "queuedResourceId": "assistant-batch-batch-0",
             "resourceType": "tpu.googleapis.com/QueuedResource", "body": body}
 
 
@@ -51,9 +51,9 @@ def test_create_posts_the_whole_queued_resource():
     result = QueuedResourceProvider(lambda: session).create(_props())
     method, url, kw = session.calls[0]
     assert (method, url) == ("POST", f"{TPU_API}/projects/acme-ml-staging/locations/europe-west4-b/queuedResources")
-    assert kw["params"] == {"queuedResourceId": "assistant-research-batch-0"}
+    assert kw["params"] == {"queuedResourceId": "assistant-batch-batch-0"}
     assert kw["json"]["spot"] == {} and kw["json"]["tpu"]["nodeSpec"][0]["node"]["serviceAccount"]["email"] == "sa@x"
-    assert result.id == "projects/acme-ml-staging/locations/europe-west4-b/queuedResources/assistant-research-batch-0"
+    assert result.id == "projects/acme-ml-staging/locations/europe-west4-b/queuedResources/assistant-batch-batch-0"
 
 
 def test_any_change_replaces_and_delete_forces():
@@ -76,8 +76,8 @@ def test_read_reports_a_missing_resource_as_gone():
 
 
 def test_reserved_capacity_asks_for_a_guaranteed_queued_resource():
-    spec = load_spec(STACKS / "research.yaml").spec
-    plan = plan_tpu(spec, "research", "batch")
+    spec = load_spec(STACKS / "batch.yaml").spec
+    plan = plan_tpu(spec, "batch", "batch")
     reserved = plan.__class__(**{**plan.__dict__, "provisioning": "reserved"})
     body = queued_resource_body(reserved, "n", network="n", subnetwork="s", service_account="sa")
     assert body["guaranteed"] == {"reserved": True} and "spot" not in body

@@ -15,11 +15,12 @@ from inferstack.planning import gcp, sizing
 from inferstack.planning.cost import estimate
 from inferstack.planning.naming import standard_tags
 from inferstack.spec.loader import load_spec
-from inferstack.spec.models import DeploymentSpec
+from inferstack.spec.models import DEFAULT_GCP_SUBNET_CIDR, DeploymentSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESEARCH = ROOT / "stacks" / "research.yaml"
 VALID = Path(__file__).resolve().parent / "spec_corpus" / "valid"
+STACKS = ROOT / "stacks"
 AR_IMAGE = (
     "europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-openai@"
     "sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a"
@@ -251,7 +252,7 @@ def test_plan_gcp_fleet_two_v100_on_spot_with_a_whole_bucket_of_weights():
     assert plan.termination_action == "STOP"
     assert plan.weights.uri == "gs://acme-models-us-central1/"
     assert plan.signal.per_group is True
-    assert plan.network.subnet_cidr == gcp.DEFAULT_SUBNET_CIDR == "10.80.0.0/20"
+    assert plan.network.subnet_cidr == DEFAULT_GCP_SUBNET_CIDR == "10.80.0.0/20"
 
 
 def test_plan_gcp_fleet_a3_ultra_boots_from_hyperdisk_and_pulls_over_cloud_nat():
@@ -286,12 +287,12 @@ def test_plan_tpu_research_reasoning_single_host_v6e():
 
 
 def test_plan_tpu_research_batch_two_multi_host_v5e_slices():
-    plan = gcp.plan_tpu(research(), "research", "batch")
+    plan = gcp.plan_tpu(load_spec(STACKS / "batch.yaml").spec, "batch", "batch")
     assert plan.zone == "europe-west4-b"
     assert plan.accelerator_type == "v5litepod-16"
     assert plan.runtime_version == "v2-alpha-tpuv5-lite"
     assert plan.hosts == 4  # 16 chips on 4-chip hosts
-    assert plan.slices == ("assistant-research-batch-0", "assistant-research-batch-1")
+    assert plan.slices == ("assistant-batch-batch-0", "assistant-batch-batch-1")
     assert len(set(plan.slices)) == 2
     assert all(GCP_RESOURCE_NAME.match(s) for s in plan.slices)
     assert plan.provisioning == "spot"
@@ -303,10 +304,9 @@ def test_plan_tpu_research_targets_get_distinct_names():
     spec = research()
     names = [
         *gcp.plan_tpu(spec, "research", "reasoning").slices,
-        *gcp.plan_tpu(spec, "research", "batch").slices,
         gcp.plan_gcp_fleet(spec, "research", "chat").group_name,
     ]
-    assert len(names) == len(set(names)) == 4
+    assert len(names) == len(set(names)) == 2
 
 
 def test_plan_tpu_v5p_reserved_counts_tensor_cores():
@@ -419,8 +419,8 @@ def test_gcp_guest_accelerators():
 
 
 def test_cost_of_research():
-    costs = {c.target: c for c in estimate(research())}
-    assert list(costs) == ["batch", "chat", "reasoning"]
+    costs = {c.target: c for c in [*estimate(research()), *estimate(load_spec(STACKS / "batch.yaml").spec)]}
+    assert list(costs) == ["chat", "reasoning", "batch"]
 
     reasoning = costs["reasoning"]
     assert (reasoning.instance_type, reasoning.region) == ("v6e-8", "europe-west4")

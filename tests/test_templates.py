@@ -21,7 +21,7 @@ CASES = [
     ("prod", "burst"),
     ("research", "chat"),
     ("research", "reasoning"),
-    ("research", "batch"),
+    ("batch", "batch"),
 ]
 
 
@@ -73,6 +73,6 @@ def test_gcp_startup_installs_the_driver_and_publishes_a_per_group_signal():
 
 def test_tpu_startup_single_host_serves_on_the_bridge_multi_host_forms_a_ray_cluster():
     _, single = rendered("research", "reasoning")
-    _, multi = rendered("research", "batch")
+    _, multi = rendered("batch", "batch")
     assert "TENSOR_PARALLEL=8" in single and "--network host" not in single
     assert "TENSOR_PARALLEL=16" in multi and "ray start --head" in multi and "--network host" in multi

@@ -123,6 +123,13 @@ class CloudMocks(pulumi_mocks.Mocks):
             scope = f"regions/{state['region']}" if "region" in state else "global"
             rid = f"projects/{project}/{scope}/{collection}/{state['name']}"
         state["selfLink"] = f"https://www.googleapis.com/compute/v1/{rid}"
+        if typ == "gcp:tpu/v2Vm:V2Vm":
+            octets = [int(uid[i : i + 2], 16) for i in (0, 2)]
+            state["networkEndpoints"] = [{"ipAddress": f"10.{octets[0] % 256}.{octets[1] % 256}.2", "port": 8470}]
+        if typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":
+            state["instanceGroup"] = f"{state['selfLink'].rsplit('/', 2)[0]}/instanceGroups/{state['name']}"
+        if typ == "gcp:compute/forwardingRule:ForwardingRule" and "ipAddress" not in state:
+            state["ipAddress"] = f"10.{int(uid[:2], 16)}.{int(uid[2:4], 16)}.10"
         if typ == "gcp:compute/instanceTemplate:InstanceTemplate":
             state["selfLinkUnique"] = f"{state['selfLink']}?uniqueId={int(uid[:12], 16)}"
         return rid, state

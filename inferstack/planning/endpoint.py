@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 
 from inferstack import catalog
-from inferstack.planning.gcp import DEFAULT_SUBNET_CIDR
 from inferstack.planning.naming import gcp_name
 from inferstack.planning.naming import resource_prefix
 from inferstack.spec.models import (
@@ -138,7 +137,7 @@ def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpoin
         return None
     ep = spec.endpoint
     net = target.network
-    default_proxy, default_psc = adjacent_ranges(net.cidr or DEFAULT_SUBNET_CIDR)
+    default_proxy, default_psc = adjacent_ranges(net.subnet_cidr)
     certificate = certificate_for(spec, "gcp", target.region)
     assert certificate is not None  # the spec checks guarantee it
     return GcpEndpointPlan(

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from inferstack import catalog
 from inferstack.planning import sizing
+from inferstack.planning.endpoint import GcpEndpointPlan, plan_gcp_endpoint
 from inferstack.planning.naming import gcp_labels, gcp_name, resource_prefix, standard_tags
 from inferstack.planning.serving import engine_args
 from inferstack.render import render
 from inferstack.spec.models import DeploymentSpec, GcpGpuFleetTarget, GcpNetwork, GcpTpuTarget
 
-DEFAULT_SUBNET_CIDR = "10.80.0.0/20"
 # Google's load balancer and health-check probes come from these ranges (Cloud Load Balancing docs).
 HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
 KMS_ROTATION_SECONDS = 90 * 24 * 3600
@@ -71,7 +71,7 @@ def plan_network(net: GcpNetwork, project: str, region: str, prefix: str, port: 
         project=project,
         region=region,
         name=gcp_name(prefix),
-        subnet_cidr=(net.cidr or DEFAULT_SUBNET_CIDR) if net.creates_network else None,
+        subnet_cidr=net.subnet_cidr if net.creates_network else None,
         network=net.network,
         subnetwork=net.subnetwork,
         cloud_nat=net.cloud_nat,
@@ -133,6 +133,7 @@ class GcpGpuFleetPlan:
     public_ip: bool
     network: GcpNetworkPlan
     startup_script: str
+    endpoint: GcpEndpointPlan | None
 
 
 def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPlan:
@@ -198,6 +199,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         public_ip=target.network.public_ip,
         network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
         startup_script=script,
+        endpoint=plan_gcp_endpoint(spec, stack, name),
     )
 
 
@@ -223,6 +225,7 @@ class GcpTpuPlan:
     public_ip: bool
     network: GcpNetworkPlan
     startup_script: str
+    endpoint: GcpEndpointPlan | None
 
     @property
     def uses_queued_resource(self) -> bool:
@@ -315,4 +318,6 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         public_ip=target.network.public_ip,
         network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
         startup_script=script,
+        endpoint=plan_gcp_endpoint(spec, stack, name),
     )
+

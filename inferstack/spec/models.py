@@ -345,6 +345,9 @@ PATTERN_HINTS[GCP_PROJECT_PATTERN] = "must be a GCP project id: 6-30 lower-case 
 GcpProject = Annotated[str, StringConstraints(pattern=GCP_PROJECT_PATTERN)]
 
 
+DEFAULT_GCP_SUBNET_CIDR = "10.80.0.0/20"
+
+
 class GcpNetwork(StrictModel):
     """A custom-mode VPC with one private subnet inferstack creates, or an existing network."""
 
@@ -387,6 +390,11 @@ class GcpNetwork(StrictModel):
     @property
     def creates_network(self) -> bool:
         return self.network is None
+
+    @property
+    def subnet_cidr(self) -> str:
+        """The subnet inferstack creates (the default when the spec names none)."""
+        return self.cidr or DEFAULT_GCP_SUBNET_CIDR
 
 
 class GcpSpot(StrictModel):

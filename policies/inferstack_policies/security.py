@@ -179,6 +179,7 @@ DEFAULT_TLS_POLICIES = [
         "aws:lb/listener:Listener",
         "aws:alb/listener:Listener",
         "gcp:compute/sSLPolicy:SSLPolicy",
+        "gcp:compute/regionSslPolicy:RegionSslPolicy",
         "gcp:compute/targetHttpProxy:TargetHttpProxy",
         "gcp:compute/regionTargetHttpProxy:RegionTargetHttpProxy",
     ),
@@ -192,7 +193,7 @@ def tls_listeners(args: ResourceValidationArgs, config: Mapping[str, Any]) -> It
             yield f"The listener speaks {protocol!r}, not TLS."
         elif get(p, "sslPolicy") not in config["allowedSslPolicies"]:
             yield f"The listener's security policy {get(p, 'sslPolicy')!r} allows TLS below 1.2."
-    elif t == "gcp:compute/sSLPolicy:SSLPolicy":
+    elif t in ("gcp:compute/sSLPolicy:SSLPolicy", "gcp:compute/regionSslPolicy:RegionSslPolicy"):
         if get(p, "minTlsVersion") not in ("TLS_1_2", "TLS_1_3"):
             yield f"The SSL policy's minimum TLS version is {get(p, 'minTlsVersion')!r}."
     else:

@@ -1,5 +1,5 @@
 #!/bin/bash
-# inferstack startup script for research/batch: rendered from templates/gcp_tpu_startup.sh.j2.
+# inferstack startup script for batch/batch: rendered from templates/gcp_tpu_startup.sh.j2.
 #
 # A TPU VM runtime image (Ubuntu with Docker and the Cloud CLI). Every host of the slice runs
 # this script; the slice has 16 chips on 4 host(s). The weights are fetched on the host

@@ -1,0 +1,204 @@
+"""GcpPrivateEndpoint: the only way into a GCP target, over Private Service Connect.
+
+An internal HTTPS load balancer in the target's VPC (proxy-only subnet, a regional SSL
+certificate from the spec behind an SSL policy of TLS 1.2 or newer, a backend service that
+health-checks the engine), a Private Service Connect NAT subnet and a service attachment that
+accepts only the consumer projects the spec lists, after manual review; and a PSC endpoint in
+each consumer network the spec names. Backends: the fleet's managed instance group, or a TPU
+VM's address in a hybrid network endpoint group (TPU VMs are not Compute Engine instances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_gcp as gcp
+
+from inferstack.planning.endpoint import GcpEndpointPlan
+
+PSC_CONNECTION_LIMIT = 10
+
+
+class GcpPrivateEndpoint(pulumi.ComponentResource):
+    service_attachment: pulumi.Output[str]
+    address: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        plan: GcpEndpointPlan,
+        *,
+        project: str,
+        region: str,
+        network: pulumi.Input[str],
+        subnetwork: pulumi.Input[str],
+        service_account: pulumi.Input[str],
+        labels: dict[str, str],
+        instance_group: pulumi.Input[str] | None = None,
+        tpu_endpoints: Sequence[tuple[pulumi.Input[str], str]] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("inferstack:endpoint:GcpPrivateEndpoint", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        proxy_subnet = gcp.compute.Subnetwork(
+            f"{name}-proxy-only",
+            project=project,
+            region=region,
+            network=network,
+            ip_cidr_range=plan.proxy_cidr,
+            purpose="REGIONAL_MANAGED_PROXY",
+            role="ACTIVE",
+            opts=child,
+        )
+        psc_subnet = gcp.compute.Subnetwork(
+            f"{name}-psc-nat",
+            project=project,
+            region=region,
+            network=network,
+            ip_cidr_range=plan.psc_cidr,
+            purpose="PRIVATE_SERVICE_CONNECT",
+            opts=child,
+        )
+        gcp.compute.Firewall(
+            f"{name}-allow-proxies",
+            project=project,
+            network=network,
+            description=f"inferstack: serving port {plan.target_port} from the endpoint's load balancer proxies",
+            direction="INGRESS",
+            priority=1000,
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(plan.target_port)])],
+            source_ranges=[plan.proxy_cidr],
+            target_service_accounts=[service_account],
+            opts=child,
+        )
+
+        health = gcp.compute.RegionHealthCheck(
+            f"{name}-health",
+            project=project,
+            region=region,
+            http_health_check=gcp.compute.RegionHealthCheckHttpHealthCheckArgs(
+                port=plan.target_port, request_path=plan.health_path
+            ),
+            log_config=gcp.compute.RegionHealthCheckLogConfigArgs(enable=True),
+            opts=child,
+        )
+        backend = gcp.compute.RegionBackendService(
+            f"{name}-backend",
+            project=project,
+            region=region,
+            load_balancing_scheme="INTERNAL_MANAGED",
+            protocol="HTTP",
+            port_name="serving" if instance_group is not None else None,
+            health_checks=health.id,
+            timeout_sec=600,  # long generations stream for minutes
+            backends=self._backends(name, project, network, plan, instance_group, tpu_endpoints, child),
+            log_config=gcp.compute.RegionBackendServiceLogConfigArgs(enable=True, sample_rate=1.0),
+            opts=child,
+        )
+        ssl_policy = gcp.compute.RegionSslPolicy(
+            f"{name}-tls",
+            project=project,
+            region=region,
+            min_tls_version="TLS_1_2",
+            profile="RESTRICTED",
+            opts=child,
+        )
+        url_map = gcp.compute.RegionUrlMap(
+            f"{name}-urls", project=project, region=region, default_service=backend.id, opts=child
+        )
+        proxy = gcp.compute.RegionTargetHttpsProxy(
+            f"{name}-https",
+            project=project,
+            region=region,
+            url_map=url_map.id,
+            ssl_certificates=[plan.certificate],
+            ssl_policy=ssl_policy.id,
+            opts=child,
+        )
+        rule = gcp.compute.ForwardingRule(
+            f"{name}-ilb",
+            project=project,
+            region=region,
+            load_balancing_scheme="INTERNAL_MANAGED",
+            ip_protocol="TCP",
+            port_range=str(plan.listener_port),
+            target=proxy.id,
+            network=network,
+            subnetwork=subnetwork,
+            allow_global_access=False,
+            labels=labels,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[proxy_subnet]),
+        )
+        attachment = gcp.compute.ServiceAttachment(
+            f"{name}-psc",
+            project=project,
+            region=region,
+            description="inferstack: the model, for the consumer projects in the spec",
+            connection_preference="ACCEPT_MANUAL",
+            consumer_accept_lists=[
+                gcp.compute.ServiceAttachmentConsumerAcceptListArgs(
+                    project_id_or_num=consumer, connection_limit=PSC_CONNECTION_LIMIT
+                )
+                for consumer in plan.consumer_projects
+            ],
+            nat_subnets=[psc_subnet.id],
+            target_service=rule.id,
+            enable_proxy_protocol=False,
+            opts=child,
+        )
+        for i, consumer in enumerate(plan.consumers):
+            address = gcp.compute.Address(
+                f"{name}-consumer-{i}",
+                project=consumer.project,
+                region=region,
+                address_type="INTERNAL",
+                subnetwork=f"projects/{consumer.project}/regions/{region}/subnetworks/{consumer.subnetwork}",
+                labels=labels,
+                opts=child,
+            )
+            gcp.compute.ForwardingRule(
+                f"{name}-consumer-{i}",
+                project=consumer.project,
+                region=region,
+                load_balancing_scheme="",  # a PSC endpoint: forwards to the attachment, not a backend
+                network=f"projects/{consumer.project}/global/networks/{consumer.network}",
+                ip_address=address.id,
+                target=attachment.id,
+                labels=labels,
+                opts=child,
+            )
+
+        self.service_attachment = attachment.self_link
+        self.address = rule.ip_address
+        self.register_outputs({"service_attachment": self.service_attachment, "address": self.address})
+
+    def _backends(self, name, project, network, plan, instance_group, tpu_endpoints, child):
+        if instance_group is not None:
+            return [gcp.compute.RegionBackendServiceBackendArgs(
+                group=instance_group, balancing_mode="UTILIZATION", capacity_scaler=1.0
+            )]
+        backends = []
+        for i, (address, zone) in enumerate(tpu_endpoints):
+            neg = gcp.compute.NetworkEndpointGroup(
+                f"{name}-tpu-{i}",
+                project=project,
+                zone=zone,
+                network=network,
+                network_endpoint_type="NON_GCP_PRIVATE_IP_PORT",
+                default_port=plan.target_port,
+                opts=child,
+            )
+            gcp.compute.NetworkEndpoint(
+                f"{name}-tpu-{i}",
+                project=project,
+                zone=zone,
+                network_endpoint_group=neg.name,
+                ip_address=address,
+                port=plan.target_port,
+                opts=child,
+            )
+            backends.append(gcp.compute.RegionBackendServiceBackendArgs(
+                group=neg.id, balancing_mode="RATE", max_rate_per_endpoint=100, capacity_scaler=1.0
+            ))
+        return backends
