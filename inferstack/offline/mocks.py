@@ -102,6 +102,10 @@ class CloudMocks(pulumi_mocks.Mocks):
             return self._gcp_resource(typ, name, uid, state, region)
         if typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        if typ == "aws:ec2/vpcEndpointService:VpcEndpointService":
+            state["serviceName"] = f"com.amazonaws.vpce.{region}.vpce-svc-{uid}"
+        if typ == "aws:lb/loadBalancer:LoadBalancer":
+            state["dnsName"] = f"{state['name']}-{uid[:10]}.elb.{region}.amazonaws.com"
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
             state["prefixListId"] = "pl-" + _digest("prefix-list", inputs.get("serviceName", ""), n=8)
         return rid, state
