@@ -14,6 +14,9 @@ from inferstack.spec.loader import load_spec, parse_spec
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p for p in STACKS.glob("*.yaml") if not p.name.startswith("Pulumi."))
+DEV_TEXT = (STACKS / "dev.yaml").read_text()
+# dev.yaml without its endpoint section: the fleet as it stands on its own.
+DEV_NO_ENDPOINT = DEV_TEXT[: DEV_TEXT.index("\n# Reachable only")] + "\n"
 
 
 @cache

@@ -9,7 +9,7 @@ from functools import cache
 
 import pytest
 
-from conftest import STACKS, Resources, plan_of_text
+from conftest import DEV_NO_ENDPOINT, STACKS, Resources, plan_of_text
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
@@ -24,6 +24,12 @@ EXISTING_VPC = DEV_TEXT.replace(
     "    network:\n      cidr: 10.64.0.0/16\n      availability_zones: 2\n",
     "    network:\n      vpc_id: vpc-0a1b2c3d4e5f60718\n      subnet_ids: [subnet-0a1b2c3d4e5f60718, subnet-0f1e2d3c4b5a69788]\n",
 )
+
+
+@pytest.fixture(scope="module")
+def plain() -> Resources:
+    """The dev fleet without a private endpoint in front of it."""
+    return Resources(plan_of_text(DEV_NO_ENDPOINT, "dev"))
 
 
 @pytest.fixture(scope="module")
@@ -133,17 +139,17 @@ def test_default_security_group_is_emptied_and_flow_logs_are_on(dev):
     assert all(g["inputs"]["kmsKeyId"].startswith("arn:aws:kms:") for g in groups)
 
 
-def test_security_group_admits_only_the_serving_port_from_the_vpc(dev):
-    serving = dev.one(SG_IN, "burst-serving")["inputs"]
+def test_without_an_endpoint_the_serving_port_admits_only_the_vpc(plain):
+    serving = plain.one(SG_IN, "burst-serving")["inputs"]
     assert (serving["fromPort"], serving["toPort"], serving["ipProtocol"]) == (8000, 8000, "tcp")
     assert serving["cidrIpv4"] == "10.64.0.0/16"
-    for rule in dev.of_type(SG_IN) + dev.of_type(SG_OUT):
+    for rule in plain.of_type(SG_IN) + plain.of_type(SG_OUT):
         assert rule["inputs"]["description"], rule["name"]
         assert rule["inputs"].get("cidrIpv4") != "0.0.0.0/0" or rule["type"] == SG_OUT
 
 
 def test_egress_is_https_to_the_vpc_endpoints_only(dev):
-    egress = {r["name"]: r["inputs"] for r in dev.of_type(SG_OUT)}
+    egress = {r["name"]: r["inputs"] for r in dev.of_type(SG_OUT) if r["name"].startswith("burst-egress")}
     assert set(egress) == {"burst-egress-endpoints", "burst-egress-s3"}
     assert all((e["fromPort"], e["toPort"]) == (443, 443) for e in egress.values())
     assert egress["burst-egress-endpoints"]["cidrIpv4"] == "10.64.0.0/16"
@@ -154,9 +160,9 @@ def test_existing_vpc_is_looked_up_not_created(existing):
     assert not existing.of_type("aws:ec2/vpc:Vpc")
     asg = existing.one(ASG)["inputs"]
     assert asg["vpcZoneIdentifiers"] == ["subnet-0a1b2c3d4e5f60718", "subnet-0f1e2d3c4b5a69788"]
-    sg = existing.one("aws:ec2/securityGroup:SecurityGroup")
+    sg = existing.one("aws:ec2/securityGroup:SecurityGroup", "burst-nodes")
     assert sg["inputs"]["vpcId"] == "vpc-0a1b2c3d4e5f60718"
-    egress = existing.one(SG_OUT)["inputs"]
+    egress = existing.one(SG_OUT, "burst-egress-https")["inputs"]
     assert (egress["fromPort"], egress["toPort"]) == (443, 443)
 
 

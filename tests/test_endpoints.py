@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import STACKS, Resources, plan_of_file, plan_of_text
+from conftest import DEV_NO_ENDPOINT, STACKS, Resources, plan_of_file, plan_of_text
 
 NLB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
@@ -115,7 +115,7 @@ def test_private_ca_issues_the_certificate_when_the_spec_has_none():
 
 
 def test_without_an_endpoint_section_nodes_admit_the_vpc_and_nothing_fronts_them():
-    dev = Resources(plan_of_file(str(STACKS / "dev.yaml")))
+    dev = Resources(plan_of_text(DEV_NO_ENDPOINT, "dev"))
     assert not dev.of_type(NLB) and not dev.of_type(SERVICE)
     assert dev.one(SG_IN, "burst-serving")["inputs"]["cidrIpv4"] == "10.64.0.0/16"
 

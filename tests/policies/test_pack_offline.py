@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from conftest import EXAMPLE_STACKS, STACKS, plan_of_file  # noqa: E402
+from conftest import DEV_NO_ENDPOINT, EXAMPLE_STACKS, STACKS, plan_of_file  # noqa: E402
 
 from inferstack.cli import main  # noqa: E402
 from inferstack.offline.policy import PolicyPackError, analyze, default_pack_dir  # noqa: E402
@@ -48,7 +48,7 @@ def test_public_ip_opt_out_is_accepted_by_the_spec_and_blocked_by_the_pack(tmp_p
 
 
 def test_residency_exception_is_accepted_by_the_spec_and_blocked_by_the_pack(tmp_path):
-    text = DEV.replace("  jurisdiction: eu\n", "  jurisdiction: eu\n  exceptions: [us-east-1]\n").replace(
+    text = DEV_NO_ENDPOINT.replace("  jurisdiction: eu\n", "  jurisdiction: eu\n  exceptions: [us-east-1]\n").replace(
         "region: eu-central-1", "region: us-east-1"
     ).replace("ecr.eu-central-1", "ecr.us-east-1").replace("[g6.xlarge, g5.xlarge]", "[g6.xlarge]")
     out = tmp_path / "plan.json"
