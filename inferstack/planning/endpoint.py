@@ -39,15 +39,25 @@ def region_of_certificate(certificate: str) -> str | None:
     return None
 
 
+def certificate_owner(certificate: str) -> str:
+    """The GCP project a regional SSL certificate lives in ('' for ACM: the account is implied)."""
+    return certificate.split("/")[1] if certificate.startswith("projects/") else ""
+
+
 def is_acm(certificate: str) -> bool:
     return re.match(ACM_ARN, certificate) is not None
 
 
-def certificate_for(spec: DeploymentSpec, cloud: str, region: str) -> str | None:
-    """The spec's certificate for a cloud and region (the checks guarantee at most one)."""
+def certificate_for(spec: DeploymentSpec, cloud: str, region: str, project: str = "") -> str | None:
+    """The spec's certificate for a cloud, region and (GCP) project: a regional HTTPS proxy can
+    only use a certificate of its own project. The checks guarantee at most one."""
     assert spec.endpoint is not None
     for cert in spec.endpoint.certificates:
-        if is_acm(cert) == (cloud == "aws") and region_of_certificate(cert) == region:
+        if (
+            is_acm(cert) == (cloud == "aws")
+            and region_of_certificate(cert) == region
+            and (cloud == "aws" or certificate_owner(cert) == project)
+        ):
             return cert
     return None
 
@@ -89,7 +99,7 @@ def plan_aws_endpoint(spec: DeploymentSpec, stack: str, name: str) -> AwsEndpoin
     prefix = resource_prefix(spec, stack, name)
     principals = ("*",) if ep.allow_any_principal else tuple(sorted(ep.allowed_principals))
     return AwsEndpointPlan(
-        lb_name=gcp_name(prefix, limit=32),
+        lb_name=load_balancer_name(prefix),
         certificate_arn=certificate_for(spec, "aws", target.region),
         private_ca_arn=ep.private_ca_arn,
         domain_name=ep.private_dns_name or f"{prefix}.{target.region}.internal",
@@ -124,11 +134,26 @@ class GcpEndpointPlan:
 
 
 def adjacent_ranges(subnet_cidr: str) -> tuple[str, str]:
-    """The proxy-only /23 and the PSC NAT /24 right after a subnet: free in a VPC inferstack made."""
-    after = ipaddress.IPv4Network(subnet_cidr).broadcast_address + 1
-    proxy = ipaddress.IPv4Network(f"{after}/23")
-    psc = ipaddress.IPv4Network(f"{proxy.broadcast_address + 1}/24")
+    """The proxy-only /23 and the PSC NAT /24 right after a subnet (the /23 aligned on its own
+    boundary): free in a VPC inferstack made. The checks make sure they stay private."""
+    after = int(ipaddress.IPv4Network(subnet_cidr).broadcast_address) + 1
+    proxy = ipaddress.IPv4Network((-(-after // 512) * 512, 23))
+    psc = ipaddress.IPv4Network((int(proxy.broadcast_address) + 1, 24))
     return str(proxy), str(psc)
+
+
+def endpoint_ranges(net) -> tuple[str, str]:
+    """A GCP target's proxy-only and PSC ranges: the spec's, else the ones beside its subnet."""
+    if net.proxy_cidr and net.psc_cidr:
+        return net.proxy_cidr, net.psc_cidr
+    proxy, psc = adjacent_ranges(net.subnet_cidr)
+    return net.proxy_cidr or proxy, net.psc_cidr or psc
+
+
+def load_balancer_name(prefix: str) -> str:
+    """An ELB name: at most 32 characters, and never 'internal-...', which AWS reserves."""
+    name = gcp_name(prefix, limit=32)
+    return gcp_name("lb", prefix, limit=32) if name.startswith("internal-") else name
 
 
 def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpointPlan | None:
@@ -136,17 +161,16 @@ def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpoin
     if spec.endpoint is None or not isinstance(target, (GcpGpuFleetTarget, GcpTpuTarget)):
         return None
     ep = spec.endpoint
-    net = target.network
-    default_proxy, default_psc = adjacent_ranges(net.subnet_cidr)
-    certificate = certificate_for(spec, "gcp", target.region)
+    proxy_cidr, psc_cidr = endpoint_ranges(target.network)
+    certificate = certificate_for(spec, "gcp", target.region, target.project)
     assert certificate is not None  # the spec checks guarantee it
     return GcpEndpointPlan(
         name=gcp_name(resource_prefix(spec, stack, name), limit=50),
         certificate=certificate,
         consumer_projects=tuple(sorted(ep.consumer_projects)),
         consumers=tuple(GcpEndpointConsumerPlan(c.project, c.network, c.subnetwork) for c in ep.gcp_consumers),
-        proxy_cidr=net.proxy_cidr or default_proxy,
-        psc_cidr=net.psc_cidr or default_psc,
+        proxy_cidr=proxy_cidr,
+        psc_cidr=psc_cidr,
         deletion_protection=_deletion_protection(spec),
         target_port=spec.serving.port,
         health_path=catalog.engines()[spec.serving.engine].health_path,

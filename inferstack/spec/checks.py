@@ -6,6 +6,7 @@ They run after pydantic has accepted the shape of the spec, and return every fin
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 
@@ -70,8 +71,8 @@ def _check_opt_outs(spec: DeploymentSpec) -> Iterator[Finding]:
 
 def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
     """One endpoint section serves every target: each cloud needs its consumers and, in each
-    target's region, a certificate."""
-    from inferstack.planning.endpoint import is_acm, region_of_certificate
+    target's region (and, on GCP, project), a certificate."""
+    from inferstack.planning.endpoint import certificate_owner, is_acm, region_of_certificate
     from inferstack.planning.gcp import plan_tpu_hosts
 
     ep = spec.endpoint
@@ -81,34 +82,41 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
     if "aws" in clouds and not ep.allowed_principals and not ep.allow_any_principal:
         yield Finding(("endpoint", "allowed_principals"), "name the AWS accounts or principals that may connect "
                       "(an endpoint service with no principals admits nobody)")
+    if ep.allow_any_principal and ep.allowed_principals:
+        yield Finding(("endpoint", "allow_any_principal"), "choose one: allow_any_principal admits every AWS "
+                      "principal, so the allowed_principals list would be ignored")
+    elif ep.allow_any_principal:
+        yield Finding(("endpoint", "allow_any_principal"), "any AWS principal may request a connection "
+                      "(opt-out of named principals; acceptance is still required); the policy pack flags it", "warning")
     if "gcp" in clouds and not ep.consumer_projects:
         yield Finding(("endpoint", "consumer_projects"), "name the GCP projects whose Private Service Connect "
                       "endpoints are accepted")
-    if ep.allow_any_principal:
-        yield Finding(("endpoint", "allow_any_principal"), "any AWS principal may request a connection "
-                      "(opt-out of named principals; acceptance is still required); the policy pack flags it", "warning")
-    seen: dict[tuple[str, str], int] = {}
+    for i, consumer in enumerate(ep.gcp_consumers):
+        if consumer.project not in ep.consumer_projects:
+            yield Finding(("endpoint", "gcp_consumers", i, "project"), f"{consumer.project!r} is not in "
+                          "consumer_projects, so the service attachment would refuse its endpoint: add it there")
+    seen: dict[tuple[str, str, str], int] = {}
     for i, cert in enumerate(ep.certificates):
-        key = ("aws" if is_acm(cert) else "gcp", region_of_certificate(cert) or "")
+        key = ("aws" if is_acm(cert) else "gcp", region_of_certificate(cert) or "", certificate_owner(cert))
         if key in seen:
             yield Finding(("endpoint", "certificates", i), f"a second certificate for {key[0].upper()} region "
                           f"{key[1]} (certificates[{seen[key]}] is one); keep one per region")
         seen.setdefault(key, i)
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
     for name, target in sorted(spec.targets.items()):
-        yield from _endpoint_certificate(name, target, seen, ep.private_ca_arn, ca_region)
+        owner = "" if target.cloud == "aws" else target.project
+        yield from _endpoint_certificate(name, target, (target.cloud, target.region, owner) in seen,
+                                         ep.private_ca_arn, ca_region)
         if isinstance(target, GcpTpuTarget) and (plan_tpu_hosts(target) > 1 or target.provisioning != "on-demand"):
             yield Finding(("targets", name, "provisioning" if target.provisioning != "on-demand" else "topology"),
                           "queued TPU slices get their addresses only once capacity arrives, so the endpoint "
                           "cannot route to them: use a single-host on-demand slice behind an endpoint")
-        net = target.network
-        if isinstance(net, GcpNetwork) and not net.creates_network and (net.proxy_cidr is None or net.psc_cidr is None):
-            yield Finding(("targets", name, "network"), "an existing network needs proxy_cidr and psc_cidr "
-                          "for the endpoint's proxy-only and Private Service Connect subnets")
+        if isinstance(target.network, GcpNetwork):
+            yield from _endpoint_ranges(name, target.network)
 
 
-def _endpoint_certificate(name, target, seen, private_ca_arn, ca_region) -> Iterator[Finding]:
-    if (target.cloud, target.region) in seen or (target.cloud == "aws" and ca_region == target.region):
+def _endpoint_certificate(name, target, has_certificate, private_ca_arn, ca_region) -> Iterator[Finding]:
+    if has_certificate or (target.cloud == "aws" and ca_region == target.region):
         return
     if target.cloud == "aws" and private_ca_arn:
         yield Finding(("endpoint", "private_ca_arn"), f"the private CA is in {ca_region}, target {name!r} in "
@@ -117,8 +125,31 @@ def _endpoint_certificate(name, target, seen, private_ca_arn, ca_region) -> Iter
         yield Finding(("endpoint", "certificates"), f"no ACM certificate in {target.region} for target {name!r}: "
                       "add its ARN, or set private_ca_arn to issue one")
     else:
-        yield Finding(("endpoint", "certificates"), f"no regional SSL certificate in {target.region} for "
-                      f"target {name!r}: add projects/<project>/regions/{target.region}/sslCertificates/<name>")
+        yield Finding(("endpoint", "certificates"), f"no regional SSL certificate of project {target.project} in "
+                      f"{target.region} for target {name!r}: add projects/{target.project}/regions/{target.region}"
+                      "/sslCertificates/<name> (an HTTPS proxy uses certificates of its own project)")
+
+
+def _endpoint_ranges(name: str, net: GcpNetwork) -> Iterator[Finding]:
+    """The proxy-only and PSC ranges must be private and apart from each other and the subnet."""
+    from inferstack.planning.endpoint import endpoint_ranges
+
+    loc = ("targets", name, "network")
+    if not net.creates_network and (net.proxy_cidr is None or net.psc_cidr is None):
+        yield Finding(loc, "an existing network needs proxy_cidr and psc_cidr for the endpoint's proxy-only "
+                           "and Private Service Connect subnets")
+        return
+    proxy, psc = (ipaddress.IPv4Network(r) for r in endpoint_ranges(net))
+    ranges = {"proxy_cidr": proxy, "psc_cidr": psc}
+    for field, net_range in ranges.items():
+        where = (*loc, field) if getattr(net, field) else loc
+        if not net_range.is_private:
+            yield Finding(where, f"the {field.removesuffix('_cidr')} range {net_range} (next to the subnet) is not "
+                                 f"private: set {field} explicitly")
+        elif net.creates_network and net_range.overlaps(ipaddress.IPv4Network(net.subnet_cidr)):
+            yield Finding(where, f"{net_range} overlaps the subnet {net.subnet_cidr}")
+    if proxy.overlaps(psc):
+        yield Finding((*loc, "psc_cidr"), f"{psc} overlaps the proxy-only range {proxy}")
 
 
 def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:

@@ -493,7 +493,11 @@ ACM_ARN = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$"
 PCA_ARN = r"^arn:aws[a-z-]*:acm-pca:([a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
 GCP_CERT = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/([a-z0-9-]+)/sslCertificates/[a-z]([-a-z0-9]*[a-z0-9])?$"
 PRINCIPAL = r"^(\*|\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+))$"
+DNS_NAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 PATTERN_HINTS.update({
+    f"{ACM_ARN}|{GCP_CERT}": "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>) or "
+    "a regional SSL certificate (projects/<project>/regions/<region>/sslCertificates/<name>)",
+    DNS_NAME: "must be a DNS name like llm.internal.example.com",
     ACM_ARN: "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)",
     PCA_ARN: "must be an ACM Private CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
     GCP_CERT: "must be a regional SSL certificate: projects/<project>/regions/<region>/sslCertificates/<name>",
@@ -541,7 +545,7 @@ class Endpoint(StrictModel):
         default=None, pattern=PCA_ARN, description="Issue ACM private certificates from this CA (AWS, its region)."
     )
     private_dns_name: str | None = Field(
-        default=None, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        default=None, pattern=DNS_NAME,
         description="The name consumers resolve; the certificate must cover it.",
     )
     aws_consumers: list[AwsEndpointConsumer] = Field(default_factory=list)
