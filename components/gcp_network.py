@@ -82,30 +82,22 @@ class GcpPrivateNetwork(pulumi.ComponentResource):
             log_config=gcp.compute.FirewallLogConfigArgs(metadata="INCLUDE_ALL_METADATA"),
             opts=child,
         )
-        gcp.compute.Firewall(
-            f"{name}-allow-health-checks",
-            project=plan.project,
-            network=network_ref,
-            description=f"inferstack: serving port {plan.serving_port} from Google's health checkers",
-            direction="INGRESS",
-            priority=1000,
-            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(plan.serving_port)])],
-            source_ranges=list(HEALTH_CHECK_RANGES),
-            target_service_accounts=[target_service_account],
-            opts=child,
-        )
-        gcp.compute.Firewall(
-            f"{name}-allow-subnet",
-            project=plan.project,
-            network=network_ref,
-            description=f"inferstack: serving port {plan.serving_port} from inside the subnet",
-            direction="INGRESS",
-            priority=1000,
-            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(plan.serving_port)])],
-            source_ranges=[self.subnet_cidr],
-            target_service_accounts=[target_service_account],
-            opts=child,
-        )
+        for suffix, who, ranges in (
+            ("allow-health-checks", "Google's health checkers", list(HEALTH_CHECK_RANGES)),
+            ("allow-subnet", "inside the subnet", [self.subnet_cidr]),
+        ):
+            gcp.compute.Firewall(
+                f"{name}-{suffix}",
+                project=plan.project,
+                network=network_ref,
+                description=f"inferstack: serving port {plan.serving_port} from {who}",
+                direction="INGRESS",
+                priority=1000,
+                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(plan.serving_port)])],
+                source_ranges=ranges,
+                target_service_accounts=[target_service_account],
+                opts=child,
+            )
 
         if plan.cloud_nat:
             router = gcp.compute.Router(

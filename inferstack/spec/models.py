@@ -122,6 +122,19 @@ class Residency(StrictModel):
         return f"jurisdiction {self.jurisdiction!r}" if self.jurisdiction else f"regions {sorted(self.regions or ())}"
 
 
+def private_cidr(value: str | None, shortest: int, longest: int, example: str) -> str | None:
+    """A private IPv4 range with a prefix length the network layout can carve."""
+    if value is None:
+        return value
+    try:
+        net = ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(f"must be an IPv4 network like {example} (got {value!r})") from None
+    if not net.is_private or not shortest <= net.prefixlen <= longest:
+        raise ValueError(f"must be a private range from /{shortest} to /{longest} (got {value!r})")
+    return value
+
+
 class Architecture(StrictModel):
     """Transformer shape, for sizing the KV cache when the catalog does not know the model."""
 
@@ -267,15 +280,7 @@ class AwsNetwork(StrictModel):
     @field_validator("cidr")
     @classmethod
     def _cidr(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            net = ipaddress.IPv4Network(v)
-        except ValueError:
-            raise ValueError(f"must be an IPv4 network like 10.64.0.0/16 (got {v!r})") from None
-        if not net.is_private or not 16 <= net.prefixlen <= 22:
-            raise ValueError(f"must be a private range from /16 to /22 (got {v!r})")
-        return v
+        return private_cidr(v, 16, 22, "10.64.0.0/16")
 
     @model_validator(mode="after")
     def _one_mode(self) -> AwsNetwork:
@@ -369,15 +374,7 @@ class GcpNetwork(StrictModel):
     @field_validator("cidr", "proxy_cidr", "psc_cidr")
     @classmethod
     def _cidr(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            net = ipaddress.IPv4Network(v)
-        except ValueError:
-            raise ValueError(f"must be an IPv4 network like 10.80.0.0/20 (got {v!r})") from None
-        if not net.is_private or not 16 <= net.prefixlen <= 26:
-            raise ValueError(f"must be a private range from /16 to /26 (got {v!r})")
-        return v
+        return private_cidr(v, 16, 26, "10.80.0.0/20")
 
     @model_validator(mode="after")
     def _one_mode(self) -> GcpNetwork:
