@@ -62,6 +62,23 @@ def _bad_input(message: str) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _read_json(path: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        _bad_input(f"cannot read {path}: {e.strerror}")
+    except UnicodeDecodeError:
+        _bad_input(f"{path} is not UTF-8 text")
+    except json.JSONDecodeError as e:
+        _bad_input(f"{path} is not valid JSON: {e}")
+
+
+def _check_writable(path: str) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        _bad_input(f"--out {path}: the directory {parent} does not exist")
+
+
 def _run_policy(plan_doc: dict, config: dict):
     """Run the pack over a plan; a pack that cannot run is an error, never a pass."""
     from inferstack.offline.policy import PolicyPackError, analyze
@@ -86,6 +103,8 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     from inferstack.offline.report import print_plan, print_policy
     from inferstack.planning.policy_config import derive
 
+    if out:
+        _check_writable(out)
     loaded = _load(spec)
     result = run_program(loaded, stack)
     report = None
@@ -94,7 +113,10 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
         report = _run_policy(result.to_json(), config)
         result.policy = {"config": config, **report.to_json()}
     if out:
-        Path(out).write_text(result.dumps(), encoding="utf-8")
+        try:
+            Path(out).write_text(result.dumps(), encoding="utf-8")
+        except OSError as e:
+            _bad_input(f"cannot write {out}: {e.strerror}")
     if fmt == "json":
         click.echo(result.dumps(), nl=False)
     else:
@@ -117,20 +139,24 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
     from inferstack.offline.report import print_policy
 
+    from pydantic import ValidationError
+
+    from inferstack.offline.engine import PlanDocument
+
+    doc = _read_json(plan_file)
     try:
-        doc = json.loads(Path(plan_file).read_text(encoding="utf-8"))
-        if doc.get("version") != 1 or not isinstance(doc.get("resources"), list):
-            _bad_input(f"{plan_file}: not an inferstack plan (version 1); write one with `inferstack plan --out`")
-        if config_file:
-            config = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        elif "policy" in doc:
-            config = doc["policy"]["config"]
-        else:
-            _bad_input(f"{plan_file} holds no policy config: pass --config (from `inferstack policy-config SPEC`)")
-    except OSError as e:
-        _bad_input(f"cannot read {e.filename}: {e.strerror}")
-    except json.JSONDecodeError as e:
-        _bad_input(f"not valid JSON: {e}")
+        PlanDocument.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
+                   "write one with `inferstack plan --out`")
+    if config_file:
+        config = _read_json(config_file)
+    elif doc.get("policy"):
+        config = doc["policy"]["config"]
+    else:
+        _bad_input(f"{plan_file} holds no policy config: pass --config (from `inferstack policy-config SPEC`)")
     if not isinstance(config, dict):
         _bad_input("the policy config must be a JSON object of policy name to settings")
     report = _run_policy(doc, config)

@@ -75,7 +75,7 @@ class SpecError(Exception):
     exit_code = 2
 
     def __init__(self, findings: list[Finding], source: str | None = None):
-        self.findings = sorted(findings, key=lambda f: (f.line or 0, f.loc))
+        self.findings = sorted(findings, key=lambda f: (f.line or 0, format_loc(f.loc)))
         self.source = source
         super().__init__(self.render())
 

@@ -131,6 +131,12 @@ def known_regions() -> dict[str, str]:
     return out
 
 
+@cache
+def aws_zone_counts() -> dict[str, int]:
+    """How many availability zones an account can use in each AWS region."""
+    return dict(_yaml("regions.yaml")["aws_availability_zones"])
+
+
 @dataclass(frozen=True)
 class Engine:
     """How a serving engine starts and what it exposes for health checks and autoscaling."""

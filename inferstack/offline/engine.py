@@ -11,7 +11,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings
@@ -55,6 +57,44 @@ class Plan:
 
     def count_by_type(self) -> Counter[str]:
         return Counter(r["type"] for r in self.resources if r["custom"])
+
+
+class _Options(BaseModel):
+    protect: bool
+    ignoreChanges: list[str]
+    dependsOn: list[str]
+    deleteBeforeReplace: bool
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    provider: str | None = None
+    inputs: dict[str, Any]
+    options: _Options
+    propertyDependencies: dict[str, list[str]] = {}
+
+
+class _PolicySection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any]
+
+
+class PlanDocument(BaseModel):
+    """The shape of a saved plan, checked before `inferstack check` hands it to the pack."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal[1]
+    stack: str
+    resources: list[_Resource]
+    policy: _PolicySection | None = None
 
 
 def record(program: Callable[[], None], stack: str) -> RecordingMonitor:

@@ -272,6 +272,11 @@ def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
 def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    zones = catalog.aws_zone_counts().get(target.region)
+    wanted = target.network.availability_zones
+    if zones is not None and wanted is not None and wanted > zones:
+        out.append(Finding((*base, "network", "availability_zones"),
+                           f"{target.region} has {zones} availability zones for an account (got {wanted})"))
     resolved = not _check_model_ref(spec, name)
     types = catalog.aws_instance_types()
     for i, itype in enumerate(target.instance_types):

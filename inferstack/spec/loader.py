@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from inferstack.errors import FieldError, Finding, Loc, SpecError, did_you_mean
+from inferstack.errors import FieldError, Finding, Loc, SpecError, did_you_mean, format_loc
 from inferstack.spec.checks import check_spec
 from inferstack.spec.models import PATTERN_HINTS, DeploymentSpec
 
@@ -41,6 +41,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError([Finding((), f"cannot read the spec: {e.strerror or e}")], source) from None
+    except UnicodeDecodeError as e:
+        raise SpecError([Finding((), f"the spec is not UTF-8 text (byte {e.start}); save it as UTF-8")], source) from None
     return parse_spec(text, source)
 
 
@@ -54,7 +56,7 @@ def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise SpecError(errors, source)
-    warnings = tuple(sorted((f for f in findings if f.severity == "warning"), key=lambda f: (f.line or 0, f.loc)))
+    warnings = tuple(sorted((f for f in findings if f.severity == "warning"), key=lambda f: (f.line or 0, format_loc(f.loc))))
     return LoadedSpec(spec, source, hashlib.sha256(text.encode()).hexdigest(), warnings)
 
 
@@ -168,7 +170,9 @@ def _locate(tree: Any, finding: Finding) -> Finding:
     loc: list[str | int] = []
     for part in finding.loc:
         if isinstance(node, CommentedMap) and part in node:
-            line = node.lc.key(part)[0] + 1
+            # A key merged in with `<<:` has no position of its own: keep the mapping's line.
+            if part in node.lc.data:
+                line = node.lc.key(part)[0] + 1
             node = node[part]
             loc.append(part)
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):

@@ -65,11 +65,14 @@ def _parse_param_count(value: object) -> object:
         m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMBT])\s*", value.upper())
         if not m:
             raise ValueError(f"write a number or a size like '8B' or '70.6B' (got {value!r})")
-        return int(float(m.group(1)) * _SUFFIX[m.group(2)])
+        try:
+            return int(float(m.group(1)) * _SUFFIX[m.group(2)])
+        except OverflowError:
+            raise ValueError(f"is too large (got {value!r})") from None
     return value
 
 
-ParamCount = Annotated[int, BeforeValidator(_parse_param_count), Field(gt=0)]
+ParamCount = Annotated[int, BeforeValidator(_parse_param_count), Field(gt=0, le=100 * 10**12)]
 
 
 class Metadata(StrictModel):
@@ -210,10 +213,15 @@ class Serving(StrictModel):
     )
 
 
+MAX_INSTANCES = 1000  # far above any single serving fleet; keeps values inside the clouds' int32 fields
+
+
 class Capacity(StrictModel):
-    min: int = Field(ge=0, description="0 lets the fleet scale to zero.")
-    max: int = Field(ge=1)
-    desired: int | None = Field(default=None, description="Initial size; the autoscaler owns it afterwards.")
+    min: int = Field(ge=0, le=MAX_INSTANCES, description="0 lets the fleet scale to zero.")
+    max: int = Field(ge=1, le=MAX_INSTANCES)
+    desired: int | None = Field(
+        default=None, ge=0, le=MAX_INSTANCES, description="Initial size; the autoscaler owns it afterwards."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Capacity:
@@ -229,7 +237,7 @@ class Capacity(StrictModel):
 
 
 class AwsCapacity(Capacity):
-    warm_pool: int = Field(default=0, ge=0, description="Stopped, pre-initialised instances kept ready.")
+    warm_pool: int = Field(default=0, ge=0, le=MAX_INSTANCES, description="Stopped, pre-initialised instances kept ready.")
 
     @model_validator(mode="after")
     def _warm_pool_within_max(self) -> AwsCapacity:
@@ -240,7 +248,7 @@ class AwsCapacity(Capacity):
 
 class Spot(StrictModel):
     enabled: bool = Field(default=False, description="Serve part of the fleet on spot capacity.")
-    on_demand_base: int = Field(default=0, ge=0, description="Instances always on demand.")
+    on_demand_base: int = Field(default=0, ge=0, le=MAX_INSTANCES, description="Instances always on demand.")
     on_demand_percentage: int = Field(default=0, ge=0, le=100, description="On-demand share above the base.")
     allocation_strategy: Literal[
         "price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized", "lowest-price"
@@ -255,7 +263,7 @@ class Autoscaling(StrictModel):
         description="queue_depth: waiting requests per instance; gpu_utilization: percent; "
         "requests_per_target: in-flight requests per instance."
     )
-    target: float = Field(gt=0)
+    target: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
     scale_in_cooldown: int = Field(default=300, ge=60, le=3600, description="Seconds between scale-in steps.")
 
     @model_validator(mode="after")
