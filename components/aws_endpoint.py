@@ -83,6 +83,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         )
         group = aws.lb.TargetGroup(
             f"{name}-targets",
+            name=plan.lb_name,  # auto-names would overrun the 32-character limit
             port=plan.target_port,
             protocol="TCP",
             vpc_id=vpc_id,

@@ -134,6 +134,8 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 ecr_repository_arn=repo,
                 log_group_arn=log_arn,
                 metrics_namespace=METRICS_NAMESPACE,
+                weights_kms_key_arn=plan.weights_kms_key_arn,
+                region=plan.region,
             )
 
         aws.iam.RolePolicy(

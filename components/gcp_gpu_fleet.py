@@ -185,6 +185,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
             )],
             network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
                 subnetwork=network.subnetwork_self_link,
+                nic_type="GVNIC",  # A3 and A4 take gVNIC only; the others serve faster with it
                 access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()] if plan.public_ip else None,
             )],
             can_ip_forward=False,

@@ -280,3 +280,16 @@ def test_children_are_parented_to_their_component(dev):
     assert net["parent"] == fleet["urn"]
     assert dev.one("aws:ec2/vpc:Vpc")["parent"] == net["urn"]
     assert dev.one(ASG)["parent"] == fleet["urn"]
+
+
+def test_kms_encrypted_weights_are_decryptable_through_s3_only():
+    text = DEV_NO_ENDPOINT.replace(
+        "    source: s3://acme-models-eu-central-1/meta-llama/Llama-3.1-8B-Instruct/\n",
+        "    source: s3://acme-models-eu-central-1/meta-llama/Llama-3.1-8B-Instruct/\n"
+        "    source_kms_key_arn: arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\n",
+    )
+    res = Resources(plan_of_text(text, "dev"))
+    stmts = {s["Sid"]: s for s in _statements(res.one("aws:iam/rolePolicy:RolePolicy", "burst-node")["inputs"]["policy"])}
+    decrypt = stmts["DecryptModelWeightsThroughS3"]
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"].endswith(":key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-central-1.amazonaws.com"}}

@@ -169,3 +169,10 @@ def test_tpu_vm_is_a_hybrid_neg_backend(research):
     assert neg["networkEndpointType"] == "NON_GCP_PRIVATE_IP_PORT" and neg["zone"] == "europe-west4-a"
     endpoint = _one(research, "gcp:compute/networkEndpoint:NetworkEndpoint", "reasoning-endpoint-tpu-0")
     assert endpoint["ipAddress"].startswith("10.") and endpoint["port"] == 8000
+
+
+def test_target_group_has_an_explicit_name_within_the_elb_limit():
+    text = (STACKS / "prod.yaml").read_text().replace("  burst:\n", "  overflow-burst-capacity:\n")
+    res = Resources(plan_of_text(text, "prod"))
+    groups = [r["inputs"]["name"] for r in res.of_type("aws:lb/targetGroup:TargetGroup")]
+    assert len(groups) == 2 and len(set(groups)) == 2 and all(len(g) <= 32 for g in groups)

@@ -173,3 +173,19 @@ def test_every_gcp_resource_has_the_explicit_provider_and_labelled_ones_carry_th
             assert r["provider"] == PROVIDER, r["urn"]
             if r["type"] in GCP_LABELED:
                 assert {"stack", "environment", "team", "model", "data-classification"} <= set(r["inputs"]["labels"])
+
+
+def test_nodes_use_gvnic_and_the_metrics_agent_runs_through_bash(research):
+    it = research.one(IT)["inputs"]
+    assert it["networkInterfaces"][0]["nicType"] == "GVNIC"
+    assert "ExecStart=/bin/bash $STATE/bin/metrics" in it["metadata"]["startup-script"]
+
+
+def test_two_endpoint_targets_cannot_share_an_existing_network(tmp_path):
+    from inferstack.errors import SpecError
+    from inferstack.spec.loader import parse_spec
+
+    existing = "    network: {network: shared, subnetwork: shared-ew4, proxy_cidr: 10.90.0.0/23, psc_cidr: 10.90.2.0/24}"
+    text = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", existing).replace("    network: {cidr: 10.81.0.0/20}", existing)
+    with pytest.raises(SpecError, match="GCP allows one per network and region"):
+        parse_spec(text, "research.yaml")

@@ -91,6 +91,7 @@ class AwsFleetPlan:
     model_name: str
     weights_bucket: str
     weights_prefix: str
+    weights_kms_key_arn: str | None
     image: str
     ecr: EcrImage | None
     instance_types: tuple[str, ...]
@@ -189,6 +190,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         model_name=model_name,
         weights_bucket=model.bucket,
         weights_prefix=model.prefix,
+        weights_kms_key_arn=model.source_kms_key_arn,
         image=image,
         ecr=ecr,
         instance_types=tuple(target.instance_types),

@@ -105,6 +105,8 @@ def node_policy(
     ecr_repository_arn: str | None,
     log_group_arn: str,
     metrics_namespace: str,
+    weights_kms_key_arn: str | None = None,
+    region: str = "",
 ) -> str:
     """What a serving node may do: read its model, pull its image, publish its logs and signal."""
     objects = f"arn:{partition}:s3:::{bucket}/{prefix}/*" if prefix else f"arn:{partition}:s3:::{bucket}/*"
@@ -131,6 +133,16 @@ def node_policy(
             "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
         },
     ]
+    if weights_kms_key_arn is not None:
+        statements.append(
+            {
+                "Sid": "DecryptModelWeightsThroughS3",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": weights_kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+            }
+        )
     if ecr_repository_arn is not None:
         statements += [
             {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},

@@ -103,6 +103,16 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
                           f"{key[1]} (certificates[{seen[key]}] is one); keep one per region")
         seen.setdefault(key, i)
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
+    shared: dict[tuple[str, str, str], str] = {}
+    for name, target in sorted(spec.targets.items()):
+        net = target.network
+        if isinstance(net, GcpNetwork) and not net.creates_network:
+            key = (target.project, net.network or "", target.region)
+            if key in shared:
+                yield Finding(("targets", name, "network", "network"), f"target {shared[key]!r} already puts its "
+                              f"endpoint's proxy-only subnet in {net.network} ({target.region}); GCP allows one per "
+                              "network and region: give this target its own network")
+            shared.setdefault(key, name)
     for name, target in sorted(spec.targets.items()):
         owner = "" if target.cloud == "aws" else target.project
         yield from _endpoint_certificate(name, target, (target.cloud, target.region, owner) in seen,

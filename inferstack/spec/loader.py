@@ -171,7 +171,7 @@ def _locate(tree: Any, finding: Finding) -> Finding:
     for part in finding.loc:
         if isinstance(node, CommentedMap) and part in node:
             # A key merged in with `<<:` has no position of its own: keep the mapping's line.
-            if part in node.lc.data:
+            if part in (node.lc.data or {}):
                 line = node.lc.key(part)[0] + 1
             node = node[part]
             loc.append(part)

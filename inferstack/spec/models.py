@@ -154,6 +154,11 @@ class Model(StrictModel):
     precision: Literal["bf16", "fp16", "fp8", "int8", "int4"]
     context_length: int = Field(gt=0, le=2_000_000)
     source: str = Field(description="Weights: s3://bucket/prefix, gs://bucket/prefix, hf://org/name or oci://...")
+    source_kms_key_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$",
+        description="The KMS key of SSE-KMS weights in S3: serving nodes may decrypt with it, through S3 only.",
+    )
     architecture: Architecture | None = None
 
     @field_validator("source")

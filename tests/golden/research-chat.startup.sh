@@ -78,7 +78,8 @@ cat > /etc/systemd/system/inferstack-metrics.service <<UNIT
 Description=inferstack: publish the autoscaling signal to Cloud Monitoring
 After=docker.service
 [Service]
-ExecStart=$STATE/bin/metrics
+# The stateful partition is mounted noexec on Container-Optimized OS: run the agent through bash.
+ExecStart=/bin/bash $STATE/bin/metrics
 Restart=always
 UNIT
 systemctl daemon-reload
