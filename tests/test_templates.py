@@ -76,3 +76,11 @@ def test_tpu_startup_single_host_serves_on_the_bridge_multi_host_forms_a_ray_clu
     _, multi = rendered("batch", "batch")
     assert "TENSOR_PARALLEL=8" in single and "--network host" not in single
     assert "TENSOR_PARALLEL=16" in multi and "ray start --head" in multi and "--network host" in multi
+
+
+def test_gcp_engines_cannot_reach_the_metadata_server():
+    _, text = rendered("research", "chat")
+    weights, block, engine = (text.index(s) for s in ("gcloud storage rsync", "iptables -I DOCKER-USER", "--name engine"))
+    assert weights < block < engine and "-d 169.254.169.254 -j DROP" in text
+    _, tpu = rendered("research", "reasoning")
+    assert tpu.index("-d 169.254.169.254 -j DROP") < tpu.index("--name engine")

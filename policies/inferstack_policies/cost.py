@@ -9,7 +9,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, Severity, StackValidationArgs
 
-from ._rules import get, items, stack_rule
+from ._rules import get, items, queued_tpu_nodes, stack_rule
 
 ASG = "aws:autoscaling/group:Group"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -30,35 +30,67 @@ def _instance_types(group, templates: dict[str, Any]) -> list[str]:
     return []
 
 
+def _gcp_group_accelerators(autoscaler, per_type: Mapping[str, Any]) -> tuple[list[str], float | None]:
+    """Accelerators per VM of the group an autoscaler drives, through its MIG to the template."""
+    for group in autoscaler.property_dependencies.get("target", []):
+        for template in group.property_dependencies.get("versions", []):
+            guests = list(items(template.props, "guestAccelerators"))
+            if guests:
+                return [get(g, "type") for g in guests], float(sum(get(g, "count", default=0) for g in guests))
+            machine = get(template.props, "machineType")
+            return [machine], per_type.get(machine)
+    return ["its instance template"], None
+
+
+def accelerators(resources, per_type: Mapping[str, Any]) -> Iterator[tuple[Any, list[str], float | None]]:
+    """(resource, types, accelerators at max capacity) for every GPU group and TPU slice."""
+    templates = {r.urn: r for r in resources if r.resource_type == LAUNCH_TEMPLATE}
+    for r in resources:
+        if r.resource_type == ASG:
+            types = _instance_types(r, templates)
+            known = [per_type[t] for t in types if t in per_type]
+            count = max(known) * (get(r.props, "maxSize") or 0) if types and len(known) == len(types) else None
+            yield r, types, count
+        elif r.resource_type == "gcp:compute/regionAutoscaler:RegionAutoscaler":
+            types, per_vm = _gcp_group_accelerators(r, per_type)
+            maximum = get(r.props, "autoscalingPolicy", "maxReplicas") or 0
+            yield r, types, None if per_vm is None else per_vm * maximum
+        elif r.resource_type == "gcp:tpu/v2Vm:V2Vm":
+            kind = get(r.props, "acceleratorType")
+            yield r, [kind], per_type.get(kind)
+        else:
+            for node in queued_tpu_nodes(r.resource_type, r.props):
+                kind = get(node, "acceleratorType")
+                yield r, [kind], per_type.get(kind)
+
+
 @stack_rule(
     "cost-stack-gpu-count-limit",
-    "The GPUs a stack can scale to (every group at its max size) stay under a ceiling.",
+    "The accelerators a stack can scale to (every GPU group at its max size, every TPU slice's chips) "
+    "stay under a ceiling.",
     severity=Severity.MEDIUM,
     remediation="lower max capacity, pick smaller instance types, or raise maxGpus in the pack config.",
     enforcement=EnforcementLevel.ADVISORY,
     config={
-        "maxGpus": {"type": "integer", "minimum": 0, "default": 64},
+        "maxGpus": {"type": "integer", "minimum": 0, "default": 64, "description": "GPUs and TPU chips together."},
         "gpusPerInstanceType": {
             "type": "object",
             "additionalProperties": {"type": "number"},
             "default": {},
-            "description": "GPUs per instance type (inferstack policy-config fills it from the catalog).",
+            "description": "GPUs per instance or machine type, chips per TPU accelerator type "
+            "(inferstack policy-config fills it from the catalog).",
         },
     },
 )
 def gpu_ceiling(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
-    gpus = config["gpusPerInstanceType"]
-    templates = {r.urn: r for r in args.resources if r.resource_type == LAUNCH_TEMPLATE}
     total = 0.0
-    for group in (r for r in args.resources if r.resource_type == ASG):
-        types = _instance_types(group, templates)
-        unknown = [t for t in types if t not in gpus]
-        if unknown or not types:
-            yield f"Cannot count the GPUs of {group.name}: no GPU count for {unknown or 'its instance type'}.", group.urn
+    for resource, types, count in accelerators(args.resources, config["gpusPerInstanceType"]):
+        if count is None:
+            yield f"Cannot count the accelerators of {resource.name}: no count for {types}.", resource.urn
             continue
-        total += (get(group.props, "maxSize") or 0) * max(gpus[t] for t in types)
+        total += count
     if total > config["maxGpus"]:
-        yield f"At max capacity the stack runs {total:g} GPUs, above the ceiling of {config['maxGpus']}.", None
+        yield f"At max capacity the stack runs {total:g} GPUs/TPU chips, above the ceiling of {config['maxGpus']:g}.", None
 
 
 @stack_rule(

@@ -87,6 +87,11 @@ def aws_region_allowed(args: ResourceValidationArgs, config: Mapping[str, Any]) 
         yield "Its region cannot be determined: no region input and no provider region (the ambient default would decide)."
     elif region not in config["allowedRegions"]:
         yield f"Region {region!r} is outside the allowed regions {sorted(config['allowedRegions'])}."
+    # Resources that reach into another region: peerings, cross-region endpoints, endpoint services.
+    others = [get(args.props, "peerRegion"), get(args.props, "serviceRegion"), *items(args.props, "supportedRegions")]
+    for other in filter(None, others):
+        if other not in config["allowedRegions"]:
+            yield f"It reaches into {other!r}, outside the allowed regions {sorted(config['allowedRegions'])}."
 
 
 @resource_rule(

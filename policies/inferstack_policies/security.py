@@ -5,6 +5,7 @@ wildcards, private and encrypted buckets.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -13,7 +14,6 @@ from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
 
 from ._rules import DYNAMIC, get, items, queued_tpu_nodes, resource_rule, stack_rule, truthy
 
-PUBLIC_CIDRS = ("0.0.0.0/0", "::/0")
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
@@ -85,6 +85,8 @@ def disks_encrypted(args: ResourceValidationArgs, config: Mapping[str, Any]) -> 
     ebs_blocks: list[tuple[str, Any]] = []
     if t == LAUNCH_TEMPLATE:
         ebs_blocks = [(get(b, "deviceName", default="?"), get(b, "ebs")) for b in items(p, "blockDeviceMappings") if get(b, "ebs")]
+        if not ebs_blocks:
+            yield "No block device mapping: instances boot the AMI's root volume, encrypted or not."
     elif t == EC2_INSTANCE:
         ebs_blocks = [("root", get(p, "rootBlockDevice") or {})]
         ebs_blocks += [(get(b, "deviceName", default="?"), b) for b in items(p, "ebsBlockDevices")]
@@ -127,9 +129,25 @@ def kms_rotation(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Ite
         yield f"The rotation period {period} exceeds {config['maxRotationDays']} days."
 
 
+# Google's load balancer and health-check probes: public ranges that must reach serving ports.
+GOOGLE_HEALTH_CHECK_RANGES = ["35.191.0.0/16", "130.211.0.0/22"]
+
+
+def public_part(cidr: str, allowed: list[str]) -> bool:
+    """Whether a range reaches outside private address space (and the listed public ranges)."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return True  # not a range we can reason about: fail closed
+    if net.is_private:
+        return False
+    return not any(net.version == a.version and net.subnet_of(a) for a in map(ipaddress.ip_network, allowed))
+
+
 @resource_rule(
     "security-network-ingress-disallow-public",
-    "No security group or firewall admits ingress from the whole internet (0.0.0.0/0 or ::/0).",
+    "No security group or firewall admits ingress from public address space (0.0.0.0/0, ::/0 or any "
+    "non-private range), except Google's health checkers.",
     severity=Severity.CRITICAL,
     remediation="admit only the VPC, the load balancer or the listed consumer ranges.",
     types=(
@@ -138,12 +156,13 @@ def kms_rotation(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Ite
         "aws:ec2/securityGroup:SecurityGroup",
         "gcp:compute/firewall:Firewall",
     ),
+    config={"allowedPublicRanges": {"type": "array", "items": {"type": "string"}, "default": GOOGLE_HEALTH_CHECK_RANGES}},
 )
 def no_public_ingress(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     p, t = args.props, args.resource_type
     ranges: list[str] = []
     if t == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
-        ranges = [get(p, "cidrIpv4"), get(p, "cidrIpv6")]
+        ranges = [r for r in (get(p, "cidrIpv4"), get(p, "cidrIpv6")) if r]
     elif t == "aws:ec2/securityGroupRule:SecurityGroupRule" and get(p, "type") == "ingress":
         ranges = [*items(p, "cidrBlocks"), *items(p, "ipv6CidrBlocks")]
     elif t == "aws:ec2/securityGroup:SecurityGroup":
@@ -152,9 +171,11 @@ def no_public_ingress(args: ResourceValidationArgs, config: Mapping[str, Any]) -
     elif t == "gcp:compute/firewall:Firewall":
         if (get(p, "direction") or "INGRESS") == "INGRESS" and list(items(p, "allows")):
             ranges = list(items(p, "sourceRanges"))
+            if not ranges and not list(items(p, "sourceTags")) and not list(items(p, "sourceServiceAccounts")):
+                yield "An allow rule with no source admits 0.0.0.0/0 (GCP's default source)."
     for cidr in ranges:
-        if cidr in PUBLIC_CIDRS:
-            yield f"Ingress is open to {cidr}."
+        if public_part(cidr, config["allowedPublicRanges"]):
+            yield f"Ingress is open to the public range {cidr}."
 
 
 DEFAULT_TLS_POLICIES = [
@@ -182,6 +203,8 @@ DEFAULT_TLS_POLICIES = [
         "gcp:compute/regionSslPolicy:RegionSslPolicy",
         "gcp:compute/targetHttpProxy:TargetHttpProxy",
         "gcp:compute/regionTargetHttpProxy:RegionTargetHttpProxy",
+        "gcp:compute/targetHttpsProxy:TargetHttpsProxy",
+        "gcp:compute/regionTargetHttpsProxy:RegionTargetHttpsProxy",
     ),
     config={"allowedSslPolicies": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_TLS_POLICIES}},
 )
@@ -196,6 +219,9 @@ def tls_listeners(args: ResourceValidationArgs, config: Mapping[str, Any]) -> It
     elif t in ("gcp:compute/sSLPolicy:SSLPolicy", "gcp:compute/regionSslPolicy:RegionSslPolicy"):
         if get(p, "minTlsVersion") not in ("TLS_1_2", "TLS_1_3"):
             yield f"The SSL policy's minimum TLS version is {get(p, 'minTlsVersion')!r}."
+    elif t.endswith("TargetHttpsProxy"):
+        if not get(p, "sslPolicy"):
+            yield "The HTTPS proxy has no SSL policy, and GCP's default one accepts TLS 1.0."
     else:
         yield "A plaintext HTTP proxy serves the model."
 
@@ -240,6 +266,13 @@ IAM_POLICY_TYPES = (
     "aws:iam/groupPolicy:GroupPolicy",
     "aws:iam/role:Role",
 )
+IAM_ATTACHMENT_TYPES = (
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+    "aws:iam/policyAttachment:PolicyAttachment",
+)
+ADMIN_MANAGED_POLICIES = ["AdministratorAccess", "PowerUserAccess", "IAMFullAccess"]
 
 
 def _as_list(value: Any) -> list:
@@ -247,7 +280,7 @@ def _as_list(value: Any) -> list:
 
 
 def admin_statements(document: Any) -> list[dict]:
-    """Allow statements that grant every action on every resource."""
+    """Allow statements that grant every action (or every action but a few) on every resource."""
     if isinstance(document, str):
         try:
             document = json.loads(document)
@@ -258,23 +291,31 @@ def admin_statements(document: Any) -> list[dict]:
         if get(s, "Effect") != "Allow":
             continue
         actions, resources = _as_list(get(s, "Action")), _as_list(get(s, "Resource"))
-        if any(a in ("*", "*:*") for a in actions) and "*" in resources:
+        everything = any(a in ("*", "*:*") for a in actions) or get(s, "NotAction") is not None
+        if everything and "*" in resources:
             out.append(s)
     return out
 
 
 @resource_rule(
     "security-aws-iam-policy-disallow-admin-wildcard",
-    "No IAM policy allows every action ('*') on every resource ('*').",
+    "No IAM policy allows every action ('*', or NotAction) on every resource ('*'), and no "
+    "administrator managed policy is attached.",
     severity=Severity.CRITICAL,
     remediation="name the actions and resources the principal needs.",
-    types=IAM_POLICY_TYPES,
+    types=(*IAM_POLICY_TYPES, *IAM_ATTACHMENT_TYPES),
+    config={"deniedManagedPolicies": {"type": "array", "items": {"type": "string"}, "default": ADMIN_MANAGED_POLICIES}},
 )
 def no_admin_wildcard(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
+    if args.resource_type in IAM_ATTACHMENT_TYPES:
+        arn = str(get(args.props, "policyArn") or "")
+        if arn.rsplit("/", 1)[-1] in config["deniedManagedPolicies"] and ":iam::aws:policy/" in arn:
+            yield f"Attaches the AWS managed policy {arn.rsplit('/', 1)[-1]}."
+        return
     documents = [get(args.props, "policy")] + [get(p, "policy") for p in items(args.props, "inlinePolicies")]
     for doc in filter(None, documents):
         for statement in admin_statements(doc):
-            yield f"Statement {get(statement, 'Sid') or '(no Sid)'} allows '*' on '*'."
+            yield f"Statement {get(statement, 'Sid') or '(no Sid)'} allows every action on '*'."
 
 
 @resource_rule(

@@ -51,6 +51,7 @@ GCP_LABELED = frozenset(
         "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
         "gcp:compute/disk:Disk",
         "gcp:compute/forwardingRule:ForwardingRule",
+        "gcp:compute/address:Address",
         "gcp:storage/bucket:Bucket",
         "gcp:kms/cryptoKey:CryptoKey",
         "gcp:tpu/v2Vm:V2Vm",

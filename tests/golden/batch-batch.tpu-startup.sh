@@ -26,7 +26,9 @@ DEVICES=()
 for device in /dev/vfio/* /dev/accel*; do [ -e "$device" ] && DEVICES+=(--device "$device:$device"); done
 docker rm -f engine >/dev/null 2>&1 || true
 # 3. Several hosts: they form one Ray cluster over the slice's internal network (host
-#    networking, the hosts' private IPs), worker 0 heads it and serves port 8000.
+#    networking, the hosts' private IPs), worker 0 heads it and serves port 8000. On the
+#    host network the engine can reach the metadata server; the service account's roles
+#    (logs, metrics, this model's weights, this image) bound what it could do with a token.
 HEAD=$(meta instance/attributes/worker-network-endpoints | cut -d, -f1 | awk -F: '{ print $NF }')
 if [ "$WORKER" = "0" ]; then
   COMMAND="ray start --head --port=6379 && vllm serve $(printf '%q ' --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL") --distributed-executor-backend ray"

@@ -25,7 +25,10 @@ docker pull europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:
 DEVICES=()
 for device in /dev/vfio/* /dev/accel*; do [ -e "$device" ] && DEVICES+=(--device "$device:$device"); done
 docker rm -f engine >/dev/null 2>&1 || true
-# 3. One host: the engine serves port 8000 from the bridge network.
+# 3. One host: the engine serves port 8000 from the bridge network, with no way to the
+#    metadata server (so none to the service account's token).
+iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
+  || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
 docker run --detach --name engine --restart unless-stopped \
   "${DEVICES[@]}" --shm-size 16g \
   --security-opt no-new-privileges --cap-drop ALL \

@@ -69,10 +69,15 @@ RESOURCE_CASES = [
     ("security-kms-key-require-rotation", "gcp:kms/cryptoKey:CryptoKey", {"rotationPeriod": "7776000s"},
      {"rotationPeriod": "63072000s"}, "exceeds 365 days", {}, None),
     ("security-network-ingress-disallow-public", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-     {"cidrIpv4": "10.0.0.0/16"}, {"cidrIpv4": "0.0.0.0/0"}, "open to 0.0.0.0/0", {}, None),
+     {"cidrIpv4": "10.0.0.0/16"}, {"cidrIpv4": "0.0.0.0/0"}, "public range 0.0.0.0/0", {}, None),
+    ("security-network-ingress-disallow-public", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+     {"referencedSecurityGroupId": "sg-1"}, {"cidrIpv4": "0.0.0.0/1"}, "public range 0.0.0.0/1", {}, None),
+    ("security-network-ingress-disallow-public", "gcp:compute/firewall:Firewall",
+     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"]},
+     {"allows": [{"protocol": "tcp"}]}, "no source admits 0.0.0.0/0", {}, None),
     ("security-network-ingress-disallow-public", "gcp:compute/firewall:Firewall",
      {"allows": [{"protocol": "tcp"}], "sourceRanges": ["10.0.0.0/8"]},
-     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["::/0"]}, "open to ::/0", {}, None),
+     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["::/0"]}, "public range ::/0", {}, None),
     ("security-network-ingress-disallow-public", "aws:ec2/securityGroup:SecurityGroup",
      {"ingress": [{"cidrBlocks": ["10.0.0.0/8"]}]}, {"ingress": [{"cidrBlocks": ["0.0.0.0/0"]}]}, "open to", {}, None),
     ("security-lb-listener-require-tls12", "aws:lb/listener:Listener",
@@ -93,7 +98,22 @@ RESOURCE_CASES = [
     ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicy:RolePolicy",
      {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})},
      {"policy": json.dumps({"Statement": [{"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"}]})},
-     "Admin allows '*' on '*'", {}, None),
+     "Admin allows every action on '*'", {}, None),
+    ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicy:RolePolicy",
+     {"policy": json.dumps({"Statement": [{"Effect": "Deny", "NotAction": "s3:*", "Resource": "*"}]})},
+     {"policy": json.dumps({"Statement": [{"Sid": "AllBut", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]})},
+     "AllBut allows every action", {}, None),
+    ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+     {"policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"},
+     {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, "AdministratorAccess", {}, None),
+    ("security-lb-listener-require-tls12", "gcp:compute/regionTargetHttpsProxy:RegionTargetHttpsProxy",
+     {"sslPolicy": "projects/p/regions/r/sslPolicies/tls12"}, {}, "default one accepts TLS 1.0", {}, None),
+    ("security-disk-require-cmk-encryption", LT,
+     {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "kmsKeyId": "arn:k"}}]},
+     {"imageId": "ami-1"}, "No block device mapping", {}, None),
+    ("residency-aws-resource-require-allowed-region", "aws:ec2/vpcPeeringConnection:VpcPeeringConnection",
+     {"peerRegion": "eu-central-1"}, {"peerRegion": "us-east-1"}, "reaches into 'us-east-1'", EU,
+     ({"region": "eu-central-1"}, {"region": "eu-central-1"})),
     ("security-gcp-storagebucket-require-private-encrypted", "gcp:storage/bucket:Bucket",
      {"publicAccessPrevention": "enforced", "uniformBucketLevelAccess": True, "encryption": {"defaultKmsKeyName": "k"}},
      {"publicAccessPrevention": "inherited", "uniformBucketLevelAccess": True, "encryption": {"defaultKmsKeyName": "k"}},
@@ -228,9 +248,23 @@ def test_gpu_ceiling_sums_groups_at_max_capacity():
     ok = [_group("a", ["g6.xlarge"], 8), _group("b", ["p4de.24xlarge"], 1)]
     assert run_stack("cost-stack-gpu-count-limit", ok, config=config) == []
     found = run_stack("cost-stack-gpu-count-limit", ok + [_group("c", ["p4de.24xlarge"], 1)], config=config)
-    assert "runs 24 GPUs, above the ceiling of 16" in found[0][0]
+    assert "runs 24 GPUs/TPU chips, above the ceiling of 16" in found[0][0]
     unknown = run_stack("cost-stack-gpu-count-limit", [_group("d", ["x1.large"], 1)], config=config)
-    assert "no GPU count for ['x1.large']" in unknown[0][0]
+    assert "no count for ['x1.large']" in unknown[0][0]
+
+
+def test_gpu_ceiling_counts_gcp_groups_through_their_template_and_tpu_chips():
+    template = resource("gcp:compute/instanceTemplate:InstanceTemplate", {"machineType": "g2-standard-24"}, "tpl")
+    group = resource("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager", {}, "mig",
+                     deps={"versions": [template]})
+    scaler = resource("gcp:compute/regionAutoscaler:RegionAutoscaler",
+                      {"autoscalingPolicy": {"maxReplicas": 5}}, "scaler", deps={"target": [group]})
+    tpu = resource("gcp:tpu/v2Vm:V2Vm", {"acceleratorType": "v6e-8"}, "slice")
+    queued = resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource",
+                      "body": {"tpu": {"nodeSpec": [{"node": {"acceleratorType": "v5litepod-16"}}]}}}, "queued")
+    config = {"maxGpus": 30, "gpusPerInstanceType": {"g2-standard-24": 2, "v6e-8": 8, "v5litepod-16": 16}}
+    found = run_stack("cost-stack-gpu-count-limit", [template, group, scaler, tpu, queued], config=config)
+    assert len(found) == 1 and "runs 34 GPUs/TPU chips, above the ceiling of 30" in found[0][0]  # 2x5 + 8 + 16
 
 
 def test_batch_groups_must_be_spot():
