@@ -75,7 +75,7 @@ def test_invalid_spec_is_blamed_on_the_declared_field_and_line(path):
 # -- individual behaviours -----------------------------------------------------------------------
 
 MINIMAL = (CORPUS / "valid" / "minimal.yaml").read_text()
-DIGEST_IMAGE = "vllm/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a"
+DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a"
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -102,7 +102,7 @@ def test_a_digest_pinned_image_gives_no_warning():
 
 
 def test_a_mutable_image_tag_is_a_warning_not_an_error():
-    text = MINIMAL.replace(DIGEST_IMAGE, "vllm/vllm-openai:v0.6.3")
+    text = MINIMAL.replace(DIGEST_IMAGE, "123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm-openai:v0.6.3")
     loaded = parse_spec(text, "tagged.yaml")  # does not raise
     assert len(loaded.warnings) == 1
     warning = loaded.warnings[0]
@@ -173,6 +173,7 @@ targets:
     kind: aws-gpu-fleet
     model: llama-3-8b
     region: eu-central-1
+    image: "%s"
     instance_types: [g6.xlarge]
     capacity: {min: 0, max: 2}
     autoscaling: {signal: queue_depth, target: 4}
@@ -180,10 +181,11 @@ targets:
     kind: aws-gpu-fleet
     model: mixtral
     region: eu-west-1
+    image: "%s"
     instance_types: [p4d.24xlarge]
     capacity: {min: 1, max: 2}
     autoscaling: {signal: gpu_utilization, target: 70}
-""" % DIGEST_IMAGE
+""" % (DIGEST_IMAGE, DIGEST_IMAGE.replace("us-east-1", "eu-central-1"), DIGEST_IMAGE.replace("us-east-1", "eu-west-1"))
 
 
 def _swap_blocks(text: str, first: str, second: str, end: str | None) -> str:

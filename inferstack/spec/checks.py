@@ -34,6 +34,7 @@ _WEIGHTS_SCHEME = {"aws": "s3", "gcp": "gs"}
 def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings = list(_check_opt_outs(spec))
     findings += list(_check_endpoint(spec))
+    findings += list(_check_arn_regions(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
@@ -217,6 +218,18 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
     ecr, ar = _ECR_REGION.match(image), _ARTIFACT_REGISTRY.match(image)
     if target.cloud == "aws" and ecr:
         out += _check_region(spec, loc, ecr.group(1), "aws", what="the image's ECR registry")
+        if target.network.creates_vpc and ecr.group(1) != target.region and not out:
+            out.append(Finding(loc, f"target {name!r} pulls through its VPC's ECR endpoints in {target.region}, "
+                                    f"which cannot reach the registry in {ecr.group(1)}: replicate the image to "
+                                    f"{target.region}"))
+    elif target.cloud == "aws" and target.network.creates_vpc:
+        out.append(
+            Finding(
+                loc,
+                f"target {name!r} has no internet route, so it can pull only from ECR in {target.region} "
+                "(<account>.dkr.ecr.<region>.amazonaws.com) through its VPC endpoints; mirror the image there",
+            )
+        )
     elif target.cloud == "gcp" and ar and ar.group(1) in _AR_MULTI_REGIONS:
         out.append(
             Finding(
@@ -236,6 +249,30 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
             )
         )
     return out
+
+
+def _check_arn_regions(spec: DeploymentSpec) -> Iterator[Finding]:
+    """Keys, certificates and CAs are resources in a region too: residency applies to them."""
+    from inferstack.planning.endpoint import region_of_certificate
+
+    for model_name, model in spec.models.items():
+        if model.source_kms_key_arn:
+            region = model.source_kms_key_arn.split(":")[3]
+            loc = ("models", model_name, "source_kms_key_arn")
+            yield from _check_region(spec, loc, region, "aws", what="the weights' KMS key")
+            for name, target in spec.targets.items():
+                if target.cloud == "aws" and spec.model_of(name)[0] == model_name and target.region != region:
+                    yield Finding(loc, f"the key is in {region}, target {name!r} in {target.region}: S3 decrypts "
+                                       "with a key of the bucket's region; copy the weights to the target's region")
+    if spec.endpoint is None:
+        return
+    for i, cert in enumerate(spec.endpoint.certificates):
+        region = region_of_certificate(cert) or ""
+        cloud = "aws" if cert.startswith("arn:") else "gcp"
+        yield from _check_region(spec, ("endpoint", "certificates", i), region, cloud, what="the certificate")
+    if spec.endpoint.private_ca_arn:
+        region = region_of_certificate(spec.endpoint.private_ca_arn) or ""
+        yield from _check_region(spec, ("endpoint", "private_ca_arn"), region, "aws", what="the private CA")
 
 
 def _check_weights(spec: DeploymentSpec, name: str) -> list[Finding]:
