@@ -18,6 +18,7 @@ from inferstack.planning.endpoint import ACCESS_LOG_EXPIRATION_DAYS, NONCURRENT_
 
 
 class AwsPrivateEndpoint(pulumi.ComponentResource):
+    consumer_dns_names: pulumi.Output[list[str]]
     service_name: pulumi.Output[str]
     dns_name: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -126,8 +127,8 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        for i, consumer in enumerate(plan.consumers):
-            self._consumer(name, i, consumer, service, tags, child)
+        consumer_dns = [self._consumer(name, i, consumer, service, tags, child) for i, consumer in enumerate(plan.consumers)]
+        self.consumer_dns_names = pulumi.Output.all(*consumer_dns)
 
         self.service_name = service.service_name
         self.dns_name = nlb.dns_name
@@ -138,6 +139,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             "dns_name": self.dns_name,
             "security_group_id": self.security_group_id,
             "target_group_arn": self.target_group_arn,
+            "consumer_dns_names": self.consumer_dns_names,
         })
 
     def _access_log_bucket(self, name, kms_key_arn, tags, child):
@@ -190,7 +192,8 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         )
         return bucket, policy
 
-    def _consumer(self, name, i, consumer, service, tags, child) -> None:
+    def _consumer(self, name, i, consumer, service, tags, child) -> pulumi.Output[str]:
+        """An interface endpoint in a consumer VPC; returns the DNS name consumers connect to."""
         found = aws.ec2.get_vpc_output(id=consumer.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
         sg = aws.ec2.SecurityGroup(
             f"{name}-consumer-{i}", vpc_id=consumer.vpc_id,
@@ -215,3 +218,4 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         aws.ec2.VpcEndpointConnectionAccepter(
             f"{name}-consumer-{i}", vpc_endpoint_service_id=service.id, vpc_endpoint_id=endpoint.id, opts=child
         )
+        return endpoint.dns_entries.apply(lambda entries: entries[0].dns_name if entries else "")

@@ -23,6 +23,7 @@ PSC_CONNECTION_LIMIT = 10
 class GcpPrivateEndpoint(pulumi.ComponentResource):
     service_attachment: pulumi.Output[str]
     address: pulumi.Output[str]
+    consumer_addresses: pulumi.Output[list[str]]
 
     def __init__(
         self,
@@ -41,6 +42,8 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
     ):
         super().__init__("inferstack:endpoint:GcpPrivateEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # Deletion protection (production by default): Pulumi refuses to delete the load balancer.
+        guarded = pulumi.ResourceOptions(parent=self, protect=plan.deletion_protection)
         proxy_subnet = gcp.compute.Subnetwork(
             f"{name}-proxy-only",
             project=project,
@@ -94,7 +97,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             timeout_sec=600,  # long generations stream for minutes
             backends=self._backends(name, project, network, plan, instance_group, tpu_endpoints, child),
             log_config=gcp.compute.RegionBackendServiceLogConfigArgs(enable=True, sample_rate=1.0),
-            opts=child,
+            opts=guarded,
         )
         ssl_policy = gcp.compute.RegionSslPolicy(
             f"{name}-tls",
@@ -128,7 +131,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             subnetwork=subnetwork,
             allow_global_access=False,
             labels=labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[proxy_subnet]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[proxy_subnet], protect=plan.deletion_protection),
         )
         attachment = gcp.compute.ServiceAttachment(
             f"{name}-psc",
@@ -145,8 +148,9 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             nat_subnets=[psc_subnet.id],
             target_service=rule.id,
             enable_proxy_protocol=False,
-            opts=child,
+            opts=guarded,
         )
+        consumer_addresses = []
         for i, consumer in enumerate(plan.consumers):
             address = gcp.compute.Address(
                 f"{name}-consumer-{i}",
@@ -157,6 +161,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
                 labels=labels,
                 opts=child,
             )
+            consumer_addresses.append(address.address)
             gcp.compute.ForwardingRule(
                 f"{name}-consumer-{i}",
                 project=consumer.project,
@@ -171,7 +176,12 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
 
         self.service_attachment = attachment.self_link
         self.address = rule.ip_address
-        self.register_outputs({"service_attachment": self.service_attachment, "address": self.address})
+        self.consumer_addresses = pulumi.Output.all(*consumer_addresses)
+        self.register_outputs({
+            "service_attachment": self.service_attachment,
+            "address": self.address,
+            "consumer_addresses": self.consumer_addresses,
+        })
 
     def _backends(self, name, project, network, plan, instance_group, tpu_endpoints, child):
         if instance_group is not None:

@@ -203,16 +203,19 @@ class GcpGpuFleet(pulumi.ComponentResource):
 
     def _autoscaler(self, name, plan: GcpGpuFleetPlan, group, child) -> None:
         signal = plan.signal
-        if signal.per_group:
-            metric = gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+        metrics, balancing = None, None
+        if signal.load_balancing:
+            balancing = gcp.compute.RegionAutoscalerAutoscalingPolicyLoadBalancingUtilizationArgs(target=signal.target)
+        elif signal.per_group:
+            metrics = [gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
                 name=signal.metric,
                 filter=f'resource.type = "global" AND metric.labels.group = "{plan.group_name}"',
                 single_instance_assignment=signal.target,
-            )
+            )]
         else:
-            metric = gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+            metrics = [gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
                 name=signal.metric, target=signal.target, type="GAUGE"
-            )
+            )]
         gcp.compute.RegionAutoscaler(
             f"{name}-autoscaler",
             name=plan.group_name,
@@ -224,7 +227,8 @@ class GcpGpuFleet(pulumi.ComponentResource):
                 max_replicas=plan.max_size,
                 cooldown_period=plan.initial_delay_seconds,
                 mode="ON",
-                metrics=[metric],
+                metrics=metrics,
+                load_balancing_utilization=balancing,
                 # The spec's scale-in cooldown: at most one VM removed per window.
                 scale_in_control=gcp.compute.RegionAutoscalerAutoscalingPolicyScaleInControlArgs(
                     time_window_sec=plan.scale_in_cooldown,

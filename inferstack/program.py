@@ -54,6 +54,7 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             if fleet.endpoint is not None:
                 pulumi.export(f"{name}.endpoint_service_name", fleet.endpoint.service_name)
                 pulumi.export(f"{name}.endpoint_dns_name", fleet.endpoint.dns_name)
+                pulumi.export(f"{name}.consumer_dns_names", fleet.endpoint.consumer_dns_names)
         elif isinstance(target, GcpGpuFleetTarget):
             plan = plan_gcp_fleet(spec, stack, name)
             gfleet = GcpGpuFleet(
@@ -63,6 +64,8 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             pulumi.export(f"{name}.service_account", gfleet.service_account)
             if gfleet.endpoint is not None:
                 pulumi.export(f"{name}.service_attachment", gfleet.endpoint.service_attachment)
+                pulumi.export(f"{name}.endpoint_address", gfleet.endpoint.address)
+                pulumi.export(f"{name}.consumer_addresses", gfleet.endpoint.consumer_addresses)
         elif isinstance(target, GcpTpuTarget):
             tplan = plan_tpu(spec, stack, name)
             tpu = GcpTpuSlice(
@@ -72,3 +75,5 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             pulumi.export(f"{name}.service_account", tpu.service_account)
             if tpu.endpoint is not None:
                 pulumi.export(f"{name}.service_attachment", tpu.endpoint.service_attachment)
+                pulumi.export(f"{name}.endpoint_address", tpu.endpoint.address)
+                pulumi.export(f"{name}.consumer_addresses", tpu.endpoint.consumer_addresses)

@@ -218,6 +218,11 @@ class GcpMachineType:
         return f"{self.name} ({self.accelerator_count}x {self.accelerator}, {self.accelerator_memory_mib / 1024:.1f} GiB each)"
 
 
+@cache
+def gcp_n1_machine_types() -> frozenset[str]:
+    return frozenset(f"{family}-{n}" for family, sizes in _gcp_data()["n1_machine_types"].items() for n in sizes)
+
+
 @dataclass(frozen=True)
 class GcpGuestAccelerator:
     name: str

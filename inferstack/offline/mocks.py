@@ -65,6 +65,7 @@ class CloudMocks(pulumi_mocks.Mocks):
 
     def __init__(self) -> None:
         self.provider_regions: dict[str, str] = {}  # provider URN -> region
+        self.calls: list[tuple[str, dict]] = []  # every data source the program asked, in order
 
     def region_of(self, provider_ref: str | None) -> str:
         """Provider references are "<urn>::<id>"; every resource here has an explicit provider."""
@@ -102,6 +103,8 @@ class CloudMocks(pulumi_mocks.Mocks):
             return self._gcp_resource(typ, name, uid, state, region)
         if typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Interface":
+            state["dnsEntries"] = [{"dnsName": f"{rid}.vpce-svc.{region}.vpce.amazonaws.com", "hostedZoneId": "Z0OFFLINE"}]
         if typ == "aws:ec2/vpcEndpointService:VpcEndpointService":
             state["serviceName"] = f"com.amazonaws.vpce.{region}.vpce-svc-{uid}"
         if typ == "aws:lb/loadBalancer:LoadBalancer":
@@ -132,6 +135,8 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["networkEndpoints"] = [{"ipAddress": f"10.{octets[0] % 256}.{octets[1] % 256}.2", "port": 8470}]
         if typ == "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager":
             state["instanceGroup"] = f"{state['selfLink'].rsplit('/', 2)[0]}/instanceGroups/{state['name']}"
+        if typ == "gcp:compute/address:Address":
+            state["address"] = f"10.{int(uid[:2], 16)}.{int(uid[2:4], 16)}.20"
         if typ == "gcp:compute/forwardingRule:ForwardingRule" and "ipAddress" not in state:
             state["ipAddress"] = f"10.{int(uid[:2], 16)}.{int(uid[2:4], 16)}.10"
         if typ == "gcp:compute/instanceTemplate:InstanceTemplate":
@@ -143,6 +148,7 @@ class CloudMocks(pulumi_mocks.Mocks):
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
         region = self.region_of(args.provider)
         token, a = args.token, args.args
+        self.calls.append((token, dict(a)))
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": MOCK_ACCOUNT,

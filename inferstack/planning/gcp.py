@@ -28,6 +28,7 @@ GCP_SIGNALS = {
     "queue_depth": ("pending_requests", "group"),
     "requests_per_target": ("running_requests", "group"),
     "gpu_utilization": ("gpu_utilization", "instance"),
+    "lb_utilization": ("", "load-balancer"),  # the endpoint's backend service measures it
 }
 
 _AR = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/")
@@ -92,14 +93,18 @@ class Weights:
 @dataclass(frozen=True)
 class GcpSignal:
     signal: str
-    metric: str  # full Cloud Monitoring metric type
+    metric: str  # full Cloud Monitoring metric type ('' for the load balancer's own)
     per_group: bool
     target: float
+
+    @property
+    def load_balancing(self) -> bool:
+        return self.signal == "lb_utilization"
 
 
 def plan_signal(signal: str, target: float) -> GcpSignal:
     metric, scope = GCP_SIGNALS[signal]
-    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}", scope == "group", target)
+    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}" if metric else "", scope == "group", target)
 
 
 @dataclass(frozen=True)

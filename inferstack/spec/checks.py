@@ -319,6 +319,9 @@ def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
 def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    if target.autoscaling.signal == "lb_utilization":
+        out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization is the GCP load balancer's signal; "
+                           "an AWS fleet scales on queue_depth, requests_per_target or gpu_utilization"))
     zones = catalog.aws_zone_counts().get(target.region)
     wanted = target.network.availability_zones
     if zones is not None and wanted is not None and wanted > zones:
@@ -348,12 +351,19 @@ def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget)
 def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    if target.autoscaling.signal == "lb_utilization" and spec.endpoint is None:
+        out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization needs the load balancer of an "
+                           "endpoint section; add one, or scale on queue_depth"))
     for i, zone in enumerate(target.zones or ()):
         if zone.rsplit("-", 1)[0] != target.region:
             out.append(Finding((*base, "zones", i), f"zone {zone!r} is not in region {target.region!r}"))
     machines, guests = catalog.gcp_machine_types(), catalog.gcp_guest_accelerators()
     loc = (*base, "machine_type")
     if target.machine_type.startswith("n1-"):
+        n1 = catalog.gcp_n1_machine_types()
+        if target.machine_type not in n1:
+            return out + [Finding(loc, f"unknown N1 machine type {target.machine_type!r}"
+                                       f"{did_you_mean(target.machine_type, n1)}")]
         acc = target.accelerator
         if acc is None:
             return out + [Finding(loc, f"{target.machine_type} carries no GPU: add accelerator: {{type: nvidia-tesla-t4, "

@@ -260,13 +260,14 @@ class Spot(StrictModel):
     ] = "price-capacity-optimized"
 
 
-Signal = Literal["queue_depth", "gpu_utilization", "requests_per_target"]
+Signal = Literal["queue_depth", "gpu_utilization", "requests_per_target", "lb_utilization"]
 
 
 class Autoscaling(StrictModel):
     signal: Signal = Field(
         description="queue_depth: waiting requests per instance; gpu_utilization: percent; "
-        "requests_per_target: in-flight requests per instance."
+        "requests_per_target: in-flight requests per instance; lb_utilization (GCP, behind the "
+        "endpoint): the load balancer's utilisation of each VM, a fraction."
     )
     target: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
     scale_in_cooldown: int = Field(default=300, ge=60, le=3600, description="Seconds between scale-in steps.")
@@ -275,6 +276,8 @@ class Autoscaling(StrictModel):
     def _percent(self) -> Autoscaling:
         if self.signal == "gpu_utilization" and self.target > 100:
             raise FieldError("target", f"gpu_utilization is a percentage: must be <= 100 (got {self.target:g})")
+        if self.signal == "lb_utilization" and self.target > 1:
+            raise FieldError("target", f"lb_utilization is a fraction: must be <= 1 (got {self.target:g})")
         return self
 
 
@@ -442,11 +445,11 @@ class GcpGpuFleetTarget(StrictModel):
 
     @model_validator(mode="after")
     def _signals_that_can_wake(self) -> GcpGpuFleetTarget:
-        if self.capacity.min == 0 and self.autoscaling.signal == "gpu_utilization":
+        if self.capacity.min == 0 and self.autoscaling.signal in ("gpu_utilization", "lb_utilization"):
             raise FieldError(
                 ("capacity", "min"),
-                "a group at zero publishes no GPU utilisation, so it could never scale out again: "
-                "use min >= 1, or scale on queue_depth or requests_per_target (per-group signals)",
+                f"a group at zero has no {self.autoscaling.signal.replace('_', ' ')}, so it could never scale out "
+                "again: use min >= 1, or scale on queue_depth or requests_per_target (per-group signals)",
             )
         return self
 
