@@ -255,7 +255,7 @@ def test_every_taggable_resource_carries_the_standard_tags(dev, prod):
     for res in (dev, prod):
         expected = res.one(LT) if res is dev else res.one(LT, "steady-lt")
         tags = expected["inputs"]["tags"]
-        assert set(tags) == {"stack", "environment", "team", "model", "data-classification", "managed-by"}
+        assert set(tags) == {"stack", "environment", "team", "model", "data-classification", "workload", "managed-by"}
         for r in res.all:
             if r["custom"] and r["type"].startswith("aws:") and _accepts_tags(r["type"]):
                 if r["type"] == ASG:

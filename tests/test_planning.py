@@ -304,9 +304,11 @@ def test_standard_tags():
         "team": "ml",
         "model": "llama-3-8b",
         "data-classification": "public",
+        "workload": "serving",
         "managed-by": "inferstack",
     }
     assert all(k == k.lower() and "_" not in k for k in tags)
+    assert naming.standard_tags(spec, "dev", "llama-3-8b", "batch")["workload"] == "batch"
 
 
 # -- IAM and KMS -------------------------------------------------------------------------------

@@ -193,6 +193,7 @@ def test_plan_gcp_fleet_research_chat_labels_are_the_standard_tags():
         "environment": "staging",
         "team": "research",
         "model": "llama-3-8b",
+        "workload": "serving",
         "data-classification": "confidential",
         "managed-by": "inferstack",
     }

@@ -186,7 +186,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         prefix=prefix,
         asg_name=asg_name,
         log_group_name=log_group,
-        tags=standard_tags(spec, stack, model_name),
+        tags=standard_tags(spec, stack, model_name, target.workload),
         model_name=model_name,
         weights_bucket=model.bucket,
         weights_prefix=model.prefix,

@@ -23,7 +23,7 @@ def resource_prefix(spec: DeploymentSpec, stack: str, target: str) -> str:
     return f"{full[:34].rstrip('-')}-{hashlib.sha256(full.encode()).hexdigest()[:5]}"
 
 
-def standard_tags(spec: DeploymentSpec, stack: str, model: str) -> dict[str, str]:
+def standard_tags(spec: DeploymentSpec, stack: str, model: str, workload: str = "serving") -> dict[str, str]:
     """The tags every resource carries, for cost attribution and for the policy pack.
 
     Keys are lower-case with dashes so the same set is valid as GCP labels.
@@ -34,6 +34,7 @@ def standard_tags(spec: DeploymentSpec, stack: str, model: str) -> dict[str, str
         "team": spec.metadata.team,
         "model": model,
         "data-classification": spec.metadata.data_classification,
+        "workload": workload,
         "managed-by": MANAGED_BY,
     }
 

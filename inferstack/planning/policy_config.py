@@ -44,6 +44,6 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
         REPLICAS: {"allowedRegions": sorted(allowed)},
         S3_REPLICATION: {"allowedRegions": aws},
         VPN_PEERS: {"allowedPeerIps": []},
-        TAGS: {"requiredTags": [k for k in standard_tags(spec, "-", "-") if k != "managed-by"]},
+        TAGS: {"requiredTags": [k for k in standard_tags(spec, "-", "-") if k not in ("managed-by", "workload")]},
         GPU_LIMIT: {"maxGpus": spec.guardrails.max_gpus, "gpusPerInstanceType": gpus},
     }

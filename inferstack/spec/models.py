@@ -321,6 +321,9 @@ class AwsGpuFleetTarget(StrictModel):
     """An EC2 Auto Scaling group of GPU instances serving one model."""
 
     kind: Literal["aws-gpu-fleet"]
+    workload: Literal["serving", "batch"] = Field(
+        default="serving", description="Tagged on every resource; the policy pack wants batch pools on spot."
+    )
     model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
     region: str
     instance_types: list[str] = Field(min_length=1, max_length=20)
@@ -426,6 +429,9 @@ class GcpGpuFleetTarget(StrictModel):
     """A regional managed instance group of GPU VMs serving one model."""
 
     kind: Literal["gcp-gpu-fleet"]
+    workload: Literal["serving", "batch"] = Field(
+        default="serving", description="Tagged on every resource; the policy pack wants batch pools on spot."
+    )
     model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
     project: GcpProject
     region: str
@@ -462,6 +468,9 @@ class GcpTpuTarget(StrictModel):
     """Cloud TPU slices serving one model: TPU VMs, or queued resources for multi-host slices."""
 
     kind: Literal["gcp-tpu"]
+    workload: Literal["serving", "batch"] = Field(
+        default="serving", description="Tagged on every resource; the policy pack wants batch pools on spot."
+    )
     model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
     project: GcpProject
     zone: str

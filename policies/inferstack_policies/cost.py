@@ -93,21 +93,39 @@ def gpu_ceiling(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterato
         yield f"At max capacity the stack runs {total:g} GPUs/TPU chips, above the ceiling of {config['maxGpus']:g}.", None
 
 
+def _on_demand_batch(r) -> bool | None:
+    """Whether a batch pool runs on-demand capacity; None for anything that is not a batch pool."""
+    t, p = r.resource_type, r.props
+    if t == ASG:
+        if {get(x, "key"): get(x, "value") for x in items(p, "tags")}.get("workload") != "batch":
+            return None
+        dist = get(p, "mixedInstancesPolicy", "instancesDistribution") or {}
+        return bool(get(dist, "onDemandBaseCapacity", default=0) or get(dist, "onDemandPercentageAboveBaseCapacity", default=100))
+    if t in ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"):
+        if get(p, "labels", "workload") != "batch":
+            return None
+        return get(p, "scheduling", "provisioningModel") != "SPOT"
+    if t == "gcp:tpu/v2Vm:V2Vm":
+        if get(p, "labels", "workload") != "batch":
+            return None
+        return not get(p, "schedulingConfig", "spot")
+    nodes = queued_tpu_nodes(t, p)
+    if nodes and get(nodes[0], "labels", "workload") == "batch":
+        return get(p, "body", "spot") is None
+    return None
+
+
 @stack_rule(
-    "cost-aws-autoscalinggroup-require-spot-for-batch",
-    "Groups tagged workload=batch run on spot capacity only.",
+    "cost-compute-pool-require-spot-for-batch",
+    "Pools whose workload is batch (ASGs, GCP instance templates, TPU slices) run on spot capacity only.",
     severity=Severity.LOW,
-    remediation="enable spot with no on-demand base or share for batch pools.",
+    remediation="enable spot with no on-demand base or share for batch pools (spot.enabled, provisioning: spot).",
     enforcement=EnforcementLevel.ADVISORY,
     config={"spotRequiredForBatch": {"type": "boolean", "default": True}},
 )
 def batch_spot(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     if not config["spotRequiredForBatch"]:
         return
-    for group in (r for r in args.resources if r.resource_type == ASG):
-        tags = {get(t, "key"): get(t, "value") for t in items(group.props, "tags")}
-        if tags.get("workload") != "batch":
-            continue
-        dist = get(group.props, "mixedInstancesPolicy", "instancesDistribution") or {}
-        if get(dist, "onDemandBaseCapacity", default=0) or get(dist, "onDemandPercentageAboveBaseCapacity", default=100):
-            yield f"Batch group {group.name} runs on-demand capacity.", group.urn
+    for r in args.resources:
+        if _on_demand_batch(r):
+            yield f"Batch pool {r.name} runs on-demand capacity.", r.urn

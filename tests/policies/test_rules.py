@@ -272,8 +272,27 @@ def test_batch_groups_must_be_spot():
     ok = _group("batch", ["g6.xlarge"], 2, {"workload": "batch"}, spot)
     bad = _group("batch2", ["g6.xlarge"], 2, {"workload": "batch"}, {"onDemandPercentageAboveBaseCapacity": 50})
     serving = _group("serve", ["g6.xlarge"], 2, {}, {"onDemandPercentageAboveBaseCapacity": 100})
-    assert run_stack("cost-aws-autoscalinggroup-require-spot-for-batch", [ok, serving]) == []
-    assert len(run_stack("cost-aws-autoscalinggroup-require-spot-for-batch", [bad])) == 1
+    assert run_stack("cost-compute-pool-require-spot-for-batch", [ok, serving]) == []
+    assert len(run_stack("cost-compute-pool-require-spot-for-batch", [bad])) == 1
+
+
+def test_gcp_and_tpu_batch_pools_must_be_spot():
+    batch = {"workload": "batch"}
+    ok = [
+        resource("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": batch, "scheduling": {"provisioningModel": "SPOT"}}, "t"),
+        resource("gcp:tpu/v2Vm:V2Vm", {"labels": batch, "schedulingConfig": {"spot": True}}, "v"),
+        resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource", "body": {
+            "spot": {}, "tpu": {"nodeSpec": [{"node": {"labels": batch}}]}}}, "q"),
+        resource("gcp:tpu/v2Vm:V2Vm", {"labels": {"workload": "serving"}, "schedulingConfig": {"spot": False}}, "s"),
+    ]
+    assert run_stack("cost-compute-pool-require-spot-for-batch", ok) == []
+    bad = [
+        resource("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": batch, "scheduling": {"provisioningModel": "STANDARD"}}, "t"),
+        resource("gcp:tpu/v2Vm:V2Vm", {"labels": batch, "schedulingConfig": {"spot": False}}, "v"),
+        resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource", "body": {
+            "guaranteed": {"reserved": True}, "tpu": {"nodeSpec": [{"node": {"labels": batch}}]}}}, "q"),
+    ]
+    assert [urn.rsplit("::", 1)[1] for _, urn in run_stack("cost-compute-pool-require-spot-for-batch", bad)] == ["t", "v", "q"]
 
 
 # -- the pack's metadata -------------------------------------------------------------------------
@@ -304,7 +323,7 @@ def test_every_rule_has_a_test_above():
         "residency-aws-s3bucket-disallow-outside-replication",
         "security-aws-s3bucket-require-private-encrypted",
         "cost-stack-gpu-count-limit",
-        "cost-aws-autoscalinggroup-require-spot-for-batch",
+        "cost-compute-pool-require-spot-for-batch",
     }
     assert tested == set(RULES)
 
