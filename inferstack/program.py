@@ -40,6 +40,22 @@ class Providers:
         )
 
 
+def _export(name: str, outputs: dict[str, pulumi.Input]) -> None:
+    """Stack outputs as `<target>.<output>`: what consumers and operators read."""
+    for key, value in outputs.items():
+        pulumi.export(f"{name}.{key}", value)
+
+
+def _gcp_endpoint_outputs(endpoint) -> dict[str, pulumi.Input]:
+    if endpoint is None:
+        return {}
+    return {
+        "service_attachment": endpoint.service_attachment,
+        "endpoint_address": endpoint.address,
+        "consumer_addresses": endpoint.consumer_addresses,
+    }
+
+
 def build(spec: DeploymentSpec, stack: str) -> None:
     """Register every resource of one stack. Targets go in name order, so a spec's order never matters."""
     providers = Providers()
@@ -48,32 +64,21 @@ def build(spec: DeploymentSpec, stack: str) -> None:
         if isinstance(target, AwsGpuFleetTarget):
             plan = plan_aws_fleet(spec, stack, name)
             fleet = AwsGpuFleet(name, plan, opts=pulumi.ResourceOptions(provider=providers.aws(plan.region)))
-            pulumi.export(f"{name}.asg_name", fleet.asg_name)
-            pulumi.export(f"{name}.vpc_id", fleet.vpc_id)
-            pulumi.export(f"{name}.security_group_id", fleet.security_group_id)
+            outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id}
             if fleet.endpoint is not None:
-                pulumi.export(f"{name}.endpoint_service_name", fleet.endpoint.service_name)
-                pulumi.export(f"{name}.endpoint_dns_name", fleet.endpoint.dns_name)
-                pulumi.export(f"{name}.consumer_dns_names", fleet.endpoint.consumer_dns_names)
+                outputs |= {
+                    "endpoint_service_name": fleet.endpoint.service_name,
+                    "endpoint_dns_name": fleet.endpoint.dns_name,
+                    "consumer_dns_names": fleet.endpoint.consumer_dns_names,
+                }
+            _export(name, outputs)
         elif isinstance(target, GcpGpuFleetTarget):
-            plan = plan_gcp_fleet(spec, stack, name)
-            gfleet = GcpGpuFleet(
-                name, plan, opts=pulumi.ResourceOptions(provider=providers.gcp(plan.project, plan.region))
-            )
-            pulumi.export(f"{name}.group_name", gfleet.group_name)
-            pulumi.export(f"{name}.service_account", gfleet.service_account)
-            if gfleet.endpoint is not None:
-                pulumi.export(f"{name}.service_attachment", gfleet.endpoint.service_attachment)
-                pulumi.export(f"{name}.endpoint_address", gfleet.endpoint.address)
-                pulumi.export(f"{name}.consumer_addresses", gfleet.endpoint.consumer_addresses)
+            gplan = plan_gcp_fleet(spec, stack, name)
+            group = GcpGpuFleet(name, gplan, opts=pulumi.ResourceOptions(provider=providers.gcp(gplan.project, gplan.region)))
+            _export(name, {"group_name": group.group_name, "service_account": group.service_account,
+                           **_gcp_endpoint_outputs(group.endpoint)})
         elif isinstance(target, GcpTpuTarget):
             tplan = plan_tpu(spec, stack, name)
-            tpu = GcpTpuSlice(
-                name, tplan, opts=pulumi.ResourceOptions(provider=providers.gcp(tplan.project, tplan.region))
-            )
-            pulumi.export(f"{name}.nodes", tpu.nodes)
-            pulumi.export(f"{name}.service_account", tpu.service_account)
-            if tpu.endpoint is not None:
-                pulumi.export(f"{name}.service_attachment", tpu.endpoint.service_attachment)
-                pulumi.export(f"{name}.endpoint_address", tpu.endpoint.address)
-                pulumi.export(f"{name}.consumer_addresses", tpu.endpoint.consumer_addresses)
+            tpu = GcpTpuSlice(name, tplan, opts=pulumi.ResourceOptions(provider=providers.gcp(tplan.project, tplan.region)))
+            _export(name, {"nodes": tpu.nodes, "service_account": tpu.service_account,
+                           **_gcp_endpoint_outputs(tpu.endpoint)})

@@ -317,14 +317,19 @@ class AwsNetwork(StrictModel):
         return self.vpc_id is None
 
 
-class AwsGpuFleetTarget(StrictModel):
-    """An EC2 Auto Scaling group of GPU instances serving one model."""
+class TargetBase(StrictModel):
+    """What every target kind has: the model it serves and the kind of work it does."""
 
-    kind: Literal["aws-gpu-fleet"]
     workload: Literal["serving", "batch"] = Field(
         default="serving", description="Tagged on every resource; the policy pack wants batch pools on spot."
     )
     model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
+
+
+class AwsGpuFleetTarget(TargetBase):
+    """An EC2 Auto Scaling group of GPU instances serving one model."""
+
+    kind: Literal["aws-gpu-fleet"]
     region: str
     instance_types: list[str] = Field(min_length=1, max_length=20)
     image: ImageRef | None = Field(default=None, description="This target's engine image (default: serving.image).")
@@ -425,15 +430,21 @@ class GuestAccelerator(StrictModel):
     count: int = Field(ge=1)
 
 
-class GcpGpuFleetTarget(StrictModel):
+class GcpTargetBase(TargetBase):
+    """What every GCP target has: a project and a private network."""
+
+    project: GcpProject
+    network: GcpNetwork = Field(default_factory=GcpNetwork)
+
+    @property
+    def cloud(self) -> str:
+        return "gcp"
+
+
+class GcpGpuFleetTarget(GcpTargetBase):
     """A regional managed instance group of GPU VMs serving one model."""
 
     kind: Literal["gcp-gpu-fleet"]
-    workload: Literal["serving", "batch"] = Field(
-        default="serving", description="Tagged on every resource; the policy pack wants batch pools on spot."
-    )
-    model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
-    project: GcpProject
     region: str
     zones: list[str] | None = Field(default=None, min_length=1, description="Zones to spread over (default: all).")
     machine_type: str = Field(description="A2/A3/A4/G2 types carry GPUs; N1 needs 'accelerator'.")
@@ -442,7 +453,6 @@ class GcpGpuFleetTarget(StrictModel):
     capacity: Capacity
     spot: GcpSpot = Field(default_factory=GcpSpot)
     autoscaling: Autoscaling
-    network: GcpNetwork = Field(default_factory=GcpNetwork)
     boot_disk_gib: int = Field(default=200, ge=50, le=65536)
     boot_image: str = Field(
         default="projects/cos-cloud/global/images/family/cos-stable",
@@ -459,20 +469,11 @@ class GcpGpuFleetTarget(StrictModel):
             )
         return self
 
-    @property
-    def cloud(self) -> str:
-        return "gcp"
 
-
-class GcpTpuTarget(StrictModel):
+class GcpTpuTarget(GcpTargetBase):
     """Cloud TPU slices serving one model: TPU VMs, or queued resources for multi-host slices."""
 
     kind: Literal["gcp-tpu"]
-    workload: Literal["serving", "batch"] = Field(
-        default="serving", description="Tagged on every resource; the policy pack wants batch pools on spot."
-    )
-    model: str | None = Field(default=None, description="Key in 'models'; may be left out when there is one.")
-    project: GcpProject
     zone: str
     generation: Literal["v5e", "v5p", "v6e"]
     topology: str = Field(description="Slice shape, e.g. 2x4 (v5e, v6e) or 2x2x1 (v5p).")
@@ -481,7 +482,6 @@ class GcpTpuTarget(StrictModel):
     provisioning: Literal["on-demand", "spot", "reserved"] = "on-demand"
     image: ImageRef = Field(description="The TPU build of the engine (vLLM for TPU).")
     args: list[str] = Field(default_factory=list, description="Extra engine arguments for this target.")
-    network: GcpNetwork = Field(default_factory=GcpNetwork)
 
     @model_validator(mode="after")
     def _shape(self) -> GcpTpuTarget:
@@ -498,10 +498,6 @@ class GcpTpuTarget(StrictModel):
                 f"{self.runtime_version!r} is not a {self.generation} runtime; use {', '.join(gen.runtime_versions)}",
             )
         return self
-
-    @property
-    def cloud(self) -> str:
-        return "gcp"
 
     @property
     def region(self) -> str:
