@@ -17,7 +17,7 @@ from inferstack.planning.endpoint import AwsEndpointPlan, plan_aws_endpoint
 from inferstack.planning.naming import resource_prefix, standard_tags
 from inferstack.planning.serving import engine_args
 from inferstack.render import render
-from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, Model
+from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec
 
 METRICS_NAMESPACE = "InferStack"
 DEFAULT_VPC_CIDR = "10.64.0.0/16"
