@@ -2,11 +2,18 @@
 # inferstack startup script for research/chat: rendered from templates/gcp_startup.sh.j2.
 #
 # Container-Optimized OS: the GPU driver is installed at boot (cos-extensions), the weights are
-# fetched by the Cloud CLI in a container with the VM's dedicated service account (through the
-# metadata server), and the engine runs in another container that cannot reach the metadata
-# server at all (an iptables rule on DOCKER-USER, the counterpart of IMDSv2's hop limit on AWS). There is no external IP: Google APIs
-# and Artifact Registry are reached over Private Google Access. The script runs at every boot.
+# fetched by the Cloud CLI in a container on the host network with the VM's dedicated service
+# account (through the metadata server), and the engine runs on Docker's bridge, which cannot
+# reach the metadata server at all: an iptables rule on DOCKER-USER, the counterpart of IMDSv2's
+# hop limit on AWS. There is no external IP: Google APIs and Artifact Registry are reached over
+# Private Google Access. The script runs at every boot.
 set -euo pipefail
+
+# 0. First thing at every boot (iptables rules do not survive one): nothing on Docker's bridge
+#    reaches the metadata server, and an engine Docker restarted before this line is replaced.
+iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
+  || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
+docker rm -f engine >/dev/null 2>&1 || true
 
 METADATA=http://metadata.google.internal/computeMetadata/v1
 meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
@@ -21,13 +28,9 @@ mount --bind /var/lib/nvidia /var/lib/nvidia
 mount -o remount,exec /var/lib/nvidia
 TENSOR_PARALLEL=$(/var/lib/nvidia/bin/nvidia-smi --list-gpus | wc -l)
 
-# The metadata server hands out the service account's token to anyone who asks: containers on
-# Docker's bridge may ask only until the weights are fetched; the engine never can.
-iptables -D DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null || true
-
 # 2. Weights, read-only for the service account (only this prefix of the bucket).
 mkdir -p "$MODEL_DIR"
-docker run --rm --volume "$MODEL_DIR":/models gcr.io/google.com/cloudsdktool/google-cloud-cli:stable \
+docker run --rm --network host --volume "$MODEL_DIR":/models gcr.io/google.com/cloudsdktool/google-cloud-cli:stable \
   gcloud storage rsync --recursive gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/ /models
 
 # 3. The engine: every GPU of the VM, weights mounted read-only, no extra privileges.
@@ -35,8 +38,6 @@ docker-credential-gcr configure-docker --registries=europe-west4-docker.pkg.dev
 docker pull europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a
 DEVICES=()
 for device in /dev/nvidia*; do DEVICES+=(--device "$device:$device"); done
-iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
-docker rm -f engine >/dev/null 2>&1 || true
 docker run --detach --name engine --restart unless-stopped \
   "${DEVICES[@]}" \
   --volume /var/lib/nvidia/lib64:/usr/local/nvidia/lib64:ro --volume /var/lib/nvidia/bin:/usr/local/nvidia/bin:ro \

@@ -8,6 +8,12 @@
 # Private Google Access.
 set -euo pipefail
 
+# 0. First thing at every boot: nothing on Docker's bridge reaches the metadata server, and an
+#    engine Docker restarted before this line is replaced.
+iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
+  || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
+docker rm -f engine >/dev/null 2>&1 || true
+
 METADATA=http://metadata.google.internal/computeMetadata/v1
 meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
 WORKER=$(meta instance/attributes/agent-worker-number || echo 0)
@@ -27,8 +33,6 @@ for device in /dev/vfio/* /dev/accel*; do [ -e "$device" ] && DEVICES+=(--device
 docker rm -f engine >/dev/null 2>&1 || true
 # 3. One host: the engine serves port 8000 from the bridge network, with no way to the
 #    metadata server (so none to the service account's token).
-iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
-  || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
 docker run --detach --name engine --restart unless-stopped \
   "${DEVICES[@]}" --shm-size 16g \
   --security-opt no-new-privileges --cap-drop ALL \
