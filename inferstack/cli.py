@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from inferstack import __version__
 from inferstack.errors import SpecError
@@ -35,11 +36,11 @@ def _load(path: str) -> LoadedSpec:
     except SpecError as error:
         console = _err()
         for line in error.render().splitlines():
-            console.print(f"[red]error[/]: {line}", markup=True, highlight=False)
+            console.print(f"[red]error[/]: {escape(line)}", markup=True, highlight=False)
         console.print(f"{len(error.findings)} error(s) in {path}; nothing was planned.")
         sys.exit(EXIT_BAD_INPUT)
     for warning in loaded.warnings:
-        _err().print(f"[yellow]{warning.render(loaded.path)}[/]")
+        _err().print(f"[yellow]{escape(warning.render(loaded.path))}[/]")
     return loaded
 
 
@@ -58,7 +59,7 @@ def validate(spec: str) -> None:
 
 
 def _bad_input(message: str) -> NoReturn:
-    _err().print(f"[red]error[/]: {message}")
+    _err().print(f"[red]error[/]: {escape(message)}")
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -86,7 +87,7 @@ def _run_policy(plan_doc: dict, config: dict):
     try:
         return analyze(plan_doc, config)
     except PolicyPackError as error:
-        _err().print(f"[red]error[/]: the policy check could not run: {error}")
+        _err().print(f"[red]error[/]: the policy check could not run: {escape(str(error))}")
         sys.exit(EXIT_CHECK_FAILED)
 
 
@@ -157,8 +158,11 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
         config = doc["policy"]["config"]
     else:
         _bad_input(f"{plan_file} holds no policy config: pass --config (from `inferstack policy-config SPEC`)")
-    if not isinstance(config, dict):
-        _bad_input("the policy config must be a JSON object of policy name to settings")
+    from inferstack.offline.policy import config_problems
+
+    problems = config_problems(config)
+    if problems:
+        _bad_input("; ".join(problems))
     report = _run_policy(doc, config)
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))

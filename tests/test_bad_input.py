@@ -61,14 +61,32 @@ def test_unwritable_out_path_is_refused_before_planning(tmp_path):
 
 @pytest.mark.parametrize(
     "document",
-    ["[]", '"x"', '{"version": 1, "stack": "s", "resources": [], "policy": null}', '{"version": 1, "stack": "s", '
-     '"resources": [1, 2]}', '{"version": 1, "stack": "s", "resources": [{}]}'],
+    ["[]", '"x"', '{"version": 1, "stack": "s", "resources": [1, 2]}', '{"version": 1, "stack": "s", "resources": [{}]}',
+     '{"version": 2, "stack": "s", "resources": []}'],
 )
 def test_check_refuses_documents_that_are_not_plans(tmp_path, document):
     path = tmp_path / "plan.json"
     path.write_text(document)
-    result = _invoke("check", str(path), "--config", str(STACKS / "dev.yaml"))
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    config = tmp_path / "config.json"
+    config.write_text("{}")  # a valid config: the plan document alone is at fault
+    result = _invoke("check", str(path), "--config", str(config))
+    assert result.exit_code == 2 and "not an inferstack plan" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [('{"cost-stack-gpu-count-limit": "Advisory"}', "unknown enforcement level 'Advisory'"),
+     ('{"cost-stack-gpu-count-limit": 5}', "must be an enforcement level"),
+     ('{"cost-stack-gpu-count-limit": {"enforcementLevel": "loud"}}', "unknown enforcement level 'loud'"),
+     ('["advisory"]', "must be a JSON object")],
+)
+def test_check_refuses_a_malformed_pack_config(tmp_path, config, words):
+    plan = tmp_path / "plan.json"
+    assert _invoke("plan", str(STACKS / "dev.yaml"), "--out", str(plan)).exit_code == 0
+    path = tmp_path / "config.json"
+    path.write_text(config)
+    result = _invoke("check", str(plan), "--config", str(path))
+    assert result.exit_code == 2 and words in result.output, result.output
 
 
 def test_check_refuses_a_binary_config(tmp_path):
@@ -78,6 +96,13 @@ def test_check_refuses_a_binary_config(tmp_path):
     config.write_bytes(b"\xff\xfe\x00")
     result = _invoke("check", str(plan), "--config", str(config))
     assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+def test_an_empty_plan_with_a_null_policy_section_needs_a_config(tmp_path):
+    path = tmp_path / "plan.json"
+    path.write_text('{"version": 1, "stack": "s", "resources": [], "policy": null}')
+    result = _invoke("check", str(path))
+    assert result.exit_code == 2 and "holds no policy config" in result.output
 
 
 def test_a_plan_without_policy_config_needs_one(tmp_path):

@@ -146,6 +146,21 @@ class PolicyPackProcess:
                 stream.close()
 
 
+def config_problems(config: Any) -> list[str]:
+    """What is wrong with a --policy-pack-config document, in the CLI's terms (empty when fine)."""
+    if not isinstance(config, dict):
+        return ["the policy config must be a JSON object of policy name to settings"]
+    problems = []
+    levels = ", ".join(ENFORCEMENT)
+    for name, entry in config.items():
+        level = entry if isinstance(entry, str) else entry.get("enforcementLevel") if isinstance(entry, dict) else None
+        if not isinstance(entry, (str, dict)):
+            problems.append(f"{name}: must be an enforcement level ({levels}) or an object of settings")
+        elif level is not None and level not in ENFORCEMENT:
+            problems.append(f"{name}: unknown enforcement level {level!r}; one of {levels}")
+    return problems
+
+
 def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(value)

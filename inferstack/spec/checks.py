@@ -173,19 +173,22 @@ def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:
     return []
 
 
-def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what: str = "region") -> list[Finding]:
+def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what: str = "") -> list[Finding]:
+    """`what` names the thing whose region this is, when it is not the field itself."""
     known = catalog.known_regions()
+    of = f" (the region of {what})" if what else ""
     if region not in known:
-        return [Finding(loc, f"unknown {cloud.upper()} {what} {region!r}{did_you_mean(region, known)}")]
+        return [Finding(loc, f"unknown {cloud.upper()} region {region!r}{of}{did_you_mean(region, known)}")]
     if known[region] != cloud:
-        return [Finding(loc, f"{region!r} is {_article(known[region])} region; this needs {_article(cloud)} region")]
+        return [Finding(loc, f"{region!r}{of} is {_article(known[region])} region; this needs {_article(cloud)} region")]
     allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
     if region not in allowed:
         inside = sorted(r for r in allowed if known.get(r) == cloud)
+        subject = f"{what} is in {region!r}, which" if what else f"region {region!r}"
         return [
             Finding(
                 loc,
-                f"{what} {region!r} is outside residency {spec.residency.describe()}; "
+                f"{subject} is outside residency {spec.residency.describe()}; "
                 f"allowed {cloud.upper()} regions: {', '.join(inside) or 'none'}",
             )
         ]
@@ -259,8 +262,15 @@ def _check_arn_regions(spec: DeploymentSpec) -> Iterator[Finding]:
         if model.source_kms_key_arn:
             region = model.source_kms_key_arn.split(":")[3]
             loc = ("models", model_name, "source_kms_key_arn")
-            yield from _check_region(spec, loc, region, "aws", what="the weights' KMS key")
+            if model.scheme != "s3":
+                yield Finding(loc, f"only S3 weights are decrypted with a KMS key (the source is {model.scheme}://); "
+                                   "remove source_kms_key_arn")
+                continue
+            problems = _check_region(spec, loc, region, "aws", what="the weights' KMS key")
+            yield from problems
             for name, target in spec.targets.items():
+                if problems or _check_model_ref(spec, name):
+                    continue
                 if target.cloud == "aws" and spec.model_of(name)[0] == model_name and target.region != region:
                     yield Finding(loc, f"the key is in {region}, target {name!r} in {target.region}: S3 decrypts "
                                        "with a key of the bucket's region; copy the weights to the target's region")
@@ -319,9 +329,6 @@ def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
 def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
-    if target.autoscaling.signal == "lb_utilization":
-        out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization is the GCP load balancer's signal; "
-                           "an AWS fleet scales on queue_depth, requests_per_target or gpu_utilization"))
     zones = catalog.aws_zone_counts().get(target.region)
     wanted = target.network.availability_zones
     if zones is not None and wanted is not None and wanted > zones:

@@ -149,6 +149,10 @@ class Architecture(StrictModel):
 _WEIGHTS_URI = re.compile(r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9](/[^\s]*)?$|^(hf|oci)://[^\s/]+/[^\s]+$")
 
 
+KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})$"
+PATTERN_HINTS[KMS_KEY_ARN] = "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id or mrk-...>)"
+
+
 class Model(StrictModel):
     parameters: ParamCount = Field(description="Parameter count: an integer or '8B', '70.6B'.")
     precision: Literal["bf16", "fp16", "fp8", "int8", "int4"]
@@ -156,7 +160,7 @@ class Model(StrictModel):
     source: str = Field(description="Weights: s3://bucket/prefix, gs://bucket/prefix, hf://org/name or oci://...")
     source_kms_key_arn: str | None = Field(
         default=None,
-        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+$",
+        pattern=KMS_KEY_ARN,
         description="The KMS key of SSE-KMS weights in S3: serving nodes may decrypt with it, through S3 only.",
     )
     architecture: Architecture | None = None
@@ -276,8 +280,6 @@ class Autoscaling(StrictModel):
     def _percent(self) -> Autoscaling:
         if self.signal == "gpu_utilization" and self.target > 100:
             raise FieldError("target", f"gpu_utilization is a percentage: must be <= 100 (got {self.target:g})")
-        if self.signal == "lb_utilization" and self.target > 1:
-            raise FieldError("target", f"lb_utilization is a fraction: must be <= 1 (got {self.target:g})")
         return self
 
 
@@ -353,6 +355,13 @@ class AwsGpuFleetTarget(TargetBase):
                 raise FieldError((i,), f"{name!r} is listed twice")
             seen.add(name)
         return v
+
+    @model_validator(mode="after")
+    def _aws_signals(self) -> AwsGpuFleetTarget:
+        if self.autoscaling.signal == "lb_utilization":
+            raise FieldError(("autoscaling", "signal"), "lb_utilization is the GCP load balancer's signal; an AWS "
+                             "fleet scales on queue_depth, requests_per_target or gpu_utilization")
+        return self
 
     @model_validator(mode="after")
     def _warm_pool_rules(self) -> AwsGpuFleetTarget:
@@ -461,6 +470,9 @@ class GcpGpuFleetTarget(GcpTargetBase):
 
     @model_validator(mode="after")
     def _signals_that_can_wake(self) -> GcpGpuFleetTarget:
+        if self.autoscaling.signal == "lb_utilization" and self.autoscaling.target > 1:
+            raise FieldError(("autoscaling", "target"),
+                             f"lb_utilization is a fraction: must be <= 1 (got {self.autoscaling.target:g})")
         if self.capacity.min == 0 and self.autoscaling.signal in ("gpu_utilization", "lb_utilization"):
             raise FieldError(
                 ("capacity", "min"),

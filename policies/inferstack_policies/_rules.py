@@ -159,6 +159,16 @@ def provider_of(token: str) -> str:
     return token.split(":", 1)[0]
 
 
+# Resource types more than one area reads.
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+ASG = "aws:autoscaling/group:Group"
+GCP_TEMPLATES = (
+    "gcp:compute/instanceTemplate:InstanceTemplate",
+    "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
+    "gcp:compute/instance:Instance",
+)
+TPU_VM = "gcp:tpu/v2Vm:V2Vm"
+
 # inferstack creates Cloud TPU queued resources through a Pulumi dynamic provider (pulumi-gcp's
 # resource lacks the node's service account, metadata and labels); rules recognise them by the
 # `resourceType` input and read the API body's node specs.

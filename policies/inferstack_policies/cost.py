@@ -9,10 +9,8 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, Severity, StackValidationArgs
 
-from ._rules import get, items, queued_tpu_nodes, stack_rule
+from ._rules import ASG, GCP_TEMPLATES, LAUNCH_TEMPLATE, TPU_VM, get, items, queued_tpu_nodes, stack_rule
 
-ASG = "aws:autoscaling/group:Group"
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 
 def _instance_types(group, templates: dict[str, Any]) -> list[str]:
@@ -55,7 +53,7 @@ def accelerators(resources, per_type: Mapping[str, Any]) -> Iterator[tuple[Any, 
             types, per_vm = _gcp_group_accelerators(r, per_type)
             maximum = get(r.props, "autoscalingPolicy", "maxReplicas") or 0
             yield r, types, None if per_vm is None else per_vm * maximum
-        elif r.resource_type == "gcp:tpu/v2Vm:V2Vm":
+        elif r.resource_type == TPU_VM:
             kind = get(r.props, "acceleratorType")
             yield r, [kind], per_type.get(kind)
         else:
@@ -101,11 +99,11 @@ def _on_demand_batch(r) -> bool | None:
             return None
         dist = get(p, "mixedInstancesPolicy", "instancesDistribution") or {}
         return bool(get(dist, "onDemandBaseCapacity", default=0) or get(dist, "onDemandPercentageAboveBaseCapacity", default=100))
-    if t in ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"):
+    if t in GCP_TEMPLATES:
         if get(p, "labels", "workload") != "batch":
             return None
         return get(p, "scheduling", "provisioningModel") != "SPOT"
-    if t == "gcp:tpu/v2Vm:V2Vm":
+    if t == TPU_VM:
         if get(p, "labels", "workload") != "batch":
             return None
         return not get(p, "schedulingConfig", "spot")

@@ -12,17 +12,21 @@ from typing import Any
 
 from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
 
-from ._rules import DYNAMIC, get, items, queued_tpu_nodes, resource_rule, stack_rule, truthy
-
-
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-EC2_INSTANCE = "aws:ec2/instance:Instance"
-GCP_TEMPLATES = (
-    "gcp:compute/instanceTemplate:InstanceTemplate",
-    "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
-    "gcp:compute/instance:Instance",
+from ._rules import (
+    DYNAMIC,
+    GCP_TEMPLATES,
+    LAUNCH_TEMPLATE,
+    TPU_VM,
+    get,
+    items,
+    queued_tpu_nodes,
+    resource_rule,
+    stack_rule,
+    truthy,
 )
-TPU_VM = "gcp:tpu/v2Vm:V2Vm"
+
+
+EC2_INSTANCE = "aws:ec2/instance:Instance"
 TPU_QUEUED = "gcp:tpu/v2QueuedResource:V2QueuedResource"
 
 

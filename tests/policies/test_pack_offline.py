@@ -127,3 +127,11 @@ def test_untaggable_list_matches_the_aws_provider_schema():
         pkg, module, cls = token.split(":")
         mod = importlib.import_module(f"pulumi_{pkg}.{module.split('/')[0]}")
         assert "tags" not in inspect.signature(getattr(mod, cls)._internal_init).parameters, token
+
+
+def test_the_packs_health_check_ranges_are_the_ones_the_firewall_opens():
+    """The pack imports nothing from inferstack; this keeps their copies of Google's ranges equal."""
+    from inferstack.planning.gcp import HEALTH_CHECK_RANGES
+    from inferstack.policy_pack.inferstack_policies.security import GOOGLE_HEALTH_CHECK_RANGES
+
+    assert list(HEALTH_CHECK_RANGES) == GOOGLE_HEALTH_CHECK_RANGES
