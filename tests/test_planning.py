@@ -444,3 +444,11 @@ def test_shell_args_quotes_each_argument(arg, quoted):
 def test_only_the_whole_placeholder_is_expanded():
     assert BOOT_TIME_ARGS == {"{tensor_parallel}": '"$TENSOR_PARALLEL"'}
     assert _shell_args(["{tensor_parallel}", "{model_dir}"]) == "\"$TENSOR_PARALLEL\" '{model_dir}'"
+
+
+def test_a_model_key_borrows_the_catalogs_architecture_only_when_the_sizes_agree():
+    spec = load_spec(VALID / "minimal.yaml").spec
+    model = spec.models["llama-3-8b"]
+    assert sizing.footprint("llama-3-8b", model).kv_cache_bytes == 1024**3  # 8B: the catalog's Llama-3-8B
+    bigger = model.model_copy(update={"parameters": 70_000_000_000})
+    assert sizing.footprint("llama-3-8b", bigger).kv_cache_bytes is None  # not that model: KV unsized

@@ -174,6 +174,7 @@ class ModelArchitecture:
     layers: int
     kv_heads: int
     head_dim: int
+    parameters: int = 0  # 0: unknown (an architecture the spec gives)
 
 
 @cache
@@ -185,6 +186,7 @@ def model_architectures() -> dict[str, ModelArchitecture]:
             layers=int(row["layers"]),
             kv_heads=int(row["kv_heads"]),
             head_dim=int(row["head_dim"]),
+            parameters=int(row["params"]),
         )
         for row in _csv_rows("model_architectures.csv")
     }

@@ -42,11 +42,16 @@ class Footprint:
 
 
 def architecture_of(model_name: str, model: Model) -> catalog.ModelArchitecture | None:
-    """The spec's architecture if given, else the catalog's entry for the model's name."""
+    """The spec's architecture if given, else the catalog's entry for the model's name, but only
+    when the parameter counts agree within 10%: a key named after one model serving another
+    must not borrow its KV-cache shape."""
     if model.architecture is not None:
         a = model.architecture
         return catalog.ModelArchitecture(model_name, a.layers, a.kv_heads, a.head_dim)
-    return catalog.model_architectures().get(model_name.lower())
+    known = catalog.model_architectures().get(model_name.lower())
+    if known is None or abs(known.parameters - model.parameters) > 0.1 * known.parameters:
+        return None
+    return known
 
 
 def footprint(model_name: str, model: Model) -> Footprint:
