@@ -148,6 +148,7 @@ class Engine:
     running_metric: str | None
     entrypoint: tuple[str, ...]
     args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # offline and no-telemetry switches, sorted by name
 
 
 @cache
@@ -161,6 +162,7 @@ def engines() -> dict[str, Engine]:
             running_metric=v["running_metric"],
             entrypoint=tuple(v["entrypoint"]),
             args=tuple(v["args"]),
+            env=tuple(sorted((k, str(val)) for k, val in v["env"].items())),
         )
         for name, v in _yaml("engines.yaml").items()
     }

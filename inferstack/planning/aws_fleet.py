@@ -15,7 +15,7 @@ from inferstack import catalog
 from inferstack.planning import sizing
 from inferstack.planning.endpoint import AwsEndpointPlan, plan_aws_endpoint
 from inferstack.planning.naming import resource_prefix, standard_tags
-from inferstack.planning.serving import engine_args
+from inferstack.planning.serving import engine_args, engine_runtime_flags
 from inferstack.render import render
 from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec
 
@@ -175,6 +175,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         port=spec.serving.port,
         engine=engine,
         engine_args=engine_args(spec, model_name, model),
+        engine_runtime=engine_runtime_flags(spec.serving.engine),
         log_group=log_group,
         asg_name=asg_name,
         namespace=METRICS_NAMESPACE,

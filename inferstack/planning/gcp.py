@@ -12,7 +12,7 @@ from inferstack import catalog
 from inferstack.planning import sizing
 from inferstack.planning.endpoint import GcpEndpointPlan, plan_gcp_endpoint
 from inferstack.planning.naming import gcp_labels, gcp_name, resource_prefix, standard_tags
-from inferstack.planning.serving import engine_args
+from inferstack.planning.serving import engine_args, engine_runtime_flags
 from inferstack.render import render
 from inferstack.spec.models import DeploymentSpec, GcpGpuFleetTarget, GcpNetwork, GcpTpuTarget
 
@@ -170,6 +170,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         port=spec.serving.port,
         engine=engine,
         engine_args=engine_args(spec, model_name, model),
+        engine_runtime=engine_runtime_flags(spec.serving.engine),
         group=group,
         signal=signal,
     )
@@ -300,6 +301,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         chips=gen.chips_of(target.topology),
         hosts=hosts,
         engine_args=[*engine_args(spec, model_name, model), *target.args],
+        engine_runtime=engine_runtime_flags(spec.serving.engine),
         health_path=catalog.engines()["vllm"].health_path,
     )
     return GcpTpuPlan(

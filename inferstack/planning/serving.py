@@ -21,3 +21,42 @@ def engine_args(spec: DeploymentSpec, model_name: str, model: Model) -> list[str
     }
     args = [a.format(**values, tensor_parallel="{tensor_parallel}") for a in engine.args]
     return [*engine.entrypoint, *args, *spec.serving.args]
+
+
+# The engine's writable places. Its root filesystem is read-only; compiled kernels (Triton,
+# torch.compile/Inductor, vLLM's own cache) are written and then *executed* from these, so:
+# - the caches live on a named Docker volume: it sits under /var/lib/docker on the host's local
+#   disk, which is mounted exec on Amazon Linux, Ubuntu and Container-Optimized OS alike (COS's
+#   stateful partition and its /tmp are noexec), and it survives an engine restart, so a crash
+#   does not pay the compile again;
+# - /tmp is a tmpfs mounted with exec (Docker's default tmpfs is noexec), for libraries that put
+#   a scratch .so there; nosuid and nodev keep it from being more than scratch space.
+ENGINE_CACHE_VOLUME = "inferstack-cache"
+ENGINE_CACHE_DIR = "/cache"
+ENGINE_TMPFS = "/tmp:rw,exec,nosuid,nodev,size=16g"
+COMMON_ENGINE_ENV = {
+    "HOME": ENGINE_CACHE_DIR,
+    "XDG_CACHE_HOME": ENGINE_CACHE_DIR,
+    "HF_HOME": f"{ENGINE_CACHE_DIR}/huggingface",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "TRITON_CACHE_DIR": f"{ENGINE_CACHE_DIR}/triton",
+    "TORCHINDUCTOR_CACHE_DIR": f"{ENGINE_CACHE_DIR}/inductor",
+    "VLLM_CACHE_ROOT": f"{ENGINE_CACHE_DIR}/vllm",
+}
+
+
+def engine_env(engine_name: str) -> dict[str, str]:
+    """Environment of the engine container: cache locations, then the engine's offline switches."""
+    return {**COMMON_ENGINE_ENV, **dict(catalog.engines()[engine_name].env)}
+
+
+def engine_runtime_flags(engine_name: str) -> list[str]:
+    """`docker run` flags for the engine's writable mounts and environment, on every cloud: one
+    definition so AWS, GCP GPU and TPU nodes cannot drift apart."""
+    flags = ["--volume", f"{ENGINE_CACHE_VOLUME}:{ENGINE_CACHE_DIR}", "--tmpfs", ENGINE_TMPFS]
+    for key, value in sorted(engine_env(engine_name).items()):
+        flags += ["--env", f"{key}={value}"]
+    return flags

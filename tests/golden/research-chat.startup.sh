@@ -43,7 +43,7 @@ docker run --detach --name engine --restart unless-stopped \
   --volume /var/lib/nvidia/lib64:/usr/local/nvidia/lib64:ro --volume /var/lib/nvidia/bin:/usr/local/nvidia/bin:ro \
   --env LD_LIBRARY_PATH=/usr/local/nvidia/lib64 --shm-size 16g \
   --security-opt no-new-privileges --cap-drop ALL \
-  --read-only --tmpfs /tmp:rw,size=16g --env HOME=/tmp --env XDG_CACHE_HOME=/tmp/cache \
+  --read-only --volume inferstack-cache:/cache --tmpfs /tmp:rw,exec,nosuid,nodev,size=16g --env DO_NOT_TRACK=1 --env HF_HOME=/cache/huggingface --env HF_HUB_DISABLE_TELEMETRY=1 --env HF_HUB_OFFLINE=1 --env HOME=/cache --env TORCHINDUCTOR_CACHE_DIR=/cache/inductor --env TRANSFORMERS_OFFLINE=1 --env TRITON_CACHE_DIR=/cache/triton --env VLLM_CACHE_ROOT=/cache/vllm --env VLLM_DO_NOT_TRACK=1 --env VLLM_NO_USAGE_STATS=1 --env XDG_CACHE_HOME=/cache \
   --publish 8000:8000 \
   --volume "$MODEL_DIR":/models/llama-3-8b:ro \
   --log-driver gcplogs \

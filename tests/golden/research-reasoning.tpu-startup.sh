@@ -36,6 +36,7 @@ docker rm -f engine >/dev/null 2>&1 || true
 docker run --detach --name engine --restart unless-stopped \
   "${DEVICES[@]}" --shm-size 16g \
   --security-opt no-new-privileges --cap-drop ALL \
+  --read-only --volume inferstack-cache:/cache --tmpfs /tmp:rw,exec,nosuid,nodev,size=16g --env DO_NOT_TRACK=1 --env HF_HOME=/cache/huggingface --env HF_HUB_DISABLE_TELEMETRY=1 --env HF_HUB_OFFLINE=1 --env HOME=/cache --env TORCHINDUCTOR_CACHE_DIR=/cache/inductor --env TRANSFORMERS_OFFLINE=1 --env TRITON_CACHE_DIR=/cache/triton --env VLLM_CACHE_ROOT=/cache/vllm --env VLLM_DO_NOT_TRACK=1 --env VLLM_NO_USAGE_STATS=1 --env XDG_CACHE_HOME=/cache \
   --publish 8000:8000 \
   --volume "$MODEL_DIR":/models/llama-3-70b:ro \
   europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:5b1f0e7c3a9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f \
