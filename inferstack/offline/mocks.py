@@ -27,6 +27,16 @@ class MissingMockError(RuntimeError):
     """The program called a data source the offline engine cannot answer: a bug to fix here."""
 
 
+# Roles an offline account already has, by the name regex a lookup sends (tests may add some).
+EXISTING_ROLES: dict[str, list[str]] = {}
+
+
+def _zone_ids(region: str) -> list[str]:
+    """AZ IDs as AWS writes them (euc1-az1): short region code, then the zone number."""
+    parts = region.split("-")
+    return [f"{parts[0]}{parts[1][0]}{parts[-1]}-az{i}" for i in (1, 2, 3)]
+
+
 def _digest(*parts: str, n: int = 17) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:n]
 
@@ -65,6 +75,8 @@ class CloudMocks(pulumi_mocks.Mocks):
 
     def __init__(self) -> None:
         self.provider_regions: dict[str, str] = {}  # provider URN -> region
+        # aws.iam.get_roles answers: name regex -> role names that exist (tests set it)
+        self.existing_roles: dict[str, list[str]] = dict(EXISTING_ROLES)
         self.calls: list[tuple[str, dict]] = []  # every data source the program asked, in order
 
     def region_of(self, provider_ref: str | None) -> str:
@@ -160,7 +172,17 @@ class CloudMocks(pulumi_mocks.Mocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{region}{z}" for z in "abc"]
-            return {"names": names, "zoneIds": [f"{region[:2]}{region.split('-')[1][0]}{region[-1]}-az{i}" for i in (1, 2, 3)], "id": region}
+            return {"names": names, "zoneIds": _zone_ids(region), "id": region}
+        if token == "aws:iam/getRoles:getRoles":
+            # A fresh account: no role matches, so the program shows what it would create.
+            found = self.existing_roles.get(a.get("nameRegex", ""), [])
+            return {"arns": [f"arn:aws:iam::{MOCK_ACCOUNT}:role{a.get('pathPrefix', '/')}{n}" for n in found],
+                    "names": found, "id": region}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # The real lookup returns the subnet's zone; offline every named subnet is a stand-in
+            # in the region's first zone, which every fleet uses.
+            return {"id": a.get("id"), "availabilityZoneId": _zone_ids(region)[0], "availabilityZone": f"{region}a",
+                    "vpcId": "vpc-offline", "tags": {"offline-placeholder": "true"}}
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": a["name"], "type": "String", "value": "ami-" + _digest(a["name"], region), "id": a["name"]}
         if token == "aws:ec2/getVpc:getVpc":
