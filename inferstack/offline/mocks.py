@@ -217,6 +217,7 @@ class Registration:
     ignore_changes: list[str]
     depends_on: list[str]
     delete_before_replace: bool
+    retain_on_delete: bool
     property_dependencies: dict[str, list[str]]
 
     def to_json(self) -> dict[str, Any]:
@@ -234,6 +235,7 @@ class Registration:
                 "ignoreChanges": self.ignore_changes,
                 "dependsOn": self.depends_on,
                 "deleteBeforeReplace": self.delete_before_replace,
+                "retainOnDelete": self.retain_on_delete,
             },
         }
 
@@ -282,6 +284,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=sorted(request.ignoreChanges),
                 depends_on=sorted(set(request.dependencies) - from_inputs),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                retain_on_delete=bool(request.retainOnDelete),
                 property_dependencies={
                     key: sorted(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
                 },
