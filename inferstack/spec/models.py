@@ -584,7 +584,10 @@ class Endpoint(StrictModel):
     )
     private_dns_name: str | None = Field(
         default=None, pattern=DNS_NAME,
-        description="The name consumers resolve; the certificate must cover it.",
+        description=(
+            "The name consumers resolve (a private hosted zone in each AWS consumer VPC); the certificate must "
+            "cover it. With several AWS targets, each answers to <target>.<this name>, so cover *.<this name>."
+        ),
     )
     aws_consumers: list[AwsEndpointConsumer] = Field(default_factory=list)
     gcp_consumers: list[GcpEndpointConsumer] = Field(default_factory=list)
