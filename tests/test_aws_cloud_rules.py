@@ -179,13 +179,15 @@ def test_each_consumer_vpc_resolves_the_certificates_name_to_its_interface_endpo
         assert zone["inputs"]["name"] == name
         assert zone["inputs"]["vpcs"] == [{"vpcId": "vpc-0c0ffee0c0ffee001"}]
         record_ = prod.one("aws:route53/record:Record", f"{target}-endpoint-consumer-0")["inputs"]
+        assert record_["zoneId"]
         assert (record_["name"], record_["type"]) == (name, "A")
         (alias,) = record_["aliases"]
         assert alias["name"].startswith("vpce-") and ".vpce-svc." in alias["name"]
         assert alias["zoneId"] == "Z0OFFLINE" and alias["evaluateTargetHealth"] is True
         cert_domain = f"{target}.llm.prod.acme.example"
         assert prod.plan.outputs[f"{target}.endpoint_domain"] == cert_domain
-        assert len(prod.plan.outputs[f"{target}.consumer_zone_ids"]) == 1
+        (zone_id,) = prod.plan.outputs[f"{target}.consumer_zone_ids"]
+        assert zone_id.startswith("Z") and record_["zoneId"] == zone_id
 
 
 def test_one_aws_target_answers_to_the_specs_name_itself():

@@ -119,6 +119,8 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["dnsEntries"] = [{"dnsName": f"{rid}.vpce-svc.{region}.vpce.amazonaws.com", "hostedZoneId": "Z0OFFLINE"}]
         if typ == "aws:ec2/vpcEndpointService:VpcEndpointService":
             state["serviceName"] = f"com.amazonaws.vpce.{region}.vpce-svc-{uid}"
+        if typ == "aws:route53/zone:Zone":
+            rid = state["zoneId"] = "Z" + uid.upper()
         if typ == "aws:lb/loadBalancer:LoadBalancer":
             state["dnsName"] = f"{state['name']}-{uid[:10]}.elb.{region}.amazonaws.com"
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
