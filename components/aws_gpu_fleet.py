@@ -41,7 +41,9 @@ def autoscaling_service_role(tags: dict[str, str], opts: pulumi.ResourceOptions)
     """Adopt the account's Auto Scaling service-linked role, or create it when the account never
     had an Auto Scaling group (AWS makes it with the first group, which is after our key).
 
-    Called once per stack: the role is one per account. `get_roles` answers an empty list where
+    Called once per stack: the role is one per account. A role created moments before the key
+    may not be visible to KMS yet; the provider retries CreateKey on MalformedPolicyDocument for
+    that propagation (as the KMS API reference advises for new principals). `get_roles` answers an empty list where
     `get_role` would fail. A role this stack created is retained on delete: the next run finds
     it and stops declaring it, and it must not be deleted then (nor while any group uses it).
     """

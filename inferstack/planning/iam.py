@@ -3,7 +3,8 @@
 Least privilege, spelled out: every statement names its actions (no ``*`` action anywhere) and,
 wherever AWS allows it, its resources. The few actions that AWS only grants on ``*``
 (``ecr:GetAuthorizationToken``, ``cloudwatch:PutMetricData``) are pinned by a condition or are
-read-only tokens. Components call these with resolved ARNs inside ``Output.apply``.
+read-only tokens; Session Manager's agent actions act only on the calling instance's own channels
+and are documented on ``*``. Components call these with resolved ARNs inside ``Output.apply``.
 """
 
 from __future__ import annotations
