@@ -190,7 +190,8 @@ GCP_SA_DISPLAY = text(0, 100)
 # are resource names in the RFC 1035 form the Compute names use.
 TPU_DESCRIPTION = text(0, 512)
 # Compute Engine resource descriptions ("An optional description of this resource"): the
-# reference states no length; they must be text, and short enough to read in a console.
+# Compute API reference states no limit. 2048 is inferstack's own bound (descriptions are one
+# line of prose), not the API's: a description past it is a bug here, not a refusal there.
 GCP_DESCRIPTION = text(0, 2048)
 
 
@@ -242,6 +243,7 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "aws:ec2/vpcEndpointService:VpcEndpointService": _rules(Rule("privateDnsName", dns_name()), TAGS),
     "aws:iam/instanceProfile:InstanceProfile": _rules(Rule("name", IAM_NAME_128, auto=True), TAGS),
     "aws:iam/role:Role": _rules(
+        # name_prefix: 64 less the 26-character unique suffix terraform-provider-aws appends.
         Rule("name", IAM_ROLE_NAME, auto=True), Rule("namePrefix", text(1, 38, IAM_CHARS)),
         Rule("description", IAM_DESCRIPTION), TAGS,
     ),
