@@ -6,6 +6,16 @@ TLS 1.2+ listener and a certificate from the spec or issued from the spec's ACM 
 target group on the serving port health-checking the engine; the fleet's group attached to it;
 an endpoint service that requires acceptance and names its principals; and interface endpoints
 in the consumer VPCs the spec names, accepted because the spec names them.
+
+The certificate's name resolves in each consumer VPC through a private hosted zone of that name
+with an alias to the VPC's interface endpoint. The endpoint service gets no private DNS name:
+that needs a TXT record in the domain's public zone for verification, which the spec does not
+own, and an unverified name serves no one. Consumers outside the spec get the service name and
+the domain as outputs and make their own zone (or verify the domain themselves).
+
+The load balancer and target group are auto-named (see `load_balancer_name`): a fixed name
+would make every replacing change fail, since the new resource is created before the old one is
+deleted and ELB names are unique per account and region.
 """
 
 from __future__ import annotations
@@ -13,12 +23,21 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from inferstack.components.aws_network import subnet_zone_ids
 from inferstack.planning import iam
-from inferstack.planning.endpoint import ACCESS_LOG_EXPIRATION_DAYS, NONCURRENT_EXPIRATION_DAYS, AwsEndpointPlan
+from inferstack.planning.endpoint import (
+    ACCESS_LOG_EXPIRATION_DAYS,
+    INCOMPLETE_UPLOAD_DAYS,
+    NONCURRENT_EXPIRATION_DAYS,
+    AwsEndpointPlan,
+    check_consumer_zones,
+)
 
 
 class AwsPrivateEndpoint(pulumi.ComponentResource):
     consumer_dns_names: pulumi.Output[list[str]]
+    consumer_zone_ids: pulumi.Output[list[str]]
+    domain_name: str
     service_name: pulumi.Output[str]
     dns_name: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -32,6 +51,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         vpc_id: pulumi.Input[str],
         vpc_cidr: pulumi.Input[str],
         subnet_ids: pulumi.Input[list[str]],
+        zone_ids: pulumi.Input[list[str]],
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -66,9 +86,9 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             opts=child,
         )
 
+        # Auto-named from a stem of at most 24 characters: replace-safe, and within ELB's 32.
         nlb = aws.lb.LoadBalancer(
-            f"{name}-nlb",
-            name=plan.lb_name,
+            plan.lb_name,
             internal=True,
             load_balancer_type="network",
             subnets=subnet_ids,
@@ -83,8 +103,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[logs_policy]),
         )
         group = aws.lb.TargetGroup(
-            f"{name}-targets",
-            name=plan.lb_name,  # auto-names would overrun the 32-character limit
+            plan.lb_name,
             port=plan.target_port,
             protocol="TCP",
             vpc_id=vpc_id,
@@ -123,12 +142,16 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             acceptance_required=True,
             network_load_balancer_arns=[nlb.arn],
             allowed_principals=list(plan.allowed_principals),
-            private_dns_name=plan.private_dns_name,
             tags=tags,
             opts=child,
         )
-        consumer_dns = [self._consumer(name, i, consumer, service, tags, child) for i, consumer in enumerate(plan.consumers)]
-        self.consumer_dns_names = pulumi.Output.all(*consumer_dns)
+        consumers = [
+            self._consumer(name, i, consumer, plan.domain_name, service, zone_ids, tags, child)
+            for i, consumer in enumerate(plan.consumers)
+        ]
+        self.consumer_dns_names = pulumi.Output.all(*[dns for dns, _ in consumers])
+        self.consumer_zone_ids = pulumi.Output.all(*[zone for _, zone in consumers])
+        self.domain_name = plan.domain_name
 
         self.service_name = service.service_name
         self.dns_name = nlb.dns_name
@@ -140,6 +163,8 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             "security_group_id": self.security_group_id,
             "target_group_arn": self.target_group_arn,
             "consumer_dns_names": self.consumer_dns_names,
+            "consumer_zone_ids": self.consumer_zone_ids,
+            "domain_name": self.domain_name,
         })
 
     def _access_log_bucket(self, name, kms_key_arn, tags, child):
@@ -178,6 +203,10 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=NONCURRENT_EXPIRATION_DAYS
                 ),
+                # Parts of an upload that never completed are stored (and billed) until aborted.
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=INCOMPLETE_UPLOAD_DAYS
+                ),
             )],
             opts=child,
         )
@@ -192,9 +221,17 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         )
         return bucket, policy
 
-    def _consumer(self, name, i, consumer, service, tags, child) -> pulumi.Output[str]:
-        """An interface endpoint in a consumer VPC; returns the DNS name consumers connect to."""
-        found = aws.ec2.get_vpc_output(id=consumer.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
+    def _consumer(self, name, i, consumer, domain, service, fleet_zone_ids, tags, child):
+        """An interface endpoint in a consumer VPC, and the private hosted zone that makes the
+        certificate's name resolve there; returns (the endpoint's own DNS name, the zone id)."""
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        found = aws.ec2.get_vpc_output(id=consumer.vpc_id, opts=invoke)
+        # An interface endpoint works only in zones where the service's load balancer has a
+        # subnet; AZ IDs, not names, because names differ between accounts.
+        consumer_zones = subnet_zone_ids(consumer.subnet_ids, invoke)
+        subnet_ids = pulumi.Output.all(consumer_zones, fleet_zone_ids).apply(
+            lambda z: check_consumer_zones(consumer.vpc_id, consumer.subnet_ids, z[0], z[1])
+        )
         sg = aws.ec2.SecurityGroup(
             f"{name}-consumer-{i}", vpc_id=consumer.vpc_id,
             description="inferstack: interface endpoint to the model, HTTPS from this VPC", tags=tags, opts=child,
@@ -208,7 +245,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             vpc_id=consumer.vpc_id,
             service_name=service.service_name,
             vpc_endpoint_type="Interface",
-            subnet_ids=list(consumer.subnet_ids),
+            subnet_ids=subnet_ids,
             security_group_ids=[sg.id],
             private_dns_enabled=False,
             tags=tags,
@@ -218,4 +255,31 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         aws.ec2.VpcEndpointConnectionAccepter(
             f"{name}-consumer-{i}", vpc_endpoint_service_id=service.id, vpc_endpoint_id=endpoint.id, opts=child
         )
-        return endpoint.dns_entries.apply(lambda entries: entries[0].dns_name if entries else "")
+        # The certificate's name, private to this VPC (which needs DNS support and hostnames on),
+        # an alias of the endpoint's regional name: no TXT verification, no public record.
+        zone = aws.route53.Zone(
+            f"{name}-consumer-{i}",
+            name=domain,
+            comment="inferstack: the model endpoint name inside this VPC",
+            vpcs=[aws.route53.ZoneVpcArgs(vpc_id=consumer.vpc_id)],
+            tags=tags,
+            opts=child,
+        )
+        regional = endpoint.dns_entries.apply(regional_entry)
+        aws.route53.Record(
+            f"{name}-consumer-{i}",
+            zone_id=zone.zone_id,
+            name=domain,
+            type="A",
+            aliases=[aws.route53.RecordAliasArgs(
+                name=regional.dns_name, zone_id=regional.hosted_zone_id, evaluate_target_health=True,
+            )],
+            opts=child,
+        )
+        return regional.dns_name, zone.zone_id
+
+
+def regional_entry(entries):
+    """The endpoint's regional DNS entry: the zonal ones carry the zone's name in theirs
+    (vpce-…-eu-central-1a.vpce-svc-…), so the regional one is the shortest."""
+    return min(entries, key=lambda e: len(e.dns_name))

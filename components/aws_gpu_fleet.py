@@ -27,7 +27,6 @@ from inferstack.planning import iam
 from inferstack.planning.aws_fleet import (
     INSTANCE_REFRESH_MIN_HEALTHY,
     KMS_DELETION_WINDOW_DAYS,
-    LOG_RETENTION_DAYS,
     METRICS_NAMESPACE,
     DEMAND_METRIC,
     AwsFleetPlan,
@@ -36,6 +35,32 @@ from inferstack.planning.aws_fleet import (
 # Scale in when the signal is below this share of the target for a whole cooldown.
 SCALE_IN_THRESHOLD = 0.5
 GROUP_METRICS = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances", "GroupTotalInstances"]
+
+
+def autoscaling_service_role(tags: dict[str, str], opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    """Adopt the account's Auto Scaling service-linked role, or create it when the account never
+    had an Auto Scaling group (AWS makes it with the first group, which is after our key).
+
+    Called once per stack: the role is one per account. A role created moments before the key
+    may not be visible to KMS yet; the provider retries CreateKey on MalformedPolicyDocument for
+    that propagation (as the KMS API reference advises for new principals). `get_roles` answers an empty list where
+    `get_role` would fail. A role this stack created is retained on delete: the next run finds
+    it and stops declaring it, and it must not be deleted then (nor while any group uses it).
+    """
+    found = aws.iam.get_roles(
+        path_prefix=iam.AUTOSCALING_ROLE_PATH,
+        name_regex=f"^{iam.AUTOSCALING_ROLE_NAME}$",
+        opts=pulumi.InvokeOptions(provider=opts.provider),
+    )
+    if found.names:
+        return []
+    role = aws.iam.ServiceLinkedRole(
+        "autoscaling-service-role",
+        aws_service_name=iam.AUTOSCALING_SERVICE,
+        tags=tags,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True)),
+    )
+    return [role]
 
 
 class AwsGpuFleet(pulumi.ComponentResource):
@@ -47,7 +72,17 @@ class AwsGpuFleet(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     subnet_ids: pulumi.Output[list[str]]
 
-    def __init__(self, name: str, plan: AwsFleetPlan, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        plan: AwsFleetPlan,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        key_depends_on: list[pulumi.Resource] | None = None,
+    ):
+        """`key_depends_on`: the Auto Scaling service-linked role when this stack creates it
+        (see `autoscaling_service_role`): the key policy names it, and KMS refuses a policy whose
+        principal does not exist."""
         super().__init__("inferstack:fleet:AwsGpuFleet", name, None, opts)
         self.plan = plan
         child = pulumi.ResourceOptions(parent=self)
@@ -65,16 +100,18 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 lambda a: iam.kms_key_policy(a[0], a[1], plan.region, log_delivery=plan.endpoint is not None)
             ),
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            opts=pulumi.ResourceOptions(parent=self, protect=True, depends_on=key_depends_on or []),
         )
         aws.kms.Alias(f"{name}-key", name=f"alias/inferstack/{plan.prefix}", target_key_id=key.key_id, opts=child)
 
-        network = AwsPrivateNetwork(f"{name}-net", plan.network, plan.region, tags, key.arn, opts=child)
+        network = AwsPrivateNetwork(
+            f"{name}-net", plan.network, plan.region, tags, key.arn, plan.log_retention_days, opts=child
+        )
 
         logs = aws.cloudwatch.LogGroup(
             f"{name}-engine-logs",
             name=plan.log_group_name,
-            retention_in_days=LOG_RETENTION_DAYS,
+            retention_in_days=plan.log_retention_days,
             kms_key_id=key.arn,
             tags=tags,
             opts=child,
@@ -84,7 +121,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         if plan.endpoint is not None:
             endpoint = AwsPrivateEndpoint(
                 f"{name}-endpoint", plan.endpoint, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
-                subnet_ids=network.subnet_ids, kms_key_arn=key.arn, tags=tags, opts=child,
+                subnet_ids=network.subnet_ids, zone_ids=network.zone_ids, kms_key_arn=key.arn, tags=tags, opts=child,
             )
         sg = self._security_group(name, plan, network, endpoint, child)
         template = self._launch_template(name, plan, key, sg, profile, invoke, child)
@@ -141,13 +178,8 @@ class AwsGpuFleet(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-node", role=role.id, policy=pulumi.Output.all(partition, account, log_group_arn).apply(policy), opts=child
         )
-        # Session Manager instead of SSH: the nodes have no key pair and no port 22.
-        aws.iam.RolePolicyAttachment(
-            f"{name}-node-ssm",
-            role=role.name,
-            policy_arn=partition.apply(lambda p: f"arn:{p}:iam::aws:policy/{iam.SSM_MANAGED_POLICY}"),
-            opts=child,
-        )
+        # Session Manager instead of SSH (no key pair, no port 22): its few actions are in the
+        # node policy, not the managed AmazonSSMManagedInstanceCore (every parameter readable).
         profile = aws.iam.InstanceProfile(f"{name}-node", role=role.name, tags=plan.tags, opts=child)
         return role, profile
 
@@ -163,7 +195,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         )
         # With a private endpoint, only its load balancer reaches the serving port.
         source = (
-            {"referenced_security_group_id": endpoint.security_group_id, "description": f"Serving port {plan.port} from the private endpoint's load balancer only"}
+            {"referenced_security_group_id": endpoint.security_group_id, "description": f"Serving port {plan.port} from the private endpoint load balancer only"}
             if endpoint is not None
             else {"cidr_ipv4": network.vpc_cidr, "description": f"Serving port {plan.port} from inside the VPC"}
         )
@@ -195,7 +227,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             # CIDR, S3 through the gateway endpoint's prefix list.
             https_egress(
                 "endpoints",
-                "HTTPS to the VPC's interface endpoints (ECR, STS, CloudWatch, SSM)",
+                "HTTPS to the VPC interface endpoints (ECR, STS, CloudWatch, SSM)",
                 cidr_ipv4=network.vpc_cidr,
             )
             https_egress(
@@ -207,7 +239,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             # An existing VPC's endpoints and egress path are its owner's; HTTPS is all we need.
             https_egress(
                 "https",
-                "HTTPS to AWS APIs and the weights bucket through the existing VPC's routes",
+                "HTTPS to AWS APIs and the weights bucket through the existing VPC routes",
                 cidr_ipv4="0.0.0.0/0",
             )
         return sg

@@ -4,6 +4,12 @@ Private subnets only (no internet gateway, no NAT), one per availability zone; g
 interface endpoints give the nodes S3, ECR, STS, CloudWatch and Session Manager; the VPC's
 default security group is emptied so nothing lands in it by accident; flow logs go to a
 KMS-encrypted log group. With an existing VPC, the component only looks it up.
+
+Subnets go only in standard Availability Zones that need no opt-in: DescribeAvailabilityZones
+also lists the Local Zones and Wavelength Zones an account opted into, and one of those can sort
+first (a Local Zone has no PrivateLink, few GPU types, and its own rules for load balancers).
+`zone_ids` are the subnets' AZ IDs, which name the same physical zone in every account (zone
+names are shuffled per account): the private endpoint checks its consumers' subnets against them.
 """
 
 from __future__ import annotations
@@ -12,13 +18,21 @@ import pulumi
 import pulumi_aws as aws
 
 from inferstack.planning import iam
-from inferstack.planning.aws_fleet import LOG_RETENTION_DAYS, NetworkPlan
+from inferstack.planning.aws_fleet import NetworkPlan
+
+# DescribeAvailabilityZones filters (EC2 API reference): Availability Zones proper, which never
+# need an opt-in, as opposed to Local and Wavelength Zones ("opted-in" / "not-opted-in").
+STANDARD_ZONE_FILTERS = [
+    aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"]),
+    aws.GetAvailabilityZonesFilterArgs(name="zone-type", values=["availability-zone"]),
+]
 
 
 class AwsPrivateNetwork(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     vpc_cidr: pulumi.Output[str]
     subnet_ids: pulumi.Output[list[str]]
+    zone_ids: pulumi.Output[list[str]]
     s3_prefix_list_id: pulumi.Output[str] | None
 
     def __init__(
@@ -28,18 +42,22 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
         region: str,
         tags: dict[str, str],
         kms_key_arn: pulumi.Input[str],
+        log_retention_days: int,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("inferstack:network:AwsPrivateNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.s3_prefix_list_id = None
 
+        invoke = pulumi.InvokeOutputOptions(parent=self)
         if not plan.creates_vpc:
-            existing = aws.ec2.get_vpc_output(id=plan.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
+            existing = aws.ec2.get_vpc_output(id=plan.vpc_id, opts=invoke)
             self.vpc_id = pulumi.Output.from_input(plan.vpc_id)
             self.vpc_cidr = existing.cidr_block
             self.subnet_ids = pulumi.Output.from_input(list(plan.subnet_ids))
-            self.register_outputs({"vpc_id": self.vpc_id, "vpc_cidr": self.vpc_cidr, "subnet_ids": self.subnet_ids})
+            self.zone_ids = subnet_zone_ids(plan.subnet_ids, invoke)
+            self.register_outputs({"vpc_id": self.vpc_id, "vpc_cidr": self.vpc_cidr, "subnet_ids": self.subnet_ids,
+                                   "zone_ids": self.zone_ids})
             return
 
         vpc = aws.ec2.Vpc(
@@ -52,7 +70,7 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
         )
         aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, tags=tags, opts=child)
 
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        zones = aws.get_availability_zones_output(state="available", filters=STANDARD_ZONE_FILTERS, opts=invoke)
         subnets, route_tables = [], []
         for i, cidr in enumerate(plan.subnet_cidrs):
             subnet = aws.ec2.Subnet(
@@ -112,26 +130,28 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self._flow_logs(name, vpc, tags, kms_key_arn, child)
+        self._flow_logs(name, vpc, region, tags, kms_key_arn, log_retention_days, invoke, child)
 
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
         self.subnet_ids = pulumi.Output.all(*[s.id for s in subnets])
+        self.zone_ids = zones.zone_ids.apply(lambda ids: list(ids[: len(plan.subnet_cidrs)]))
         self.s3_prefix_list_id = s3.prefix_list_id
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
                 "vpc_cidr": self.vpc_cidr,
                 "subnet_ids": self.subnet_ids,
+                "zone_ids": self.zone_ids,
                 "s3_prefix_list_id": self.s3_prefix_list_id,
             }
         )
 
-    def _flow_logs(self, name, vpc, tags, kms_key_arn, child) -> None:
+    def _flow_logs(self, name, vpc, region, tags, kms_key_arn, retention_days, invoke, child) -> None:
         """All traffic of the VPC to CloudWatch Logs, encrypted with the stack's key."""
         group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
-            retention_in_days=LOG_RETENTION_DAYS,
+            retention_in_days=retention_days,
             kms_key_id=kms_key_arn,
             tags=tags,
             opts=child,
@@ -139,7 +159,10 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-flow-logs",
             description="inferstack: VPC flow logs delivery",
-            assume_role_policy=iam.assume_role("vpc-flow-logs.amazonaws.com"),
+            # Only this account's flow logs may use the role (the confused-deputy conditions).
+            assume_role_policy=pulumi.Output.all(
+                aws.get_partition_output(opts=invoke).partition, aws.get_caller_identity_output(opts=invoke).account_id
+            ).apply(lambda a: iam.flow_logs_trust(a[0], a[1], region)),
             tags=tags,
             opts=child,
         )
@@ -154,3 +177,8 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+
+
+def subnet_zone_ids(subnet_ids, invoke: pulumi.InvokeOutputOptions) -> pulumi.Output[list[str]]:
+    """The AZ IDs of existing subnets, in the order given."""
+    return pulumi.Output.all(*[aws.ec2.get_subnet_output(id=s, opts=invoke).availability_zone_id for s in subnet_ids])

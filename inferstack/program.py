@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from inferstack.components.aws_gpu_fleet import AwsGpuFleet
+from inferstack.components.aws_gpu_fleet import AwsGpuFleet, autoscaling_service_role
 from inferstack.components.gcp_gpu_fleet import GcpGpuFleet
 from inferstack.components.gcp_tpu import GcpTpuSlice
 from inferstack.planning.aws_fleet import plan_aws_fleet
@@ -59,17 +59,23 @@ def _gcp_endpoint_outputs(endpoint) -> dict[str, pulumi.Input]:
 def build(spec: DeploymentSpec, stack: str) -> None:
     """Register every resource of one stack. Targets go in name order, so a spec's order never matters."""
     providers = Providers()
+    service_role: list[pulumi.Resource] | None = None  # one per account, for every AWS target
     for name in sorted(spec.targets):
         target = spec.targets[name]
         if isinstance(target, AwsGpuFleetTarget):
             plan = plan_aws_fleet(spec, stack, name)
-            fleet = AwsGpuFleet(name, plan, opts=pulumi.ResourceOptions(provider=providers.aws(plan.region)))
+            opts = pulumi.ResourceOptions(provider=providers.aws(plan.region))
+            if service_role is None:
+                service_role = autoscaling_service_role(plan.tags, opts)
+            fleet = AwsGpuFleet(name, plan, opts=opts, key_depends_on=service_role)
             outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id}
             if fleet.endpoint is not None:
                 outputs |= {
                     "endpoint_service_name": fleet.endpoint.service_name,
                     "endpoint_dns_name": fleet.endpoint.dns_name,
                     "consumer_dns_names": fleet.endpoint.consumer_dns_names,
+                    "endpoint_domain": fleet.endpoint.domain_name,
+                    "consumer_zone_ids": fleet.endpoint.consumer_zone_ids,
                 }
             _export(name, outputs)
         elif isinstance(target, GcpGpuFleetTarget):

@@ -104,8 +104,20 @@ def test_node_role_reads_only_the_model_prefix_and_no_wildcard_action(dev):
 
 
 def test_node_role_gets_session_manager_not_ssh(dev):
-    attach = dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    assert attach["inputs"]["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    # Session Manager's own actions inline; no managed policy (AmazonSSMManagedInstanceCore
+    # would let every node read every SSM parameter of the account).
+    assert not dev.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    policy = json.loads(dev.one("aws:iam/rolePolicy:RolePolicy", "burst-node")["inputs"]["policy"])
+    (session,) = [s for s in policy["Statement"] if s.get("Sid") == "SessionManager"]
+    assert sorted(session["Action"]) == [
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    ]
+    assert not [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+                if a.startswith(("ssm:Get", "ssm:Describe", "ssm:List"))]
     ports = {(r["inputs"]["fromPort"], r["inputs"]["toPort"]) for r in dev.of_type(SG_IN)}
     assert all(not lo <= 22 <= hi for lo, hi in ports)
 

@@ -35,7 +35,7 @@ def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
     assert doc["spec"]["path"].endswith("dev.yaml") and len(doc["spec"]["sha256"]) == 64
     r = doc["resources"][0]
     assert set(r) == {"urn", "type", "name", "parent", "custom", "provider", "propertyDependencies", "inputs", "options"}
-    assert set(r["options"]) == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace"}
+    assert set(r["options"]) == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace", "retainOnDelete"}
     assert [x["urn"] for x in doc["resources"]] == sorted(x["urn"] for x in doc["resources"])
     assert doc["policy"]["mandatory"] == 0 and doc["policy"]["violations"] == []
     assert doc["policy"]["config"]["residency-aws-resource-require-allowed-region"]["allowedRegions"][0] == "eu-central-1"

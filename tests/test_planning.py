@@ -313,7 +313,7 @@ def test_standard_tags():
 
 # -- IAM and KMS -------------------------------------------------------------------------------
 
-LOG_GROUP = "arn:aws:logs:eu-central-1:123456789012:log-group:/inferstack/dev/burst"
+LOG_GROUP = "arn:aws:logs:eu-central-1:123456789012:log-group:/inferstack/assistant/dev/burst"
 REPO = "arn:aws:ecr:eu-central-1:123456789012:repository/vllm-openai"
 
 
@@ -377,7 +377,7 @@ def test_node_policy_only_writes_its_own_log_group_and_namespace():
 
 def test_node_policy_uses_resource_star_only_where_aws_allows_nothing_else():
     star = {a for s in node_policy()["Statement"] if s["Resource"] == "*" for a in actions(s)}
-    assert star == {"cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"}
+    assert star == {"cloudwatch:PutMetricData", "ecr:GetAuthorizationToken", *iam.SESSION_MANAGER_ACTIONS}
 
 
 def test_node_policy_pulls_from_ecr_only_when_the_image_is_in_ecr():

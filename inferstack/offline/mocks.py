@@ -27,6 +27,16 @@ class MissingMockError(RuntimeError):
     """The program called a data source the offline engine cannot answer: a bug to fix here."""
 
 
+# Roles an offline account already has, by the name regex a lookup sends (tests may add some).
+EXISTING_ROLES: dict[str, list[str]] = {}
+
+
+def _zone_ids(region: str) -> list[str]:
+    """AZ IDs as AWS writes them (euc1-az1): short region code, then the zone number."""
+    parts = region.split("-")
+    return [f"{parts[0]}{parts[1][0]}{parts[-1]}-az{i}" for i in (1, 2, 3)]
+
+
 def _digest(*parts: str, n: int = 17) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:n]
 
@@ -65,6 +75,8 @@ class CloudMocks(pulumi_mocks.Mocks):
 
     def __init__(self) -> None:
         self.provider_regions: dict[str, str] = {}  # provider URN -> region
+        # aws.iam.get_roles answers: name regex -> role names that exist (tests set it)
+        self.existing_roles: dict[str, list[str]] = dict(EXISTING_ROLES)
         self.calls: list[tuple[str, dict]] = []  # every data source the program asked, in order
 
     def region_of(self, provider_ref: str | None) -> str:
@@ -107,6 +119,8 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["dnsEntries"] = [{"dnsName": f"{rid}.vpce-svc.{region}.vpce.amazonaws.com", "hostedZoneId": "Z0OFFLINE"}]
         if typ == "aws:ec2/vpcEndpointService:VpcEndpointService":
             state["serviceName"] = f"com.amazonaws.vpce.{region}.vpce-svc-{uid}"
+        if typ == "aws:route53/zone:Zone":
+            rid = state["zoneId"] = "Z" + uid.upper()
         if typ == "aws:lb/loadBalancer:LoadBalancer":
             state["dnsName"] = f"{state['name']}-{uid[:10]}.elb.{region}.amazonaws.com"
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
@@ -160,7 +174,17 @@ class CloudMocks(pulumi_mocks.Mocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{region}{z}" for z in "abc"]
-            return {"names": names, "zoneIds": [f"{region[:2]}{region.split('-')[1][0]}{region[-1]}-az{i}" for i in (1, 2, 3)], "id": region}
+            return {"names": names, "zoneIds": _zone_ids(region), "id": region}
+        if token == "aws:iam/getRoles:getRoles":
+            # A fresh account: no role matches, so the program shows what it would create.
+            found = self.existing_roles.get(a.get("nameRegex", ""), [])
+            return {"arns": [f"arn:aws:iam::{MOCK_ACCOUNT}:role{a.get('pathPrefix', '/')}{n}" for n in found],
+                    "names": found, "id": region}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # The real lookup returns the subnet's zone; offline every named subnet is a stand-in
+            # in the region's first zone, which every fleet uses.
+            return {"id": a.get("id"), "availabilityZoneId": _zone_ids(region)[0], "availabilityZone": f"{region}a",
+                    "vpcId": "vpc-offline", "tags": {"offline-placeholder": "true"}}
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": a["name"], "type": "String", "value": "ami-" + _digest(a["name"], region), "id": a["name"]}
         if token == "aws:ec2/getVpc:getVpc":
@@ -195,6 +219,7 @@ class Registration:
     ignore_changes: list[str]
     depends_on: list[str]
     delete_before_replace: bool
+    retain_on_delete: bool
     property_dependencies: dict[str, list[str]]
 
     def to_json(self) -> dict[str, Any]:
@@ -212,6 +237,7 @@ class Registration:
                 "ignoreChanges": self.ignore_changes,
                 "dependsOn": self.depends_on,
                 "deleteBeforeReplace": self.delete_before_replace,
+                "retainOnDelete": self.retain_on_delete,
             },
         }
 
@@ -260,6 +286,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=sorted(request.ignoreChanges),
                 depends_on=sorted(set(request.dependencies) - from_inputs),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                retain_on_delete=bool(request.retainOnDelete),
                 property_dependencies={
                     key: sorted(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
                 },

@@ -22,7 +22,6 @@ from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec
 METRICS_NAMESPACE = "InferStack"
 DEFAULT_VPC_CIDR = "10.64.0.0/16"
 DEFAULT_AZ_COUNT = 2
-LOG_RETENTION_DAYS = 30
 KMS_DELETION_WINDOW_DAYS = 30
 INSTANCE_REFRESH_MIN_HEALTHY = 90
 
@@ -87,6 +86,7 @@ class AwsFleetPlan:
     prefix: str
     asg_name: str
     log_group_name: str
+    log_retention_days: int  # every log group of the target: engine logs, flow logs
     tags: dict[str, str]
     model_name: str
     weights_bucket: str
@@ -118,6 +118,12 @@ class AwsFleetPlan:
     def uses_mixed_instances(self) -> bool:
         """A warm pool rules out a mixed instances policy; the spec checks guarantee it is alone."""
         return self.warm_pool_size == 0
+
+
+def log_group_name(spec: DeploymentSpec, stack: str, target: str) -> str:
+    """The engine's log group: deployment, stack and target, so two deployments (or two stacks
+    of one) in an account and region never claim the same group (names are unique per region)."""
+    return f"/inferstack/{spec.metadata.name}/{stack}/{target}"
 
 
 def plan_network(target: AwsGpuFleetTarget) -> NetworkPlan:
@@ -161,7 +167,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
     assert image is not None  # the spec checks guarantee every GPU target resolves an image
     ecr = parse_ecr(image)
     asg_name = prefix
-    log_group = f"/inferstack/{stack}/{name}"
+    log_group = log_group_name(spec, stack, name)
     weights_uri = f"s3://{model.bucket}/{model.prefix}/" if model.prefix else f"s3://{model.bucket}/"
     user_data = render(
         "aws_user_data.sh.j2",
@@ -187,6 +193,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         prefix=prefix,
         asg_name=asg_name,
         log_group_name=log_group,
+        log_retention_days=spec.log_retention_days(),
         tags=standard_tags(spec, stack, model_name, target.workload),
         model_name=model_name,
         weights_bucket=model.bucket,

@@ -29,6 +29,7 @@ LISTENER_PORT = 443
 AWS_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ACCESS_LOG_EXPIRATION_DAYS = 90
 NONCURRENT_EXPIRATION_DAYS = 30
+INCOMPLETE_UPLOAD_DAYS = 7
 
 
 def region_of_certificate(certificate: str) -> str | None:
@@ -68,14 +69,20 @@ class AwsEndpointConsumerPlan:
     subnet_ids: tuple[str, ...]
 
 
+# Pulumi's auto-name appends '-' and 7 random characters to a resource's logical name.
+AUTO_NAME_SUFFIX = 8
+ELB_NAME_LIMIT = 32  # load balancers and target groups (CreateLoadBalancer, CreateTargetGroup)
+
+
 @dataclass(frozen=True)
 class AwsEndpointPlan:
-    lb_name: str  # at most 32 characters (ELB limit)
+    # The logical name of the load balancer and target group, which Pulumi auto-names from it:
+    # at most 24 characters, so that with the random suffix the name fits ELB's 32.
+    lb_name: str
     certificate_arn: str | None  # from the spec, or None: issue one from private_ca_arn
     private_ca_arn: str | None
     domain_name: str
     allowed_principals: tuple[str, ...]
-    private_dns_name: str | None
     consumers: tuple[AwsEndpointConsumerPlan, ...]
     deletion_protection: bool
     target_port: int
@@ -88,7 +95,7 @@ def _deletion_protection(spec: DeploymentSpec) -> bool:
     assert spec.endpoint is not None
     if spec.endpoint.deletion_protection is not None:
         return spec.endpoint.deletion_protection
-    return spec.metadata.environment in ("prod", "production")
+    return spec.metadata.is_production
 
 
 def plan_aws_endpoint(spec: DeploymentSpec, stack: str, name: str) -> AwsEndpointPlan | None:
@@ -102,14 +109,28 @@ def plan_aws_endpoint(spec: DeploymentSpec, stack: str, name: str) -> AwsEndpoin
         lb_name=load_balancer_name(prefix),
         certificate_arn=certificate_for(spec, "aws", target.region),
         private_ca_arn=ep.private_ca_arn,
-        domain_name=ep.private_dns_name or f"{prefix}.{target.region}.internal",
+        domain_name=aws_domain_name(spec, stack, name),
         allowed_principals=principals,
-        private_dns_name=ep.private_dns_name,
         consumers=tuple(AwsEndpointConsumerPlan(c.vpc_id, tuple(c.subnet_ids)) for c in ep.aws_consumers),
         deletion_protection=_deletion_protection(spec),
         target_port=spec.serving.port,
         health_path=catalog.engines()[spec.serving.engine].health_path,
     )
+
+
+def check_consumer_zones(
+    vpc_id: str, subnet_ids: tuple[str, ...], consumer_zone_ids: list[str], fleet_zone_ids: list[str]
+) -> list[str]:
+    """The consumer's subnets, once each is known to be in a zone of the service's load balancer
+    (an interface endpoint can only use those zones; AZ IDs compare across accounts)."""
+    outside = [f"{s} ({z})" for s, z in zip(subnet_ids, consumer_zone_ids) if z not in fleet_zone_ids]
+    if outside:
+        raise ValueError(
+            f"endpoint.aws_consumers: the subnets {', '.join(outside)} of {vpc_id} are in Availability Zones "
+            f"where the endpoint's load balancer has no subnet ({', '.join(fleet_zone_ids)}): an interface "
+            "endpoint can only use those zones; name consumer subnets in them, or give the target more zones"
+        )
+    return list(subnet_ids)
 
 
 @dataclass(frozen=True)
@@ -150,10 +171,26 @@ def endpoint_ranges(net) -> tuple[str, str]:
     return net.proxy_cidr or proxy, net.psc_cidr or psc
 
 
+def aws_domain_name(spec: DeploymentSpec, stack: str, name: str) -> str:
+    """The one name a target's endpoint service answers to: on its certificate, and the name of
+    the private hosted zone in each consumer VPC. A VPC cannot hold two private zones of one name
+    (Route 53: ConflictingDomainExists), so with several AWS targets each gets its own name
+    under the spec's private_dns_name (a certificate from the spec must cover `*.<name>`)."""
+    target = spec.targets[name]
+    ep = spec.endpoint
+    assert ep is not None
+    if ep.private_dns_name is None:
+        return f"{resource_prefix(spec, stack, name)}.{target.region}.internal"
+    aws_targets = [t for t in spec.targets.values() if isinstance(t, AwsGpuFleetTarget)]
+    return ep.private_dns_name if len(aws_targets) == 1 else f"{name}.{ep.private_dns_name}"
+
+
 def load_balancer_name(prefix: str) -> str:
-    """An ELB name: at most 32 characters, and never 'internal-...', which AWS reserves."""
-    name = gcp_name(prefix, limit=32)
-    return gcp_name("lb", prefix, limit=32) if name.startswith("internal-") else name
+    """The stem Pulumi auto-names an ELB load balancer and target group from: with the random
+    suffix at most 32 characters, and never 'internal-...', which AWS reserves."""
+    limit = ELB_NAME_LIMIT - AUTO_NAME_SUFFIX
+    name = gcp_name(prefix, limit=limit)
+    return gcp_name("lb", prefix, limit=limit) if name.startswith("internal-") else name
 
 
 def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpointPlan | None:

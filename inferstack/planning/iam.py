@@ -3,7 +3,8 @@
 Least privilege, spelled out: every statement names its actions (no ``*`` action anywhere) and,
 wherever AWS allows it, its resources. The few actions that AWS only grants on ``*``
 (``ecr:GetAuthorizationToken``, ``cloudwatch:PutMetricData``) are pinned by a condition or are
-read-only tokens. Components call these with resolved ARNs inside ``Output.apply``.
+read-only tokens; Session Manager's agent actions act only on the calling instance's own channels
+and are documented on ``*``. Components call these with resolved ARNs inside ``Output.apply``.
 """
 
 from __future__ import annotations
@@ -13,36 +14,77 @@ from typing import Any
 
 Statement = dict[str, Any]
 
-# Key administration without use: the account can manage and re-delegate the key (so it can
-# never be locked out) but encrypts and decrypts nothing through this statement.
+# Key administration without use: the account can manage the key (so it can never be locked
+# out) but encrypts and decrypts nothing through this statement. Listed one by one: the
+# wildcards of AWS's default administrator statement (`kms:Create*`) include kms:CreateGrant,
+# with which an administrator could grant itself Decrypt without touching the key policy.
+# Changing the policy itself (PutKeyPolicy) stays an administrator's right: it is what prevents
+# lock-out, and, unlike a grant, it is a visible change of a reviewed document.
 KMS_ADMIN_ACTIONS = [
     "kms:CancelKeyDeletion",
-    "kms:Create*",
-    "kms:Delete*",
-    "kms:Describe*",
-    "kms:Disable*",
-    "kms:Enable*",
-    "kms:Get*",
-    "kms:List*",
-    "kms:Put*",
-    "kms:Revoke*",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:EnableKey",
+    "kms:EnableKeyRotation",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListKeyRotations",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:RevokeGrant",
+    "kms:RotateKeyOnDemand",
     "kms:ScheduleKeyDeletion",
     "kms:TagResource",
     "kms:UntagResource",
-    "kms:Update*",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
 ]
 KMS_USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-SSM_MANAGED_POLICY = "AmazonSSMManagedInstanceCore"
+# What SSM Agent needs for Session Manager and nothing more ("Create a custom IAM instance
+# profile for Session Manager", AWS Systems Manager User Guide). The managed
+# AmazonSSMManagedInstanceCore policy adds ssm:GetParameter(s) on every parameter of the
+# account, documents, associations and inventory, none of which a serving node needs.
+SESSION_MANAGER_ACTIONS = [
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+]
+# The Auto Scaling service-linked role: the principal that launches the fleet's encrypted volumes.
+AUTOSCALING_SERVICE = "autoscaling.amazonaws.com"
+AUTOSCALING_ROLE_NAME = "AWSServiceRoleForAutoScaling"
+AUTOSCALING_ROLE_PATH = f"/aws-service-role/{AUTOSCALING_SERVICE}/"
 
 
 def document(statements: list[Statement]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
-def assume_role(service: str) -> str:
-    return document(
-        [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
+def assume_role(service: str, condition: dict[str, Any] | None = None) -> str:
+    statement: Statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if condition:
+        statement["Condition"] = condition
+    return document([statement])
+
+
+def flow_logs_trust(partition: str, account: str, region: str) -> str:
+    """The flow-logs delivery role may be assumed by the flow-logs service for this account's
+    flow logs only (the confused-deputy conditions of "IAM role for publishing flow logs to
+    CloudWatch Logs", Amazon VPC User Guide)."""
+    return assume_role(
+        "vpc-flow-logs.amazonaws.com",
+        {
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account}:vpc-flow-log/*"},
+        },
     )
 
 
@@ -50,7 +92,7 @@ def kms_key_policy(partition: str, account: str, region: str, log_delivery: bool
     """Key policy for a fleet's key: EBS volumes launched by Auto Scaling, the log groups and,
     with a private endpoint, the load balancer's access-log delivery."""
     root = f"arn:{partition}:iam::{account}:root"
-    asg_role = f"arn:{partition}:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    asg_role = f"arn:{partition}:iam::{account}:role{AUTOSCALING_ROLE_PATH}{AUTOSCALING_ROLE_NAME}"
     return document(
         [
             {"Sid": "KeyAdministration", "Effect": "Allow", "Principal": {"AWS": root}, "Action": KMS_ADMIN_ACTIONS, "Resource": "*"},
@@ -131,6 +173,13 @@ def node_policy(
             "Action": "cloudwatch:PutMetricData",
             "Resource": "*",  # PutMetricData has no resource type; the namespace condition scopes it
             "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
+        },
+        {
+            "Sid": "SessionManager",
+            "Effect": "Allow",
+            "Action": SESSION_MANAGER_ACTIONS,
+            # These act on the calling instance's own session channels; AWS documents them on "*".
+            "Resource": "*",
         },
     ]
     if weights_kms_key_arn is not None:

@@ -75,11 +75,19 @@ def _parse_param_count(value: object) -> object:
 ParamCount = Annotated[int, BeforeValidator(_parse_param_count), Field(gt=0, le=100 * 10**12)]
 
 
+# The environment names that mean production: stricter defaults (deletion protection, a year of logs).
+PRODUCTION_ENVIRONMENTS = ("prod", "production")
+
+
 class Metadata(StrictModel):
     name: Name = Field(description="The deployment's name; prefixes every cloud resource.")
     team: Name = Field(description="Owning team, tagged on every resource for cost attribution.")
     environment: Name = Field(description="dev, staging, prod, ...; tagged on every resource.")
     data_classification: Literal["public", "internal", "confidential", "restricted"]
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment in PRODUCTION_ENVIRONMENTS
 
 
 class Residency(StrictModel):
@@ -576,7 +584,10 @@ class Endpoint(StrictModel):
     )
     private_dns_name: str | None = Field(
         default=None, pattern=DNS_NAME,
-        description="The name consumers resolve; the certificate must cover it.",
+        description=(
+            "The name consumers resolve (a private hosted zone in each AWS consumer VPC); the certificate must "
+            "cover it. With several AWS targets, each answers to <target>.<this name>, so cover *.<this name>."
+        ),
     )
     aws_consumers: list[AwsEndpointConsumer] = Field(default_factory=list)
     gcp_consumers: list[GcpEndpointConsumer] = Field(default_factory=list)
@@ -591,6 +602,37 @@ class Endpoint(StrictModel):
             if principal == "*":
                 raise FieldError((i,), "a wildcard principal lets any AWS account connect: list the accounts, "
                                        "or set allow_any_principal: true to opt in explicitly")
+        return v
+
+
+# The only retention periods CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
+CLOUDWATCH_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+PRODUCTION_LOG_RETENTION_DAYS = 365
+DEFAULT_LOG_RETENTION_DAYS = 30
+
+
+class Observability(StrictModel):
+    """Logs (and, later, objectives and alerting) of every target."""
+
+    log_retention_days: int | None = Field(
+        default=None,
+        description=(
+            "Days every log group the stack creates keeps its events (engine logs, VPC flow logs): one of "
+            "CloudWatch's periods. Default: 365 in a production environment (prod, production), 30 otherwise."
+        ),
+    )
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _cloudwatch_period(cls, v: int | None) -> int | None:
+        if v is not None and v not in CLOUDWATCH_RETENTION_DAYS:
+            nearest = min(CLOUDWATCH_RETENTION_DAYS, key=lambda d: (abs(d - v), d))
+            raise ValueError(
+                f"CloudWatch Logs keeps events for one of {', '.join(map(str, CLOUDWATCH_RETENTION_DAYS))} days "
+                f"only (got {v}); the nearest is {nearest}"
+            )
         return v
 
 
@@ -617,11 +659,18 @@ class DeploymentSpec(StrictModel):
     serving: Serving
     targets: dict[Name, Target] = Field(min_length=1)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    observability: Observability = Field(default_factory=Observability)
     endpoint: Endpoint | None = Field(default=None, description="Private endpoint for every cloud target.")
 
     def image_of(self, target_name: str) -> str | None:
         """The engine image a target runs: its own, else serving.image."""
         return self.targets[target_name].image or self.serving.image
+
+    def log_retention_days(self) -> int:
+        """The retention of every log group: the spec's, else a year in production, a month elsewhere."""
+        if self.observability.log_retention_days is not None:
+            return self.observability.log_retention_days
+        return PRODUCTION_LOG_RETENTION_DAYS if self.metadata.is_production else DEFAULT_LOG_RETENTION_DAYS
 
     def model_of(self, target_name: str) -> tuple[str, Model]:
         """The (name, model) a target serves; checks guarantee the reference resolves."""
