@@ -21,7 +21,9 @@ cat > /usr/local/bin/inferstack-node <<'NODE'
 #!/bin/bash
 # inferstack bootstrap for prod/burst: weights, image, engine, launch lifecycle hook.
 set -euo pipefail
-exec > >(tee -a /var/log/inferstack-bootstrap.log | logger -t inferstack-bootstrap) 2>&1
+# A copy in a file, the rest to where this runs from: cloud-init's output log at first boot, the
+# journal under systemd later (no logger in a pipe: if it went away, SIGPIPE would end the bootstrap).
+exec > >(tee -a /var/log/inferstack-bootstrap.log) 2>&1
 
 REGION=eu-central-1
 GROUP=assistant-prod-burst
