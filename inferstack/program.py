@@ -64,7 +64,9 @@ def build(spec: DeploymentSpec, stack: str) -> None:
         if isinstance(target, AwsGpuFleetTarget):
             plan = plan_aws_fleet(spec, stack, name)
             fleet = AwsGpuFleet(name, plan, opts=pulumi.ResourceOptions(provider=providers.aws(plan.region)))
-            outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id}
+            # image_id: the AMI the nodes run (pinned; see the spec's ami_id for how to move it)
+            outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id,
+                       "image_id": fleet.image_id}
             if fleet.endpoint is not None:
                 outputs |= {
                     "endpoint_service_name": fleet.endpoint.service_name,

@@ -196,3 +196,9 @@ def test_instance_refresh_launches_before_terminating_with_values_the_api_accept
     # InstanceMaintenancePolicy/RefreshPreferences: min 0..100, max 100..200, max - min <= 100
     assert lo == 100 and 100 < hi <= 200 and hi - lo <= 100
     assert prefs["autoRollback"] is True and prefs["skipMatching"] is True
+
+
+def test_the_stack_says_which_ami_each_fleet_runs(prod):
+    outputs = prod.plan.outputs
+    for target in ("steady", "burst"):
+        assert outputs[f"{target}.image_id"] == prod.one(LT, f"{target}-lt")["inputs"]["imageId"]
