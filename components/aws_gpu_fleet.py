@@ -491,7 +491,9 @@ class AwsGpuFleet(pulumi.ComponentResource):
         queries.append(
             aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id="wake",
-                expression=f"IF(FILL(desired, 0) < 1 AND ({' + '.join(demand)}) > 0, 1, 0)",
+                # desired is not FILLed: with no group metric there is no proof the group is empty, and
+                # ExactCapacity 1 on a scaled-out group would shrink it.
+                expression=f"IF(desired < 1 AND ({' + '.join(demand)}) > 0, 1, 0)",
                 label="Group at zero with demand",
                 return_data=True,
             )

@@ -122,7 +122,7 @@ def test_the_wake_alarm_keys_on_desired_capacity_and_load_balancer_demand(dev):
     pending = queries["pending"]["metric"]
     assert (pending["namespace"], pending["metricName"]) == ("InferStack", "PendingRequests")  # the gateway's
     expr = queries["wake"]["expression"]
-    assert expr.startswith("IF(FILL(desired, 0) < 1 AND (") and "FILL(lb0, 0)" in expr and "FILL(pending, 0)" in expr
+    assert expr.startswith("IF(desired < 1 AND (") and "FILL(lb0, 0)" in expr and "FILL(pending, 0)" in expr
     assert "GroupInServiceInstances" not in json.dumps(wake)
     assert dev.one(POLICY, "burst-wake")["inputs"]["stepAdjustments"][0]["scalingAdjustment"] == 1
 
