@@ -250,3 +250,11 @@ def test_every_aws_user_data_and_the_scripts_it_installs_are_shellcheck_clean(tm
     for name, script in (("user data", user_data), ("bootstrap", installed(user_data, "NODE")),
                          ("agent", installed(user_data, "AGENT"))):
         assert shellcheck(script, tmp_path) == "", f"{key} {name}"
+
+
+def test_a_serving_node_that_reboots_serves_again_without_abandoning(tmp_path):
+    # no pending launch action after a reboot: completing it fails, and that must not abandon the node
+    run = node(tmp_path).fail("aws", when="complete-lifecycle-action").run(EXAMPLES["dev/burst"].user_data)
+    assert run.returncode == 0, run.stderr
+    assert run.ran("docker", "run") and run.ran("systemctl", "start", "inferstack-agent.service")
+    assert not run.ran("aws", "ABANDON")

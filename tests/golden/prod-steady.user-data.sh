@@ -75,8 +75,10 @@ aws ecr get-login-password --region eu-central-1 \
   | docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-central-1.amazonaws.com
 docker pull 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a
 
+# A failed completion is not fatal: with no pending action (a serving node that rebooted) there
+# is nothing to complete, and a pending one the node cannot reach times out into ABANDON anyway.
 if [[ "$STATE" == Warmed:* ]]; then
-  lifecycle CONTINUE
+  lifecycle CONTINUE || echo "inferstack: no launch action to complete"
   echo "inferstack: prepared for the warm pool ($STATE); the engine starts when the node leaves it"
   exit 0
 fi
@@ -113,7 +115,7 @@ if [ "$healthy" -ne 1 ]; then
 fi
 echo "inferstack: engine healthy on port 8000"
 systemctl start inferstack-agent.service
-lifecycle CONTINUE
+lifecycle CONTINUE || echo "inferstack: no launch action to complete"
 NODE
 chmod 0755 /usr/local/bin/inferstack-node
 
