@@ -54,6 +54,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         zone_ids: pulumi.Input[list[str]],
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
+        deregistration_delay: int = 60,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("inferstack:endpoint:AwsPrivateEndpoint", name, None, opts)
@@ -108,7 +109,8 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             protocol="TCP",
             vpc_id=vpc_id,
             target_type="instance",
-            deregistration_delay=60,
+            # The fleet's drain time: long enough for a streamed reply to finish (AwsFleetPlan.readiness).
+            deregistration_delay=deregistration_delay,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 protocol="HTTP", path=plan.health_path, port=str(plan.target_port), healthy_threshold=2,
                 unhealthy_threshold=3, interval=15,
@@ -157,6 +159,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         self.dns_name = nlb.dns_name
         self.security_group_id = self.security_group.id
         self.target_group_arn = group.arn
+        self.load_balancer_arn_suffix = nlb.arn_suffix  # the LoadBalancer dimension of AWS/NetworkELB metrics
         self.register_outputs({
             "service_name": self.service_name,
             "dns_name": self.dns_name,

@@ -5,13 +5,19 @@ and an explicit provider, and creates: a customer-managed KMS key, the private n
 lookup of an existing one), the nodes' IAM role, a security group, the launch template, the
 Auto Scaling group and its scaling policies.
 
-Scaling works in three parts, all on the per-instance signal the nodes publish
-(`InferStack/<metric>` with the group's name as dimension):
-- a target-tracking policy scales out (its own scale-in is disabled);
-- a simple-scaling policy removes one instance when the signal stays below half the target for
-  the spec's scale-in cooldown, at most once per cooldown, down to `min` (0 included);
-- with `min: 0`, a wake-up alarm sets capacity to 1 when the group is empty and anything
-  publishes pending requests for it (the node agents when running; the front door otherwise).
+Scaling works in three parts, on what the nodes publish (`InferStack/<metric>` with the group's
+name as dimension) once their engine is healthy:
+- a target-tracking policy scales out on the spec's signal (its own scale-in is disabled);
+- a simple-scaling policy removes one instance when in-flight load (running + waiting requests
+  per node) stays low for the spec's scale-in cooldown, at most once per cooldown, down to `min`;
+  waiting requests alone are 0 whenever the batch has room, so they never decide a scale-in;
+- with `min: 0`, a wake-up alarm sets capacity to 1 when the group's *desired* capacity is 0 and
+  there is demand: connections the private endpoint's NLB could not route (AWS/NetworkELB), or
+  pending requests a front door publishes for the group.
+
+Lifecycle: a launch hook holds every new node (and every node entering or leaving the warm pool)
+until the node itself reports its engine healthy; a termination hook holds a leaving node until
+its agent has drained the requests in flight. Both are completed from the node (see the user data).
 """
 
 from __future__ import annotations
@@ -25,15 +31,17 @@ from inferstack.components.aws_endpoint import AwsPrivateEndpoint
 from inferstack.components.aws_network import AwsPrivateNetwork
 from inferstack.planning import iam
 from inferstack.planning.aws_fleet import (
+    DEMAND_METRIC,
+    DRAIN_HOOK,
+    INSTANCE_REFRESH_MAX_HEALTHY,
     INSTANCE_REFRESH_MIN_HEALTHY,
     KMS_DELETION_WINDOW_DAYS,
+    LAUNCH_HOOK,
     METRICS_NAMESPACE,
-    DEMAND_METRIC,
+    NLB_DEMAND_METRICS,
     AwsFleetPlan,
 )
 
-# Scale in when the signal is below this share of the target for a whole cooldown.
-SCALE_IN_THRESHOLD = 0.5
 GROUP_METRICS = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances", "GroupTotalInstances"]
 
 
@@ -66,6 +74,7 @@ def autoscaling_service_role(tags: dict[str, str], opts: pulumi.ResourceOptions)
 class AwsGpuFleet(pulumi.ComponentResource):
     asg_name: pulumi.Output[str]
     launch_template_id: pulumi.Output[str]
+    image_id: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     role_arn: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
@@ -121,16 +130,18 @@ class AwsGpuFleet(pulumi.ComponentResource):
         if plan.endpoint is not None:
             endpoint = AwsPrivateEndpoint(
                 f"{name}-endpoint", plan.endpoint, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
-                subnet_ids=network.subnet_ids, zone_ids=network.zone_ids, kms_key_arn=key.arn, tags=tags, opts=child,
+                subnet_ids=network.subnet_ids, zone_ids=network.zone_ids, kms_key_arn=key.arn, tags=tags,
+                deregistration_delay=plan.readiness.drain_seconds, opts=child,
             )
         sg = self._security_group(name, plan, network, endpoint, child)
         template = self._launch_template(name, plan, key, sg, profile, invoke, child)
         group = self._group(name, plan, template, network, endpoint)
-        self._scaling(name, plan, group, child)
+        self._scaling(name, plan, group, endpoint, child)
         self.endpoint = endpoint
 
         self.asg_name = group.name
         self.launch_template_id = template.id
+        self.image_id = template.image_id
         self.security_group_id = sg.id
         self.role_arn = role.arn
         self.kms_key_arn = key.arn
@@ -140,6 +151,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             {
                 "asg_name": self.asg_name,
                 "launch_template_id": self.launch_template_id,
+                "image_id": self.image_id,
                 "security_group_id": self.security_group_id,
                 "role_arn": self.role_arn,
                 "kms_key_arn": self.kms_key_arn,
@@ -161,6 +173,9 @@ class AwsGpuFleet(pulumi.ComponentResource):
 
         def policy(args) -> str:
             part, acct, log_arn = args
+            group_arn = (
+                f"arn:{part}:autoscaling:{plan.region}:{acct}:autoScalingGroup:*:autoScalingGroupName/{plan.asg_name}"
+            )
             repo = None
             if plan.ecr is not None:
                 repo = f"arn:{part}:ecr:{plan.ecr.region}:{plan.ecr.account}:repository/{plan.ecr.repository}"
@@ -173,6 +188,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 metrics_namespace=METRICS_NAMESPACE,
                 weights_kms_key_arn=plan.weights_kms_key_arn,
                 region=plan.region,
+                group_arn=group_arn,
             )
 
         aws.iam.RolePolicy(
@@ -247,7 +263,15 @@ class AwsGpuFleet(pulumi.ComponentResource):
     # -- instances --------------------------------------------------------------------------
 
     def _launch_template(self, name, plan: AwsFleetPlan, key, sg, profile, invoke, child):
-        ami = aws.ssm.get_parameter_output(name=plan.ami_ssm_parameter, opts=invoke)
+        # The AMI is pinned: the spec's ami_id, or else the SSM parameter's value when the template
+        # was created, kept by ignore_changes, so a new AMI behind the parameter rolls nothing. Moving
+        # to another AMI is setting ami_id (a reviewed change; the instance refresh rolls the group).
+        if plan.ami_id is not None:
+            image_id: pulumi.Input[str] = plan.ami_id
+            pin = child
+        else:
+            image_id = aws.ssm.get_parameter_output(name=plan.ami_ssm_parameter, opts=invoke).value
+            pin = pulumi.ResourceOptions(parent=self, ignore_changes=["imageId"])
         tag_specs = [
             aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=plan.tags)
             for kind in ("instance", "volume", "network-interface")
@@ -255,7 +279,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         return aws.ec2.LaunchTemplate(
             f"{name}-lt",
             description=f"inferstack {plan.prefix}: GPU serving node",
-            image_id=ami.value,
+            image_id=image_id,
             # A mixed instances policy names the types; a warm-pool group takes it from here.
             instance_type=None if plan.uses_mixed_instances else plan.instance_types[0],
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
@@ -277,8 +301,12 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                     device_name="/dev/xvda",
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=plan.root_volume_gib,
+                        volume_size=plan.root_volume.size_gib,
                         volume_type="gp3",
+                        # The weights are written and read back through this volume at boot;
+                        # gp3's 125 MiB/s baseline would make that the slowest step.
+                        throughput=plan.root_volume.throughput_mib,
+                        iops=plan.root_volume.iops,
                         encrypted="true",
                         kms_key_id=key.arn,
                         delete_on_termination="true",
@@ -291,7 +319,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             tag_specifications=tag_specs,
             update_default_version=True,
             tags=plan.tags,
-            opts=child,
+            opts=pin,
         )
 
     def _group(self, name, plan: AwsFleetPlan, template, network: AwsPrivateNetwork, endpoint):
@@ -324,7 +352,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 max_group_prepared_capacity=plan.warm_pool_size,
                 instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
             )
-        return aws.autoscaling.Group(
+        group = aws.autoscaling.Group(
             f"{name}-asg",
             name=plan.asg_name,
             min_size=plan.min_size,
@@ -338,13 +366,25 @@ class AwsGpuFleet(pulumi.ComponentResource):
             # Behind the endpoint, the load balancer's health check (the engine's) decides.
             health_check_type="ELB" if endpoint is not None else "EC2",
             target_group_arns=[endpoint.target_group_arn] if endpoint is not None else None,
-            health_check_grace_period=plan.health_check_grace_seconds,
-            default_instance_warmup=plan.health_check_grace_seconds,
+            # The launch hook holds a node until its engine is healthy, so the grace after it is short
+            # (AWS: "If you use lifecycle hooks for instance launch, you can set the health check
+            # grace period to 0"); the hook's timeout carries the real readiness.
+            health_check_grace_period=plan.readiness.grace_seconds,
+            default_instance_warmup=plan.readiness.grace_seconds,
+            initial_lifecycle_hooks=[
+                aws.autoscaling.GroupInitialLifecycleHookArgs(**hook) for hook in self._hooks(plan)
+            ],
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    # Launch before terminating: full capacity stays in service while new nodes boot.
                     min_healthy_percentage=INSTANCE_REFRESH_MIN_HEALTHY,
-                    instance_warmup=str(plan.health_check_grace_seconds),
+                    max_healthy_percentage=INSTANCE_REFRESH_MAX_HEALTHY,
+                    # Back to the previous template if the new nodes never pass (the template names
+                    # a real AMI id and the group a version number, the two cases rollback needs).
+                    auto_rollback=True,
+                    # Nodes already on the new template version are not replaced again.
+                    skip_matching=True,
                 ),
             ),
             enabled_metrics=GROUP_METRICS,
@@ -358,17 +398,41 @@ class AwsGpuFleet(pulumi.ComponentResource):
             # The autoscaler owns the group's size after creation; never fight it.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
         )
+        # The same hooks as resources of their own: initial hooks exist before the first node
+        # launches but apply at creation only; PutLifecycleHook (this resource) updates an existing
+        # group's hooks in place when a timeout changes.
+        for hook in self._hooks(plan):
+            aws.autoscaling.LifecycleHook(
+                f"{name}-{hook['name']}",
+                autoscaling_group_name=group.name,
+                **hook,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[group]),
+            )
+        return group
+
+    @staticmethod
+    def _hooks(plan: AwsFleetPlan) -> list[dict]:
+        """Launch: held until the node reports its engine healthy, abandoned (replaced) when it does not
+        within the timeout. Terminate: held until the node's agent has drained its requests; if the
+        agent is gone, the timeout lets the termination go ahead."""
+        r = plan.readiness
+        return [
+            {"name": LAUNCH_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+             "default_result": "ABANDON", "heartbeat_timeout": r.launch_hook_timeout},
+            {"name": DRAIN_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
+             "default_result": "CONTINUE", "heartbeat_timeout": r.drain_hook_timeout},
+        ]
 
     # -- scaling ----------------------------------------------------------------------------
 
-    def _scaling(self, name, plan: AwsFleetPlan, group, child) -> None:
+    def _scaling(self, name, plan: AwsFleetPlan, group, endpoint, child) -> None:
         s = plan.scaling
         dims = {"AutoScalingGroupName": plan.asg_name}
         aws.autoscaling.Policy(
             f"{name}-track-{s.signal.replace('_', '-')}",
             autoscaling_group_name=group.name,
             policy_type="TargetTrackingScaling",
-            estimated_instance_warmup=plan.health_check_grace_seconds,
+            estimated_instance_warmup=plan.readiness.grace_seconds,
             target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
                 target_value=s.target_value,
                 disable_scale_in=True,
@@ -399,15 +463,17 @@ class AwsGpuFleet(pulumi.ComponentResource):
         )
         aws.cloudwatch.MetricAlarm(
             f"{name}-scale-in",
-            alarm_description=f"{s.metric_name} below {SCALE_IN_THRESHOLD:g}x target for {s.scale_in_cooldown}s: remove one node",
+            alarm_description=f"{s.scale_in_metric} per node below {s.scale_in_threshold:g} for "
+            f"{s.scale_in_cooldown}s: remove one node",
             namespace=METRICS_NAMESPACE,
-            metric_name=s.metric_name,
+            metric_name=s.scale_in_metric,
             dimensions=dims,
             statistic="Average",
             period=60,
             evaluation_periods=max(1, s.scale_in_cooldown // 60),
-            threshold=s.target_value * SCALE_IN_THRESHOLD,
+            threshold=s.scale_in_threshold,
             comparison_operator="LessThanThreshold",
+            # No data means no healthy node published: nothing to judge, so no scale-in.
             treat_missing_data="notBreaching",
             alarm_actions=[scale_in.arn],
             tags=plan.tags,
@@ -415,47 +481,65 @@ class AwsGpuFleet(pulumi.ComponentResource):
         )
 
         if s.wake_from_zero:
-            wake = aws.autoscaling.Policy(
-                f"{name}-wake",
-                autoscaling_group_name=group.name,
-                policy_type="StepScaling",
-                adjustment_type="ExactCapacity",
-                step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=1, metric_interval_lower_bound="0")],
-                opts=child,
+            self._wake(name, plan, group, endpoint, child)
+
+    def _wake(self, name, plan: AwsFleetPlan, group, endpoint, child) -> None:
+        """Start one node when the group's desired capacity is 0 and anything shows demand.
+
+        Desired capacity, not in-service instances: a spot reclaim of every node leaves desired
+        capacity where it was (the group relaunches), and waking on in-service would set a group
+        scaled out to N back to 1. Demand while empty: connections the endpoint's NLB could not route
+        (ELB reports a metric only in periods it is non-zero, hence FILL), and InferStack/PendingRequests
+        published for the group by a front door (the hybrid overflow gateway).
+        """
+        dims = {"AutoScalingGroupName": plan.asg_name}
+        wake = aws.autoscaling.Policy(
+            f"{name}-wake",
+            autoscaling_group_name=group.name,
+            policy_type="StepScaling",
+            adjustment_type="ExactCapacity",
+            step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=1, metric_interval_lower_bound="0")],
+            opts=child,
+        )
+
+        def query(qid: str, namespace: str, metric: str, dimensions, stat: str = "Sum"):
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=qid,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=namespace, metric_name=metric, dimensions=dimensions, stat=stat, period=60
+                ),
             )
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-wake",
-                alarm_description="Group at zero with pending requests: start one node",
-                metric_queries=[
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id="pending",
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace=METRICS_NAMESPACE,
-                            metric_name=DEMAND_METRIC,
-                            dimensions=dims,
-                            stat="Sum",
-                            period=60,
-                        ),
-                    ),
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id="running",
-                        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                            namespace="AWS/AutoScaling",
-                            metric_name="GroupInServiceInstances",
-                            dimensions=dims,
-                            stat="Maximum",
-                            period=60,
-                        ),
-                    ),
-                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                        id="wake", expression="IF(running < 1 AND pending > 0, 1, 0)", return_data=True
-                    ),
-                ],
-                evaluation_periods=1,
-                threshold=1,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[wake.arn],
-                tags=plan.tags,
-                opts=child,
+
+        queries = [
+            query("desired", "AWS/AutoScaling", "GroupDesiredCapacity", dims, "Maximum"),
+            query("pending", METRICS_NAMESPACE, DEMAND_METRIC, dims),
+        ]
+        demand = ["FILL(pending, 0)"]
+        if endpoint is not None:
+            lb = {"LoadBalancer": endpoint.load_balancer_arn_suffix}
+            for i, metric in enumerate(NLB_DEMAND_METRICS):
+                queries.append(query(f"lb{i}", "AWS/NetworkELB", metric, lb))
+                demand.append(f"FILL(lb{i}, 0)")
+        queries.append(
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="wake",
+                # desired is not FILLed: with no group metric there is no proof the group is empty, and
+                # ExactCapacity 1 on a scaled-out group would shrink it.
+                expression=f"IF(desired < 1 AND ({' + '.join(demand)}) > 0, 1, 0)",
+                label="Group at zero with demand",
+                return_data=True,
             )
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-wake",
+            alarm_description="Desired capacity 0 and demand (unroutable endpoint connections or pending "
+            "requests): start one node",
+            metric_queries=queries,
+            evaluation_periods=1,
+            threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[wake.arn],
+            tags=plan.tags,
+            opts=child,
+        )

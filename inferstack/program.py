@@ -68,7 +68,9 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             if service_role is None:
                 service_role = autoscaling_service_role(plan.tags, opts)
             fleet = AwsGpuFleet(name, plan, opts=opts, key_depends_on=service_role)
-            outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id}
+            # image_id: the AMI the nodes run (pinned; see the spec's ami_id for how to move it)
+            outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id,
+                       "image_id": fleet.image_id}
             if fleet.endpoint is not None:
                 outputs |= {
                     "endpoint_service_name": fleet.endpoint.service_name,

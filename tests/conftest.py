@@ -16,7 +16,8 @@ STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p for p in STACKS.glob("*.yaml") if not p.name.startswith("Pulumi."))
 DEV_TEXT = (STACKS / "dev.yaml").read_text()
 # dev.yaml without its endpoint section: the fleet as it stands on its own.
-DEV_NO_ENDPOINT = DEV_TEXT[: DEV_TEXT.index("\n# Reachable only")] + "\n"
+# Without an endpoint nothing could wake a group at zero (a spec error), so this variant keeps one node.
+DEV_NO_ENDPOINT = DEV_TEXT[: DEV_TEXT.index("\n# Reachable only")].replace("      min: 0\n", "      min: 1\n") + "\n"
 
 
 @cache

@@ -147,6 +147,10 @@ METRIC_NAME = text(1, 255)
 # Auto Scaling (CreateAutoScalingGroup AutoScalingGroupName, PutScalingPolicy PolicyName): 1-255
 # characters without control characters other than tab and newlines.
 ASG_NAME = text(1, 255, r"\t\n\r\x20-\ud7ff\ue000-\ufffd", "no control characters")
+# Lifecycle hooks (Amazon EC2 Auto Scaling API Reference, PutLifecycleHook): LifecycleHookName
+# 1-255 of [A-Za-z0-9\-_\/]; NotificationMetadata at most 1023.
+LIFECYCLE_HOOK_NAME = text(1, 255, r"A-Za-z0-9\-_/", "[A-Za-z0-9-_/]")
+LIFECYCLE_HOOK_METADATA = text(0, 1023)
 # Launch templates (EC2 API Reference, CreateLaunchTemplate): LaunchTemplateName 3-128 of
 # [a-zA-Z0-9().\-/_]; VersionDescription at most 255.
 LAUNCH_TEMPLATE_NAME = text(3, 128, r"a-zA-Z0-9().\-/_", "[a-zA-Z0-9().-/_]")
@@ -218,6 +222,9 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "aws:acm/certificate:Certificate": _rules(Rule("domainName", ACM_DOMAIN), TAGS),
     "aws:autoscaling/group:Group": _rules(Rule("name", ASG_NAME, auto=True), Rule("tags", ASG_TAGS)),
     "aws:autoscaling/policy:Policy": _rules(Rule("name", ASG_NAME, auto=True)),
+    "aws:autoscaling/lifecycleHook:LifecycleHook": _rules(
+        Rule("name", LIFECYCLE_HOOK_NAME), Rule("notificationMetadata", LIFECYCLE_HOOK_METADATA),
+    ),
     "aws:cloudwatch/logGroup:LogGroup": _rules(Rule("name", LOG_GROUP_NAME, auto=True), TAGS),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _rules(
         Rule("name", ALARM_NAME, auto=True), Rule("alarmDescription", ALARM_DESCRIPTION),
@@ -314,6 +321,7 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
 # coverage test.
 REFERENCES: dict[str, frozenset[str]] = {
     "aws:autoscaling/policy:Policy": frozenset({"autoscalingGroupName"}),
+    "aws:autoscaling/lifecycleHook:LifecycleHook": frozenset({"autoscalingGroupName"}),
     "aws:ec2/vpcEndpoint:VpcEndpoint": frozenset({"serviceName"}),
     "aws:iam/serviceLinkedRole:ServiceLinkedRole": frozenset({"awsServiceName"}),
     **{

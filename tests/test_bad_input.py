@@ -32,7 +32,7 @@ def _spec(tmp_path, text: str | bytes):
         (DEV_NO_ENDPOINT.replace("      max: 4\n", "      max: 1000000000000000000000000000000\n"), "less than or equal to 1000"),
         (DEV_NO_ENDPOINT.replace("target: 4\n", "target: .inf\n"), "finite number"),
         (DEV_NO_ENDPOINT.replace("parameters: 8B", "parameters: 1" + "0" * 400 + "B"), "is too large"),
-        (DEV_NO_ENDPOINT.replace("      min: 0\n", "      min: 0\n      5: 1\n"), "capacity[5]"),
+        (DEV_NO_ENDPOINT.replace("      min: 1\n", "      min: 1\n      5: 1\n"), "capacity[5]"),
         (DEV_NO_ENDPOINT.replace("      availability_zones: 2\n", "      availability_zones: 4\n"),
          "eu-central-1 has 3 availability zones"),
     ],

@@ -50,6 +50,8 @@ def _without_endpoint(path: Path) -> DeploymentSpec:
     text = path.read_text(encoding="utf-8")
     head, sep, _ = text.partition("\nendpoint:\n")
     assert sep, f"{path.name} has no endpoint section"
+    # Without an endpoint nothing could wake a group at zero (a spec error): keep one node.
+    head = head.replace("capacity: {min: 0,", "capacity: {min: 1,")
     return parse_spec(head + "\n", path.name).spec
 
 

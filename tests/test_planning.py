@@ -174,7 +174,7 @@ def test_existing_vpc_passes_ids_through_and_creates_no_endpoints():
 
 @pytest.mark.parametrize(("minimum", "wakes"), [(0, True), (1, False), (3, False)])
 def test_wake_from_zero_iff_min_is_zero(minimum, wakes):
-    plan = aws_fleet.plan_scaling(target(capacity={"min": minimum, "max": 4}))
+    plan = aws_fleet.plan_scaling(target(capacity={"min": minimum, "max": 4}), catalog.engines()["vllm"])
     assert plan.wake_from_zero is wakes
 
 
@@ -188,7 +188,7 @@ def test_wake_from_zero_iff_min_is_zero(minimum, wakes):
 )
 def test_scaling_metric_per_signal(signal, metric, unit):
     plan = aws_fleet.plan_scaling(
-        target(autoscaling={"signal": signal, "target": 65.5, "scale_in_cooldown": 600})
+        target(autoscaling={"signal": signal, "target": 65.5, "scale_in_cooldown": 600}), catalog.engines()["vllm"]
     )
     assert (plan.signal, plan.metric_name, plan.metric_unit) == (signal, metric, unit)
     assert plan.target_value == 65.5

@@ -90,7 +90,7 @@ def test_minimal_spec_gets_the_secure_defaults():
     assert spec.serving.args == []
     assert target.spot.enabled is False
     assert target.capacity.warm_pool == 0
-    assert target.capacity.initial == 0
+    assert target.capacity.initial == 1
     assert target.network.creates_vpc
     assert target.root_volume_gib == 200
     assert spec.model_of("main")[0] == "llama-3-8b"
@@ -175,7 +175,7 @@ targets:
     region: eu-central-1
     image: "%s"
     instance_types: [g6.xlarge]
-    capacity: {min: 0, max: 2}
+    capacity: {min: 1, max: 2}
     autoscaling: {signal: queue_depth, target: 4}
   large:
     kind: aws-gpu-fleet
@@ -209,7 +209,7 @@ def test_reordering_models_and_targets_changes_nothing():
 
 
 def test_every_error_is_reported_at_once_sorted_by_line():
-    text = MINIMAL.replace("precision: bf16", "precision: bf17").replace("min: 0", "min: -1")
+    text = MINIMAL.replace("precision: bf16", "precision: bf17").replace("min: 1", "min: -1")
     with pytest.raises(SpecError) as info:
         parse_spec(text, "two.yaml")
     findings = info.value.findings
@@ -218,7 +218,7 @@ def test_every_error_is_reported_at_once_sorted_by_line():
 
 
 def test_spec_error_renders_path_line_loc_message():
-    text = MINIMAL.replace("      min: 0\n      max: 2\n", "      min: 3\n      max: 2\n")
+    text = MINIMAL.replace("      min: 1\n      max: 2\n", "      min: 3\n      max: 2\n")
     with pytest.raises(SpecError) as info:
         parse_spec(text, "stacks/broken.yaml")
     line = _line_of(text, "max: 2")

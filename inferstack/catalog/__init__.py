@@ -335,3 +335,30 @@ def gcp_prices() -> GcpPrices:
         elif kind == "tpu":
             tpus[(row["accelerator"].removeprefix("tpu-"), region)] = price
     return GcpPrices(hosts, accelerators, tpus)
+
+
+@dataclass(frozen=True)
+class AwsNodeTimings:
+    """Launch-to-healthy figures of one EC2 instance family (see data/aws_node_timings.yaml)."""
+
+    boot_seconds: int
+    image_pull_seconds: int
+    warmup_seconds: int
+    s3_mib_per_second: int
+    ebs_mib_per_second: int
+    load_mib_per_second: int
+    local_nvme_gib: int
+
+
+@cache
+def aws_node_timings() -> dict[str, AwsNodeTimings]:
+    """Timings per instance family ('g6e', 'p4de', ...), with a 'default' entry."""
+    data = _yaml("aws_node_timings.yaml")
+    out = {"default": AwsNodeTimings(**data["default"])}
+    out.update({family: AwsNodeTimings(**facts) for family, facts in data["families"].items()})
+    return out
+
+
+def aws_node_timings_of(instance_type: str) -> AwsNodeTimings:
+    table = aws_node_timings()
+    return table.get(instance_type.split(".", 1)[0], table["default"])

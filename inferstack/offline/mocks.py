@@ -123,6 +123,8 @@ class CloudMocks(pulumi_mocks.Mocks):
             rid = state["zoneId"] = "Z" + uid.upper()
         if typ == "aws:lb/loadBalancer:LoadBalancer":
             state["dnsName"] = f"{state['name']}-{uid[:10]}.elb.{region}.amazonaws.com"
+            # the LoadBalancer dimension of AWS/NetworkELB metrics: net/<name>/<id>
+            state["arnSuffix"] = f"{'net' if inputs.get('loadBalancerType') == 'network' else 'app'}/{state['name']}/{uid[:16]}"
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
             state["prefixListId"] = "pl-" + _digest("prefix-list", inputs.get("serviceName", ""), n=8)
         return rid, state

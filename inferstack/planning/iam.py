@@ -149,8 +149,10 @@ def node_policy(
     metrics_namespace: str,
     weights_kms_key_arn: str | None = None,
     region: str = "",
+    group_arn: str | None = None,
 ) -> str:
-    """What a serving node may do: read its model, pull its image, publish its logs and signal."""
+    """What a serving node may do: read its model, pull its image, publish its logs and signal, and
+    complete its own group's lifecycle hooks (ready after launch, drained before termination)."""
     objects = f"arn:{partition}:s3:::{bucket}/{prefix}/*" if prefix else f"arn:{partition}:s3:::{bucket}/*"
     statements: list[Statement] = [
         {"Sid": "ReadModelWeights", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects},
@@ -182,6 +184,17 @@ def node_policy(
             "Resource": "*",
         },
     ]
+    if group_arn is not None:
+        # CompleteLifecycleAction takes the autoScalingGroup resource type (Service Authorization
+        # Reference, Amazon EC2 Auto Scaling), so only this group's hooks.
+        statements.append(
+            {
+                "Sid": "CompleteOwnLifecycleHooks",
+                "Effect": "Allow",
+                "Action": "autoscaling:CompleteLifecycleAction",
+                "Resource": group_arn,
+            }
+        )
     if weights_kms_key_arn is not None:
         statements.append(
             {

@@ -319,6 +319,9 @@ def _fit(model_name: str, model: Model, loc: Loc, usable: int, what: str) -> lis
 
 def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
     engine = catalog.engines()[spec.serving.engine]
+    if signal == "in_flight" and (engine.queue_metric is None or engine.running_metric is None):
+        return [Finding(loc, f"{engine.name} exposes no running/waiting-requests gauges to count in-flight load "
+                             "(in_flight is the default signal): set autoscaling.signal: gpu_utilization")]
     if signal == "queue_depth" and engine.queue_metric is None:
         return [Finding(loc, f"{engine.name} exposes no waiting-requests gauge to scale on; use gpu_utilization")]
     if signal == "requests_per_target" and engine.running_metric is None:
@@ -329,6 +332,13 @@ def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
 def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    if target.capacity.min == 0 and spec.endpoint is None:
+        out.append(Finding(
+            (*base, "capacity", "min"),
+            "a group at zero has no node to publish anything, and without an endpoint section no load "
+            "balancer sees the clients' connections, so nothing could ever wake it: add an endpoint "
+            "section (connections to its load balancer wake the group), or set min: 1 or more",
+        ))
     zones = catalog.aws_zone_counts().get(target.region)
     wanted = target.network.availability_zones
     if zones is not None and wanted is not None and wanted > zones:

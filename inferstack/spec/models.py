@@ -44,6 +44,7 @@ NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
 VPC_ID_PATTERN = r"^vpc-[0-9a-f]{8,17}$"
 SUBNET_ID_PATTERN = r"^subnet-[0-9a-f]{8,17}$"
 SSM_PUBLIC_PATTERN = r"^/aws/service/"
+AMI_ID_PATTERN = r"^ami-[0-9a-f]{8,17}$"
 
 # What each pattern means, for error messages (a regex is no help to a user).
 PATTERN_HINTS = {
@@ -51,6 +52,7 @@ PATTERN_HINTS = {
     VPC_ID_PATTERN: "must be a VPC id like vpc-0123456789abcdef0",
     SUBNET_ID_PATTERN: "must be a subnet id like subnet-0123456789abcdef0",
     SSM_PUBLIC_PATTERN: "must be a public SSM parameter path under /aws/service/",
+    AMI_ID_PATTERN: "must be an AMI id like ami-0123456789abcdef0",
 }
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -234,7 +236,12 @@ MAX_INSTANCES = 1000  # far above any single serving fleet; keeps values inside 
 
 
 class Capacity(StrictModel):
-    min: int = Field(ge=0, le=MAX_INSTANCES, description="0 lets the fleet scale to zero.")
+    min: int = Field(
+        ge=0, le=MAX_INSTANCES,
+        description="0 lets the fleet scale to zero. At zero no node publishes anything, so something else "
+        "must wake the group: on AWS the private endpoint's load balancer (connections it cannot route "
+        "count as demand); a fleet with no endpoint cannot use 0.",
+    )
     max: int = Field(ge=1, le=MAX_INSTANCES)
     desired: int | None = Field(
         default=None, ge=0, le=MAX_INSTANCES, description="Initial size; the autoscaler owns it afterwards."
@@ -272,14 +279,23 @@ class Spot(StrictModel):
     ] = "price-capacity-optimized"
 
 
-Signal = Literal["queue_depth", "gpu_utilization", "requests_per_target", "lb_utilization"]
+Signal = Literal["in_flight", "queue_depth", "gpu_utilization", "requests_per_target", "lb_utilization"]
+DEFAULT_SIGNAL = "in_flight"
 
 
 class Autoscaling(StrictModel):
     signal: Signal = Field(
-        description="queue_depth: waiting requests per instance; gpu_utilization: percent; "
-        "requests_per_target: in-flight requests per instance; lb_utilization (GCP, behind the "
-        "endpoint): the load balancer's utilisation of each VM, a fraction."
+        default=DEFAULT_SIGNAL,
+        description="What the fleet scales on. Request-based signals are preferred. "
+        "in_flight (default): requests running plus waiting per instance, the engine's own load; it "
+        "rises with traffic and falls only when nodes really have room, so it can drive scale-out and "
+        "scale-in alike. queue_depth: waiting requests per instance; good at reacting to bursts, but 0 "
+        "whenever the batch has room (normal load), so scale-in never acts on it (it acts on in_flight). "
+        "requests_per_target: running requests per instance. gpu_utilization: percent; reads near 100 "
+        "with a single decoding request, so it over-provisions and scales in late, and scale-in still "
+        "acts on in_flight where the engine reports it. lb_utilization (GCP, behind the endpoint): the "
+        "load balancer's utilisation of each VM, a fraction. Nodes publish a signal only once their "
+        "engine is healthy, so booting nodes never drag the average down.",
     )
     target: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
     scale_in_cooldown: int = Field(default=300, ge=60, le=3600, description="Seconds between scale-in steps.")
@@ -351,7 +367,15 @@ class AwsGpuFleetTarget(TargetBase):
     ami_ssm_parameter: str = Field(
         default=DEFAULT_AMI_PARAMETER,
         pattern=SSM_PUBLIC_PATTERN,
-        description="Public SSM parameter naming the GPU AMI (NVIDIA driver and container toolkit).",
+        description="Public SSM parameter naming the GPU AMI (NVIDIA driver and container toolkit); read once, "
+        "when the launch template is created, and kept until ami_id says otherwise.",
+    )
+    ami_id: str | None = Field(
+        default=None,
+        pattern=AMI_ID_PATTERN,
+        description="Pin the fleet's AMI. Without it the AMI the SSM parameter named at creation stays (a new "
+        "AMI behind the parameter changes nothing); set or change this to move every node to another AMI, "
+        "a reviewed change that rolls the group by instance refresh.",
     )
 
     @field_validator("instance_types")
@@ -368,7 +392,7 @@ class AwsGpuFleetTarget(TargetBase):
     def _aws_signals(self) -> AwsGpuFleetTarget:
         if self.autoscaling.signal == "lb_utilization":
             raise FieldError(("autoscaling", "signal"), "lb_utilization is the GCP load balancer's signal; an AWS "
-                             "fleet scales on queue_depth, requests_per_target or gpu_utilization")
+                             "fleet scales on in_flight, queue_depth, requests_per_target or gpu_utilization")
         return self
 
     @model_validator(mode="after")

@@ -4,16 +4,69 @@
 # Credentials and IMDSv2: the launch template requires IMDSv2 with a hop limit of 1, so a
 # container on Docker's bridge network (one hop further) cannot reach the instance role's
 # credentials. That is on purpose: everything that needs AWS credentials runs on the host
-# (the ECR login, the weights download, the metrics agent, Docker's awslogs driver), and the
-# engine runs on the bridge network with no credentials at all, reading the weights from a
-# read-only mount.
+# (the ECR login, the weights download, the lifecycle calls, the metrics agent, Docker's awslogs
+# driver), and the engine runs on the bridge network with no credentials at all, reading the
+# weights from a read-only mount.
+#
+# Why two scripts and a unit: cloud-init runs user data on the first boot only, and a warm-pool
+# instance boots twice: once to be prepared and stopped (Warmed:Pending:Wait), once to serve
+# (Pending:Wait). The bootstrap below therefore runs at every boot (inferstack-node.service), asks
+# the instance metadata where the node is going (autoscaling/target-lifecycle-state), and completes
+# the group's launch lifecycle hook (inferstack-ready) itself: after the weights and image are on
+# disk for the warm pool, after the engine answers its health check for service. Any failed step
+# abandons the launch, so the group replaces the node instead of serving from a broken one.
 set -euo pipefail
-exec > >(tee -a /var/log/inferstack-bootstrap.log | logger -t inferstack-bootstrap) 2>&1
+
+cat > /usr/local/bin/inferstack-node <<'NODE'
+#!/bin/bash
+# inferstack bootstrap for prod/burst: weights, image, engine, launch lifecycle hook.
+set -euo pipefail
+# A copy in a file, the rest to where this runs from: cloud-init's output log at first boot, the
+# journal under systemd later (no logger in a pipe: if it went away, SIGPIPE would end the bootstrap).
+exec > >(tee -a /var/log/inferstack-bootstrap.log) 2>&1
 
 REGION=eu-central-1
+GROUP=assistant-prod-burst
 MODEL_DIR=/opt/inferstack/models/llama-3-70b
+IMDS=http://169.254.169.254/latest
 
-# 1. Weights, on the host, with the instance role (it can read only this prefix).
+imds() {
+  local token
+  token=$(curl -sf --max-time 5 -X PUT "$IMDS/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+  curl -sf --max-time 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/$1"
+}
+
+INSTANCE_ID=$(imds instance-id)
+
+lifecycle() {
+  aws autoscaling complete-lifecycle-action --region "$REGION" --auto-scaling-group-name "$GROUP" \
+    --lifecycle-hook-name inferstack-ready --instance-id "$INSTANCE_ID" --lifecycle-action-result "$1"
+}
+
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "inferstack: bootstrap failed (exit $rc): abandoning the launch so the group replaces this node"
+    lifecycle ABANDON || true
+  fi
+}
+trap on_exit EXIT
+
+# Where this boot leads: InService (serve), or Warmed:Stopped/Running/Hibernated (prepare only).
+STATE=""
+for _ in $(seq 1 60); do
+  STATE=$(imds autoscaling/target-lifecycle-state || true)
+  if [ -n "$STATE" ]; then break; fi
+  sleep 5
+done
+echo "inferstack: target lifecycle state '${STATE:-unknown}'"
+case "$STATE" in
+  InService|Warmed:*) ;;
+  *) echo "inferstack: not launching into service or the warm pool"; exit 1 ;;
+esac
+
+# 1. Weights, on the host, with the instance role (it can read only this prefix). A warm-pool
+#    node that already holds them only compares listings.
 mkdir -p "$MODEL_DIR"
 aws s3 sync --only-show-errors --region "$REGION" s3://acme-models-eu-central-1/meta-llama/Llama-3.3-70B-Instruct-FP8/ "$MODEL_DIR"
 
@@ -21,6 +74,14 @@ aws s3 sync --only-show-errors --region "$REGION" s3://acme-models-eu-central-1/
 aws ecr get-login-password --region eu-central-1 \
   | docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-central-1.amazonaws.com
 docker pull 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a
+
+# A failed completion is not fatal: with no pending action (a serving node that rebooted) there
+# is nothing to complete, and a pending one the node cannot reach times out into ABANDON anyway.
+if [[ "$STATE" == Warmed:* ]]; then
+  lifecycle CONTINUE || echo "inferstack: no launch action to complete"
+  echo "inferstack: prepared for the warm pool ($STATE); the engine starts when the node leaves it"
+  exit 0
+fi
 
 # 3. The engine: every GPU of this instance, tensor parallel across them. The instance types of
 #    a mixed fleet differ in GPU count, so it is counted here rather than at plan time.
@@ -37,40 +98,131 @@ docker run --detach --name engine --restart unless-stopped \
   123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a \
   --model /models/llama-3-70b --served-model-name llama-3-70b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL" --enable-prefix-caching --kv-cache-dtype fp8
 
-# 4. Health and metrics: the engine serves /health and /metrics
-#    on port 8000. The agent below publishes the autoscaling signal (queue_depth)
-#    to CloudWatch as InferStack/PendingRequests per Auto Scaling group.
-cat > /usr/local/bin/inferstack-metrics <<'AGENT'
+# 4. In service only once the engine answers /health: the launch hook holds the node
+#    in Pending:Wait until then (at most 1200 s, the hook's timeout,
+#    after which the group abandons it); this loop gives up a little earlier and abandons itself.
+healthy=0
+for _ in $(seq 1 114); do
+  if curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null; then
+    healthy=1
+    break
+  fi
+  sleep 10
+done
+if [ "$healthy" -ne 1 ]; then
+  echo "inferstack: the engine never became healthy"
+  exit 1
+fi
+echo "inferstack: engine healthy on port 8000"
+systemctl start inferstack-agent.service
+lifecycle CONTINUE || echo "inferstack: no launch action to complete"
+NODE
+chmod 0755 /usr/local/bin/inferstack-node
+
+# The agent publishes the autoscaling signal (queue_depth) to CloudWatch as
+# InferStack/PendingRequests per Auto Scaling group, and drains the node when it leaves service.
+cat > /usr/local/bin/inferstack-agent <<'AGENT'
 #!/bin/bash
+# inferstack node agent for prod/burst.
+# - Publishes only while the node is in service and its engine answers its health check: a
+#   booting node would publish 0 and drag the group's average down.
+# - When the group takes the node out of service (scale-in, instance refresh, back to the warm
+#   pool), waits until the engine has no request in flight (at most 300 s), then
+#   completes the termination lifecycle hook (inferstack-drain).
 set -uo pipefail
+
+REGION=eu-central-1
+GROUP=assistant-prod-burst
+IMDS=http://169.254.169.254/latest
+
+imds() {
+  local token
+  token=$(curl -sf --max-time 5 -X PUT "$IMDS/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+  curl -sf --max-time 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/$1"
+}
+
+healthy() {
+  curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null
+}
+
+# The sum of the engine's gauges named in the arguments (labels allowed); nothing if none is seen.
+gauges() {
+  curl -sf --max-time 5 http://127.0.0.1:8000/metrics \
+    | awk -v names="$*" 'BEGIN { n = split(names, want, " ") }
+        { for (i = 1; i <= n; i++) if ($1 == want[i] || index($1, want[i] "{") == 1) { s += $NF; seen = 1 } }
+        END { if (seen) print s }'
+}
+
+in_flight() {
+  gauges vllm:num_requests_running vllm:num_requests_waiting
+}
+
+signal() {
+  gauges vllm:num_requests_waiting
+}
+
+publish() {
+  aws cloudwatch put-metric-data --region "$REGION" --namespace InferStack \
+    --metric-name "$1" --unit "$2" --dimensions "AutoScalingGroupName=$GROUP" --value "$3" || true
+}
+
+drain() {
+  echo "inferstack-agent: leaving service ($1): draining"
+  local n
+  for _ in $(seq 1 60); do
+    n=$(in_flight)
+    if [ "${n:-0}" = 0 ]; then break; fi
+    sleep 5
+  done
+  aws autoscaling complete-lifecycle-action --region "$REGION" --auto-scaling-group-name "$GROUP" \
+    --lifecycle-hook-name inferstack-drain --instance-id "$INSTANCE_ID" --lifecycle-action-result CONTINUE || true
+}
+
+INSTANCE_ID=$(imds instance-id)
+served=0
 while true; do
-  value=$(curl -sf --max-time 5 http://127.0.0.1:8000/metrics \
-    | awk -v m=vllm:num_requests_waiting \
-        '$1 == m || index($1, m "{") == 1 { s += $NF; seen = 1 } END { if (seen) print s }')
-  if [ -n "$value" ]; then
-    aws cloudwatch put-metric-data --region eu-central-1 --namespace InferStack \
-      --metric-name PendingRequests --unit Count \
-      --dimensions AutoScalingGroupName=assistant-prod-burst --value "$value" || true
+  state=$(imds autoscaling/target-lifecycle-state || true)
+  if [ "$served" = 1 ] && [ -n "$state" ] && [ "$state" != InService ]; then
+    drain "$state"
+    exit 0
+  fi
+  if [ "$state" = InService ] && healthy; then
+    served=1
+    value=$(signal)
+    if [ -n "$value" ]; then publish PendingRequests Count "$value"; fi
+    value=$(in_flight)
+    if [ -n "$value" ]; then publish InFlightRequests Count "$value"; fi
   fi
   sleep 15
 done
 AGENT
-chmod 0755 /usr/local/bin/inferstack-metrics
+chmod 0755 /usr/local/bin/inferstack-agent
 
-cat > /etc/systemd/system/inferstack-metrics.service <<'UNIT'
+cat > /etc/systemd/system/inferstack-node.service <<'UNIT'
 [Unit]
-Description=inferstack: publish the autoscaling signal to CloudWatch
+Description=inferstack: bootstrap this node at every boot (warm-pool nodes boot again to serve)
+Wants=network-online.target
+After=network-online.target docker.service cloud-final.service
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/inferstack-node
+TimeoutStartSec=infinity
+[Install]
+WantedBy=multi-user.target
+UNIT
+
+cat > /etc/systemd/system/inferstack-agent.service <<'UNIT'
+[Unit]
+Description=inferstack: publish the autoscaling signal and drain before termination
 After=docker.service
 [Service]
-ExecStart=/usr/local/bin/inferstack-metrics
-Restart=always
+ExecStart=/usr/local/bin/inferstack-agent
+Restart=on-failure
 [Install]
 WantedBy=multi-user.target
 UNIT
 systemctl daemon-reload
-systemctl enable --now inferstack-metrics.service
+systemctl enable inferstack-node.service inferstack-agent.service
 
-# 5. Ready when the engine answers its health check; the Auto Scaling group's grace period
-#    covers the download and load above.
-until curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null; do sleep 10; done
-echo "inferstack: engine healthy on port 8000"
+# This first boot: run the bootstrap now (the unit takes over from the next boot on).
+exec /usr/local/bin/inferstack-node
