@@ -16,8 +16,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from inferstack import __version__
-from inferstack.errors import SpecError
+from inferstack import __version__, limits
+from inferstack.errors import SpecError, clip
 from inferstack.spec.loader import LoadedSpec, load_spec
 from inferstack.spec.models import DeploymentSpec
 
@@ -59,19 +59,32 @@ def validate(spec: str) -> None:
 
 
 def _bad_input(message: str) -> NoReturn:
-    _err().print(f"[red]error[/]: {escape(message)}")
+    _err().print(f"[red]error[/]: {escape(clip(message))}")
     sys.exit(EXIT_BAD_INPUT)
 
 
-def _read_json(path: str):
+def _read_json(path: str, limit: int):
+    """A plan or pack config: bounded in size before parsing and in depth after (the JSON
+    parser recurses per level, and so do the validators and the policy pack behind it)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(limits.read_bytes(path, limit).decode("utf-8"))
     except OSError as e:
         _bad_input(f"cannot read {path}: {e.strerror}")
+    except limits.TooLarge as e:
+        _bad_input(f"{path} is {e}; that is not a file inferstack wrote")
     except UnicodeDecodeError:
         _bad_input(f"{path} is not UTF-8 text")
     except json.JSONDecodeError as e:
         _bad_input(f"{path} is not valid JSON: {e}")
+    except RecursionError:  # deeper than the parser's stack
+        _too_deep(path)
+    if limits.too_deep(doc):
+        _too_deep(path)
+    return doc
+
+
+def _too_deep(path: str) -> NoReturn:
+    _bad_input(f"{path} nests deeper than {limits.MAX_DEPTH} levels; that is not a file inferstack wrote")
 
 
 def _check_writable(path: str) -> None:
@@ -101,7 +114,7 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     """Run the Pulumi program offline under mocks, show every resource it would create, and run
     the policy pack over them. Exits 1 on a mandatory violation."""
     from inferstack.offline.engine import run_program
-    from inferstack.offline.report import print_plan, print_policy
+    from inferstack.offline.report import console_for, print_plan, print_policy
     from inferstack.planning.policy_config import derive
 
     if out:
@@ -121,7 +134,7 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     if fmt == "json":
         click.echo(result.dumps(), nl=False)
     else:
-        console = Console(highlight=False, soft_wrap=False)
+        console = console_for()
         print_plan(result, console)
         if report is not None:
             print_policy(report, console)
@@ -138,13 +151,13 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
-    from inferstack.offline.report import print_policy
+    from inferstack.offline.report import console_for, print_policy
 
     from pydantic import ValidationError
 
     from inferstack.offline.engine import PlanDocument
 
-    doc = _read_json(plan_file)
+    doc = _read_json(plan_file, limits.PLAN_BYTES)
     try:
         PlanDocument.model_validate(doc)
     except ValidationError as e:
@@ -153,7 +166,7 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
         _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
                    "write one with `inferstack plan --out`")
     if config_file:
-        config = _read_json(config_file)
+        config = _read_json(config_file, limits.PACK_CONFIG_BYTES)
     elif doc.get("policy"):
         config = doc["policy"]["config"]
     else:
@@ -167,7 +180,7 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
-        print_policy(report, Console(highlight=False, soft_wrap=False))
+        print_policy(report, console_for())
     if report.mandatory:
         sys.exit(EXIT_VIOLATION)
 
