@@ -21,6 +21,9 @@ QUOTE_CHARS = 60
 # by a path `quote` did not see.
 MESSAGE_CHARS = 2000
 _SUGGEST_CHARS = 256
+# A spec with thousands of mistakes gets the first hundred and a count: enough to act on, and
+# neither a flooded log nor minutes spent on did-you-mean suggestions for the rest.
+MAX_FINDINGS = 100
 
 
 def quote(value: object) -> str:
@@ -112,10 +115,15 @@ class SpecError(Exception):
 
     exit_code = 2
 
-    def __init__(self, findings: list[Finding], source: str | None = None):
-        self.findings = sorted(findings, key=lambda f: (f.line or 0, format_loc(f.loc)))
+    def __init__(self, findings: list[Finding], source: str | None = None, total: int | None = None):
+        self.findings = sorted(findings, key=lambda f: (f.line or 0, format_loc(f.loc)))[:MAX_FINDINGS]
+        # How many were found, when the caller stopped working some out (see `MAX_FINDINGS`).
+        self.total = max(total or 0, len(findings))
         self.source = source
         super().__init__(self.render())
 
     def render(self) -> str:
-        return "\n".join(f.render(self.source) for f in self.findings)
+        lines = [f.render(self.source) for f in self.findings]
+        if self.total > len(self.findings):
+            lines.append(f"{self.source or 'spec'}: ... and {self.total - len(self.findings)} more error(s) not shown")
+        return "\n".join(lines)

@@ -21,7 +21,7 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from inferstack import limits
-from inferstack.errors import QUOTE_CHARS, FieldError, Finding, Loc, SpecError, did_you_mean, format_loc, quote
+from inferstack.errors import MAX_FINDINGS, QUOTE_CHARS, FieldError, Finding, Loc, SpecError, did_you_mean, format_loc, quote
 from inferstack.spec.checks import check_spec
 from inferstack.spec.models import PATTERN_HINTS, DeploymentSpec
 
@@ -54,14 +54,16 @@ def load_spec(path: str | Path) -> LoadedSpec:
 
 def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
     if len(text) > limits.SPEC_BYTES:  # load_spec checked the file; this is for text from elsewhere
-        raise SpecError([Finding((), f"the spec is larger than {limits.SPEC_BYTES >> 20} MiB; split or trim it")], source)
+        raise SpecError([Finding((), f"the spec is {limits.TooLarge(limits.SPEC_BYTES)}; split or trim it")], source)
     tree = _parse_yaml(text, source)
     long_values: set[str] = set()
     plain = _plain(tree, long_values)
     try:
         spec = DeploymentSpec.model_validate(plain)
     except ValidationError as e:
-        raise SpecError([_locate(tree, f, long_values) for f in _findings_from(e)], source) from None
+        errors = e.errors(include_url=False)
+        found = _findings_from(errors[:MAX_FINDINGS])
+        raise SpecError([_locate(tree, f, long_values) for f in found], source, total=len(errors)) from None
     findings = [_locate(tree, f, long_values) for f in check_spec(spec)]
     errors = [f for f in findings if f.severity == "error"]
     if errors:
@@ -88,11 +90,17 @@ class _BoundedComposer(Composer):
         super().__init__(loader)
         self._sizes: dict[int, int] = {}
         self._expanded = 0
+        self._nodes = 0
         self._alias_mark: Any = None
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.parser.check_event(AliasEvent):
             self._alias_mark = self.parser.peek_event().start_mark
+        else:
+            self._nodes += 1
+            if self._nodes > limits.MAX_NODES:
+                raise _InputLimitError(None, None, f"more than {limits.MAX_NODES} values (keys, items, scalars); "
+                                       "a spec needs a few hundred", self.parser.peek_event().start_mark)
         return super().compose_node(parent, index)
 
     def compose_scalar_node(self, anchor: Any) -> Any:
@@ -185,9 +193,9 @@ _MESSAGES = {
 }
 
 
-def _findings_from(error: ValidationError) -> list[Finding]:
+def _findings_from(errors: list[Any]) -> list[Finding]:
     out = []
-    for e in error.errors(include_url=False):
+    for e in errors:
         loc: Loc = tuple(e["loc"])
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
