@@ -8,6 +8,7 @@ prints ``file:line: path: message`` lines on stderr, never a traceback.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from inferstack import __version__, limits
-from inferstack.errors import SpecError, clip
+from inferstack.errors import SpecError, clip, quote
 from inferstack.spec.loader import LoadedSpec, load_spec
 from inferstack.spec.models import DeploymentSpec
 
@@ -87,6 +88,19 @@ def _too_deep(path: str) -> NoReturn:
     _bad_input(f"{path} nests deeper than {limits.MAX_DEPTH} levels; that is not a file inferstack wrote")
 
 
+# Pulumi's own rule for a stack name (pulumi/pulumi, validateStackName; the docs' "Stack names may
+# only contain alphanumeric characters, hyphens, underscores, or periods"): a name outside it
+# would put ':' or '$' into every URN of the plan, and `pulumi stack init` would refuse it anyway.
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def _check_stack_name(name: str, given: bool) -> None:
+    if not _STACK_NAME.fullmatch(name):
+        source = "--stack" if given else "the stack name (the spec file's name)"
+        _bad_input(f"{source} {quote(name)}: a Pulumi stack name is 1 to 100 letters, digits, '-', '_' or '.'"
+                   + ("" if given else "; rename the file or pass --stack"))
+
+
 def _check_writable(path: str) -> None:
     parent = Path(path).resolve().parent
     if not parent.is_dir():
@@ -120,6 +134,7 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     if out:
         _check_writable(out)
     loaded = _load(spec)
+    _check_stack_name(stack or loaded.stack, given=bool(stack))
     result = run_program(loaded, stack)
     report = None
     if not skip_policy:

@@ -58,6 +58,17 @@ def test_merge_keys_keep_a_line_for_merged_fields(tmp_path):
     assert result.exit_code == 2 and "targets.other.model: no model named 'llama-3-8bx'" in result.output
 
 
+@pytest.mark.parametrize(("name", "flag"), [("a::b$c", True), ("x" * 101, True), ("my stack", False)])
+def test_a_stack_name_pulumi_refuses_is_refused(tmp_path, name, flag):
+    if flag:
+        result = _invoke("plan", str(STACKS / "dev.yaml"), "--stack", name)
+    else:
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text((STACKS / "dev.yaml").read_text())
+        result = _invoke("plan", str(spec))
+    assert result.exit_code == 2 and "a Pulumi stack name is 1 to 100 letters" in result.output, result.output
+
+
 def test_unwritable_out_path_is_refused_before_planning(tmp_path):
     result = _invoke("plan", str(STACKS / "dev.yaml"), "--out", str(tmp_path / "missing" / "plan.json"))
     assert result.exit_code == 2 and "does not exist" in result.output
