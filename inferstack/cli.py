@@ -166,11 +166,10 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
-    from inferstack.offline.report import console_for, print_policy
-
     from pydantic import ValidationError
 
     from inferstack.offline.engine import PlanDocument
+    from inferstack.offline.report import console_for, print_policy
 
     doc = _read_json(plan_file, limits.PLAN_BYTES)
     try:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import EXAMPLE_STACKS
 from ruamel.yaml import YAML
 
-from conftest import EXAMPLE_STACKS
 from inferstack.cli import main
 
 SEED = 8
@@ -86,9 +86,9 @@ def _mutate_text(text: str, rng: random.Random) -> str:
     choice = rng.randrange(7)
     if choice == 6:  # flow brackets far past the depth bound (the dumper cannot write these)
         depth = rng.choice([100, 3000])
-        return re.sub(r"(?<=: )\S+$", "[" * depth + "]" * depth, text, count=1, flags=re.M)
+        return re.sub(r"(?<=: )\S+$", "[" * depth + "]" * depth, text, count=1, flags=re.MULTILINE)
     if choice == 4:  # a number past Python's 4300-digit limit for int()
-        return re.sub(r"(?<=: )\d+$", "9" * rng.choice([50, 5000]), text, count=1 + rng.randrange(3), flags=re.M)
+        return re.sub(r"(?<=: )\d+$", "9" * rng.choice([50, 5000]), text, count=1 + rng.randrange(3), flags=re.MULTILINE)
     if choice == 5:  # an alias bomb beside the real fields
         bomb = "x0: &x0 [a, a, a, a, a, a, a, a, a]\n" + "".join(
             f"x{k}: &x{k} [{', '.join([f'*x{k - 1}'] * 9)}]\n" for k in range(1, rng.choice([3, 9])))

@@ -14,7 +14,6 @@ from rich.tree import Tree
 from inferstack.offline.engine import Plan
 from inferstack.offline.policy import PolicyReport
 
-
 # Lines are never wrapped when output goes to a file or a CI log: a URN or a type token split over
 # two lines can be neither searched for nor copied. Rich lays out for the console's width, so a
 # width no line reaches means no wrapping; tables still size their columns to their content.

@@ -13,6 +13,7 @@ from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, MaxDepthExceededError
@@ -21,7 +22,17 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from inferstack import limits
-from inferstack.errors import MAX_FINDINGS, QUOTE_CHARS, FieldError, Finding, Loc, SpecError, did_you_mean, format_loc, quote
+from inferstack.errors import (
+    MAX_FINDINGS,
+    QUOTE_CHARS,
+    FieldError,
+    Finding,
+    Loc,
+    SpecError,
+    did_you_mean,
+    format_loc,
+    quote,
+)
 from inferstack.spec.checks import check_spec
 from inferstack.spec.models import PATTERN_HINTS, DeploymentSpec
 
@@ -61,9 +72,9 @@ def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
     try:
         spec = DeploymentSpec.model_validate(plain)
     except ValidationError as e:
-        errors = e.errors(include_url=False)
-        found = _findings_from(errors[:MAX_FINDINGS])
-        raise SpecError([_locate(tree, f, long_values) for f in found], source, total=len(errors)) from None
+        details = e.errors(include_url=False)
+        found = _findings_from(details[:MAX_FINDINGS])
+        raise SpecError([_locate(tree, f, long_values) for f in found], source, total=len(details)) from None
     findings = [_locate(tree, f, long_values) for f in check_spec(spec)]
     errors = [f for f in findings if f.severity == "error"]
     if errors:
@@ -193,7 +204,7 @@ _MESSAGES = {
 }
 
 
-def _findings_from(errors: list[Any]) -> list[Finding]:
+def _findings_from(errors: list[ErrorDetails]) -> list[Finding]:
     out = []
     for e in errors:
         loc: Loc = tuple(e["loc"])
