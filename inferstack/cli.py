@@ -8,6 +8,7 @@ prints ``file:line: path: message`` lines on stderr, never a traceback.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -16,8 +17,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from inferstack import __version__
-from inferstack.errors import SpecError
+from inferstack import __version__, limits
+from inferstack.errors import SpecError, clip, quote
 from inferstack.spec.loader import LoadedSpec, load_spec
 from inferstack.spec.models import DeploymentSpec
 
@@ -37,7 +38,7 @@ def _load(path: str) -> LoadedSpec:
         console = _err()
         for line in error.render().splitlines():
             console.print(f"[red]error[/]: {escape(line)}", markup=True, highlight=False)
-        console.print(f"{len(error.findings)} error(s) in {path}; nothing was planned.")
+        console.print(f"{error.total} error(s) in {path}; nothing was planned.")
         sys.exit(EXIT_BAD_INPUT)
     for warning in loaded.warnings:
         _err().print(f"[yellow]{escape(warning.render(loaded.path))}[/]")
@@ -59,19 +60,45 @@ def validate(spec: str) -> None:
 
 
 def _bad_input(message: str) -> NoReturn:
-    _err().print(f"[red]error[/]: {escape(message)}")
+    _err().print(f"[red]error[/]: {escape(clip(message))}")
     sys.exit(EXIT_BAD_INPUT)
 
 
-def _read_json(path: str):
+def _read_json(path: str, limit: int):
+    """A plan or pack config: bounded in size before parsing and in depth after (the JSON
+    parser recurses per level, and so do the validators and the policy pack behind it)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = json.loads(limits.read_bytes(path, limit).decode("utf-8"))
     except OSError as e:
         _bad_input(f"cannot read {path}: {e.strerror}")
+    except limits.TooLarge as e:
+        _bad_input(f"{path} is {e}; that is not a file inferstack wrote")
     except UnicodeDecodeError:
         _bad_input(f"{path} is not UTF-8 text")
     except json.JSONDecodeError as e:
         _bad_input(f"{path} is not valid JSON: {e}")
+    except RecursionError:  # deeper than the parser's stack
+        _too_deep(path)
+    if limits.too_deep(doc):
+        _too_deep(path)
+    return doc
+
+
+def _too_deep(path: str) -> NoReturn:
+    _bad_input(f"{path} nests deeper than {limits.MAX_DEPTH} levels; that is not a file inferstack wrote")
+
+
+# Pulumi's own rule for a stack name (pulumi/pulumi, validateStackName; the docs' "Stack names may
+# only contain alphanumeric characters, hyphens, underscores, or periods"): a name outside it
+# would put ':' or '$' into every URN of the plan, and `pulumi stack init` would refuse it anyway.
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def _check_stack_name(name: str, given: bool) -> None:
+    if not _STACK_NAME.fullmatch(name):
+        source = "--stack" if given else "the stack name (the spec file's name)"
+        _bad_input(f"{source} {quote(name)}: a Pulumi stack name is 1 to 100 letters, digits, '-', '_' or '.'"
+                   + ("" if given else "; rename the file or pass --stack"))
 
 
 def _check_writable(path: str) -> None:
@@ -101,12 +128,13 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     """Run the Pulumi program offline under mocks, show every resource it would create, and run
     the policy pack over them. Exits 1 on a mandatory violation."""
     from inferstack.offline.engine import run_program
-    from inferstack.offline.report import print_plan, print_policy
+    from inferstack.offline.report import console_for, print_plan, print_policy
     from inferstack.planning.policy_config import derive
 
     if out:
         _check_writable(out)
     loaded = _load(spec)
+    _check_stack_name(stack or loaded.stack, given=bool(stack))
     result = run_program(loaded, stack)
     report = None
     if not skip_policy:
@@ -121,7 +149,7 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     if fmt == "json":
         click.echo(result.dumps(), nl=False)
     else:
-        console = Console(highlight=False, soft_wrap=False)
+        console = console_for()
         print_plan(result, console)
         if report is not None:
             print_policy(report, console)
@@ -138,13 +166,12 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
-    from inferstack.offline.report import print_policy
-
     from pydantic import ValidationError
 
     from inferstack.offline.engine import PlanDocument
+    from inferstack.offline.report import console_for, print_policy
 
-    doc = _read_json(plan_file)
+    doc = _read_json(plan_file, limits.PLAN_BYTES)
     try:
         PlanDocument.model_validate(doc)
     except ValidationError as e:
@@ -153,7 +180,7 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
         _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
                    "write one with `inferstack plan --out`")
     if config_file:
-        config = _read_json(config_file)
+        config = _read_json(config_file, limits.PACK_CONFIG_BYTES)
     elif doc.get("policy"):
         config = doc["policy"]["config"]
     else:
@@ -167,7 +194,7 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
-        print_policy(report, Console(highlight=False, soft_wrap=False))
+        print_policy(report, console_for())
     if report.mandatory:
         sys.exit(EXIT_VIOLATION)
 

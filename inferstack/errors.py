@@ -14,19 +14,59 @@ from typing import Literal
 
 Loc = tuple[str | int, ...]
 
+# A value quoted back in a message keeps this many characters of its repr: enough to recognise,
+# short enough that a 5 MB value from a pull request cannot flood a CI log.
+QUOTE_CHARS = 60
+# Any message at all is cut to this length, the last guard for a value that reached a message
+# by a path `quote` did not see.
+MESSAGE_CHARS = 2000
+_SUGGEST_CHARS = 256
+# A spec with thousands of mistakes gets the first hundred and a count: enough to act on, and
+# neither a flooded log nor minutes spent on did-you-mean suggestions for the rest.
+MAX_FINDINGS = 100
+
+
+def quote(value: object) -> str:
+    """`repr(value)`, shortened when long: ``'aaaa…' (5242880 characters)``.
+
+    Every message that echoes a user's value goes through here (the loader also rewrites the
+    plain reprs that spec checks write with `!r`), so one limit holds for all of them.
+    """
+    if isinstance(value, str) and len(value) > QUOTE_CHARS:
+        return f"{value[:QUOTE_CHARS]!r}… ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * QUOTE_CHARS:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else f"{text[:QUOTE_CHARS]}… ({len(text)} characters)"
+
+
+def clip(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """A message no longer than `limit`: its start and end, with what was cut counted."""
+    if len(message) <= limit:
+        return message
+    keep = limit // 2
+    return f"{message[:keep]} …({len(message) - 2 * keep} characters cut)… {message[-keep:]}"
+
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """A '; did you mean X?' suffix when a close option exists, else ''.
 
     Among equally close options, the one nearest in length wins (then, as difflib does, the
-    greater string).
+    greater string). Names longer than `_SUGGEST_CHARS` get no suggestion: difflib's matching
+    is quadratic at worst, and a 5 MB key is no typo. `real_quick_ratio` (the lengths alone)
+    skips options that cannot reach the cut-off.
     """
-    scored = [
-        (difflib.SequenceMatcher(None, word, option).ratio(), -abs(len(option) - len(word)), option)
-        for option in options
-    ]
+    if len(word) > _SUGGEST_CHARS:
+        return ""
+    scored = []
+    for option in options:
+        if len(option) > _SUGGEST_CHARS:
+            continue
+        matcher = difflib.SequenceMatcher(None, word, option)
+        if matcher.real_quick_ratio() >= 0.6:
+            scored.append((matcher.ratio(), -abs(len(option) - len(word)), option))
     best = max((s for s in scored if s[0] >= 0.6), default=None)
-    return f"; did you mean {best[2]!r}?" if best else ""
+    return f"; did you mean {quote(best[2])}?" if best else ""
 
 
 def format_loc(loc: Loc) -> str:
@@ -35,7 +75,8 @@ def format_loc(loc: Loc) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = part if len(part) <= QUOTE_CHARS else quote(part)
+            out += f".{name}" if out else name
     return out or "(spec)"
 
 
@@ -53,7 +94,7 @@ class Finding:
         if self.line is not None:
             where = f"{where}:{self.line}"
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{where}: {prefix}{format_loc(self.loc)}: {self.message}"
+        return clip(f"{where}: {prefix}{format_loc(self.loc)}: {self.message}")
 
 
 class FieldError(ValueError):
@@ -74,10 +115,15 @@ class SpecError(Exception):
 
     exit_code = 2
 
-    def __init__(self, findings: list[Finding], source: str | None = None):
-        self.findings = sorted(findings, key=lambda f: (f.line or 0, format_loc(f.loc)))
+    def __init__(self, findings: list[Finding], source: str | None = None, total: int | None = None):
+        self.findings = sorted(findings, key=lambda f: (f.line or 0, format_loc(f.loc)))[:MAX_FINDINGS]
+        # How many were found, when the caller stopped working some out (see `MAX_FINDINGS`).
+        self.total = max(total or 0, len(findings))
         self.source = source
         super().__init__(self.render())
 
     def render(self) -> str:
-        return "\n".join(f.render(self.source) for f in self.findings)
+        lines = [f.render(self.source) for f in self.findings]
+        if self.total > len(self.findings):
+            lines.append(f"{self.source or 'spec'}: ... and {self.total - len(self.findings)} more error(s) not shown")
+        return "\n".join(lines)

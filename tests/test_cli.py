@@ -106,3 +106,50 @@ def test_schema_is_the_models_and_the_committed_file_is_current():
     assert (ROOT / "schema" / "inferstack.schema.json").read_text() == result.output, (
         "schema/inferstack.schema.json is stale: run `inferstack schema > schema/inferstack.schema.json`"
     )
+
+
+# -- output that CI logs can read --------------------------------------------------------------
+
+
+def _violating_check(tmp_path):
+    """`check` over the dev plan with a region allow-list that the plan breaks: one violation per
+    resource, each under its URN."""
+    plan = tmp_path / "plan.json"
+    assert run("plan", str(STACKS / "dev.yaml"), "--out", str(plan)).exit_code == 0
+    doc = json.loads(plan.read_text())
+    config = doc["policy"]["config"]
+    config["residency-aws-resource-require-allowed-region"] = {"enforcementLevel": "mandatory",
+                                                               "allowedRegions": ["us-east-1"]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return doc, ["check", str(plan), "--config", str(path)]
+
+
+def test_piped_output_keeps_every_urn_and_type_on_one_line(tmp_path):
+    doc, args = _violating_check(tmp_path)
+    result = CliRunner().invoke(main, args)  # output captured: not a terminal, as in CI
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    longest = max((r["urn"] for r in doc["resources"] if r["custom"]), key=len)
+    assert len(longest) > 120
+    assert longest in lines
+    plan = run("plan", str(STACKS / "prod.yaml")).output.splitlines()
+    for r in json.loads(run("plan", str(STACKS / "prod.yaml"), "--format", "json").output)["resources"]:
+        assert any(r["type"] in ln and r["name"] in ln for ln in plan), r["urn"]
+
+
+def test_a_terminal_still_gets_a_layout_that_fits_it(tmp_path, monkeypatch):
+    import io
+    import re
+
+    from inferstack.offline.policy import PolicyReport, Violation
+    from inferstack.offline.report import console_for, print_policy
+
+    monkeypatch.setenv("COLUMNS", "80")
+    urn = "urn:pulumi:dev::inferstack::inferstack:fleet:AwsGpuFleet$aws:ec2/launchTemplate:LaunchTemplate::" + "x" * 60
+    report = PolicyReport("inferstack", "0.1.0", [Violation(urn, "p", "mandatory", "high", "desc\n" + "word " * 40)])
+    out = io.StringIO()
+    print_policy(report, console_for(out, force_terminal=True))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert urn not in text.splitlines()  # wrapped to the terminal, as a person reads it

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
+from typing import IO
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,6 +13,21 @@ from rich.tree import Tree
 
 from inferstack.offline.engine import Plan
 from inferstack.offline.policy import PolicyReport
+
+# Lines are never wrapped when output goes to a file or a CI log: a URN or a type token split over
+# two lines can be neither searched for nor copied. Rich lays out for the console's width, so a
+# width no line reaches means no wrapping; tables still size their columns to their content.
+UNWRAPPED_WIDTH = 100_000
+
+
+def console_for(file: IO[str] | None = None, *, force_terminal: bool | None = None) -> Console:
+    """The console for a plan or a policy report: the terminal's width on a terminal (a
+    readable layout, wrapped to fit), no wrapping at all anywhere else."""
+    console = Console(file=file or sys.stdout, highlight=False, soft_wrap=False, force_terminal=force_terminal)
+    if console.is_terminal:
+        return console
+    return Console(file=file or sys.stdout, highlight=False, soft_wrap=False, force_terminal=force_terminal,
+                   width=UNWRAPPED_WIDTH)
 
 
 def _label(resource: dict) -> str:
