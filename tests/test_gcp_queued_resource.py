@@ -75,9 +75,11 @@ def test_read_reports_a_missing_resource_as_gone():
     assert QueuedResourceProvider(lambda: session).read("x", {"a": 1}).outs == {"a": 1, "state": "WAITING_FOR_RESOURCES"}
 
 
-def test_reserved_capacity_asks_for_a_guaranteed_queued_resource():
+def test_reserved_capacity_is_the_nodes_scheduling_config_in_v2():
     spec = load_spec(STACKS / "batch.yaml").spec
     plan = plan_tpu(spec, "batch", "batch")
     reserved = plan.__class__(**{**plan.__dict__, "provisioning": "reserved"})
     body = queued_resource_body(reserved, "n", network="n", subnetwork="s", service_account="sa")
-    assert body["guaranteed"] == {"reserved": True} and "spot" not in body
+    # QueuedResource.Guaranteed in v2 has only minDuration; `reserved` there is v2alpha1's.
+    assert "guaranteed" not in body and "spot" not in body
+    assert body["tpu"]["nodeSpec"][0]["node"]["schedulingConfig"] == {"reserved": True}

@@ -252,7 +252,7 @@ def queued_resource_body(
 ) -> dict:
     """The Cloud TPU API's QueuedResource for one slice (v2 REST shape), with the node spec
     every slice gets: private network, dedicated service account, metadata, labels."""
-    node = {
+    node: dict = {
         "acceleratorType": plan.accelerator_type,
         "runtimeVersion": plan.runtime_version,
         "description": f"inferstack {plan.prefix}: {plan.generation} {plan.topology} serving slice",
@@ -271,13 +271,17 @@ def queued_resource_body(
         },
         "labels": dict(plan.labels),
     }
+    # Reserved capacity: the v2 API's QueuedResource.Guaranteed has only `minDuration` (the
+    # `reserved` flag there is v2alpha1's); in v2 the node's `schedulingConfig.reserved` asks for
+    # the project's reservation (Cloud TPU REST v2 reference, projects.locations.queuedResources
+    # and projects.locations.nodes#SchedulingConfig).
+    if plan.provisioning == "reserved":
+        node["schedulingConfig"] = {"reserved": True}
     body: dict = {
         "tpu": {"nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]}
     }
     if plan.provisioning == "spot":
         body["spot"] = {}
-    elif plan.provisioning == "reserved":
-        body["guaranteed"] = {"reserved": True}
     return body
 
 
