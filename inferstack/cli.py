@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from inferstack import __version__
-from inferstack.errors import SpecError
+from inferstack.errors import CloudCheckError, SpecError
 from inferstack.spec.loader import LoadedSpec, load_spec
 from inferstack.spec.models import DeploymentSpec
 
@@ -107,7 +107,10 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     if out:
         _check_writable(out)
     loaded = _load(spec)
-    result = run_program(loaded, stack)
+    try:
+        result = run_program(loaded, stack)
+    except CloudCheckError as error:
+        _bad_input(str(error))
     report = None
     if not skip_policy:
         config = derive(loaded.spec)

@@ -81,3 +81,11 @@ class SpecError(Exception):
 
     def render(self) -> str:
         return "\n".join(f.render(self.source) for f in self.findings)
+
+
+class CloudCheckError(Exception):
+    """What a lookup found in the cloud rules the deployment out (a bucket without uniform
+    access, a network that already has its one proxy-only subnet). Raised while the program
+    runs, under the offline engine or `pulumi preview`; the message names the thing and the fix."""
+
+    exit_code = 2
