@@ -16,6 +16,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from inferstack.errors import CloudCheckError
+from inferstack.components.gcp_network import SUBNET_FLOW_LOGS
 from inferstack.planning.endpoint import GcpEndpointPlan
 from inferstack.planning.naming import gcp_name
 
@@ -76,6 +77,9 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             network=network,
             ip_cidr_range=plan.psc_cidr,
             purpose="PRIVATE_SERVICE_CONNECT",
+            # Flow logs on the NAT subnet too (an IaC scanner's finding): only the managed-proxy
+            # purposes are excluded from log_config (pulumi-gcp Subnetwork.log_config).
+            log_config=SUBNET_FLOW_LOGS,
             opts=child,
         )
         gcp.compute.Firewall(
@@ -215,8 +219,10 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
                 ip_cidr_range=plan.proxy_cidr,
                 purpose="REGIONAL_MANAGED_PROXY",
                 role="ACTIVE",
-                # Proxy-only subnets take no log_config: flow logs are not supported for them
-                # (VPC Flow Logs docs, "Key properties": "not supported for ... proxy-only subnets").
+                # No log_config: flow logging "isn't supported if the subnet purpose field is set
+                # to REGIONAL_MANAGED_PROXY or GLOBAL_MANAGED_PROXY" (google_compute_subnetwork /
+                # pulumi-gcp Subnetwork.log_config); the API would refuse it. The load balancer's
+                # own request logs (the backend service's log_config) cover this hop.
                 opts=child,
             ))
         if plan.existing_network is None:

@@ -118,3 +118,15 @@ def test_no_plan_creates_two_active_proxy_only_subnets_in_one_network_and_region
         for s in _proxy_subnets(res) if s["inputs"].get("role") == "ACTIVE"
     )
     assert all(n == 1 for n in keys.values()), keys
+
+
+@pytest.mark.parametrize("stack", ["research", "batch"])
+def test_every_subnet_logs_its_flows_except_proxy_only_ones_which_cannot(stack):
+    res = Resources(plan_of_file(str(STACKS / f"{stack}.yaml")))
+    for subnet in res.of_type(SUBNET):
+        purpose = subnet["inputs"].get("purpose", "PRIVATE")
+        if purpose in ("REGIONAL_MANAGED_PROXY", "GLOBAL_MANAGED_PROXY"):
+            assert "logConfig" not in subnet["inputs"], subnet["name"]  # the API refuses it there
+        else:
+            assert subnet["inputs"]["logConfig"]["metadata"] == "INCLUDE_ALL_METADATA", subnet["name"]
+    assert stack != "research" or any(s["inputs"].get("purpose") == "PRIVATE_SERVICE_CONNECT" for s in res.of_type(SUBNET))
