@@ -112,7 +112,8 @@ class GcpGpuFleetPlan:
     target: str
     project: str
     region: str
-    zones: tuple[str, ...] | None  # None: every zone of the region, looked up at deploy time
+    zones: tuple[str, ...]  # the zones of the region that offer the machine type (catalog), or the spec's
+    distribution_shape: str  # the regional group's target distribution shape
     prefix: str
     group_name: str
     labels: dict[str, str]
@@ -139,6 +140,23 @@ class GcpGpuFleetPlan:
     network: GcpNetworkPlan
     startup_script: str
     endpoint: GcpEndpointPlan | None
+
+
+def gpu_zones(target: GcpGpuFleetTarget) -> tuple[str, ...]:
+    """The spec's zones, else every zone of the region that offers the machine type (or the N1
+    guest accelerator), from the catalog. The checks make sure the result is not empty."""
+    if target.zones:
+        return tuple(target.zones)
+    accelerator = target.accelerator.type if target.accelerator is not None else None
+    return catalog.gcp_zones(target.machine_type, accelerator).get(target.region, ())
+
+
+def distribution_shape(spot: bool) -> str:
+    """BALANCED places VMs where the GPUs are available while spreading over the zones (Google:
+    "highly available serving"); EVEN would keep retrying a zone that is out of the GPU. Spot
+    capacity comes and goes by zone, so a Spot group takes ANY zone that has it. Both shapes
+    require proactive instance redistribution off (the group's update policy sets NONE)."""
+    return "ANY" if spot else "BALANCED"
 
 
 def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPlan:
@@ -178,7 +196,8 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         target=name,
         project=target.project,
         region=target.region,
-        zones=tuple(target.zones) if target.zones else None,
+        zones=gpu_zones(target),
+        distribution_shape=distribution_shape(target.spot.enabled),
         prefix=prefix,
         group_name=group,
         labels=gcp_labels(standard_tags(spec, stack, model_name, target.workload)),

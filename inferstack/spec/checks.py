@@ -371,6 +371,25 @@ def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget)
     return out
 
 
+def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
+    """A regional group places VMs in every zone it is given; a zone without the machine type
+    (or the N1 guest accelerator) fails each one placed there. The catalog knows where each is."""
+    accelerator = target.accelerator.type if target.accelerator is not None else None
+    what = accelerator or target.machine_type
+    offered = catalog.gcp_zones(target.machine_type, accelerator)
+    here = offered.get(target.region, ())
+    if not here:
+        elsewhere = sorted(offered)
+        return [Finding((*base, "region"), f"{what} is not offered in {target.region} (Google's GPU regions and "
+                        f"zones page, in the catalog); regions that have it: {', '.join(elsewhere) or 'none known'}")]
+    return [
+        Finding((*base, "zones", i), f"{what} is not offered in zone {zone}; {target.region} has it in "
+                f"{', '.join(here)}")
+        for i, zone in enumerate(target.zones or ())
+        if zone.rsplit("-", 1)[0] == target.region and zone not in here
+    ]
+
+
 def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
@@ -411,6 +430,7 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
                                   f"{facts.accelerator_count}x {facts.accelerator}: remove accelerator")]
         usable = int(facts.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
         what = facts.describe()
+    out += _check_gcp_zones(base, target)
     if not _check_model_ref(spec, name):
         out += _fit(*spec.model_of(name), loc, usable, what)
     return out
