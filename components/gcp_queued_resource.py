@@ -187,13 +187,13 @@ class QueuedResourceProvider(ResourceProvider):
             response = self._adopt_or_retry(session, id_, props)
             if response is None:  # adopted: an earlier run created it and lost track
                 existing = self._get(session, id_) or {}
-                return CreateResult(id_, outs={**props, "state": self._check_state(id_, existing)})
+                return CreateResult(id_, outs={**props, "state": self._check_state(id_, existing), "stateReason": ""})
         self._raise(response, what)
         self._poll(session, response.json(), what, CREATE_TIMEOUT)
         created = self._get(session, id_)
         if created is None:
             raise QueuedResourceError(f"{what}: the operation finished but the queued resource is not there")
-        return CreateResult(id_, outs={**props, "state": self._check_state(id_, created)})
+        return CreateResult(id_, outs={**props, "state": self._check_state(id_, created), "stateReason": ""})
 
     def _adopt_or_retry(self, session, id_: str, props: dict[str, Any]):
         """409: a queued resource of this name exists. One that is being deleted is waited out
@@ -244,4 +244,5 @@ class TpuQueuedResource(Resource):
     """Inputs: project, zone, queuedResourceId, resourceType (for the policy pack) and body."""
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(QueuedResourceProvider(), name, {"state": None, **props}, opts)
+        # state and stateReason are outputs: what the TPU API last reported, and why if FAILED.
+        super().__init__(QueuedResourceProvider(), name, {"state": None, "stateReason": None, **props}, opts)

@@ -130,3 +130,29 @@ def test_every_subnet_logs_its_flows_except_proxy_only_ones_which_cannot(stack):
         else:
             assert subnet["inputs"]["logConfig"]["metadata"] == "INCLUDE_ALL_METADATA", subnet["name"]
     assert stack != "research" or any(s["inputs"].get("purpose") == "PRIVATE_SERVICE_CONNECT" for s in res.of_type(SUBNET))
+
+
+# -- weights access: what the condition grants, and its documented limit -------------------------
+
+def _allows(expression: str, name: str, type_: str) -> bool:
+    """The condition's two clauses, evaluated as IAM would for one request's resource."""
+    import re
+
+    (prefix,) = re.findall(r'resource\.name\.startsWith\("([^"]+)"\)', expression)
+    (bucket_type,) = re.findall(r'resource\.type == "([^"]+)"', expression)
+    return name.startswith(prefix) or type_ == bucket_type
+
+
+def test_nodes_read_only_their_models_objects_and_may_list_the_bucket():
+    from inferstack.components.gcp_identity import weights_condition
+    from inferstack.planning.gcp import Weights
+
+    expression = weights_condition(Weights("acme-models", "llama-3-8b"))
+    obj, bucket = "storage.googleapis.com/Object", "storage.googleapis.com/Bucket"
+    assert _allows(expression, "projects/_/buckets/acme-models/objects/llama-3-8b/model.safetensors", obj)
+    # A sibling prefix is another model: the trailing slash keeps it out.
+    assert not _allows(expression, "projects/_/buckets/acme-models/objects/llama-3-8b-private/x", obj)
+    assert not _allows(expression, "projects/_/buckets/acme-models/objects/mistral/x", obj)
+    # objects.list is checked on the bucket, so listing is bucket-wide (names, never contents):
+    # the limit the README states, with managed folders or a bucket per model as the way out.
+    assert _allows(expression, "projects/_/buckets/acme-models", bucket)
