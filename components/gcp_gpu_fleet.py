@@ -104,7 +104,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
             region=plan.region,
             base_instance_name=gcp_name(plan.prefix, limit=50),
             # Only the zones that have the GPU (catalog), in a shape that places VMs where the
-            # capacity is: BALANCED, or ANY for Spot (planning.gcp.distribution_shape).
+            # capacity is: BALANCED (why not ANY for Spot: planning.gcp.distribution_shape).
             distribution_policy_zones=list(plan.zones),
             distribution_policy_target_shape=plan.distribution_shape,
             versions=[gcp.compute.RegionInstanceGroupManagerVersionArgs(
@@ -120,8 +120,8 @@ class GcpGpuFleet(pulumi.ComponentResource):
             update_policy=gcp.compute.RegionInstanceGroupManagerUpdatePolicyArgs(
                 type="PROACTIVE",
                 minimal_action="REPLACE",
-                # NONE: required with the BALANCED and ANY shapes, and proactive moves would
-                # restart GPU VMs that are serving.
+                # NONE: required with the BALANCED shape, and proactive moves would restart GPU
+                # VMs that are serving.
                 instance_redistribution_type="NONE",
                 max_surge_fixed=zone_count,
                 max_unavailable_fixed=0,

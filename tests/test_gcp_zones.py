@@ -43,9 +43,10 @@ def test_the_group_gets_the_zones_that_have_the_gpu_not_every_zone_of_the_region
     assert "europe-west1" not in catalog.gcp_zones("n1-standard-8", "nvidia-tesla-v100")
 
 
-def test_balanced_on_demand_and_any_for_spot():
+def test_balanced_for_on_demand_and_for_spot_because_the_group_autoscales():
+    # ANY would suit Spot, but an autoscaled regional MIG must be EVEN or BALANCED.
     assert _chat(ON_DEMAND).distribution_shape == "BALANCED"
-    assert _chat(RESEARCH).distribution_shape == "ANY"
+    assert _chat(RESEARCH).distribution_shape == "BALANCED"
 
 
 def test_the_mig_spreads_over_those_zones_with_redistribution_off():
@@ -54,7 +55,7 @@ def test_the_mig_spreads_over_those_zones_with_redistribution_off():
     mig = res.one(MIG)["inputs"]
     assert mig["distributionPolicyZones"] == ["europe-west4-b", "europe-west4-c"]
     assert mig["distributionPolicyTargetShape"] == "BALANCED"
-    # BALANCED and ANY need proactive redistribution off; the surge covers every zone of the group.
+    # BALANCED needs proactive redistribution off; the surge covers every zone of the group.
     assert mig["updatePolicy"]["instanceRedistributionType"] == "NONE"
     assert mig["updatePolicy"]["maxSurgeFixed"] == 2
 

@@ -152,11 +152,14 @@ def gpu_zones(target: GcpGpuFleetTarget) -> tuple[str, ...]:
 
 
 def distribution_shape(spot: bool) -> str:
-    """BALANCED places VMs where the GPUs are available while spreading over the zones (Google:
-    "highly available serving"); EVEN would keep retrying a zone that is out of the GPU. Spot
-    capacity comes and goes by zone, so a Spot group takes ANY zone that has it. Both shapes
-    require proactive instance redistribution off (the group's update policy sets NONE)."""
-    return "ANY" if spot else "BALANCED"
+    """BALANCED for every GPU group, Spot or not. BALANCED places VMs in the zones where the GPUs
+    are available while spreading over them (Google: "highly available serving or batch
+    workloads"); EVEN would keep retrying a zone that is out of the GPU. ANY would suit Spot, but
+    an autoscaled regional group must be EVEN or BALANCED ("Set a target distribution shape for
+    VMs in a regional MIG", Limitations), and every group here has an autoscaler. BALANCED needs
+    proactive instance redistribution off, which the group's update policy sets. `spot` stays a
+    parameter so that the day ANY supports autoscaling, this is the one place to change."""
+    return "BALANCED"
 
 
 def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPlan:
