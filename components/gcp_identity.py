@@ -15,9 +15,9 @@ from inferstack.planning.naming import gcp_name
 
 
 def require_uniform_access(bucket: str, uniform: bool) -> bool:
-    """IAM Conditions on a bucket need uniform bucket-level access ("You must enable uniform
-    bucket-level access on a bucket before you can add conditions", Cloud Storage docs, IAM
-    Conditions / uniform bucket-level access); without it the conditional grant is refused."""
+    """IAM Conditions on a bucket need uniform bucket-level access (Cloud Storage docs, "Uniform
+    bucket-level access": it is required to use IAM Conditions, and cannot be turned off while
+    conditions exist); without it the conditional grant is refused."""
     if not uniform:
         raise CloudCheckError(
             f"the weights bucket gs://{bucket} has uniform bucket-level access off, and the nodes' "
