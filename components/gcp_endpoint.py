@@ -15,9 +15,34 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
+from inferstack.errors import CloudCheckError
+from inferstack.components.gcp_network import SUBNET_FLOW_LOGS
 from inferstack.planning.endpoint import GcpEndpointPlan
+from inferstack.planning.naming import gcp_name
 
 PSC_CONNECTION_LIMIT = 10
+# One active REGIONAL_MANAGED_PROXY subnet per VPC network and region ("Proxy-only subnets for
+# Envoy-based load balancers", Cloud Load Balancing docs); the subnetworks.list filter finds it.
+ACTIVE_PROXY_ONLY = '(purpose = "REGIONAL_MANAGED_PROXY") AND (role = "ACTIVE")'
+
+
+def proxy_only_range(found: list, *, network: str, region: str, ours: str | None) -> str | None:
+    """The range of the network's active proxy-only subnet in the region, checked against what the
+    spec asks. `ours` is the subnet this stack creates (None: reuse the network's own).
+    Returns the range to reuse, or None when the stack's own subnet is the only one."""
+    theirs = [s for s in found if s.network_name == network and s.name != ours]
+    if ours is None and not theirs:
+        raise CloudCheckError(
+            f"network {network!r} has no active proxy-only subnet in {region}, which the endpoint's load "
+            "balancer needs: set proxy_cidr on the target's network to create one, or create it with the network"
+        )
+    if ours is not None and theirs:
+        raise CloudCheckError(
+            f"network {network!r} already has the active proxy-only subnet {theirs[0].name!r} "
+            f"({theirs[0].ip_cidr_range}) in {region}, and a VPC may have only one per region: remove proxy_cidr "
+            "from the target's network to reuse it"
+        )
+    return theirs[0].ip_cidr_range if theirs else None
 
 
 class GcpPrivateEndpoint(pulumi.ComponentResource):
@@ -44,16 +69,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # Deletion protection (production by default): Pulumi refuses to delete the load balancer.
         guarded = pulumi.ResourceOptions(parent=self, protect=plan.deletion_protection)
-        proxy_subnet = gcp.compute.Subnetwork(
-            f"{name}-proxy-only",
-            project=project,
-            region=region,
-            network=network,
-            ip_cidr_range=plan.proxy_cidr,
-            purpose="REGIONAL_MANAGED_PROXY",
-            role="ACTIVE",
-            opts=child,
-        )
+        proxy_subnet, proxy_range = self._proxy_only(name, plan, project, region, network, child)
         psc_subnet = gcp.compute.Subnetwork(
             f"{name}-psc-nat",
             project=project,
@@ -61,6 +77,9 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             network=network,
             ip_cidr_range=plan.psc_cidr,
             purpose="PRIVATE_SERVICE_CONNECT",
+            # Flow logs on the NAT subnet too (an IaC scanner's finding): only the managed-proxy
+            # purposes are excluded from log_config (pulumi-gcp Subnetwork.log_config).
+            log_config=SUBNET_FLOW_LOGS,
             opts=child,
         )
         gcp.compute.Firewall(
@@ -71,7 +90,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             direction="INGRESS",
             priority=1000,
             allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(plan.target_port)])],
-            source_ranges=[plan.proxy_cidr],
+            source_ranges=[proxy_range],
             target_service_accounts=[service_account],
             opts=child,
         )
@@ -131,7 +150,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             subnetwork=subnetwork,
             allow_global_access=False,
             labels=labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[proxy_subnet], protect=plan.deletion_protection),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=proxy_subnet, protect=plan.deletion_protection),
         )
         attachment = gcp.compute.ServiceAttachment(
             f"{name}-psc",
@@ -182,6 +201,38 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
             "address": self.address,
             "consumer_addresses": self.consumer_addresses,
         })
+
+    def _proxy_only(self, name, plan: GcpEndpointPlan, project, region, network, child):
+        """The load balancer's proxy-only subnet: created in a network the stack owns (one per
+        target network, so one per region), and in an existing network either created (the spec
+        gives proxy_cidr) or reused (it does not), after a lookup that enforces one per region."""
+        created: list[gcp.compute.Subnetwork] = []
+        ours = None
+        if plan.proxy_cidr is not None:
+            ours = gcp_name(plan.name, "proxy")
+            created.append(gcp.compute.Subnetwork(
+                f"{name}-proxy-only",
+                name=ours,
+                project=project,
+                region=region,
+                network=network,
+                ip_cidr_range=plan.proxy_cidr,
+                purpose="REGIONAL_MANAGED_PROXY",
+                role="ACTIVE",
+                # No log_config: flow logging "isn't supported if the subnet purpose field is set
+                # to REGIONAL_MANAGED_PROXY or GLOBAL_MANAGED_PROXY" (google_compute_subnetwork /
+                # pulumi-gcp Subnetwork.log_config); the API would refuse it. The load balancer's
+                # own request logs (the backend service's log_config) cover this hop.
+                opts=child,
+            ))
+        if plan.existing_network is None:
+            return created, plan.proxy_cidr
+        found = gcp.compute.get_subnetworks_output(
+            project=project, region=region, filter=ACTIVE_PROXY_ONLY, opts=pulumi.InvokeOutputOptions(parent=self)
+        ).subnetworks.apply(lambda subnets: proxy_only_range(
+            subnets, network=plan.existing_network, region=region, ours=ours
+        ) or plan.proxy_cidr)
+        return created, found
 
     def _backends(self, name, project, network, plan, instance_group, tpu_endpoints, child):
         if instance_group is not None:

@@ -95,18 +95,18 @@ class GcpGpuFleet(pulumi.ComponentResource):
             log_config=gcp.compute.HealthCheckLogConfigArgs(enable=True),
             opts=child,
         )
-        zones = list(plan.zones) if plan.zones else gcp.compute.get_zones_output(
-            project=plan.project, region=plan.region, status="UP", opts=pulumi.InvokeOutputOptions(parent=self)
-        ).names
         # Surge one VM per zone (a regional group refuses a surge below its zone count).
-        zone_count = pulumi.Output.from_input(zones).apply(len)
+        zone_count = len(plan.zones)
         group = gcp.compute.RegionInstanceGroupManager(
             f"{name}-mig",
             name=plan.group_name,
             project=plan.project,
             region=plan.region,
             base_instance_name=gcp_name(plan.prefix, limit=50),
-            distribution_policy_zones=zones,
+            # Only the zones that have the GPU (catalog), in a shape that places VMs where the
+            # capacity is: BALANCED (why not ANY for Spot: planning.gcp.distribution_shape).
+            distribution_policy_zones=list(plan.zones),
+            distribution_policy_target_shape=plan.distribution_shape,
             versions=[gcp.compute.RegionInstanceGroupManagerVersionArgs(
                 name="primary", instance_template=template.self_link_unique
             )],
@@ -120,6 +120,8 @@ class GcpGpuFleet(pulumi.ComponentResource):
             update_policy=gcp.compute.RegionInstanceGroupManagerUpdatePolicyArgs(
                 type="PROACTIVE",
                 minimal_action="REPLACE",
+                # NONE: required with the BALANCED shape, and proactive moves would restart GPU
+                # VMs that are serving.
                 instance_redistribution_type="NONE",
                 max_surge_fixed=zone_count,
                 max_unavailable_fixed=0,

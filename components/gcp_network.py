@@ -16,6 +16,11 @@ import pulumi_gcp as gcp
 
 from inferstack.planning.gcp import HEALTH_CHECK_RANGES, GcpNetworkPlan
 
+# Every subnet the stack creates logs its flows, except proxy-only ones, which cannot.
+SUBNET_FLOW_LOGS = gcp.compute.SubnetworkLogConfigArgs(
+    aggregation_interval="INTERVAL_5_SEC", flow_sampling=0.5, metadata="INCLUDE_ALL_METADATA"
+)
+
 
 class GcpPrivateNetwork(pulumi.ComponentResource):
     network_self_link: pulumi.Output[str]
@@ -50,9 +55,7 @@ class GcpPrivateNetwork(pulumi.ComponentResource):
                 network=network.id,
                 ip_cidr_range=plan.subnet_cidr,
                 private_ip_google_access=True,
-                log_config=gcp.compute.SubnetworkLogConfigArgs(
-                    aggregation_interval="INTERVAL_5_SEC", flow_sampling=0.5, metadata="INCLUDE_ALL_METADATA"
-                ),
+                log_config=SUBNET_FLOW_LOGS,
                 opts=child,
             )
             self.network_self_link = network.self_link

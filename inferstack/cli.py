@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from inferstack import __version__, limits
-from inferstack.errors import SpecError, clip, quote
+from inferstack.errors import CloudCheckError, SpecError, clip, quote
 from inferstack.spec.loader import LoadedSpec, load_spec
 from inferstack.spec.models import DeploymentSpec
 
@@ -135,7 +135,10 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
         _check_writable(out)
     loaded = _load(spec)
     _check_stack_name(stack or loaded.stack, given=bool(stack))
-    result = run_program(loaded, stack)
+    try:
+        result = run_program(loaded, stack)
+    except CloudCheckError as error:
+        _bad_input(str(error))
     report = None
     if not skip_policy:
         config = derive(loaded.spec)

@@ -127,3 +127,11 @@ class SpecError(Exception):
         if self.total > len(self.findings):
             lines.append(f"{self.source or 'spec'}: ... and {self.total - len(self.findings)} more error(s) not shown")
         return "\n".join(lines)
+
+
+class CloudCheckError(Exception):
+    """What a lookup found in the cloud rules the deployment out (a bucket without uniform
+    access, a network that already has its one proxy-only subnet). Raised while the program
+    runs, under the offline engine or `pulumi preview`; the message names the thing and the fix."""
+
+    exit_code = 2

@@ -95,7 +95,9 @@ def test_reserved_single_host_slices_are_queued_resources():
     res = Resources(plan_of_file(str(VALID / "tpu-v5p-reserved.yaml")))
     assert not res.of_type("gcp:tpu/v2Vm:V2Vm")
     (queued,) = res.of_type("pulumi-python:dynamic:Resource")
-    assert queued["inputs"]["body"]["guaranteed"] == {"reserved": True}
+    # v2 has no `guaranteed.reserved` (that is v2alpha1); the node's schedulingConfig says it.
+    assert "guaranteed" not in queued["inputs"]["body"]
+    assert queued["inputs"]["body"]["tpu"]["nodeSpec"][0]["node"]["schedulingConfig"] == {"reserved": True}
     assert queued["inputs"]["body"]["tpu"]["nodeSpec"][0]["node"]["acceleratorType"] == "v5p-8"
 
 

@@ -181,11 +181,15 @@ def test_nodes_use_gvnic_and_the_metrics_agent_runs_through_bash(research):
     assert "ExecStart=/bin/bash $STATE/bin/metrics" in it["metadata"]["startup-script"]
 
 
-def test_two_endpoint_targets_cannot_share_an_existing_network(tmp_path):
+def test_two_endpoint_targets_in_one_existing_network_cannot_each_create_a_proxy_only_subnet(tmp_path):
     from inferstack.errors import SpecError
     from inferstack.spec.loader import parse_spec
 
     existing = "    network: {network: shared, subnetwork: shared-ew4, proxy_cidr: 10.90.0.0/23, psc_cidr: 10.90.2.0/24}"
     text = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", existing).replace("    network: {cidr: 10.81.0.0/20}", existing)
-    with pytest.raises(SpecError, match="GCP allows one per network and region"):
+    with pytest.raises(SpecError, match="one active proxy-only subnet per region.*remove proxy_cidr"):
         parse_spec(text, "research.yaml")
+    # Without proxy_cidr both reuse the network's own, which is what the rule allows.
+    reuse = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.2.0/24}")
+    reuse = reuse.replace("    network: {cidr: 10.81.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.3.0/24}")
+    parse_spec(reuse, "research.yaml")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 from conftest import STACKS
-from inferstack.components.gcp_queued_resource import TPU_API, QueuedResourceProvider
+from inferstack.components.gcp_queued_resource import (
+    CREATE_TIMEOUT,
+    DELETE_TIMEOUT,
+    TPU_API,
+    QueuedResourceError,
+    QueuedResourceProvider,
+)
 from inferstack.planning.gcp import plan_tpu, queued_resource_body
 from inferstack.spec.loader import load_spec
 
@@ -21,21 +30,70 @@ class FakeResponse:
 
 
 class FakeSession:
+    """A stand-in for the TPU API: each (method, url) plays its scripted responses in order and
+    keeps answering the last one; anything unscripted is a 404. Records every call."""
+
     def __init__(self, response: FakeResponse | None = None):
         self.calls: list[tuple] = []
         self.response = response or FakeResponse()
+        self.script: dict[tuple[str, str], list[FakeResponse]] = {}
+
+    def play(self, method: str, url: str, *responses: FakeResponse) -> FakeSession:
+        self.script[(method, url)] = list(responses)
+        return self
+
+    def _answer(self, method: str, url: str, kw: dict) -> FakeResponse:
+        self.calls.append((method, url, kw))
+        if not self.script:
+            return self.response
+        queue = self.script.get((method, url))
+        if not queue:
+            return FakeResponse(404, {"error": {"code": 404, "message": "not found"}})
+        return queue.pop(0) if len(queue) > 1 else queue[0]
 
     def post(self, url, **kw):
-        self.calls.append(("POST", url, kw))
-        return self.response
+        return self._answer("POST", url, kw)
 
     def get(self, url, **kw):
-        self.calls.append(("GET", url, kw))
-        return self.response
+        return self._answer("GET", url, kw)
 
     def delete(self, url, **kw):
-        self.calls.append(("DELETE", url, kw))
-        return self.response
+        return self._answer("DELETE", url, kw)
+
+
+class Clock:
+    """Sleep and monotonic time that only move when the provider waits."""
+
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def provider(session: FakeSession, clock: Clock | None = None) -> QueuedResourceProvider:
+    clock = clock or Clock()
+    return QueuedResourceProvider(lambda: session, sleep=clock.sleep, clock=clock)
+
+
+QR = "projects/acme-ml-staging/locations/europe-west4-b/queuedResources/assistant-batch-batch-0"
+COLLECTION = f"{TPU_API}/projects/acme-ml-staging/locations/europe-west4-b/queuedResources"
+OP = "projects/acme-ml-staging/locations/europe-west4-b/operations/op-1"
+
+
+def op(done: bool = False, error: dict | None = None) -> FakeResponse:
+    body: dict = {"name": OP, "done": done}
+    if error:
+        body["error"] = error
+    return FakeResponse(200, body)
+
+
+def qr(state: str, **extra) -> FakeResponse:
+    return FakeResponse(200, {"name": QR, "state": {"state": state, **extra}, **_props()["body"]})
 
 
 def _props() -> dict:
@@ -46,38 +104,150 @@ def _props() -> dict:
             "resourceType": "tpu.googleapis.com/QueuedResource", "body": body}
 
 
-def test_create_posts_the_whole_queued_resource():
-    session = FakeSession()
-    result = QueuedResourceProvider(lambda: session).create(_props())
+def test_create_posts_the_whole_queued_resource_and_waits_for_its_operation():
+    session = (FakeSession()
+               .play("POST", COLLECTION, op())
+               .play("GET", f"{TPU_API}/{OP}", op(), op(), op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("WAITING_FOR_RESOURCES")))
+    clock = Clock()
+    result = provider(session, clock).create(_props())
     method, url, kw = session.calls[0]
-    assert (method, url) == ("POST", f"{TPU_API}/projects/acme-ml-staging/locations/europe-west4-b/queuedResources")
-    assert kw["params"] == {"queuedResourceId": "assistant-batch-batch-0"}
+    assert (method, url) == ("POST", COLLECTION)
+    assert kw["params"]["queuedResourceId"] == "assistant-batch-batch-0"
+    assert str(uuid.UUID(kw["params"]["requestId"])) == kw["params"]["requestId"]  # the API's idempotency key
     assert kw["json"]["spot"] == {} and kw["json"]["tpu"]["nodeSpec"][0]["node"]["serviceAccount"]["email"] == "sa@x"
-    assert result.id == "projects/acme-ml-staging/locations/europe-west4-b/queuedResources/assistant-batch-batch-0"
+    assert [c[1] for c in session.calls].count(f"{TPU_API}/{OP}") == 3  # polled until done
+    assert clock.sleeps == sorted(clock.sleeps) and clock.sleeps[0] > 0  # with a growing backoff
+    assert result.id == QR and result.outs["state"] == "WAITING_FOR_RESOURCES"
 
 
-def test_any_change_replaces_and_delete_forces():
-    provider = QueuedResourceProvider(lambda: session)
+def test_an_operation_error_after_acceptance_is_raised_with_the_apis_reason():
+    session = (FakeSession()
+               .play("POST", COLLECTION, op())
+               .play("GET", f"{TPU_API}/{OP}", op(), op(done=True, error={"code": 8, "message": "quota TPUV5E exceeded"})))
+    with pytest.raises(QueuedResourceError, match="quota TPUV5E exceeded"):
+        provider(session).create(_props())
+
+
+def test_an_operation_that_never_finishes_is_an_error_within_the_bound():
+    session = FakeSession().play("POST", COLLECTION, op()).play("GET", f"{TPU_API}/{OP}", op())
+    clock = Clock()
+    with pytest.raises(QueuedResourceError, match="not done after"):
+        provider(session, clock).create(_props())
+    assert CREATE_TIMEOUT <= clock.now <= CREATE_TIMEOUT + 60
+    assert max(clock.sleeps) <= 30
+
+
+def test_a_queued_resource_that_failed_or_was_suspended_is_an_error_that_says_why():
+    for state, extra, reason in (
+        ("FAILED", {"failedData": {"error": {"code": 3, "message": "topology 4x8 not offered"}}}, "topology 4x8 not offered"),
+        ("SUSPENDED", {"stateInitiator": "SERVICE"}, "SUSPENDED"),
+    ):
+        session = (FakeSession().play("POST", COLLECTION, op(done=True))
+                   .play("GET", f"{TPU_API}/{QR}", qr(state, **extra)))
+        with pytest.raises(QueuedResourceError, match=reason):
+            provider(session).create(_props())
+
+
+def test_throttling_and_server_errors_are_retried_with_the_same_request_id():
+    session = (FakeSession()
+               .play("POST", COLLECTION, FakeResponse(503), FakeResponse(429), op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED")))
+    provider(session).create(_props())
+    posts = [c[2]["params"]["requestId"] for c in session.calls if c[0] == "POST"]
+    assert len(posts) == 3 and len(set(posts)) == 1
+
+
+def test_a_refused_create_says_what_the_api_said():
+    session = FakeSession().play("POST", COLLECTION, FakeResponse(400, {"error": {"code": 400, "message": "bad acceleratorType"}}))
+    with pytest.raises(QueuedResourceError, match="HTTP 400.*bad acceleratorType"):
+        provider(session).create(_props())
+
+
+def test_409_adopts_our_own_slice_and_refuses_someone_elses():
+    conflict = FakeResponse(409, {"error": {"code": 409, "message": "already exists"}})
+    session = (FakeSession().play("POST", COLLECTION, conflict)
+               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE")))
+    result = provider(session).create(_props())
+    assert result.id == QR and result.outs["state"] == "ACTIVE"
+
+    theirs = _props()["body"]
+    theirs["tpu"]["nodeSpec"][0]["node"]["labels"] = {"team": "someone-else"}
+    session = (FakeSession().play("POST", COLLECTION, conflict)
+               .play("GET", f"{TPU_API}/{QR}", FakeResponse(200, {"name": QR, "state": {"state": "ACTIVE"}, **theirs})))
+    with pytest.raises(QueuedResourceError, match="already exists and is not this stack's slice"):
+        provider(session).create(_props())
+
+
+def test_409_while_the_old_slice_is_deleting_waits_it_out_and_creates_again():
+    session = (FakeSession()
+               .play("POST", COLLECTION, FakeResponse(409), op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404), qr("ACCEPTED")))
+    result = provider(session).create(_props())
+    assert [c[0] for c in session.calls].count("POST") == 2 and result.outs["state"] == "ACCEPTED"
+
+
+def test_delete_waits_for_its_operation_and_then_for_the_resource_to_be_gone():
+    session = (FakeSession()
+               .play("DELETE", f"{TPU_API}/{QR}", op())
+               .play("GET", f"{TPU_API}/{OP}", op(), op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404)))
+    provider(session).delete(QR, _props())
+    kinds = [(m, u.rsplit("/", 1)[-1]) for m, u, _ in session.calls]
+    assert kinds[0] == ("DELETE", "assistant-batch-batch-0")
+    assert session.calls[0][2]["params"]["force"] == "true" and session.calls[0][2]["params"]["requestId"]
+    # only after the 404 does delete return: the subnet and a re-create come after that
+    assert kinds[-1] == ("GET", "assistant-batch-batch-0") and kinds.count(("GET", "op-1")) == 2
+
+
+def test_a_failed_delete_is_raised():
+    session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op())
+               .play("GET", f"{TPU_API}/{OP}", op(done=True, error={"code": 9, "message": "node busy"})))
+    with pytest.raises(QueuedResourceError, match="deleting .* failed: code 9: node busy"):
+        provider(session).delete(QR, _props())
+
+
+def test_a_delete_that_never_empties_is_an_error_within_the_bound():
+    session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("DELETING")))
+    clock = Clock()
+    with pytest.raises(QueuedResourceError, match="still exists"):
+        provider(session, clock).delete(QR, _props())
+    assert clock.now <= DELETE_TIMEOUT + 60
+
+
+def test_any_change_replaces_and_a_missing_resource_deletes_cleanly():
     session = FakeSession(FakeResponse(404))
+    p = provider(session)
     old, new = _props(), _props()
     new["body"]["tpu"]["nodeSpec"][0]["node"]["runtimeVersion"] = "v2-alpha-tpuv6e"
-    diff = provider.diff("id", old, new)
+    diff = p.diff("id", old, new)
     assert diff.changes and diff.replaces == ["body"] and diff.delete_before_replace
-    assert not provider.diff("id", old, _props()).changes
-    provider.delete("projects/p/locations/z/queuedResources/q", old)  # 404: already gone, fine
-    assert session.calls[-1][2]["params"] == {"force": "true"}
+    assert not p.diff("id", old, _props()).changes
+    p.delete("projects/p/locations/z/queuedResources/q", old)  # 404: already gone, fine
+    assert session.calls[-1][2]["params"]["force"] == "true" and len(session.calls) == 1
 
 
-def test_read_reports_a_missing_resource_as_gone():
+def test_read_reports_a_missing_resource_as_gone_and_a_failed_one_with_its_reason():
     session = FakeSession(FakeResponse(404))
-    assert QueuedResourceProvider(lambda: session).read("projects/p/locations/z/queuedResources/q", {}).id is None
+    assert provider(session).read("projects/p/locations/z/queuedResources/q", {}).id is None
     session.response = FakeResponse(200, {"state": {"state": "WAITING_FOR_RESOURCES"}})
-    assert QueuedResourceProvider(lambda: session).read("x", {"a": 1}).outs == {"a": 1, "state": "WAITING_FOR_RESOURCES"}
+    assert provider(session).read("x", {"a": 1}).outs == {"a": 1, "state": "WAITING_FOR_RESOURCES", "stateReason": ""}
+    session.response = FakeResponse(200, {"state": {"state": "FAILED", "failedData": {"error": {"code": 8, "message": "no capacity"}}}})
+    assert provider(session).read("x", {}).outs["stateReason"] == "code 8: no capacity"
 
 
-def test_reserved_capacity_asks_for_a_guaranteed_queued_resource():
+def test_the_provider_pickles_for_the_dynamic_provider_process():
+    import pickle
+
+    assert pickle.loads(pickle.dumps(QueuedResourceProvider()))._session_factory is None
+
+
+def test_reserved_capacity_is_the_nodes_scheduling_config_in_v2():
     spec = load_spec(STACKS / "batch.yaml").spec
     plan = plan_tpu(spec, "batch", "batch")
     reserved = plan.__class__(**{**plan.__dict__, "provisioning": "reserved"})
     body = queued_resource_body(reserved, "n", network="n", subnetwork="s", service_account="sa")
-    assert body["guaranteed"] == {"reserved": True} and "spot" not in body
+    # QueuedResource.Guaranteed in v2 has only minDuration; `reserved` there is v2alpha1's.
+    assert "guaranteed" not in body and "spot" not in body
+    assert body["tpu"]["nodeSpec"][0]["node"]["schedulingConfig"] == {"reserved": True}

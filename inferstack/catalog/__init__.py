@@ -250,6 +250,15 @@ def gcp_machine_types() -> dict[str, GcpMachineType]:
     }
 
 
+def gcp_zones(machine_type: str, accelerator: str | None = None) -> dict[str, tuple[str, ...]]:
+    """The zones, per region, that offer a machine type (an N1 type: its guest accelerator's).
+    An exact name in the data wins over its family (the name without its size suffix)."""
+    table = _gcp_data()["zones"]
+    key = accelerator if accelerator is not None else machine_type
+    regions = table.get(key) or table.get(key.rsplit("-", 1)[0]) or {}
+    return {region: tuple(f"{region}-{z}" for z in zones) for region, zones in regions.items()}
+
+
 @cache
 def gcp_guest_accelerators() -> dict[str, GcpGuestAccelerator]:
     gpus = _gcp_data()["gpus"]

@@ -11,6 +11,7 @@ the same spec always yields the same plan.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,19 @@ MOCK_ACCOUNT = "123456789012"
 MOCK_PROJECT = "offline-project"
 SECRET = "[secret]"
 _SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+
+
+@dataclass
+class GcpWorld:
+    """What the GCP lookups find offline. By default every bucket has uniform bucket-level access
+    and no existing network has a proxy-only subnet; tests change it to play the other cases."""
+
+    buckets_without_uniform_access: set[str] = field(default_factory=set)
+    # (project, region) -> existing subnetworks: dicts of name, network, ipCidrRange, purpose, role
+    subnetworks: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
+
+
+GCP_WORLD = GcpWorld()
 
 
 class MissingMockError(RuntimeError):
@@ -205,6 +219,32 @@ class CloudMocks(pulumi_mocks.Mocks):
                     f"{a.get('region')}/subnetworks/{a['name']}")
             # The real lookup returns the subnet's range; offline it is a stand-in.
             return {"name": a["name"], "selfLink": link, "ipCidrRange": "10.0.0.0/20", "id": link}
+        if token.startswith("gcp:"):
+            return self._gcp_call(token, a)
+        raise MissingMockError(f"the offline engine has no answer for data source {token}")
+
+    @staticmethod
+    def _gcp_call(token: str, a: dict) -> dict:
+        if token == "gcp:storage/getBucket:getBucket":
+            return {"name": a["name"], "id": a["name"], "selfLink": f"https://www.googleapis.com/storage/v1/b/{a['name']}",
+                    "uniformBucketLevelAccess": a["name"] not in GCP_WORLD.buckets_without_uniform_access}
+        if token == "gcp:compute/getSubnetworks:getSubnetworks":
+            # The API's filter, as the endpoint writes it: purpose and role, ANDed.
+            wanted = dict(re.findall(r'\((\w+) = "([^"]+)"\)', a.get("filter") or ""))
+            found = [
+                s for s in GCP_WORLD.subnetworks.get((a.get("project"), a.get("region")), [])
+                if all(s.get(k) == v for k, v in wanted.items())
+            ]
+            prefix = f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}"
+            return {
+                "id": f"{a.get('project')}/{a.get('region')}",
+                "subnetworks": [{
+                    "name": s["name"], "description": "", "ipCidrRange": s["ipCidrRange"],
+                    "network": f"{prefix}/global/networks/{s['network']}", "networkName": s["network"],
+                    "networkSelfLink": s["network"], "privateIpGoogleAccess": False,
+                    "selfLink": f"{prefix}/regions/{a.get('region')}/subnetworks/{s['name']}",
+                } for s in found],
+            }
         raise MissingMockError(f"the offline engine has no answer for data source {token}")
 
 

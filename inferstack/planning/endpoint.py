@@ -146,12 +146,13 @@ class GcpEndpointPlan:
     certificate: str
     consumer_projects: tuple[str, ...]
     consumers: tuple[GcpEndpointConsumerPlan, ...]
-    proxy_cidr: str
+    proxy_cidr: str | None  # None: reuse the existing network's active proxy-only subnet
     psc_cidr: str
     deletion_protection: bool
     target_port: int
     health_path: str
     listener_port: int = LISTENER_PORT
+    existing_network: str | None = None  # the name of a network inferstack did not create
 
 
 def adjacent_ranges(subnet_cidr: str) -> tuple[str, str]:
@@ -199,6 +200,8 @@ def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpoin
         return None
     ep = spec.endpoint
     proxy_cidr, psc_cidr = endpoint_ranges(target.network)
+    if not target.network.creates_network:
+        proxy_cidr = target.network.proxy_cidr  # None: the network's own proxy-only subnet serves
     certificate = certificate_for(spec, "gcp", target.region, target.project)
     assert certificate is not None  # the spec checks guarantee it
     return GcpEndpointPlan(
@@ -211,4 +214,5 @@ def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpoin
         deletion_protection=_deletion_protection(spec),
         target_port=spec.serving.port,
         health_path=catalog.engines()[spec.serving.engine].health_path,
+        existing_network=target.network.network,
     )

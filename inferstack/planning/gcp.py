@@ -112,7 +112,8 @@ class GcpGpuFleetPlan:
     target: str
     project: str
     region: str
-    zones: tuple[str, ...] | None  # None: every zone of the region, looked up at deploy time
+    zones: tuple[str, ...]  # the zones of the region that offer the machine type (catalog), or the spec's
+    distribution_shape: str  # the regional group's target distribution shape
     prefix: str
     group_name: str
     labels: dict[str, str]
@@ -139,6 +140,26 @@ class GcpGpuFleetPlan:
     network: GcpNetworkPlan
     startup_script: str
     endpoint: GcpEndpointPlan | None
+
+
+def gpu_zones(target: GcpGpuFleetTarget) -> tuple[str, ...]:
+    """The spec's zones, else every zone of the region that offers the machine type (or the N1
+    guest accelerator), from the catalog. The checks make sure the result is not empty."""
+    if target.zones:
+        return tuple(target.zones)
+    accelerator = target.accelerator.type if target.accelerator is not None else None
+    return catalog.gcp_zones(target.machine_type, accelerator).get(target.region, ())
+
+
+def distribution_shape(spot: bool) -> str:
+    """BALANCED for every GPU group, Spot or not. BALANCED places VMs in the zones where the GPUs
+    are available while spreading over them (Google: "highly available serving or batch
+    workloads"); EVEN would keep retrying a zone that is out of the GPU. ANY would suit Spot, but
+    an autoscaled regional group must be EVEN or BALANCED ("Set a target distribution shape for
+    VMs in a regional MIG", Limitations), and every group here has an autoscaler. BALANCED needs
+    proactive instance redistribution off, which the group's update policy sets. `spot` stays a
+    parameter so that the day ANY supports autoscaling, this is the one place to change."""
+    return "BALANCED"
 
 
 def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPlan:
@@ -178,7 +199,8 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         target=name,
         project=target.project,
         region=target.region,
-        zones=tuple(target.zones) if target.zones else None,
+        zones=gpu_zones(target),
+        distribution_shape=distribution_shape(target.spot.enabled),
         prefix=prefix,
         group_name=group,
         labels=gcp_labels(standard_tags(spec, stack, model_name, target.workload)),
@@ -252,7 +274,7 @@ def queued_resource_body(
 ) -> dict:
     """The Cloud TPU API's QueuedResource for one slice (v2 REST shape), with the node spec
     every slice gets: private network, dedicated service account, metadata, labels."""
-    node = {
+    node: dict = {
         "acceleratorType": plan.accelerator_type,
         "runtimeVersion": plan.runtime_version,
         "description": f"inferstack {plan.prefix}: {plan.generation} {plan.topology} serving slice",
@@ -271,13 +293,17 @@ def queued_resource_body(
         },
         "labels": dict(plan.labels),
     }
+    # Reserved capacity: the v2 API's QueuedResource.Guaranteed has only `minDuration` (the
+    # `reserved` flag there is v2alpha1's); in v2 the node's `schedulingConfig.reserved` asks for
+    # the project's reservation (Cloud TPU REST v2 reference, projects.locations.queuedResources
+    # and projects.locations.nodes#SchedulingConfig).
+    if plan.provisioning == "reserved":
+        node["schedulingConfig"] = {"reserved": True}
     body: dict = {
         "tpu": {"nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]}
     }
     if plan.provisioning == "spot":
         body["spot"] = {}
-    elif plan.provisioning == "reserved":
-        body["guaranteed"] = {"reserved": True}
     return body
 
 

@@ -104,16 +104,7 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
                           f"{key[1]} (certificates[{seen[key]}] is one); keep one per region")
         seen.setdefault(key, i)
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
-    shared: dict[tuple[str, str, str], str] = {}
-    for name, target in sorted(spec.targets.items()):
-        net = target.network
-        if isinstance(net, GcpNetwork) and not net.creates_network:
-            key = (target.project, net.network or "", target.region)
-            if key in shared:
-                yield Finding(("targets", name, "network", "network"), f"target {shared[key]!r} already puts its "
-                              f"endpoint's proxy-only subnet in {net.network} ({target.region}); GCP allows one per "
-                              "network and region: give this target its own network")
-            shared.setdefault(key, name)
+    yield from _shared_proxy_only_subnets(spec)
     for name, target in sorted(spec.targets.items()):
         owner = "" if target.cloud == "aws" else target.project
         yield from _endpoint_certificate(name, target, (target.cloud, target.region, owner) in seen,
@@ -146,12 +137,16 @@ def _endpoint_ranges(name: str, net: GcpNetwork) -> Iterator[Finding]:
     from inferstack.planning.endpoint import endpoint_ranges
 
     loc = ("targets", name, "network")
-    if not net.creates_network and (net.proxy_cidr is None or net.psc_cidr is None):
-        yield Finding(loc, "an existing network needs proxy_cidr and psc_cidr for the endpoint's proxy-only "
-                           "and Private Service Connect subnets")
+    if not net.creates_network and net.psc_cidr is None:
+        yield Finding(loc, "an existing network needs psc_cidr for the endpoint's Private Service Connect NAT "
+                           "subnet (and proxy_cidr only if the network has no proxy-only subnet in the region yet)")
         return
-    proxy, psc = (ipaddress.IPv4Network(r) for r in endpoint_ranges(net))
-    ranges = {"proxy_cidr": proxy, "psc_cidr": psc}
+    if not net.creates_network and net.proxy_cidr is None:
+        # The network's own active proxy-only subnet is reused; the program looks it up.
+        ranges = {"psc_cidr": ipaddress.IPv4Network(net.psc_cidr)}
+    else:
+        proxy, psc = (ipaddress.IPv4Network(r) for r in endpoint_ranges(net))
+        ranges = {"proxy_cidr": proxy, "psc_cidr": psc}
     for field, net_range in ranges.items():
         where = (*loc, field) if getattr(net, field) else loc
         if not net_range.is_private:
@@ -159,8 +154,29 @@ def _endpoint_ranges(name: str, net: GcpNetwork) -> Iterator[Finding]:
                                  f"private: set {field} explicitly")
         elif net.creates_network and net_range.overlaps(ipaddress.IPv4Network(net.subnet_cidr)):
             yield Finding(where, f"{net_range} overlaps the subnet {net.subnet_cidr}")
-    if proxy.overlaps(psc):
-        yield Finding((*loc, "psc_cidr"), f"{psc} overlaps the proxy-only range {proxy}")
+    if len(ranges) == 2 and ranges["proxy_cidr"].overlaps(ranges["psc_cidr"]):
+        yield Finding((*loc, "psc_cidr"), f"{ranges['psc_cidr']} overlaps the proxy-only range {ranges['proxy_cidr']}")
+
+
+def _shared_proxy_only_subnets(spec: DeploymentSpec) -> Iterator[Finding]:
+    """A VPC network has one active REGIONAL_MANAGED_PROXY subnet per region (Cloud Load
+    Balancing, "Proxy-only subnets for Envoy-based load balancers"); every internal Application
+    Load Balancer of the region shares it. Targets that put their endpoints in the same existing
+    network and region cannot each create one: the network's own must serve them all."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for name in sorted(spec.targets):
+        target = spec.targets[name]
+        net = getattr(target, "network", None)
+        if not isinstance(net, GcpNetwork) or net.creates_network:
+            continue
+        key = (target.project, net.network, target.region)
+        if key in seen and (net.proxy_cidr or spec.targets[seen[key]].network.proxy_cidr):
+            creator = name if net.proxy_cidr else seen[key]
+            yield Finding(("targets", creator, "network", "proxy_cidr"),
+                          f"targets {seen[key]!r} and {name!r} share network {net.network!r} in {target.region}, "
+                          "which has one active proxy-only subnet per region for all their load balancers: "
+                          "remove proxy_cidr from both and create the proxy-only subnet once with the network")
+        seen.setdefault(key, name)
 
 
 def _check_model_ref(spec: DeploymentSpec, name: str) -> list[Finding]:
@@ -365,6 +381,25 @@ def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget)
     return out
 
 
+def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
+    """A regional group places VMs in every zone it is given; a zone without the machine type
+    (or the N1 guest accelerator) fails each one placed there. The catalog knows where each is."""
+    accelerator = target.accelerator.type if target.accelerator is not None else None
+    what = accelerator or target.machine_type
+    offered = catalog.gcp_zones(target.machine_type, accelerator)
+    here = offered.get(target.region, ())
+    if not here:
+        elsewhere = sorted(offered)
+        return [Finding((*base, "region"), f"{what} is not offered in {target.region} (Google's GPU regions and "
+                        f"zones page, in the catalog); regions that have it: {', '.join(elsewhere) or 'none known'}")]
+    return [
+        Finding((*base, "zones", i), f"{what} is not offered in zone {zone}; {target.region} has it in "
+                f"{', '.join(here)}")
+        for i, zone in enumerate(target.zones or ())
+        if zone.rsplit("-", 1)[0] == target.region and zone not in here
+    ]
+
+
 def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
@@ -405,6 +440,7 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
                                   f"{facts.accelerator_count}x {facts.accelerator}: remove accelerator")]
         usable = int(facts.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
         what = facts.describe()
+    out += _check_gcp_zones(base, target)
     if not _check_model_ref(spec, name):
         out += _fit(*spec.model_of(name), loc, usable, what)
     return out

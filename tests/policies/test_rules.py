@@ -290,7 +290,7 @@ def test_gcp_and_tpu_batch_pools_must_be_spot():
         resource("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": batch, "scheduling": {"provisioningModel": "STANDARD"}}, "t"),
         resource("gcp:tpu/v2Vm:V2Vm", {"labels": batch, "schedulingConfig": {"spot": False}}, "v"),
         resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource", "body": {
-            "guaranteed": {"reserved": True}, "tpu": {"nodeSpec": [{"node": {"labels": batch}}]}}}, "q"),
+            "tpu": {"nodeSpec": [{"node": {"labels": batch, "schedulingConfig": {"reserved": True}}}]}}}, "q"),
     ]
     assert [urn.rsplit("::", 1)[1] for _, urn in run_stack("cost-compute-pool-require-spot-for-batch", bad)] == ["t", "v", "q"]
 
