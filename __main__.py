@@ -2,9 +2,9 @@
 
 import pulumi
 
+from inferstack.errors import SpecError
 from inferstack.program import build
 from inferstack.spec.loader import load_spec
-from inferstack.errors import SpecError
 
 spec_file = pulumi.Config("inferstack").require("spec")
 try:

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for n in args.sizes:
         plan = measure(plan_runner(specs[n]), args.repeat)
-        floor = measure(lambda: run_floor(plan.result), args.repeat)
+        floor = measure(lambda result=plan.result: run_floor(result), args.repeat)
         if floor.result != plan.result:
             raise RuntimeError(f"the floor registered {floor.result} resources, the plan {plan.result}")
         print(

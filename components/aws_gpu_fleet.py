@@ -42,7 +42,12 @@ from inferstack.planning.aws_fleet import (
     AwsFleetPlan,
 )
 
-GROUP_METRICS = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances", "GroupTotalInstances"]
+GROUP_METRICS = [
+    aws.autoscaling.Metric.GROUP_IN_SERVICE_INSTANCES,
+    aws.autoscaling.Metric.GROUP_DESIRED_CAPACITY,
+    aws.autoscaling.Metric.GROUP_PENDING_INSTANCES,
+    aws.autoscaling.Metric.GROUP_TOTAL_INSTANCES,
+]
 
 
 def autoscaling_service_role(tags: dict[str, str], opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

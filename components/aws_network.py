@@ -51,6 +51,7 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
 
         invoke = pulumi.InvokeOutputOptions(parent=self)
         if not plan.creates_vpc:
+            assert plan.vpc_id is not None  # the spec requires vpc_id when no VPC is created
             existing = aws.ec2.get_vpc_output(id=plan.vpc_id, opts=invoke)
             self.vpc_id = pulumi.Output.from_input(plan.vpc_id)
             self.vpc_cidr = existing.cidr_block

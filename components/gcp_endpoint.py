@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-from inferstack.errors import CloudCheckError
 from inferstack.components.gcp_network import SUBNET_FLOW_LOGS
+from inferstack.errors import CloudCheckError
 from inferstack.planning.endpoint import GcpEndpointPlan
 from inferstack.planning.naming import gcp_name
 
@@ -225,12 +225,13 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
                 # own request logs (the backend service's log_config) cover this hop.
                 opts=child,
             ))
-        if plan.existing_network is None:
+        existing = plan.existing_network
+        if existing is None:
             return created, plan.proxy_cidr
         found = gcp.compute.get_subnetworks_output(
             project=project, region=region, filter=ACTIVE_PROXY_ONLY, opts=pulumi.InvokeOutputOptions(parent=self)
         ).subnetworks.apply(lambda subnets: proxy_only_range(
-            subnets, network=plan.existing_network, region=region, ours=ours
+            subnets, network=existing, region=region, ours=ours
         ) or plan.proxy_cidr)
         return created, found
 

@@ -14,7 +14,7 @@ from inferstack.planning.gcp import SERVICE_ACCOUNT_ROLES, ArtifactRepository, W
 from inferstack.planning.naming import gcp_name
 
 
-def require_uniform_access(bucket: str, uniform: bool) -> bool:
+def require_uniform_access(bucket: str, uniform: bool) -> None:
     """IAM Conditions on a bucket need uniform bucket-level access (Cloud Storage docs, "Uniform
     bucket-level access": it is required to use IAM Conditions, and cannot be turned off while
     conditions exist); without it the conditional grant is refused."""
@@ -24,7 +24,6 @@ def require_uniform_access(bucket: str, uniform: bool) -> bool:
             "read access is a conditional IAM grant, which needs it: turn it on with "
             f"`gcloud storage buckets update gs://{bucket} --uniform-bucket-level-access`"
         )
-    return True
 
 
 def weights_condition(weights: Weights) -> str:
@@ -67,9 +66,11 @@ class GcpNodeIdentity(pulumi.ComponentResource):
         # Looked up before the grant: the expression waits for the check, so a bucket without
         # uniform access stops the deployment with the fix instead of a refused IAM call.
         bucket = gcp.storage.get_bucket_output(name=weights.bucket, opts=pulumi.InvokeOutputOptions(parent=self))
-        expression = bucket.uniform_bucket_level_access.apply(
-            lambda uniform: require_uniform_access(weights.bucket, uniform) and weights_condition(weights)
-        )
+        def condition(uniform: bool) -> str:
+            require_uniform_access(weights.bucket, uniform)
+            return weights_condition(weights)
+
+        expression = bucket.uniform_bucket_level_access.apply(condition)
         for role in SERVICE_ACCOUNT_ROLES:
             gcp.projects.IAMMember(f"{name}-{role.rsplit('.', 1)[-1].lower()}", project=project, role=role,
                                    member=member, opts=child)

@@ -164,7 +164,7 @@ class NodeHarness:
         }
         proc = subprocess.run(
             [shutil.which("bash") or "/bin/bash", str(script_path)],
-            env=full_env, capture_output=True, text=True, timeout=timeout, start_new_session=True,
+            env=full_env, check=False, capture_output=True, text=True, timeout=timeout, start_new_session=True,
             cwd=run_dir,
         )
         raw = log.read_text()
@@ -193,5 +193,5 @@ def shellcheck(script: str, tmp: Path, severity: str = "style") -> str:
     exe = str(beside) if beside.exists() else shutil.which("shellcheck") or "shellcheck"
     path = tmp / "script.sh"
     path.write_text(script)
-    result = subprocess.run([exe, "-S", severity, "-s", "bash", str(path)], capture_output=True, text=True)
+    result = subprocess.run([exe, "-S", severity, "-s", "bash", str(path)], check=False, capture_output=True, text=True)
     return result.stdout

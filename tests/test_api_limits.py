@@ -108,7 +108,7 @@ AWS_TAGS = mapping(
 )
 
 
-def ASG_TAGS(tags: Any) -> Iterator[str]:  # noqa: N802 - a check like the constants around it
+def ASG_TAGS(tags: Any) -> Iterator[str]:
     """Auto Scaling group tags are a list of {key, value, propagateAtLaunch} (Auto Scaling API
     Reference, Tag: key 1-128, value 0-256): the same limits as a map."""
     yield from AWS_TAGS({t["key"]: t["value"] for t in tags or []})

@@ -74,8 +74,8 @@ def test_policy_config_carries_every_limit_from_the_spec():
                                "europe-west9"],
             "allowedZones": [], "allowedMultiRegions": []},
         "residency-storage-replica-require-allowed-region": {"allowedRegions": sorted(
-            eu_aws + ["europe-central2", "europe-north1", "europe-north2", "europe-southwest1", "europe-west1",
-                      "europe-west10", "europe-west12", "europe-west3", "europe-west4", "europe-west8", "europe-west9"])},
+            [*eu_aws, "europe-central2", "europe-north1", "europe-north2", "europe-southwest1", "europe-west1",
+             "europe-west10", "europe-west12", "europe-west3", "europe-west4", "europe-west8", "europe-west9"])},
         "residency-aws-s3bucket-disallow-outside-replication": {"allowedRegions": eu_aws},
         "residency-vpn-peer-require-allowed-ip": {"allowedPeerIps": []},
         "tags-resource-require-standard-tags": {

@@ -287,9 +287,7 @@ def test_every_cloud_resource_has_an_explicit_provider(dev, prod):
     for res in (dev, prod):
         for r in res.all:
             if r["custom"] and not r["type"].startswith("pulumi:providers:"):
-                assert r["provider"] == "urn:pulumi:{}::inferstack::pulumi:providers:aws::aws-eu-central-1".format(
-                    res.plan.stack
-                ), r["urn"]
+                assert r["provider"] == f"urn:pulumi:{res.plan.stack}::inferstack::pulumi:providers:aws::aws-eu-central-1", r["urn"]
 
 
 def test_children_are_parented_to_their_component(dev):

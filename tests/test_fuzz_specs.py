@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLE_STACKS
 from ruamel.yaml import YAML
 
+from conftest import EXAMPLE_STACKS
 from inferstack.cli import main
 
 SEED = 8

@@ -185,7 +185,7 @@ targets:
     instance_types: [p4d.24xlarge]
     capacity: {min: 1, max: 2}
     autoscaling: {signal: gpu_utilization, target: 70}
-""" % (DIGEST_IMAGE, DIGEST_IMAGE.replace("us-east-1", "eu-central-1"), DIGEST_IMAGE.replace("us-east-1", "eu-west-1"))
+""" % (DIGEST_IMAGE, DIGEST_IMAGE.replace("us-east-1", "eu-central-1"), DIGEST_IMAGE.replace("us-east-1", "eu-west-1"))  # noqa: UP031 (YAML flow maps are full of braces)
 
 
 def _swap_blocks(text: str, first: str, second: str, end: str | None) -> str:

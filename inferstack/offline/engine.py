@@ -13,16 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
+from pydantic import BaseModel, ConfigDict
 
+from inferstack.offline.mocks import CloudMocks, RecordingMonitor
 from inferstack.planning import cost
 from inferstack.planning.cost import TargetCost
-from inferstack.offline.mocks import CloudMocks, RecordingMonitor
 from inferstack.spec.loader import LoadedSpec
 
 PLAN_VERSION = 1

@@ -175,7 +175,8 @@ class CloudMocks(pulumi_mocks.Mocks):
 
     # -- data sources -------------------------------------------------------------------------
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+    # The SDK accepts a bare dict (no secret paths) besides the tuple its signature names.
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:  # type: ignore[override]
         region = self.region_of(args.provider)
         token, a = args.token, args.args
         self.calls.append((token, dict(a)))
@@ -232,7 +233,7 @@ class CloudMocks(pulumi_mocks.Mocks):
             # The API's filter, as the endpoint writes it: purpose and role, ANDed.
             wanted = dict(re.findall(r'\((\w+) = "([^"]+)"\)', a.get("filter") or ""))
             found = [
-                s for s in GCP_WORLD.subnetworks.get((a.get("project"), a.get("region")), [])
+                s for s in GCP_WORLD.subnetworks.get((str(a.get("project")), str(a.get("region"))), [])
                 if all(s.get(k) == v for k, v in wanted.items())
             ]
             prefix = f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}"
@@ -307,7 +308,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 qualified = f"{parent_type}${type_}"
         return f"urn:pulumi:{settings.get_stack()}::{settings.get_project()}::{qualified}::{name}"
 
-    def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -336,7 +337,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
-    def RegisterResourceOutputs(self, request):  # noqa: N802
+    def RegisterResourceOutputs(self, request):
         if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
             self.stack_outputs = clean(rpc.deserialize_properties(request.outputs, keep_unknowns=True))
         return super().RegisterResourceOutputs(request)

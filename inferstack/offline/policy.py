@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
@@ -92,7 +92,7 @@ class PolicyPackProcess:
         self.channel: grpc.Channel | None = None
         self.stub: analyzer_pb2_grpc.AnalyzerStub | None = None
 
-    def __enter__(self) -> PolicyPackProcess:
+    def __enter__(self) -> Self:
         main = self.pack_dir / "__main__.py"
         if not main.is_file():
             raise PolicyPackError(f"no policy pack at {self.pack_dir} (missing __main__.py)")
@@ -118,8 +118,9 @@ class PolicyPackProcess:
     def _read_port(self) -> int:
         """The engine's contract: the pack's first line of stdout is its port, nothing before it."""
         assert self.process is not None and self.process.stdout is not None
+        stdout = self.process.stdout
         line: list[bytes] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(START_TIMEOUT_SECONDS)
         first = line[0].decode(errors="replace").strip() if line else ""

@@ -264,7 +264,7 @@ def plan_root_volume(size_gib: int, weights_bytes: int, instance_types: tuple[st
 
 
 def _minutes(seconds: float) -> int:
-    return -(-int(math.ceil(seconds)) // 60) * 60
+    return -(-math.ceil(seconds) // 60) * 60
 
 
 def plan_readiness(

@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 
 from inferstack import catalog
-from inferstack.planning.naming import gcp_name
-from inferstack.planning.naming import resource_prefix
+from inferstack.planning.naming import gcp_name, resource_prefix
 from inferstack.spec.models import (
     ACM_ARN,
     GCP_CERT,
@@ -123,7 +122,7 @@ def check_consumer_zones(
 ) -> list[str]:
     """The consumer's subnets, once each is known to be in a zone of the service's load balancer
     (an interface endpoint can only use those zones; AZ IDs compare across accounts)."""
-    outside = [f"{s} ({z})" for s, z in zip(subnet_ids, consumer_zone_ids) if z not in fleet_zone_ids]
+    outside = [f"{s} ({z})" for s, z in zip(subnet_ids, consumer_zone_ids, strict=True) if z not in fleet_zone_ids]
     if outside:
         raise ValueError(
             f"endpoint.aws_consumers: the subnets {', '.join(outside)} of {vpc_id} are in Availability Zones "
@@ -199,6 +198,7 @@ def plan_gcp_endpoint(spec: DeploymentSpec, stack: str, name: str) -> GcpEndpoin
     if spec.endpoint is None or not isinstance(target, (GcpGpuFleetTarget, GcpTpuTarget)):
         return None
     ep = spec.endpoint
+    proxy_cidr: str | None
     proxy_cidr, psc_cidr = endpoint_ranges(target.network)
     if not target.network.creates_network:
         proxy_cidr = target.network.proxy_cidr  # None: the network's own proxy-only subnet serves
