@@ -513,6 +513,9 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
                     namespace=namespace, metric_name=metric, dimensions=dimensions, stat=stat, period=60
                 ),
+                # PutMetricAlarm wants exactly one query returning data (the `wake` expression);
+                # an omitted ReturnData means true to the API, so say false.
+                return_data=False,
             )
 
         queries = [
