@@ -34,7 +34,8 @@ def _nodes(args: ResourceValidationArgs) -> Iterator[tuple[str, Any]]:
     """(kind, properties) of every GCP VM the resource describes: itself, or the queued body's nodes."""
     t = args.resource_type
     if t in GCP_TEMPLATES or t == TPU_VM:
-        yield ("TPU VM" if t == TPU_VM else "instance template"), args.props
+        kind = {TPU_VM: "TPU VM", "gcp:compute/instance:Instance": "instance"}.get(t, "instance template")
+        yield kind, args.props
     for node in queued_tpu_nodes(t, args.props):
         yield "queued TPU node", node
 
@@ -66,7 +67,7 @@ def _on(value: Any) -> bool:
 def shielded_vm(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     for kind, node in _nodes(args):
         fields = ["enableSecureBoot"]
-        if kind == "instance template":
+        if kind != "TPU VM" and kind != "queued TPU node":
             # vTPM and integrity monitoring default to true on Compute Engine, Secure Boot to
             # false; all three are required explicitly so the plan shows them.
             fields += ["enableVtpm", "enableIntegrityMonitoring"]
@@ -133,7 +134,7 @@ def no_serial_port(args: ResourceValidationArgs, config: Mapping[str, Any]) -> I
 )
 def no_ip_forward(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     for kind, node in _nodes(args):
-        value = get(node, "networkConfig", "canIpForward") if kind != "instance template" else get(node, "canIpForward")
+        value = get(node, "networkConfig", "canIpForward") if "TPU" in kind else get(node, "canIpForward")
         if truthy(value):
             yield f"The {kind} forwards IP packets."
 
