@@ -86,6 +86,7 @@ HARDENING_CASES = [
     (SERIAL, TPU, tpu(), tpu(metadata=meta(**{"serial-port-enable": "1"})), "serial port", {}),
     (SERIAL, DYN, queued(), queued(metadata=meta(**{"serial-port-enable": "true"})), "serial port", {}),
     (FORWARD, IT, template(), template(canIpForward=True), "forwards IP packets", {}),
+    (FORWARD, "gcp:compute/instance:Instance", template(), template(canIpForward="true"), "instance forwards", {}),
     (FORWARD, TPU, tpu(), tpu(networkConfig={"canIpForward": True}), "forwards IP packets", {}),
     (FORWARD, DYN, queued(), queued(networkConfig={"canIpForward": True}), "forwards IP packets", {}),
     (ACCOUNT, IT, template(), template(serviceAccount={"email": "123456789012-compute@developer.gserviceaccount.com"}),
