@@ -81,6 +81,7 @@ def test_policy_config_carries_every_limit_from_the_spec():
         "tags-resource-require-standard-tags": {
             "requiredTags": ["stack", "environment", "team", "model", "data-classification"]},
         "cost-stack-gpu-count-limit": {"maxGpus": 12, "gpusPerInstanceType": {"g5.xlarge": 1, "g6.xlarge": 1}},
+        "security-aws-cloudwatch-loggroup-retention-minimum": {"minLogRetentionDays": 30},
     }
 
 

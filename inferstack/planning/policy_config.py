@@ -21,6 +21,7 @@ S3_REPLICATION = "residency-aws-s3bucket-disallow-outside-replication"
 VPN_PEERS = "residency-vpn-peer-require-allowed-ip"
 TAGS = "tags-resource-require-standard-tags"
 GPU_LIMIT = "cost-stack-gpu-count-limit"
+LOG_RETENTION = "security-aws-cloudwatch-loggroup-retention-minimum"
 
 
 def derive(spec: DeploymentSpec) -> dict[str, Any]:
@@ -46,4 +47,7 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
         VPN_PEERS: {"allowedPeerIps": []},
         TAGS: {"requiredTags": [k for k in standard_tags(spec, "-", "-") if k not in ("managed-by", "workload")]},
         GPU_LIMIT: {"maxGpus": spec.guardrails.max_gpus, "gpusPerInstanceType": gpus},
+        # The retention the spec chose for its environment (a year in production unless set):
+        # a log group the program keeps shorter than the stack's own setting is reported.
+        LOG_RETENTION: {"minLogRetentionDays": spec.log_retention_days()},
     }

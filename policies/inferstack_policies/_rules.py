@@ -39,6 +39,10 @@ class Rule:
     remediation: str
     config: dict[str, dict[str, Any]]
     types: tuple[str, ...]  # exact tokens or prefixes ending in "/" or ":"; empty = every type
+    # Hardening properties the rule checks, per resource type: dotted input paths (a list is
+    # walked through, a metadata key is its last step). tests/policies/test_hardening_in_step.py
+    # reads them to keep the components' secure defaults and the pack's checks in step.
+    checks: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def applies_to(self, token: str) -> bool:
         return not self.types or any(token == t or (t[-1] in "/:" and token.startswith(t)) for t in self.types)
@@ -65,8 +69,10 @@ def resource_rule(
     types: Iterable[str] = (),
     enforcement: EnforcementLevel = EnforcementLevel.MANDATORY,
     config: dict[str, dict[str, Any]] | None = None,
+    checks: Mapping[str, Iterable[str]] | None = None,
 ) -> Callable[[Check], ResourceValidationPolicy]:
-    rule = Rule(name, description, severity, enforcement, remediation, config or {}, tuple(types))
+    hardening = tuple((t, tuple(paths)) for t, paths in (checks or {}).items())
+    rule = Rule(name, description, severity, enforcement, remediation, config or {}, tuple(types), hardening)
     RULES[name] = rule
 
     def wrap(check: Check) -> ResourceValidationPolicy:
@@ -184,3 +190,13 @@ def queued_tpu_nodes(token: str, props: Any) -> list[Any]:
 
 def is_queued_tpu(token: str, props: Any) -> bool:
     return token == DYNAMIC and get(props, "resourceType") == QUEUED_TPU
+
+
+def hardening_checks() -> dict[str, set[str]]:
+    """Every hardening property some rule checks, per resource type (QUEUED_TPU for the
+    queued-resource body's node, paths relative to the node)."""
+    out: dict[str, set[str]] = {}
+    for rule in RULES.values():
+        for token, paths in rule.checks:
+            out.setdefault(token, set()).update(paths)
+    return out

@@ -16,6 +16,7 @@ from ._rules import (
     DYNAMIC,
     GCP_TEMPLATES,
     LAUNCH_TEMPLATE,
+    QUEUED_TPU,
     TPU_VM,
     get,
     items,
@@ -36,6 +37,13 @@ TPU_QUEUED = "gcp:tpu/v2QueuedResource:V2QueuedResource"
     severity=Severity.HIGH,
     remediation="remove the public IP (the spec's network.public_ip opt-out); reach nodes through the private endpoint.",
     types=(LAUNCH_TEMPLATE, EC2_INSTANCE, "aws:ec2/subnet:Subnet", *GCP_TEMPLATES, TPU_VM, TPU_QUEUED, DYNAMIC),
+    checks={
+        LAUNCH_TEMPLATE: ("networkInterfaces.associatePublicIpAddress",),
+        EC2_INSTANCE: ("associatePublicIpAddress",),
+        **{t: ("networkInterfaces.accessConfigs", "networkInterfaces.ipv6AccessConfigs") for t in GCP_TEMPLATES},
+        TPU_VM: ("networkConfig.enableExternalIps",),
+        QUEUED_TPU: ("networkConfig.enableExternalIps",),
+    },
 )
 def no_public_ip(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     p, t = args.props, args.resource_type
@@ -67,6 +75,7 @@ def no_public_ip(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Ite
     remediation="set metadataOptions.httpTokens to 'required' and httpPutResponseHopLimit to 1.",
     types=(LAUNCH_TEMPLATE, EC2_INSTANCE),
     config={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 1, "description": "Largest hop limit allowed."}},
+    checks={t: ("metadataOptions.httpTokens", "metadataOptions.httpPutResponseHopLimit") for t in (LAUNCH_TEMPLATE, EC2_INSTANCE)},
 )
 def imdsv2(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     meta = get(args.props, "metadataOptions") or {}
@@ -83,6 +92,10 @@ def imdsv2(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[
     severity=Severity.HIGH,
     remediation="encrypt the disk with the stack's KMS key (kmsKeyId / diskEncryptionKey.kmsKeySelfLink).",
     types=(LAUNCH_TEMPLATE, EC2_INSTANCE, "aws:ebs/volume:Volume", *GCP_TEMPLATES, "gcp:compute/disk:Disk"),
+    checks={
+        LAUNCH_TEMPLATE: ("blockDeviceMappings.ebs.encrypted", "blockDeviceMappings.ebs.kmsKeyId"),
+        **{t: ("disks.diskEncryptionKey.kmsKeySelfLink",) for t in GCP_TEMPLATES},
+    },
 )
 def disks_encrypted(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     p, t = args.props, args.resource_type

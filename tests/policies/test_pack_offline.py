@@ -135,3 +135,50 @@ def test_the_packs_health_check_ranges_are_the_ones_the_firewall_opens():
     from inferstack.policy_pack.inferstack_policies.security import GOOGLE_HEALTH_CHECK_RANGES
 
     assert list(HEALTH_CHECK_RANGES) == GOOGLE_HEALTH_CHECK_RANGES
+
+
+def _mutated(stack: str, token: str, change) -> dict:
+    doc = json.loads(json.dumps(plan_of_file(str(STACKS / stack)).to_json()))
+    for r in doc["resources"]:
+        if r["type"] == token:
+            change(r["inputs"])
+    return doc
+
+
+@pytest.mark.parametrize("rule,stack,token,change", [
+    ("security-gcp-compute-require-shielded-vm", "research.yaml", "gcp:compute/instanceTemplate:InstanceTemplate",
+     lambda i: i["shieldedInstanceConfig"].update(enableSecureBoot=False)),
+    ("security-gcp-compute-block-project-ssh-keys", "research.yaml", "gcp:compute/instanceTemplate:InstanceTemplate",
+     lambda i: i["metadata"].update({"block-project-ssh-keys": "FALSE"})),
+    ("security-gcp-compute-require-dedicated-service-account", "research.yaml",
+     "gcp:compute/instanceTemplate:InstanceTemplate",
+     lambda i: i["serviceAccount"].update(email="123-compute@developer.gserviceaccount.com")),
+    ("security-gcp-compute-require-os-login", "batch.yaml", "pulumi-python:dynamic:Resource",
+     lambda i: [s["node"]["metadata"].pop("enable-oslogin") for s in i["body"]["tpu"]["nodeSpec"]]),
+    ("security-aws-ec2-disallow-key-pair", "dev.yaml", "aws:ec2/launchTemplate:LaunchTemplate",
+     lambda i: i.update(keyName="ops")),
+    ("security-aws-cloudwatch-loggroup-require-retention-kms", "dev.yaml", "aws:cloudwatch/logGroup:LogGroup",
+     lambda i: i.pop("kmsKeyId")),
+    ("security-aws-s3bucket-require-tls-only", "dev.yaml", "aws:s3/bucketPolicy:BucketPolicy",
+     lambda i: i.update(policy=json.dumps({"Statement": [s for s in json.loads(i["policy"])["Statement"]
+                                                         if s["Effect"] != "Deny"]}))),
+])
+def test_new_rules_block_a_broken_plan_over_grpc(rule, stack, token, change):
+    """The red-team's broken plans, and the scanner's findings, through the pack process."""
+    doc = _mutated(stack, token, change)
+    report = analyze(doc, policy_config.derive(load_spec(STACKS / stack).spec))
+    assert {(v.policy, v.enforcement) for v in report.violations} == {(rule, "mandatory")}
+
+
+def test_short_log_retention_is_advisory_over_grpc():
+    doc = _mutated("prod.yaml", "aws:cloudwatch/logGroup:LogGroup", lambda i: i.update(retentionInDays=30))
+    report = analyze(doc, policy_config.derive(load_spec(STACKS / "prod.yaml").spec))
+    assert {(v.policy, v.enforcement) for v in report.violations} == {
+        ("security-aws-cloudwatch-loggroup-retention-minimum", "advisory")}
+
+
+def test_the_retention_minimum_is_the_specs_for_its_environment():
+    config = policy_config.derive(load_spec(STACKS / "prod.yaml").spec)
+    assert config[policy_config.LOG_RETENTION] == {"minLogRetentionDays": 365}
+    config = policy_config.derive(load_spec(STACKS / "dev.yaml").spec)
+    assert config[policy_config.LOG_RETENTION] == {"minLogRetentionDays": 30}
