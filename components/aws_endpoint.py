@@ -118,7 +118,7 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        certificate = plan.certificate_arn
+        certificate: pulumi.Input[str] | None = plan.certificate_arn
         if certificate is None:
             issued = aws.acm.Certificate(
                 f"{name}-cert",

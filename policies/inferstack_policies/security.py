@@ -158,7 +158,10 @@ def public_part(cidr: str, allowed: list[str]) -> bool:
         return True  # not a range we can reason about: fail closed
     if net.is_private:
         return False
-    return not any(net.version == a.version and net.subnet_of(a) for a in map(ipaddress.ip_network, allowed))
+    return not any(
+        net.version == a.version and net.subnet_of(a)  # type: ignore[arg-type]  # same version, checked first
+        for a in map(ipaddress.ip_network, allowed)
+    )
 
 
 @resource_rule(
