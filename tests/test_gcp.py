@@ -106,7 +106,8 @@ def test_regional_group_heals_after_the_model_loads_and_updates_proactively(rese
     inputs = mig["inputs"]
     assert inputs["region"] == "europe-west4"
     assert inputs["distributionPolicyZones"] == ["europe-west4-a", "europe-west4-b", "europe-west4-c"]
-    assert inputs["autoHealingPolicies"]["initialDelaySec"] == 420
+    # driver install, both pulls and the weights' fetch included (planning.gcp.initial_delay)
+    assert inputs["autoHealingPolicies"]["initialDelaySec"] == 840
     policy = inputs["updatePolicy"]
     assert (policy["type"], policy["maxUnavailableFixed"], policy["maxSurgeFixed"]) == ("PROACTIVE", 0, 3)
     assert mig["options"]["ignoreChanges"] == ["targetSize"]
@@ -114,9 +115,9 @@ def test_regional_group_heals_after_the_model_loads_and_updates_proactively(rese
     assert (health["port"], health["requestPath"]) == (8000, "/health")
 
 
-def test_autoscaler_scales_on_a_per_group_queue_signal_from_zero(research):
+def test_autoscaler_scales_on_a_per_group_queue_signal(research):
     policy = research.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
-    assert (policy["minReplicas"], policy["maxReplicas"]) == (0, 6)
+    assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 6)
     (metric,) = policy["metrics"]
     assert metric["name"] == "custom.googleapis.com/inferstack/pending_requests"
     assert metric["singleInstanceAssignment"] == 4
@@ -125,7 +126,7 @@ def test_autoscaler_scales_on_a_per_group_queue_signal_from_zero(research):
 
 
 def test_gpu_utilisation_is_a_per_instance_gauge(tmp_path):
-    text = RESEARCH.replace("capacity: {min: 0, max: 6, desired: 1}", "capacity: {min: 1, max: 6}").replace(
+    text = RESEARCH.replace(
         "signal: queue_depth, target: 4", "signal: gpu_utilization, target: 70"
     )
     (metric,) = Resources(plan_of_text(text, "research")).one(
@@ -193,3 +194,14 @@ def test_two_endpoint_targets_in_one_existing_network_cannot_each_create_a_proxy
     reuse = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.2.0/24}")
     reuse = reuse.replace("    network: {cidr: 10.81.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.3.0/24}")
     parse_spec(reuse, "research.yaml")
+
+
+def test_a_gcp_fleet_that_omits_the_signal_scales_on_per_group_in_flight_load():
+    """The default signal is in_flight on both clouds; GCP planning had no entry for it (KeyError)."""
+    text = RESEARCH.replace("autoscaling: {signal: queue_depth, target: 4,", "autoscaling: {target: 4,")
+    assert "signal: queue_depth" not in text
+    res = Resources(plan_of_text(text, "research"))
+    (metric,) = res.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
+    assert metric["name"] == "custom.googleapis.com/inferstack/in_flight_requests"
+    assert metric["singleInstanceAssignment"] == 4
+    assert metric["filter"] == 'resource.type = "global" AND metric.labels.group = "assistant-research-chat"'

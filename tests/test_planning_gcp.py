@@ -143,6 +143,7 @@ def test_parse_artifact_registry_rejects_other_registries(image):
 @pytest.mark.parametrize(
     ("signal", "metric", "per_group"),
     [
+        ("in_flight", "custom.googleapis.com/inferstack/in_flight_requests", True),
         ("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True),
         ("requests_per_target", "custom.googleapis.com/inferstack/running_requests", True),
         ("gpu_utilization", "custom.googleapis.com/inferstack/gpu_utilization", False),
@@ -178,7 +179,7 @@ def test_plan_gcp_fleet_research_chat():
     assert plan.boot_image == "projects/cos-cloud/global/images/family/cos-stable"
     assert plan.spot is True
     assert plan.termination_action == "DELETE"
-    assert (plan.min_size, plan.max_size, plan.initial_size) == (0, 6, 1)
+    assert (plan.min_size, plan.max_size, plan.initial_size) == (1, 6, 1)
     assert plan.scale_in_cooldown == 600
     assert plan.port == 8000
     assert plan.health_path == "/health"
@@ -209,7 +210,12 @@ def test_plan_gcp_fleet_research_chat_weights_image_signal_and_grace():
     assert plan.artifact_repository == gcp.ArtifactRepository("europe-west4", "acme-ml-staging", "serving")
     assert plan.signal == gcp.GcpSignal("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True, 4.0)
     _, model = spec.model_of("chat")
-    assert plan.initial_delay_seconds == sizing.startup_seconds(sizing.footprint("llama-3-8b", model)) == 420
+    # G2 figures (catalog data/gcp_node.yaml): boot 60 + driver 240 + both pulls 240 + warm-up 150
+    # + ~15 GiB at 150 MiB/s from GCS + at 800 MiB/s into the GPU = ~811 s, whole minutes: 840.
+    # The old estimate (420) left out the driver install and the second pull.
+    timings = catalog.gcp_node_timings_of("g2-standard-8")
+    weights = sizing.footprint("llama-3-8b", model).weights_bytes
+    assert plan.initial_delay_seconds == gcp.initial_delay(timings, weights, None) == 840
     assert plan.weights.uri in plan.startup_script
     assert AR_IMAGE in plan.startup_script
 

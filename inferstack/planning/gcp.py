@@ -22,14 +22,32 @@ KMS_ROTATION_SECONDS = 90 * 24 * 3600
 METRIC_PREFIX = "custom.googleapis.com/inferstack"
 SERVICE_ACCOUNT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
-# Per-group signals (one series per publisher, summed by the autoscaler and divided by the
-# target) can wake a group from zero; a per-instance gauge cannot.
+# Per-group signals: one series per publisher, summed by the autoscaler and divided by the
+# target (single_instance_assignment), so the sum stays defined while the group is empty; a
+# per-instance gauge is averaged over the group's VMs and has no value at zero. No node publishes
+# at zero, which is why a GCP group may not use min: 0 (spec.models.GcpGpuFleetTarget).
 GCP_SIGNALS = {
+    "in_flight": ("in_flight_requests", "group"),  # running + waiting, the default on both clouds
     "queue_depth": ("pending_requests", "group"),
     "requests_per_target": ("running_requests", "group"),
     "gpu_utilization": ("gpu_utilization", "instance"),
     "lb_utilization": ("", "load-balancer"),  # the endpoint's backend service measures it
 }
+
+# The group's auto-healing initial delay: Compute Engine accepts 0..3600 s (autoHealingPolicies
+# initialDelaySec). The estimate is rounded up to whole minutes and kept inside that range.
+MAX_INITIAL_DELAY_SECONDS = 3600
+MIN_INITIAL_DELAY_SECONDS = 300
+
+
+def initial_delay(timings: catalog.GcpNodeTimings, weights_bytes: int, override: int | None) -> int:
+    """Create to healthy: boot, driver install, both image pulls, the weights' fetch and load, the
+    engine's warm-up (catalog data/gcp_node.yaml), unless the spec overrides it."""
+    if override is not None:
+        return min(MAX_INITIAL_DELAY_SECONDS, override)
+    minutes = -(-int(timings.startup_seconds(weights_bytes)) // 60)
+    return max(MIN_INITIAL_DELAY_SECONDS, min(MAX_INITIAL_DELAY_SECONDS, minutes * 60))
+
 
 _AR = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/")
 
@@ -194,6 +212,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         engine_runtime=engine_runtime_flags(spec.serving.engine),
         group=group,
         signal=signal,
+        cloud_cli_image=target.cloud_cli_image or catalog.gcp_cloud_cli_image(),
     )
     return GcpGpuFleetPlan(
         target=name,
@@ -218,8 +237,11 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         scale_in_cooldown=target.autoscaling.scale_in_cooldown,
         port=spec.serving.port,
         health_path=engine.health_path,
-        initial_delay_seconds=spec.serving.health_check_grace_seconds
-        or sizing.startup_seconds(sizing.footprint(model_name, model)),
+        initial_delay_seconds=initial_delay(
+            catalog.gcp_node_timings_of(target.machine_type),
+            sizing.footprint(model_name, model).weights_bytes,
+            spec.serving.health_check_grace_seconds,
+        ),
         signal=signal,
         weights=weights,
         image=image,

@@ -403,6 +403,16 @@ def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
 def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    if target.capacity.min == 0:
+        # Why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
+        # at zero"). The internal load balancer's request counts are not a documented autoscaler
+        # input for a group with no backends, and clients would get 503s until a node is healthy.
+        out.append(Finding(
+            (*base, "capacity", "min"),
+            "a group at zero has no node to publish anything, and on GCP nothing else in the stack "
+            "publishes the group's metric, so nothing could ever wake it: set min: 1 or more (a hybrid "
+            "overflow gateway that publishes the group's metric will allow 0)",
+        ))
     if target.autoscaling.signal == "lb_utilization" and spec.endpoint is None:
         out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization needs the load balancer of an "
                            "endpoint section; add one, or scale on queue_depth"))
