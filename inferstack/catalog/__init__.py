@@ -375,7 +375,7 @@ def aws_node_timings_of(instance_type: str) -> AwsNodeTimings:
 
 @dataclass(frozen=True)
 class GcpNodeTimings:
-    """Create-to-healthy figures of a GCP machine family or TPU generation (data/gcp_node.yaml)."""
+    """Create-to-healthy figures of a GCP GPU machine family (data/gcp_node.yaml)."""
 
     boot_seconds: int
     driver_seconds: int
@@ -404,7 +404,3 @@ def gcp_node_timings_of(machine_type: str) -> GcpNodeTimings:
     data = _gcp_node()
     facts = data["families"].get(machine_type.split("-", 1)[0], data["default"])
     return GcpNodeTimings(**facts)
-
-
-def gcp_tpu_timings_of(generation: str) -> GcpNodeTimings:
-    return GcpNodeTimings(**_gcp_node()["tpu"][generation])

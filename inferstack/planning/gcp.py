@@ -253,6 +253,23 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
     )
 
 
+# A TPU VM's boot disk is a fixed 100 GiB ("Attach durable block storage to a TPU VM": "A TPU VM
+# includes a 100 GiB boot disk"), shared with the runtime image and the engine image. Weights go
+# to a data disk of their own, of the type the generation takes (same page, "TPU support for
+# Hyperdisk and Persistent Disk": v6e Hyperdisk Balanced or ML; v5e, v5p Balanced Persistent Disk).
+TPU_BOOT_DISK_GIB = 100
+TPU_BOOT_DISK_WEIGHTS_GIB = 50  # what multi-host slices may keep on the boot disk next to the images
+TPU_DATA_DISK_TYPES = {"v5e": "pd-balanced", "v5p": "pd-balanced", "v6e": "hyperdisk-balanced"}
+TPU_DATA_DISK_HEADROOM = 1.25  # file-system overhead and a second revision of the weights during a sync
+TPU_DATA_DISK_EXTRA_GIB = 20
+
+
+def tpu_data_disk_gib(weights_bytes: int) -> int:
+    """The weights with headroom, rounded up to 10 GiB."""
+    raw = weights_bytes / catalog.GIB * TPU_DATA_DISK_HEADROOM + TPU_DATA_DISK_EXTRA_GIB
+    return -(-int(raw) // 10) * 10
+
+
 @dataclass(frozen=True)
 class GcpTpuPlan:
     target: str
@@ -276,6 +293,14 @@ class GcpTpuPlan:
     network: GcpNetworkPlan
     startup_script: str
     endpoint: GcpEndpointPlan | None
+    # One read-write data disk per single-host slice for the weights (None: multi-host slices,
+    # whose weights stay on each host's boot disk: a read-write disk attaches to one VM only, and
+    # a multi-host node is several VMs; the checks keep such weights small enough).
+    data_disk_gib: int | None = None
+    data_disk_type: str = "pd-balanced"
+
+    def data_disk_name(self, slice_name: str) -> str:
+        return gcp_name(slice_name, "weights")
 
     @property
     def uses_queued_resource(self) -> bool:
@@ -292,7 +317,8 @@ def plan_tpu_hosts(target: GcpTpuTarget) -> int:
 
 
 def queued_resource_body(
-    plan: GcpTpuPlan, node_id: str, *, network: str, subnetwork: str, service_account: str
+    plan: GcpTpuPlan, node_id: str, *, network: str, subnetwork: str, service_account: str,
+    data_disk: str | None = None,
 ) -> dict:
     """The Cloud TPU API's QueuedResource for one slice (v2 REST shape), with the node spec
     every slice gets: private network, dedicated service account, metadata, labels."""
@@ -321,6 +347,9 @@ def queued_resource_body(
     # and projects.locations.nodes#SchedulingConfig).
     if plan.provisioning == "reserved":
         node["schedulingConfig"] = {"reserved": True}
+    # The weights' data disk (Cloud TPU v2 Node.dataDisks: AttachedDisk {sourceDisk, mode}).
+    if data_disk is not None:
+        node["dataDisks"] = [{"sourceDisk": data_disk, "mode": "READ_WRITE"}]
     body: dict = {
         "tpu": {"nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]}
     }
@@ -337,6 +366,8 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
     prefix = resource_prefix(spec, stack, name)
     weights = Weights(model.bucket, model.prefix)
     hosts = gen.hosts(target.topology)
+    weights_bytes = sizing.footprint(model_name, model).weights_bytes
+    data_disk = tpu_data_disk_gib(weights_bytes) if hosts == 1 else None
     script = render(
         "gcp_tpu_startup.sh.j2",
         stack=stack,
@@ -351,6 +382,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         engine_args=[*engine_args(spec, model_name, model), *target.args],
         engine_runtime=engine_runtime_flags(spec.serving.engine),
         health_path=catalog.engines()["vllm"].health_path,
+        data_disk=data_disk is not None,
     )
     return GcpTpuPlan(
         target=name,
@@ -374,5 +406,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
         startup_script=script,
         endpoint=plan_gcp_endpoint(spec, stack, name),
+        data_disk_gib=data_disk,
+        data_disk_type=TPU_DATA_DISK_TYPES[target.generation],
     )
 

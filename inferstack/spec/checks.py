@@ -468,4 +468,21 @@ def _check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Fi
         out += _fit(*spec.model_of(name), (*base, "topology"), usable,
                     f"a {target.generation} {target.topology} slice ({gen.chips_of(target.topology)} chips, "
                     f"{gen.hbm_gib_per_chip} GiB HBM each)")
+        out += _tpu_boot_disk(spec, name, target)
     return out
+
+
+def _tpu_boot_disk(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Finding]:
+    """Multi-host slices keep the weights on every host's fixed 100 GiB boot disk (a read-write
+    data disk attaches to one VM; single-host slices get one, planning.gcp.tpu_data_disk_gib)."""
+    from inferstack.planning.gcp import TPU_BOOT_DISK_GIB, TPU_BOOT_DISK_WEIGHTS_GIB, plan_tpu_hosts
+
+    if plan_tpu_hosts(target) == 1:
+        return []
+    weights = sizing.footprint(*spec.model_of(name)).weights_bytes
+    if weights <= TPU_BOOT_DISK_WEIGHTS_GIB * GIB:
+        return []
+    return [Finding(("targets", name, "topology"),
+                    f"the weights (~{weights / GIB:.0f} GiB) do not fit next to the runtime and the engine image on "
+                    f"the {TPU_BOOT_DISK_GIB} GiB boot disk of each host of a multi-host slice (at most "
+                    f"{TPU_BOOT_DISK_WEIGHTS_GIB} GiB): use a single-host topology, whose weights go to a data disk")]
