@@ -91,7 +91,6 @@ signal() {
 }
 
 INSTANCE_ID=$(meta instance/id)
-ZONE=$(meta instance/zone | awk -F/ '{ print $NF }')
 while true; do
   value=""
   if healthy; then value=$(signal); fi
