@@ -78,7 +78,7 @@ def tpu_node(tmp_path, **kw) -> NodeHarness:
     h.answer("curl", "a:b:10.0.0.2,a:b:10.0.0.3", when="worker-network-endpoints")
     h.answer("lsblk", "/dev/sda disk gpt\n/dev/sdb disk\n")
     h.fail("mountpoint")  # a fresh boot: the data disk is not mounted yet
-    h.fail("iptables", when="-C DOCKER-USER")  # nor is the metadata rule in place
+    h.fail("iptables", when="-C ")  # nor are the FORWARD jump and the metadata rule in place
     return h
 
 
@@ -88,10 +88,12 @@ def engine_run(run) -> list[str]:
 
 
 def assert_metadata_rule_first(run) -> None:
+    """The chain exists and FORWARD jumps to it before the rule goes in, all before anything else."""
     create = run.first("iptables", "-N", "DOCKER-USER")
+    jump = run.first("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
     insert = run.first("iptables", "-I", *METADATA_RULE)
-    assert create < insert == min(i for i, c in enumerate(run.calls) if c[0] not in ("iptables",)) - 1
-    assert all(c[0] == "iptables" for c in run.calls[:insert])
+    assert create < jump < insert
+    assert all(c[0] == "iptables" for c in run.calls[: insert + 1])
 
 
 # -- GPU groups on Container-Optimized OS -------------------------------------------------------
@@ -100,7 +102,7 @@ def assert_metadata_rule_first(run) -> None:
 @pytest.mark.parametrize("key", sorted(GPUS))
 def test_gpu_boot_order_rule_config_driver_weights_engine_health(tmp_path, key):
     plan = GPUS[key]
-    run = gpu_node(tmp_path).fail("iptables", when="-C DOCKER-USER").run(plan.startup_script)
+    run = gpu_node(tmp_path).fail("iptables", when="-C ").run(plan.startup_script)
     assert run.returncode == 0, run.stderr
     assert_metadata_rule_first(run)
     driver = run.first("cos-extensions", "install", "gpu")
@@ -123,7 +125,8 @@ def test_gpu_boot_order_rule_config_driver_weights_engine_health(tmp_path, key):
 def test_an_existing_metadata_rule_is_not_inserted_twice(tmp_path):
     run = gpu_node(tmp_path).run(GPUS["research/chat"].startup_script)
     assert run.returncode == 0, run.stderr
-    assert run.ran("iptables", "-C", *METADATA_RULE) and not run.ran("iptables", "-I")
+    assert run.ran("iptables", "-C", *METADATA_RULE) and run.ran("iptables", "-C", "FORWARD", "-j", "DOCKER-USER")
+    assert not run.ran("iptables", "-I")
 
 
 @pytest.mark.parametrize("key", sorted(GPUS))

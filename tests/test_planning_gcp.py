@@ -11,10 +11,11 @@ import pytest
 
 from inferstack import catalog
 from inferstack.catalog import GIB, MIB
+from inferstack.errors import SpecError
 from inferstack.planning import gcp, sizing
 from inferstack.planning.cost import estimate
 from inferstack.planning.naming import standard_tags
-from inferstack.spec.loader import load_spec
+from inferstack.spec.loader import load_spec, parse_spec
 from inferstack.spec.models import DEFAULT_GCP_SUBNET_CIDR, DeploymentSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,3 +460,36 @@ def test_cost_of_two_v5e_spot_slices_prorated():
     assert cost.instance_type == "v5litepod-8"
     assert cost.hourly_min == cost.hourly_max == round(56.95782 / 128 * 8 * 2, 2) == 7.12
     assert cost.note == "prorated per chip from v5litepod-128"
+
+
+def test_the_cloud_cli_image_is_a_pinned_version_from_the_catalog_and_a_target_may_override_it():
+    pinned = catalog.gcp_cloud_cli_image()
+    assert re.fullmatch(r"gcr\.io/google\.com/cloudsdktool/google-cloud-cli:\d+\.\d+\.\d+-stable", pinned)
+    plan = gcp.plan_gcp_fleet(research(), "research", "chat")
+    assert f"--volume \"$MODEL_DIR\":/models {pinned} " in plan.startup_script and ":stable " not in plan.startup_script
+    text = (STACKS / "research.yaml").read_text().replace(
+        "    machine_type: g2-standard-8\n",
+        "    machine_type: g2-standard-8\n"
+        "    cloud_cli_image: europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable\n")
+    spec = parse_spec(text, "research.yaml").spec
+    mirrored = gcp.plan_gcp_fleet(spec, "research", "chat").startup_script
+    assert "europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable" in mirrored
+    assert pinned not in mirrored
+    elsewhere = text.replace("acme-ml-staging/serving/google-cloud-cli", "acme-ml-staging/mirror/google-cloud-cli")
+    with pytest.raises(SpecError, match="may read only the engine image's Artifact Registry repository") as info:
+        parse_spec(elsewhere, "research.yaml")
+    assert "targets.chat.cloud_cli_image" in str(info.value)
+
+
+def test_the_initial_delay_covers_every_boot_step_and_stays_within_what_compute_engine_accepts():
+    a3 = catalog.gcp_node_timings_of("a3-highgpu-8g")
+    assert catalog.gcp_node_timings_of("n1-standard-8") != catalog.gcp_node_timings_of("g2-standard-8")
+    assert catalog.gcp_node_timings_of("x9-unknown-1") == catalog.GcpNodeTimings(**{
+        "boot_seconds": 60, "driver_seconds": 240, "image_pull_seconds": 240, "gcs_mib_per_second": 150,
+        "load_mib_per_second": 800, "warmup_seconds": 150})
+    small = gcp.initial_delay(a3, GIB, None)
+    assert small >= a3.boot_seconds + a3.driver_seconds + a3.image_pull_seconds + a3.warmup_seconds
+    assert small % 60 == 0
+    assert gcp.initial_delay(a3, 2000 * GIB, None) == gcp.MAX_INITIAL_DELAY_SECONDS == 3600
+    assert gcp.initial_delay(a3, GIB, 7200) == 3600  # the spec allows 7200 (AWS); autoHealingPolicies 0..3600
+    assert gcp.initial_delay(a3, GIB, 900) == 900

@@ -400,6 +400,24 @@ def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
     ]
 
 
+def _check_cloud_cli_image(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
+    """A mirrored Cloud CLI image must be one the nodes may pull: the node's service account reads
+    only the engine image's Artifact Registry repository, inside residency."""
+    from inferstack.planning.gcp import parse_artifact_registry
+
+    if target.cloud_cli_image is None:
+        return []
+    loc = ("targets", name, "cloud_cli_image")
+    mirror = parse_artifact_registry(target.cloud_cli_image)
+    if mirror is None:
+        return []  # a public registry (gcr.io): reached over Private Google Access, no grant needed
+    engine = parse_artifact_registry(spec.image_of(name) or "")
+    if mirror != engine:
+        return [Finding(loc, "the nodes may read only the engine image's Artifact Registry repository: put the "
+                             "Cloud CLI mirror in that repository, or leave cloud_cli_image unset (the pinned public image)")]
+    return []
+
+
 def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
@@ -413,6 +431,7 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
             "publishes the group's metric, so nothing could ever wake it: set min: 1 or more (a hybrid "
             "overflow gateway that publishes the group's metric will allow 0)",
         ))
+    out += _check_cloud_cli_image(spec, name, target)
     if target.autoscaling.signal == "lb_utilization" and spec.endpoint is None:
         out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization needs the load balancer of an "
                            "endpoint section; add one, or scale on queue_depth"))

@@ -12,11 +12,13 @@ set -euo pipefail
 # 0. First thing at every boot (iptables rules do not survive one): nothing on Docker's bridge
 #    reaches the metadata server, and an engine Docker restarted before this line is replaced.
 #    Docker creates DOCKER-USER when it starts; this script may run before it does, so the chain
-#    is created here when missing. Docker keeps an existing DOCKER-USER chain and its rules and
-#    puts the jump to it first in FORWARD, ahead of its own rules (Docker docs, "Packet filtering
-#    and firewalls": rules in DOCKER-USER are evaluated before Docker's), so the rule holds once
-#    the daemon is up.
+#    is created here when missing. Docker keeps an existing DOCKER-USER chain and its rules
+#    (libnetwork firewall_linux.go: "Docker will not delete or modify any pre-existing rules")
+#    and processes it before its own chains (Docker docs, "Docker with iptables"). Some Docker
+#    releases did not add the FORWARD jump when the chain already existed (moby/libnetwork#2631,
+#    "failing open"), so the jump is ensured here too; Docker moves its identical jump to the top.
 iptables -N DOCKER-USER 2>/dev/null || true
+iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER
 iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
   || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
 docker rm -f engine >/dev/null 2>&1 || true

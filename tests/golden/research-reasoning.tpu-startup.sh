@@ -9,9 +9,10 @@
 set -euo pipefail
 
 # 0. First thing at every boot: nothing on Docker's bridge reaches the metadata server, and an
-#    engine Docker restarted before this line is replaced. DOCKER-USER is created when missing
-#    (Docker creates it when it starts, keeps an existing one and jumps to it first from FORWARD).
+#    engine Docker restarted before this line is replaced. DOCKER-USER and the FORWARD jump to
+#    it are made sure of first (why: templates/gcp_startup.sh.j2, step 0).
 iptables -N DOCKER-USER 2>/dev/null || true
+iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER
 iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
   || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
 docker rm -f engine >/dev/null 2>&1 || true
