@@ -121,7 +121,9 @@ def test_regional_group_heals_after_the_model_loads_and_updates_proactively(rese
 def test_autoscaler_scales_on_a_per_group_queue_signal(research):
     policy = research.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
     assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 6)
-    (metric,) = policy["metrics"]
+    metric, busy = policy["metrics"]
+    assert busy == {"name": "custom.googleapis.com/inferstack/busy_instances", "singleInstanceAssignment": 1,
+                    "filter": 'resource.type = "global" AND metric.labels.group = "assistant-research-chat"'}
     assert metric["name"] == "custom.googleapis.com/inferstack/pending_requests"
     assert metric["singleInstanceAssignment"] == 4
     assert 'metric.labels.group = "assistant-research-chat"' in metric["filter"]
@@ -132,8 +134,9 @@ def test_gpu_utilisation_is_a_per_instance_gauge(tmp_path):
     text = RESEARCH.replace(
         "signal: queue_depth, target: 4", "signal: gpu_utilization, target: 70"
     )
-    (metric,) = Resources(plan_of_text(text, "research")).one(
+    metric, busy = Resources(plan_of_text(text, "research")).one(
         "gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
+    assert busy["name"] == "custom.googleapis.com/inferstack/busy_instances"
     assert (metric["name"], metric["target"], metric["type"]) == (
         "custom.googleapis.com/inferstack/gpu_utilization", 70, "GAUGE")
 

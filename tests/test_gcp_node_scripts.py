@@ -293,3 +293,22 @@ def test_every_gcp_startup_script_and_its_agent_are_shellcheck_clean(tmp_path, k
         scripts["agent"] = installed(script, "AGENT")
     for name, text in scripts.items():
         assert shellcheck(text, tmp_path) == "", f"{key} {name}"
+
+
+@pytest.mark.parametrize(("metrics", "busy"), [(METRICS, 1.0), (METRICS.replace(" 5.0", " 0.0").replace(" 2.0", " 0.0"), 0.0)])
+def test_with_queue_depth_a_healthy_node_also_says_whether_it_is_busy(tmp_path, metrics, busy):
+    """Waiting is 0 whenever the batch has room: the busy series keeps the autoscaler from
+    removing nodes that still serve requests."""
+    plan = _agent_plan("queue_depth")
+    run = gpu_node(tmp_path, max_sleeps=2).answer("curl", metrics, when="/metrics").run(installed(plan.startup_script, "AGENT"))
+    points = {p["timeSeries"][0]["metric"]["type"]: p["timeSeries"][0] for p in _published(run)}
+    series = points["custom.googleapis.com/inferstack/busy_instances"]
+    assert series["metric"]["labels"] == {"group": plan.group_name, "instance": INSTANCE}
+    assert series["points"][0]["value"] == {"doubleValue": busy}
+
+
+def test_in_flight_needs_no_busy_series(tmp_path):
+    plan = _agent_plan("in_flight")
+    run = gpu_node(tmp_path, max_sleeps=2).answer("curl", METRICS, when="/metrics").run(installed(plan.startup_script, "AGENT"))
+    assert {p["timeSeries"][0]["metric"]["type"] for p in _published(run)} == {
+        "custom.googleapis.com/inferstack/in_flight_requests"}

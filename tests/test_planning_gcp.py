@@ -209,7 +209,8 @@ def test_plan_gcp_fleet_research_chat_weights_image_signal_and_grace():
     assert plan.weights.uri == "gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/"
     assert plan.image == AR_IMAGE
     assert plan.artifact_repository == gcp.ArtifactRepository("europe-west4", "acme-ml-staging", "serving")
-    assert plan.signal == gcp.GcpSignal("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True, 4.0)
+    assert plan.signal == gcp.GcpSignal("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True, 4.0,
+                                        "custom.googleapis.com/inferstack/busy_instances")
     _, model = spec.model_of("chat")
     # G2 figures (catalog data/gcp_node.yaml): boot 60 + driver 240 + both pulls 240 + warm-up 150
     # + ~15 GiB at 150 MiB/s from GCS + at 800 MiB/s into the GPU = ~811 s, whole minutes: 840.
@@ -493,3 +494,13 @@ def test_the_initial_delay_covers_every_boot_step_and_stays_within_what_compute_
     assert gcp.initial_delay(a3, 2000 * GIB, None) == gcp.MAX_INITIAL_DELAY_SECONDS == 3600
     assert gcp.initial_delay(a3, GIB, 7200) == 3600  # the spec allows 7200 (AWS); autoHealingPolicies 0..3600
     assert gcp.initial_delay(a3, GIB, 900) == 900
+
+
+@pytest.mark.parametrize(("signal", "engine", "busy"), [
+    ("queue_depth", "vllm", True), ("gpu_utilization", "vllm", True), ("in_flight", "vllm", False),
+    ("requests_per_target", "vllm", False), ("lb_utilization", "vllm", False),
+    ("gpu_utilization", "tensorrt-llm", False),  # no request gauges to tell a busy node by
+])
+def test_signals_that_cannot_see_busy_nodes_get_the_busy_series(signal, engine, busy):
+    planned = gcp.plan_signal(signal, 4, catalog.engines()[engine])
+    assert planned.busy_metric == ("custom.googleapis.com/inferstack/busy_instances" if busy else "")

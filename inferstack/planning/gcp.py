@@ -108,21 +108,34 @@ class Weights:
         return f"gs://{self.bucket}/{self.prefix}/" if self.prefix else f"gs://{self.bucket}/"
 
 
+# The autoscaler of a managed instance group has no separate scale-in policy: it follows the
+# largest recommendation of its metrics. Waiting requests are 0 whenever the batch has room (normal
+# load) and GPU utilisation says nothing of requests, so with those signals alone a busy group
+# would shrink. Each healthy node therefore also publishes whether it has requests in flight (1 or
+# 0) as a per-group metric with one VM per unit: the group never recommends fewer VMs than are
+# busy, and never more than it has, so this metric only holds back scale-in.
+BUSY_METRIC = f"{METRIC_PREFIX}/busy_instances"
+SIGNALS_BLIND_TO_BUSY_NODES = ("queue_depth", "gpu_utilization")
+
+
 @dataclass(frozen=True)
 class GcpSignal:
     signal: str
     metric: str  # full Cloud Monitoring metric type ('' for the load balancer's own)
     per_group: bool
     target: float
+    busy_metric: str = ""  # BUSY_METRIC when the signal alone would remove busy nodes
 
     @property
     def load_balancing(self) -> bool:
         return self.signal == "lb_utilization"
 
 
-def plan_signal(signal: str, target: float) -> GcpSignal:
+def plan_signal(signal: str, target: float, engine: catalog.Engine | None = None) -> GcpSignal:
     metric, scope = GCP_SIGNALS[signal]
-    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}" if metric else "", scope == "group", target)
+    counts_requests = engine is not None and engine.queue_metric is not None and engine.running_metric is not None
+    busy = BUSY_METRIC if counts_requests and signal in SIGNALS_BLIND_TO_BUSY_NODES else ""
+    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}" if metric else "", scope == "group", target, busy)
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
     else:
         machine = catalog.gcp_machine_types()[target.machine_type]
         guest, gpus, disk_type = None, machine.gpu_count, machine.boot_disk_type
-    signal = plan_signal(target.autoscaling.signal, target.autoscaling.target)
+    signal = plan_signal(target.autoscaling.signal, target.autoscaling.target, engine)
     weights = Weights(model.bucket, model.prefix)
     script = render(
         "gcp_startup.sh.j2",

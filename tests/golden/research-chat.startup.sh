@@ -68,6 +68,8 @@ docker run --detach --name engine --restart unless-stopped \
 #    instance id; the autoscaler sums them and divides by the target.
 #    The agent publishes only while the engine answers its health check: a booting node would
 #    publish 0 and drag the group's figure down (GPU utilisation most of all).
+#    It also publishes custom.googleapis.com/inferstack/busy_instances (1 while requests are in flight), which keeps
+#    the autoscaler from removing busy nodes (queue_depth alone cannot see them).
 mkdir -p "$STATE/bin"
 cat > "$STATE/bin/metrics" <<'AGENT'
 #!/bin/bash
@@ -88,23 +90,34 @@ gauges() {
         END { if (seen) print s }'
 }
 
+in_flight() {
+  gauges vllm:num_requests_running vllm:num_requests_waiting
+}
+
 signal() {
   gauges vllm:num_requests_waiting
 }
 
+# publish METRIC VALUE RESOURCE LABELS: one point of one series to Cloud Monitoring.
+publish() {
+  local token now
+  token=$(meta instance/service-accounts/default/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  curl -sf --max-time 10 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    "https://monitoring.googleapis.com/v3/projects/acme-ml-staging/timeSeries" \
+    -d "{\"timeSeries\": [{\"metric\": {\"type\": \"$1\", \"labels\": $4}, \"resource\": $3, \"points\": [{\"interval\": {\"endTime\": \"$now\"}, \"value\": {\"doubleValue\": $2}}]}]}" \
+    >/dev/null || true
+}
+
 INSTANCE_ID=$(meta instance/id)
+group_resource='{"type": "global", "labels": {"project_id": "acme-ml-staging"}}'
+group_labels="{\"group\": \"assistant-research-chat\", \"instance\": \"$INSTANCE_ID\"}"
 while true; do
-  value=""
-  if healthy; then value=$(signal); fi
-  if [ -n "$value" ]; then
-    token=$(meta instance/service-accounts/default/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    resource='{"type": "global", "labels": {"project_id": "acme-ml-staging"}}'
-    labels="{\"group\": \"assistant-research-chat\", \"instance\": \"$INSTANCE_ID\"}"
-    curl -sf --max-time 10 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-      "https://monitoring.googleapis.com/v3/projects/acme-ml-staging/timeSeries" \
-      -d "{\"timeSeries\": [{\"metric\": {\"type\": \"custom.googleapis.com/inferstack/pending_requests\", \"labels\": $labels}, \"resource\": $resource, \"points\": [{\"interval\": {\"endTime\": \"$now\"}, \"value\": {\"doubleValue\": $value}}]}]}" \
-      >/dev/null || true
+  if healthy; then
+    value=$(signal)
+    if [ -n "$value" ]; then publish custom.googleapis.com/inferstack/pending_requests "$value" "$group_resource" "$group_labels"; fi
+    busy=$(in_flight | awk '{ print ($1 > 0) ? 1 : 0 }')
+    if [ -n "$busy" ]; then publish custom.googleapis.com/inferstack/busy_instances "$busy" "$group_resource" "$group_labels"; fi
   fi
   sleep 15
 done
