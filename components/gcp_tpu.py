@@ -8,11 +8,16 @@ every host, worker 0 serving. A single-host slice keeps the weights on a data di
 (encrypted with the target's KMS key); a multi-host slice gets a firewall rule that lets its
 hosts reach each other (Ray, the TPU runtime's collectives), service account to service account.
 
-Why TPU VMs and not Compute Engine TPU machine types in a managed instance group (the review's
-suggestion, which would reuse the GPU fleet's group, autoscaler and load-balancer backend): not
-done here, see the README ("TPU serving") and /work/notes: Google documents TPU machine types
-(ct5lp-hightpu-*, ct6e-standard-*) as Compute Engine instances, but this change keeps the
-Cloud TPU API nodes and leaves that move to its own change.
+Compute Engine TPU machine types instead (the review's suggestion: serve single-host slices as
+VMs in a managed instance group, reusing the GPU fleet's group, autoscaler and load-balancer
+backend instead of a hybrid NEG on a TPU VM's address). Google now documents it as the way ahead
+("TPU resources in Compute Engine": a single-host slice is a Compute Engine VM instance, a
+multi-host slice a MIG with an accelerator topology in a workload policy; "Attach durable block
+storage to a TPU VM": the Cloud TPU API "is no longer under active development" and does not
+support TPU7x and later). Decided: the right next step, not done in this change; it needs its
+own machine-type catalog (ct5lp-hightpu-*, ct6e-standard-*), zones, images and checks, and what is
+left to confirm first is whether an autoscaled regional MIG of such VMs is supported as a load
+balancer backend. Until then single-host slices stay TPU VMs here.
 """
 
 from __future__ import annotations
