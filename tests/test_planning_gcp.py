@@ -504,3 +504,11 @@ def test_the_initial_delay_covers_every_boot_step_and_stays_within_what_compute_
 def test_signals_that_cannot_see_busy_nodes_get_the_busy_series(signal, engine, busy):
     planned = gcp.plan_signal(signal, 4, catalog.engines()[engine])
     assert planned.busy_metric == ("custom.googleapis.com/inferstack/busy_instances" if busy else "")
+
+
+def test_a_grace_above_what_a_managed_instance_group_accepts_is_a_warning_naming_the_cap():
+    text = (STACKS / "research.yaml").read_text().replace("  port: 8000\n", "  port: 8000\n  health_check_grace_seconds: 5400\n", 1)
+    loaded = parse_spec(text, "research.yaml")
+    (warning,) = [w for w in loaded.warnings if "auto-healing initial delay" in w.message]
+    assert "uses 3600, not 5400" in warning.message
+    assert gcp.plan_gcp_fleet(loaded.spec, "research", "chat").initial_delay_seconds == 3600

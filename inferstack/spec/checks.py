@@ -432,6 +432,11 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
             "overflow gateway that publishes the group's metric will allow 0)",
         ))
     out += _check_cloud_cli_image(spec, name, target)
+    grace = spec.serving.health_check_grace_seconds
+    if grace is not None and grace > 3600:
+        out.append(Finding(("serving", "health_check_grace_seconds"),
+                           f"a managed instance group's auto-healing initial delay is at most 3600 s; target {name!r} "
+                           f"uses 3600, not {grace}", "warning"))
     if target.autoscaling.signal == "lb_utilization" and spec.endpoint is None:
         out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization needs the load balancer of an "
                            "endpoint section; add one, or scale on queue_depth"))
