@@ -218,6 +218,13 @@ class GcpGpuFleet(pulumi.ComponentResource):
             metrics = [gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
                 name=signal.metric, target=signal.target, type="GAUGE"
             )]
+        if signal.busy_metric:
+            # Holds back scale-in while nodes have requests in flight (planning.gcp.BUSY_METRIC).
+            metrics = [*(metrics or []), gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+                name=signal.busy_metric,
+                filter=f'resource.type = "global" AND metric.labels.group = "{plan.group_name}"',
+                single_instance_assignment=1,
+            )]
         gcp.compute.RegionAutoscaler(
             f"{name}-autoscaler",
             name=plan.group_name,

@@ -4,7 +4,20 @@ Single-host on-demand slices are TPU VM nodes; multi-host slices and spot or res
 are queued resources, which wait for capacity instead of failing the deployment. Every node has
 no external IP, no IP forwarding, the private subnet and a dedicated service account, in a zone
 inside residency; its startup script (templates/gcp_tpu_startup.sh.j2) starts vLLM for TPU on
-every host, worker 0 serving.
+every host, worker 0 serving. A single-host slice keeps the weights on a data disk of its own
+(encrypted with the target's KMS key); a multi-host slice gets a firewall rule that lets its
+hosts reach each other (Ray, the TPU runtime's collectives), service account to service account.
+
+Compute Engine TPU machine types instead (the review's suggestion: serve single-host slices as
+VMs in a managed instance group, reusing the GPU fleet's group, autoscaler and load-balancer
+backend instead of a hybrid NEG on a TPU VM's address). Google now documents it as the way ahead
+("TPU resources in Compute Engine": a single-host slice is a Compute Engine VM instance, a
+multi-host slice a MIG with an accelerator topology in a workload policy; "Attach durable block
+storage to a TPU VM": the Cloud TPU API "is no longer under active development" and does not
+support TPU7x and later). Decided: the right next step, not done in this change; it needs its
+own machine-type catalog (ct5lp-hightpu-*, ct6e-standard-*), zones, images and checks, and what is
+left to confirm first is whether an autoscaled regional MIG of such VMs is supported as a load
+balancer backend. Until then single-host slices stay TPU VMs here.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, node_metadata
+from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, GcpBootDiskKey, node_metadata
 from inferstack.components.gcp_endpoint import GcpPrivateEndpoint
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
@@ -32,6 +45,43 @@ class GcpTpuSlice(pulumi.ComponentResource):
             repository=plan.artifact_repository, opts=child,
         )
         network = GcpPrivateNetwork(f"{name}-net", plan.network, identity.email, opts=child)
+        # The TPU API takes the disk as "projects/P/zones/Z/disks/NAME" (AttachedDisk.sourceDisk);
+        # built from the disk's name output, so the node waits for the disk.
+        self.disks: dict[str, pulumi.Output[str]] = {}
+        if plan.data_disk_gib is not None:
+            key = GcpBootDiskKey(f"{name}-kms", project=plan.project, region=plan.region, prefix=plan.prefix,
+                                 labels=plan.labels, opts=child)
+            for i, node_id in enumerate(plan.slices):
+                disk = gcp.compute.Disk(
+                    f"{name}-weights-{i}",
+                    name=plan.data_disk_name(node_id),
+                    project=plan.project,
+                    zone=plan.zone,
+                    description=f"inferstack {plan.prefix}: the model's weights for slice {node_id}",
+                    type=plan.data_disk_type,
+                    size=plan.data_disk_gib,
+                    disk_encryption_key=gcp.compute.DiskDiskEncryptionKeyArgs(kms_key_self_link=key.self_link),
+                    labels=plan.labels,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[key]),
+                )
+                self.disks[node_id] = disk.name.apply(
+                    lambda n: f"projects/{plan.project}/zones/{plan.zone}/disks/{n}")
+        if plan.hosts > 1:
+            # Ray (GCS 6379, object manager and worker ports chosen at random) and the TPU
+            # runtime's host-to-host traffic use ports that are not fixed: every TCP and UDP port,
+            # between the slice's own hosts only (its dedicated service account on both ends).
+            gcp.compute.Firewall(
+                f"{name}-allow-slice",
+                project=plan.project,
+                network=network.network_self_link,
+                description=f"inferstack {plan.prefix}: hosts of the slice reach each other (Ray, TPU runtime)",
+                direction="INGRESS",
+                priority=1000,
+                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp"), gcp.compute.FirewallAllowArgs(protocol="udp")],
+                source_service_accounts=[identity.email],
+                target_service_accounts=[identity.email],
+                opts=child,
+            )
         if plan.uses_queued_resource:
             nodes = [self._queued(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
             self.nodes = pulumi.Output.all(*[n.queuedResourceId for n in nodes])
@@ -71,15 +121,18 @@ class GcpTpuSlice(pulumi.ComponentResource):
             ),
             service_account=gcp.tpu.V2VmServiceAccountArgs(email=identity.email, scopes=[CLOUD_PLATFORM_SCOPE]),
             shielded_instance_config=gcp.tpu.V2VmShieldedInstanceConfigArgs(enable_secure_boot=True),
+            data_disks=[gcp.tpu.V2VmDataDiskArgs(source_disk=self.disks[node_id], mode="READ_WRITE")]
+            if node_id in self.disks else None,
             metadata=node_metadata(plan.startup_script),
             labels=plan.labels,
             opts=child,
         )
 
     def _queued(self, name, i, node_id, plan: GcpTpuPlan, identity, network, child) -> TpuQueuedResource:
-        body = pulumi.Output.all(network.network_self_link, network.subnetwork_self_link, identity.email).apply(
+        disk = self.disks.get(node_id)
+        body = pulumi.Output.all(network.network_self_link, network.subnetwork_self_link, identity.email, disk).apply(
             lambda links: queued_resource_body(
-                plan, node_id, network=links[0], subnetwork=links[1], service_account=links[2]
+                plan, node_id, network=links[0], subnetwork=links[1], service_account=links[2], data_disk=links[3]
             )
         )
         return TpuQueuedResource(

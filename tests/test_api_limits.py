@@ -275,6 +275,7 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     # GCP
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": (),
     "gcp:compute/address:Address": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
+    "gcp:compute/disk:Disk": _rules(Rule("name", GCP_NAME), Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:compute/firewall:Firewall": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
     "gcp:compute/forwardingRule:ForwardingRule": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:compute/healthCheck:HealthCheck": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),

@@ -141,7 +141,6 @@ def test_gcp_deletion_protection_guards_the_load_balancer():
 
 def test_gcp_groups_can_scale_on_the_endpoints_load_balancer_utilisation():
     text = (STACKS / "research.yaml").read_text().replace(
-        "capacity: {min: 0, max: 6, desired: 1}", "capacity: {min: 1, max: 6}").replace(
         "signal: queue_depth, target: 4", "signal: lb_utilization, target: 0.7")
     res = Resources(plan_of_text(text, "research"))
     policy = res.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
@@ -150,16 +149,21 @@ def test_gcp_groups_can_scale_on_the_endpoints_load_balancer_utilisation():
     assert "inferstack-metrics" not in script
 
 
-def test_lb_utilization_cannot_wake_a_group_from_zero():
+@pytest.mark.parametrize("signal", ["in_flight", "queue_depth", "requests_per_target", "gpu_utilization", "lb_utilization"])
+def test_nothing_wakes_a_gcp_group_from_zero_so_min_0_is_refused(signal):
+    """No node publishes at zero and nothing else in the stack writes the group's metric: every
+    signal is refused at min 0 (the old code let the per-group signals through)."""
+    target = "0.7" if signal == "lb_utilization" else "4"
     text = (STACKS / "research.yaml").read_text().replace(
-        "signal: queue_depth, target: 4", "signal: lb_utilization, target: 0.7")
-    with pytest.raises(SpecError, match="has no lb utilization, so it could never scale out"):
+        "capacity: {min: 1, max: 6}", "capacity: {min: 0, max: 6, desired: 1}").replace(
+        "signal: queue_depth, target: 4", f"signal: {signal}, target: {target}")
+    with pytest.raises(SpecError, match="nothing else in the stack publishes the group's metric") as info:
         parse_spec(text, "research.yaml")
+    assert "targets.chat.capacity.min" in str(info.value) and "min: 1 or more" in str(info.value)
 
 
 def test_lb_utilization_needs_an_endpoint_and_is_a_fraction():
     text = (STACKS / "research.yaml").read_text().replace(
-        "capacity: {min: 0, max: 6, desired: 1}", "capacity: {min: 1, max: 6}").replace(
         "signal: queue_depth, target: 4", "signal: lb_utilization, target: 70")
     with pytest.raises(SpecError, match="lb_utilization is a fraction"):
         parse_spec(text, "research.yaml")

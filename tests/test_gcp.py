@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import STACKS, Resources, plan_of_file, plan_of_text
+from inferstack.errors import SpecError
+from inferstack.planning import gcp as gcp_planning
 from inferstack.planning.gcp import HEALTH_CHECK_RANGES
+from inferstack.spec.loader import parse_spec
 
 RESEARCH = (STACKS / "research.yaml").read_text()
 IT = "gcp:compute/instanceTemplate:InstanceTemplate"
@@ -53,15 +56,15 @@ def test_standard_vms_restart_automatically(tmp_path):
 
 
 def test_boot_disk_uses_a_rotating_regional_key_the_compute_agent_may_use(research):
-    ring = research.one("gcp:kms/keyRing:KeyRing")
-    key = research.one("gcp:kms/cryptoKey:CryptoKey")
+    ring = research.one("gcp:kms/keyRing:KeyRing", "chat-kms-ring")
+    key = research.one("gcp:kms/cryptoKey:CryptoKey", "chat-kms-key")
     assert ring["inputs"]["location"] == "europe-west4"
     assert ring["options"]["protect"] and key["options"]["protect"]
     assert key["inputs"]["rotationPeriod"] == "7776000s"
     disk = research.one(IT)["inputs"]["disks"][0]
     assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith("/keyRings/assistant-research-chat/cryptoKeys/boot-disks")
     assert disk["diskType"] == "pd-balanced" and disk["boot"] is True
-    grant = research.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")["inputs"]
+    grant = research.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "chat-kms-compute-agent")["inputs"]
     assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
     assert grant["member"].endswith("@compute-system.iam.gserviceaccount.com")
 
@@ -106,7 +109,8 @@ def test_regional_group_heals_after_the_model_loads_and_updates_proactively(rese
     inputs = mig["inputs"]
     assert inputs["region"] == "europe-west4"
     assert inputs["distributionPolicyZones"] == ["europe-west4-a", "europe-west4-b", "europe-west4-c"]
-    assert inputs["autoHealingPolicies"]["initialDelaySec"] == 420
+    # driver install, both pulls and the weights' fetch included (planning.gcp.initial_delay)
+    assert inputs["autoHealingPolicies"]["initialDelaySec"] == 840
     policy = inputs["updatePolicy"]
     assert (policy["type"], policy["maxUnavailableFixed"], policy["maxSurgeFixed"]) == ("PROACTIVE", 0, 3)
     assert mig["options"]["ignoreChanges"] == ["targetSize"]
@@ -114,10 +118,12 @@ def test_regional_group_heals_after_the_model_loads_and_updates_proactively(rese
     assert (health["port"], health["requestPath"]) == (8000, "/health")
 
 
-def test_autoscaler_scales_on_a_per_group_queue_signal_from_zero(research):
+def test_autoscaler_scales_on_a_per_group_queue_signal(research):
     policy = research.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
-    assert (policy["minReplicas"], policy["maxReplicas"]) == (0, 6)
-    (metric,) = policy["metrics"]
+    assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 6)
+    metric, busy = policy["metrics"]
+    assert busy == {"name": "custom.googleapis.com/inferstack/busy_instances", "singleInstanceAssignment": 1,
+                    "filter": 'resource.type = "global" AND metric.labels.group = "assistant-research-chat"'}
     assert metric["name"] == "custom.googleapis.com/inferstack/pending_requests"
     assert metric["singleInstanceAssignment"] == 4
     assert 'metric.labels.group = "assistant-research-chat"' in metric["filter"]
@@ -125,11 +131,12 @@ def test_autoscaler_scales_on_a_per_group_queue_signal_from_zero(research):
 
 
 def test_gpu_utilisation_is_a_per_instance_gauge(tmp_path):
-    text = RESEARCH.replace("capacity: {min: 0, max: 6, desired: 1}", "capacity: {min: 1, max: 6}").replace(
+    text = RESEARCH.replace(
         "signal: queue_depth, target: 4", "signal: gpu_utilization, target: 70"
     )
-    (metric,) = Resources(plan_of_text(text, "research")).one(
+    metric, busy = Resources(plan_of_text(text, "research")).one(
         "gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
+    assert busy["name"] == "custom.googleapis.com/inferstack/busy_instances"
     assert (metric["name"], metric["target"], metric["type"]) == (
         "custom.googleapis.com/inferstack/gpu_utilization", 70, "GAUGE")
 
@@ -193,3 +200,62 @@ def test_two_endpoint_targets_in_one_existing_network_cannot_each_create_a_proxy
     reuse = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.2.0/24}")
     reuse = reuse.replace("    network: {cidr: 10.81.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.3.0/24}")
     parse_spec(reuse, "research.yaml")
+
+
+def test_a_gcp_fleet_that_omits_the_signal_scales_on_per_group_in_flight_load():
+    """The default signal is in_flight on both clouds; GCP planning had no entry for it (KeyError)."""
+    text = RESEARCH.replace("autoscaling: {signal: queue_depth, target: 4,", "autoscaling: {target: 4,")
+    assert "signal: queue_depth" not in text
+    res = Resources(plan_of_text(text, "research"))
+    (metric,) = res.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
+    assert metric["name"] == "custom.googleapis.com/inferstack/in_flight_requests"
+    assert metric["singleInstanceAssignment"] == 4
+    assert metric["filter"] == 'resource.type = "global" AND metric.labels.group = "assistant-research-chat"'
+
+
+def test_a_single_host_slice_keeps_70b_weights_on_an_encrypted_data_disk_sized_from_them(research):
+    """The 100 GiB boot disk cannot hold ~131 GiB of weights: the TPU VM gets a data disk of the
+    type v6e takes (Hyperdisk Balanced), encrypted with the target's key, attached read-write."""
+    disk = research.one("gcp:compute/disk:Disk")["inputs"]
+    assert disk["name"] == "assistant-research-reasoning-0-weights"
+    assert (disk["zone"], disk["type"]) == ("europe-west4-a", "hyperdisk-balanced")
+    assert disk["size"] == gcp_planning.tpu_data_disk_gib(70_600_000_000 * 2) == 190
+    assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith("/keyRings/assistant-research-reasoning/cryptoKeys/boot-disks")
+    (vm,) = [r["inputs"] for r in research.of_type(TPU)]
+    assert vm["dataDisks"] == [{"sourceDisk": "projects/acme-ml-staging/zones/europe-west4-a/disks/"
+                                                "assistant-research-reasoning-0-weights", "mode": "READ_WRITE"}]
+    assert "mount -o discard,defaults" in vm["metadata"]["startup-script"]
+    assert not [f for f in research.of_type("gcp:compute/firewall:Firewall") if "allow-slice" in f["name"]]
+
+
+def test_a_queued_single_host_slice_asks_for_its_data_disk_in_the_node_body():
+    text = RESEARCH.replace("    topology: 2x4\n", "    topology: 2x4\n    provisioning: spot\n")
+    text = text[: text.index("\n# Reachable only")] + "\n"  # queued slices cannot sit behind the endpoint
+    res = Resources(plan_of_text(text, "research"))
+    (q,) = res.of_type(QUEUED)
+    (spec,) = q["inputs"]["body"]["tpu"]["nodeSpec"]
+    assert spec["node"]["dataDisks"] == [{
+        "sourceDisk": "projects/acme-ml-staging/zones/europe-west4-a/disks/assistant-research-reasoning-0-weights",
+        "mode": "READ_WRITE",
+    }]
+
+
+def test_multi_host_slices_open_every_port_between_their_own_hosts_only():
+    batch = Resources(plan_of_file(str(STACKS / "batch.yaml")))
+    rule = batch.one("gcp:compute/firewall:Firewall", "batch-allow-slice")["inputs"]
+    assert rule["direction"] == "INGRESS"
+    assert rule["allows"] == [{"protocol": "tcp"}, {"protocol": "udp"}]
+    sa = "is-assistant-batch-batch@acme-ml-staging.iam.gserviceaccount.com"
+    assert rule["sourceServiceAccounts"] == rule["targetServiceAccounts"] == [sa]
+    assert "sourceRanges" not in rule
+    assert not batch.of_type("gcp:compute/disk:Disk")  # weights on each host's boot disk
+    for q in batch.of_type(QUEUED):
+        assert "dataDisks" not in q["inputs"]["body"]["tpu"]["nodeSpec"][0]["node"]
+
+
+def test_a_multi_host_slice_whose_weights_fill_the_boot_disk_is_refused():
+    text = RESEARCH.replace("topology: 2x4", "topology: 4x4")
+    text = text[: text.index("\n# Reachable only")] + "\n"
+    with pytest.raises(SpecError, match="do not fit next to the runtime and the engine image") as info:
+        parse_spec(text, "research.yaml")
+    assert "targets.reasoning.topology" in str(info.value)

@@ -11,10 +11,11 @@ import pytest
 
 from inferstack import catalog
 from inferstack.catalog import GIB, MIB
+from inferstack.errors import SpecError
 from inferstack.planning import gcp, sizing
 from inferstack.planning.cost import estimate
 from inferstack.planning.naming import standard_tags
-from inferstack.spec.loader import load_spec
+from inferstack.spec.loader import load_spec, parse_spec
 from inferstack.spec.models import DEFAULT_GCP_SUBNET_CIDR, DeploymentSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +144,7 @@ def test_parse_artifact_registry_rejects_other_registries(image):
 @pytest.mark.parametrize(
     ("signal", "metric", "per_group"),
     [
+        ("in_flight", "custom.googleapis.com/inferstack/in_flight_requests", True),
         ("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True),
         ("requests_per_target", "custom.googleapis.com/inferstack/running_requests", True),
         ("gpu_utilization", "custom.googleapis.com/inferstack/gpu_utilization", False),
@@ -178,7 +180,7 @@ def test_plan_gcp_fleet_research_chat():
     assert plan.boot_image == "projects/cos-cloud/global/images/family/cos-stable"
     assert plan.spot is True
     assert plan.termination_action == "DELETE"
-    assert (plan.min_size, plan.max_size, plan.initial_size) == (0, 6, 1)
+    assert (plan.min_size, plan.max_size, plan.initial_size) == (1, 6, 1)
     assert plan.scale_in_cooldown == 600
     assert plan.port == 8000
     assert plan.health_path == "/health"
@@ -207,9 +209,15 @@ def test_plan_gcp_fleet_research_chat_weights_image_signal_and_grace():
     assert plan.weights.uri == "gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/"
     assert plan.image == AR_IMAGE
     assert plan.artifact_repository == gcp.ArtifactRepository("europe-west4", "acme-ml-staging", "serving")
-    assert plan.signal == gcp.GcpSignal("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True, 4.0)
+    assert plan.signal == gcp.GcpSignal("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True, 4.0,
+                                        "custom.googleapis.com/inferstack/busy_instances")
     _, model = spec.model_of("chat")
-    assert plan.initial_delay_seconds == sizing.startup_seconds(sizing.footprint("llama-3-8b", model)) == 420
+    # G2 figures (catalog data/gcp_node.yaml): boot 60 + driver 240 + both pulls 240 + warm-up 150
+    # + ~15 GiB at 150 MiB/s from GCS + at 800 MiB/s into the GPU = ~811 s, whole minutes: 840.
+    # The old estimate (420) left out the driver install and the second pull.
+    timings = catalog.gcp_node_timings_of("g2-standard-8")
+    weights = sizing.footprint("llama-3-8b", model).weights_bytes
+    assert plan.initial_delay_seconds == gcp.initial_delay(timings, weights, None) == 840
     assert plan.weights.uri in plan.startup_script
     assert AR_IMAGE in plan.startup_script
 
@@ -453,3 +461,54 @@ def test_cost_of_two_v5e_spot_slices_prorated():
     assert cost.instance_type == "v5litepod-8"
     assert cost.hourly_min == cost.hourly_max == round(56.95782 / 128 * 8 * 2, 2) == 7.12
     assert cost.note == "prorated per chip from v5litepod-128"
+
+
+def test_the_cloud_cli_image_is_a_pinned_version_from_the_catalog_and_a_target_may_override_it():
+    pinned = catalog.gcp_cloud_cli_image()
+    assert re.fullmatch(r"gcr\.io/google\.com/cloudsdktool/google-cloud-cli:\d+\.\d+\.\d+-stable", pinned)
+    plan = gcp.plan_gcp_fleet(research(), "research", "chat")
+    assert f"--volume \"$MODEL_DIR\":/models {pinned} " in plan.startup_script and ":stable " not in plan.startup_script
+    text = (STACKS / "research.yaml").read_text().replace(
+        "    machine_type: g2-standard-8\n",
+        "    machine_type: g2-standard-8\n"
+        "    cloud_cli_image: europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable\n")
+    spec = parse_spec(text, "research.yaml").spec
+    mirrored = gcp.plan_gcp_fleet(spec, "research", "chat").startup_script
+    assert "europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable" in mirrored
+    assert pinned not in mirrored
+    elsewhere = text.replace("acme-ml-staging/serving/google-cloud-cli", "acme-ml-staging/mirror/google-cloud-cli")
+    with pytest.raises(SpecError, match="may read only the engine image's Artifact Registry repository") as info:
+        parse_spec(elsewhere, "research.yaml")
+    assert "targets.chat.cloud_cli_image" in str(info.value)
+
+
+def test_the_initial_delay_covers_every_boot_step_and_stays_within_what_compute_engine_accepts():
+    a3 = catalog.gcp_node_timings_of("a3-highgpu-8g")
+    assert catalog.gcp_node_timings_of("n1-standard-8") != catalog.gcp_node_timings_of("g2-standard-8")
+    assert catalog.gcp_node_timings_of("x9-unknown-1") == catalog.GcpNodeTimings(**{
+        "boot_seconds": 60, "driver_seconds": 240, "image_pull_seconds": 240, "gcs_mib_per_second": 150,
+        "load_mib_per_second": 800, "warmup_seconds": 150})
+    small = gcp.initial_delay(a3, GIB, None)
+    assert small >= a3.boot_seconds + a3.driver_seconds + a3.image_pull_seconds + a3.warmup_seconds
+    assert small % 60 == 0
+    assert gcp.initial_delay(a3, 2000 * GIB, None) == gcp.MAX_INITIAL_DELAY_SECONDS == 3600
+    assert gcp.initial_delay(a3, GIB, 7200) == 3600  # the spec allows 7200 (AWS); autoHealingPolicies 0..3600
+    assert gcp.initial_delay(a3, GIB, 900) == 900
+
+
+@pytest.mark.parametrize(("signal", "engine", "busy"), [
+    ("queue_depth", "vllm", True), ("gpu_utilization", "vllm", True), ("in_flight", "vllm", False),
+    ("requests_per_target", "vllm", False), ("lb_utilization", "vllm", False),
+    ("gpu_utilization", "tensorrt-llm", False),  # no request gauges to tell a busy node by
+])
+def test_signals_that_cannot_see_busy_nodes_get_the_busy_series(signal, engine, busy):
+    planned = gcp.plan_signal(signal, 4, catalog.engines()[engine])
+    assert planned.busy_metric == ("custom.googleapis.com/inferstack/busy_instances" if busy else "")
+
+
+def test_a_grace_above_what_a_managed_instance_group_accepts_is_a_warning_naming_the_cap():
+    text = (STACKS / "research.yaml").read_text().replace("  port: 8000\n", "  port: 8000\n  health_check_grace_seconds: 5400\n", 1)
+    loaded = parse_spec(text, "research.yaml")
+    (warning,) = [w for w in loaded.warnings if "auto-healing initial delay" in w.message]
+    assert "uses 3600, not 5400" in warning.message
+    assert gcp.plan_gcp_fleet(loaded.spec, "research", "chat").initial_delay_seconds == 3600

@@ -371,3 +371,36 @@ def aws_node_timings() -> dict[str, AwsNodeTimings]:
 def aws_node_timings_of(instance_type: str) -> AwsNodeTimings:
     table = aws_node_timings()
     return table.get(instance_type.split(".", 1)[0], table["default"])
+
+
+@dataclass(frozen=True)
+class GcpNodeTimings:
+    """Create-to-healthy figures of a GCP GPU machine family (data/gcp_node.yaml)."""
+
+    boot_seconds: int
+    driver_seconds: int
+    image_pull_seconds: int
+    gcs_mib_per_second: int
+    load_mib_per_second: int
+    warmup_seconds: int
+
+    def startup_seconds(self, weights_bytes: int) -> float:
+        mib = weights_bytes / MIB
+        return (self.boot_seconds + self.driver_seconds + self.image_pull_seconds + self.warmup_seconds
+                + mib / self.gcs_mib_per_second + mib / self.load_mib_per_second)
+
+
+@cache
+def _gcp_node() -> dict:
+    return _yaml("gcp_node.yaml")
+
+
+def gcp_cloud_cli_image() -> str:
+    """The pinned Cloud CLI image the GPU startup script fetches weights with (see the data file)."""
+    return _gcp_node()["cloud_cli"]["image"]
+
+
+def gcp_node_timings_of(machine_type: str) -> GcpNodeTimings:
+    data = _gcp_node()
+    facts = data["families"].get(machine_type.split("-", 1)[0], data["default"])
+    return GcpNodeTimings(**facts)

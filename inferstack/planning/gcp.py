@@ -22,14 +22,32 @@ KMS_ROTATION_SECONDS = 90 * 24 * 3600
 METRIC_PREFIX = "custom.googleapis.com/inferstack"
 SERVICE_ACCOUNT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 
-# Per-group signals (one series per publisher, summed by the autoscaler and divided by the
-# target) can wake a group from zero; a per-instance gauge cannot.
+# Per-group signals: one series per publisher, summed by the autoscaler and divided by the
+# target (single_instance_assignment), so the sum stays defined while the group is empty; a
+# per-instance gauge is averaged over the group's VMs and has no value at zero. No node publishes
+# at zero, which is why a GCP group may not use min: 0 (spec.models.GcpGpuFleetTarget).
 GCP_SIGNALS = {
+    "in_flight": ("in_flight_requests", "group"),  # running + waiting, the default on both clouds
     "queue_depth": ("pending_requests", "group"),
     "requests_per_target": ("running_requests", "group"),
     "gpu_utilization": ("gpu_utilization", "instance"),
     "lb_utilization": ("", "load-balancer"),  # the endpoint's backend service measures it
 }
+
+# The group's auto-healing initial delay: Compute Engine accepts 0..3600 s (autoHealingPolicies
+# initialDelaySec). The estimate is rounded up to whole minutes and kept inside that range.
+MAX_INITIAL_DELAY_SECONDS = 3600
+MIN_INITIAL_DELAY_SECONDS = 300
+
+
+def initial_delay(timings: catalog.GcpNodeTimings, weights_bytes: int, override: int | None) -> int:
+    """Create to healthy: boot, driver install, both image pulls, the weights' fetch and load, the
+    engine's warm-up (catalog data/gcp_node.yaml), unless the spec overrides it."""
+    if override is not None:
+        return min(MAX_INITIAL_DELAY_SECONDS, override)
+    minutes = -(-int(timings.startup_seconds(weights_bytes)) // 60)
+    return max(MIN_INITIAL_DELAY_SECONDS, min(MAX_INITIAL_DELAY_SECONDS, minutes * 60))
+
 
 _AR = re.compile(r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/")
 
@@ -90,21 +108,34 @@ class Weights:
         return f"gs://{self.bucket}/{self.prefix}/" if self.prefix else f"gs://{self.bucket}/"
 
 
+# The autoscaler of a managed instance group has no separate scale-in policy: it follows the
+# largest recommendation of its metrics. Waiting requests are 0 whenever the batch has room (normal
+# load) and GPU utilisation says nothing of requests, so with those signals alone a busy group
+# would shrink. Each healthy node therefore also publishes whether it has requests in flight (1 or
+# 0) as a per-group metric with one VM per unit: the group never recommends fewer VMs than are
+# busy, and never more than it has, so this metric only holds back scale-in.
+BUSY_METRIC = f"{METRIC_PREFIX}/busy_instances"
+SIGNALS_BLIND_TO_BUSY_NODES = ("queue_depth", "gpu_utilization")
+
+
 @dataclass(frozen=True)
 class GcpSignal:
     signal: str
     metric: str  # full Cloud Monitoring metric type ('' for the load balancer's own)
     per_group: bool
     target: float
+    busy_metric: str = ""  # BUSY_METRIC when the signal alone would remove busy nodes
 
     @property
     def load_balancing(self) -> bool:
         return self.signal == "lb_utilization"
 
 
-def plan_signal(signal: str, target: float) -> GcpSignal:
+def plan_signal(signal: str, target: float, engine: catalog.Engine | None = None) -> GcpSignal:
     metric, scope = GCP_SIGNALS[signal]
-    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}" if metric else "", scope == "group", target)
+    counts_requests = engine is not None and engine.queue_metric is not None and engine.running_metric is not None
+    busy = BUSY_METRIC if counts_requests and signal in SIGNALS_BLIND_TO_BUSY_NODES else ""
+    return GcpSignal(signal, f"{METRIC_PREFIX}/{metric}" if metric else "", scope == "group", target, busy)
 
 
 @dataclass(frozen=True)
@@ -177,7 +208,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
     else:
         machine = catalog.gcp_machine_types()[target.machine_type]
         guest, gpus, disk_type = None, machine.gpu_count, machine.boot_disk_type
-    signal = plan_signal(target.autoscaling.signal, target.autoscaling.target)
+    signal = plan_signal(target.autoscaling.signal, target.autoscaling.target, engine)
     weights = Weights(model.bucket, model.prefix)
     script = render(
         "gcp_startup.sh.j2",
@@ -194,6 +225,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         engine_runtime=engine_runtime_flags(spec.serving.engine),
         group=group,
         signal=signal,
+        cloud_cli_image=target.cloud_cli_image or catalog.gcp_cloud_cli_image(),
     )
     return GcpGpuFleetPlan(
         target=name,
@@ -218,8 +250,11 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         scale_in_cooldown=target.autoscaling.scale_in_cooldown,
         port=spec.serving.port,
         health_path=engine.health_path,
-        initial_delay_seconds=spec.serving.health_check_grace_seconds
-        or sizing.startup_seconds(sizing.footprint(model_name, model)),
+        initial_delay_seconds=initial_delay(
+            catalog.gcp_node_timings_of(target.machine_type),
+            sizing.footprint(model_name, model).weights_bytes,
+            spec.serving.health_check_grace_seconds,
+        ),
         signal=signal,
         weights=weights,
         image=image,
@@ -229,6 +264,23 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         startup_script=script,
         endpoint=plan_gcp_endpoint(spec, stack, name),
     )
+
+
+# A TPU VM's boot disk is a fixed 100 GiB ("Attach durable block storage to a TPU VM": "A TPU VM
+# includes a 100 GiB boot disk"), shared with the runtime image and the engine image. Weights go
+# to a data disk of their own, of the type the generation takes (same page, "TPU support for
+# Hyperdisk and Persistent Disk": v6e Hyperdisk Balanced or ML; v5e, v5p Balanced Persistent Disk).
+TPU_BOOT_DISK_GIB = 100
+TPU_BOOT_DISK_WEIGHTS_GIB = 50  # what multi-host slices may keep on the boot disk next to the images
+TPU_DATA_DISK_TYPES = {"v5e": "pd-balanced", "v5p": "pd-balanced", "v6e": "hyperdisk-balanced"}
+TPU_DATA_DISK_HEADROOM = 1.25  # file-system overhead and a second revision of the weights during a sync
+TPU_DATA_DISK_EXTRA_GIB = 20
+
+
+def tpu_data_disk_gib(weights_bytes: int) -> int:
+    """The weights with headroom, rounded up to 10 GiB."""
+    raw = weights_bytes / catalog.GIB * TPU_DATA_DISK_HEADROOM + TPU_DATA_DISK_EXTRA_GIB
+    return -(-int(raw) // 10) * 10
 
 
 @dataclass(frozen=True)
@@ -254,6 +306,14 @@ class GcpTpuPlan:
     network: GcpNetworkPlan
     startup_script: str
     endpoint: GcpEndpointPlan | None
+    # One read-write data disk per single-host slice for the weights (None: multi-host slices,
+    # whose weights stay on each host's boot disk: a read-write disk attaches to one VM only, and
+    # a multi-host node is several VMs; the checks keep such weights small enough).
+    data_disk_gib: int | None = None
+    data_disk_type: str = "pd-balanced"
+
+    def data_disk_name(self, slice_name: str) -> str:
+        return gcp_name(slice_name, "weights")
 
     @property
     def uses_queued_resource(self) -> bool:
@@ -270,7 +330,8 @@ def plan_tpu_hosts(target: GcpTpuTarget) -> int:
 
 
 def queued_resource_body(
-    plan: GcpTpuPlan, node_id: str, *, network: str, subnetwork: str, service_account: str
+    plan: GcpTpuPlan, node_id: str, *, network: str, subnetwork: str, service_account: str,
+    data_disk: str | None = None,
 ) -> dict:
     """The Cloud TPU API's QueuedResource for one slice (v2 REST shape), with the node spec
     every slice gets: private network, dedicated service account, metadata, labels."""
@@ -299,6 +360,9 @@ def queued_resource_body(
     # and projects.locations.nodes#SchedulingConfig).
     if plan.provisioning == "reserved":
         node["schedulingConfig"] = {"reserved": True}
+    # The weights' data disk (Cloud TPU v2 Node.dataDisks: AttachedDisk {sourceDisk, mode}).
+    if data_disk is not None:
+        node["dataDisks"] = [{"sourceDisk": data_disk, "mode": "READ_WRITE"}]
     body: dict = {
         "tpu": {"nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]}
     }
@@ -315,6 +379,8 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
     prefix = resource_prefix(spec, stack, name)
     weights = Weights(model.bucket, model.prefix)
     hosts = gen.hosts(target.topology)
+    weights_bytes = sizing.footprint(model_name, model).weights_bytes
+    data_disk = tpu_data_disk_gib(weights_bytes) if hosts == 1 else None
     script = render(
         "gcp_tpu_startup.sh.j2",
         stack=stack,
@@ -329,6 +395,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         engine_args=[*engine_args(spec, model_name, model), *target.args],
         engine_runtime=engine_runtime_flags(spec.serving.engine),
         health_path=catalog.engines()["vllm"].health_path,
+        data_disk=data_disk is not None,
     )
     return GcpTpuPlan(
         target=name,
@@ -352,5 +419,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
         startup_script=script,
         endpoint=plan_gcp_endpoint(spec, stack, name),
+        data_disk_gib=data_disk,
+        data_disk_type=TPU_DATA_DISK_TYPES[target.generation],
     )
 

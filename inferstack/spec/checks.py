@@ -400,9 +400,43 @@ def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
     ]
 
 
+def _check_cloud_cli_image(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
+    """A mirrored Cloud CLI image must be one the nodes may pull: the node's service account reads
+    only the engine image's Artifact Registry repository, inside residency."""
+    from inferstack.planning.gcp import parse_artifact_registry
+
+    if target.cloud_cli_image is None:
+        return []
+    loc = ("targets", name, "cloud_cli_image")
+    mirror = parse_artifact_registry(target.cloud_cli_image)
+    if mirror is None:
+        return []  # a public registry (gcr.io): reached over Private Google Access, no grant needed
+    engine = parse_artifact_registry(spec.image_of(name) or "")
+    if mirror != engine:
+        return [Finding(loc, "the nodes may read only the engine image's Artifact Registry repository: put the "
+                             "Cloud CLI mirror in that repository, or leave cloud_cli_image unset (the pinned public image)")]
+    return []
+
+
 def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
+    if target.capacity.min == 0:
+        # Why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
+        # at zero"). The internal load balancer's request counts are not a documented autoscaler
+        # input for a group with no backends, and clients would get 503s until a node is healthy.
+        out.append(Finding(
+            (*base, "capacity", "min"),
+            "a group at zero has no node to publish anything, and on GCP nothing else in the stack "
+            "publishes the group's metric, so nothing could ever wake it: set min: 1 or more (a hybrid "
+            "overflow gateway that publishes the group's metric will allow 0)",
+        ))
+    out += _check_cloud_cli_image(spec, name, target)
+    grace = spec.serving.health_check_grace_seconds
+    if grace is not None and grace > 3600:
+        out.append(Finding(("serving", "health_check_grace_seconds"),
+                           f"a managed instance group's auto-healing initial delay is at most 3600 s; target {name!r} "
+                           f"uses 3600, not {grace}", "warning"))
     if target.autoscaling.signal == "lb_utilization" and spec.endpoint is None:
         out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization needs the load balancer of an "
                            "endpoint section; add one, or scale on queue_depth"))
@@ -458,4 +492,21 @@ def _check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Fi
         out += _fit(*spec.model_of(name), (*base, "topology"), usable,
                     f"a {target.generation} {target.topology} slice ({gen.chips_of(target.topology)} chips, "
                     f"{gen.hbm_gib_per_chip} GiB HBM each)")
+        out += _tpu_boot_disk(spec, name, target)
     return out
+
+
+def _tpu_boot_disk(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Finding]:
+    """Multi-host slices keep the weights on every host's fixed 100 GiB boot disk (a read-write
+    data disk attaches to one VM; single-host slices get one, planning.gcp.tpu_data_disk_gib)."""
+    from inferstack.planning.gcp import TPU_BOOT_DISK_GIB, TPU_BOOT_DISK_WEIGHTS_GIB, plan_tpu_hosts
+
+    if plan_tpu_hosts(target) == 1:
+        return []
+    weights = sizing.footprint(*spec.model_of(name)).weights_bytes
+    if weights <= TPU_BOOT_DISK_WEIGHTS_GIB * GIB:
+        return []
+    return [Finding(("targets", name, "topology"),
+                    f"the weights (~{weights / GIB:.0f} GiB) do not fit next to the runtime and the engine image on "
+                    f"the {TPU_BOOT_DISK_GIB} GiB boot disk of each host of a multi-host slice (at most "
+                    f"{TPU_BOOT_DISK_WEIGHTS_GIB} GiB): use a single-host topology, whose weights go to a data disk")]

@@ -240,7 +240,8 @@ class Capacity(StrictModel):
         ge=0, le=MAX_INSTANCES,
         description="0 lets the fleet scale to zero. At zero no node publishes anything, so something else "
         "must wake the group: on AWS the private endpoint's load balancer (connections it cannot route "
-        "count as demand); a fleet with no endpoint cannot use 0.",
+        "count as demand); a fleet with no endpoint cannot use 0. On GCP nothing in the stack publishes "
+        "the group's metric while it is empty, so a GCP GPU fleet needs min >= 1.",
     )
     max: int = Field(ge=1, le=MAX_INSTANCES)
     desired: int | None = Field(
@@ -499,18 +500,17 @@ class GcpGpuFleetTarget(GcpTargetBase):
         default="projects/cos-cloud/global/images/family/cos-stable",
         description="Boot image; Container-Optimized OS installs the GPU driver at boot (cos-extensions).",
     )
+    cloud_cli_image: ImageRef | None = Field(
+        default=None,
+        description="The Cloud CLI image that fetches the weights at boot (default: the versioned "
+        "google-cloud-cli tag pinned in the catalog, data/gcp_node.yaml); e.g. a mirror in your Artifact Registry.",
+    )
 
     @model_validator(mode="after")
     def _signals_that_can_wake(self) -> GcpGpuFleetTarget:
         if self.autoscaling.signal == "lb_utilization" and self.autoscaling.target > 1:
             raise FieldError(("autoscaling", "target"),
                              f"lb_utilization is a fraction: must be <= 1 (got {self.autoscaling.target:g})")
-        if self.capacity.min == 0 and self.autoscaling.signal in ("gpu_utilization", "lb_utilization"):
-            raise FieldError(
-                ("capacity", "min"),
-                f"a group at zero has no {self.autoscaling.signal.replace('_', ' ')}, so it could never scale out "
-                "again: use min >= 1, or scale on queue_depth or requests_per_target (per-group signals)",
-            )
         return self
 
 

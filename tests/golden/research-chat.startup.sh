@@ -11,6 +11,14 @@ set -euo pipefail
 
 # 0. First thing at every boot (iptables rules do not survive one): nothing on Docker's bridge
 #    reaches the metadata server, and an engine Docker restarted before this line is replaced.
+#    Docker creates DOCKER-USER when it starts; this script may run before it does, so the chain
+#    is created here when missing. Docker keeps an existing DOCKER-USER chain and its rules
+#    (libnetwork firewall_linux.go: "Docker will not delete or modify any pre-existing rules")
+#    and processes it before its own chains (Docker docs, "Docker with iptables"). Some Docker
+#    releases did not add the FORWARD jump when the chain already existed (moby/libnetwork#2631,
+#    "failing open"), so the jump is ensured here too; Docker moves its identical jump to the top.
+iptables -N DOCKER-USER 2>/dev/null || true
+iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER
 iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
   || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
 docker rm -f engine >/dev/null 2>&1 || true
@@ -21,6 +29,11 @@ INSTANCE_ID=$(meta instance/id)
 ZONE=$(meta instance/zone | awk -F/ '{ print $NF }')
 STATE=/mnt/stateful_partition/inferstack
 MODEL_DIR="$STATE/models/llama-3-8b"
+# Container-Optimized OS mounts root's home read-only: docker-credential-gcr would fail to write
+# ~/.docker/config.json and end the script under set -e. The Docker client reads and writes its
+# config under DOCKER_CONFIG instead, on the writable stateful partition.
+export DOCKER_CONFIG="$STATE/docker"
+mkdir -p "$DOCKER_CONFIG"
 
 # 1. The GPU driver, and its libraries made executable for the containers.
 cos-extensions install gpu -- --version=latest
@@ -30,7 +43,7 @@ TENSOR_PARALLEL=$(/var/lib/nvidia/bin/nvidia-smi --list-gpus | wc -l)
 
 # 2. Weights, read-only for the service account (only this prefix of the bucket).
 mkdir -p "$MODEL_DIR"
-docker run --rm --network host --volume "$MODEL_DIR":/models gcr.io/google.com/cloudsdktool/google-cloud-cli:stable \
+docker run --rm --network host --volume "$MODEL_DIR":/models gcr.io/google.com/cloudsdktool/google-cloud-cli:576.0.0-stable \
   gcloud storage rsync --recursive gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/ /models
 
 # 3. The engine: every GPU of the VM, weights mounted read-only, no extra privileges.
@@ -51,30 +64,60 @@ docker run --detach --name engine --restart unless-stopped \
   --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL"
 
 # 4. The autoscaling signal (queue_depth) to Cloud Monitoring as custom.googleapis.com/inferstack/pending_requests.
-#    A per-group metric: every publisher writes its own series for group assistant-research-chat (this VM
-#    its pending work, the front door its queue while the group is empty), the autoscaler sums
-#    them and divides by the target, so the group can scale from zero.
+#    A per-group metric: every VM writes its own series for group assistant-research-chat, labelled with its
+#    instance id; the autoscaler sums them and divides by the target.
+#    The agent publishes only while the engine answers its health check: a booting node would
+#    publish 0 and drag the group's figure down (GPU utilisation most of all).
+#    It also publishes custom.googleapis.com/inferstack/busy_instances (1 while requests are in flight), which keeps
+#    the autoscaler from removing busy nodes (queue_depth alone cannot see them).
 mkdir -p "$STATE/bin"
 cat > "$STATE/bin/metrics" <<'AGENT'
 #!/bin/bash
+# inferstack metrics agent for research/chat.
 set -uo pipefail
 METADATA=http://metadata.google.internal/computeMetadata/v1
 meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
+
+healthy() {
+  curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null
+}
+
+# The sum of the engine's gauges named in the arguments (labels allowed); nothing if none is seen.
+gauges() {
+  curl -sf --max-time 5 http://127.0.0.1:8000/metrics \
+    | awk -v names="$*" 'BEGIN { n = split(names, want, " ") }
+        { for (i = 1; i <= n; i++) if ($1 == want[i] || index($1, want[i] "{") == 1) { s += $NF; seen = 1 } }
+        END { if (seen) print s }'
+}
+
+in_flight() {
+  gauges vllm:num_requests_running vllm:num_requests_waiting
+}
+
+signal() {
+  gauges vllm:num_requests_waiting
+}
+
+# publish METRIC VALUE RESOURCE LABELS: one point of one series to Cloud Monitoring.
+publish() {
+  local token now
+  token=$(meta instance/service-accounts/default/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  curl -sf --max-time 10 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    "https://monitoring.googleapis.com/v3/projects/acme-ml-staging/timeSeries" \
+    -d "{\"timeSeries\": [{\"metric\": {\"type\": \"$1\", \"labels\": $4}, \"resource\": $3, \"points\": [{\"interval\": {\"endTime\": \"$now\"}, \"value\": {\"doubleValue\": $2}}]}]}" \
+    >/dev/null || true
+}
+
 INSTANCE_ID=$(meta instance/id)
-ZONE=$(meta instance/zone | awk -F/ '{ print $NF }')
+group_resource='{"type": "global", "labels": {"project_id": "acme-ml-staging"}}'
+group_labels="{\"group\": \"assistant-research-chat\", \"instance\": \"$INSTANCE_ID\"}"
 while true; do
-  value=$(curl -sf --max-time 5 http://127.0.0.1:8000/metrics \
-    | awk -v m=vllm:num_requests_waiting \
-        '$1 == m || index($1, m "{") == 1 { s += $NF; seen = 1 } END { if (seen) print s }')
-  if [ -n "$value" ]; then
-    token=$(meta instance/service-accounts/default/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-    now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    resource='{"type": "global", "labels": {"project_id": "acme-ml-staging"}}'
-    labels="{\"group\": \"assistant-research-chat\", \"instance\": \"$INSTANCE_ID\"}"
-    curl -sf --max-time 10 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-      "https://monitoring.googleapis.com/v3/projects/acme-ml-staging/timeSeries" \
-      -d "{\"timeSeries\": [{\"metric\": {\"type\": \"custom.googleapis.com/inferstack/pending_requests\", \"labels\": $labels}, \"resource\": $resource, \"points\": [{\"interval\": {\"endTime\": \"$now\"}, \"value\": {\"doubleValue\": $value}}]}]}" \
-      >/dev/null || true
+  if healthy; then
+    value=$(signal)
+    if [ -n "$value" ]; then publish custom.googleapis.com/inferstack/pending_requests "$value" "$group_resource" "$group_labels"; fi
+    busy=$(in_flight | awk '{ print ($1 > 0) ? 1 : 0 }')
+    if [ -n "$busy" ]; then publish custom.googleapis.com/inferstack/busy_instances "$busy" "$group_resource" "$group_labels"; fi
   fi
   sleep 15
 done

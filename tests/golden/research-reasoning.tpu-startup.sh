@@ -4,12 +4,15 @@
 # A TPU VM runtime image (Ubuntu with Docker and the Cloud CLI). Every host of the slice runs
 # this script; the slice has 8 chips on 1 host(s). The weights are fetched on the host
 # with the VM's dedicated service account; the engine (vLLM for TPU) gets the TPU devices and
-# nothing else. There is no external IP: Google APIs and Artifact Registry are reached over
-# Private Google Access.
+# unlimited locked memory (the TPU runtime pins its host buffers), nothing else. There is no
+# external IP: Google APIs and Artifact Registry are reached over Private Google Access.
 set -euo pipefail
 
 # 0. First thing at every boot: nothing on Docker's bridge reaches the metadata server, and an
-#    engine Docker restarted before this line is replaced.
+#    engine Docker restarted before this line is replaced. DOCKER-USER and the FORWARD jump to
+#    it are made sure of first (why: templates/gcp_startup.sh.j2, step 0).
+iptables -N DOCKER-USER 2>/dev/null || true
+iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER
 iptables -C DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP 2>/dev/null \
   || iptables -I DOCKER-USER -i docker0 -d 169.254.169.254 -j DROP
 docker rm -f engine >/dev/null 2>&1 || true
@@ -17,24 +20,36 @@ docker rm -f engine >/dev/null 2>&1 || true
 METADATA=http://metadata.google.internal/computeMetadata/v1
 meta() { curl -sf -H 'Metadata-Flavor: Google' "$METADATA/$1"; }
 WORKER=$(meta instance/attributes/agent-worker-number || echo 0)
-MODEL_DIR=/var/lib/inferstack/models/llama-3-70b
 TENSOR_PARALLEL=8
 
-# 1. Weights, read-only for the service account (only this prefix of the bucket).
+# 1. The weights' data disk (the 100 GiB boot disk holds the runtime and the engine image): the
+#    one disk without a partition table; formatted only when it has no file system yet, so a
+#    reboot keeps the weights already fetched.
+DATA_DISK=$(lsblk -dnpo NAME,TYPE,PTTYPE | awk '$2 == "disk" && $3 == "" { print $1; exit }')
+if [ -z "$DATA_DISK" ]; then
+  echo "inferstack: no data disk attached for the weights" >&2
+  exit 1
+fi
+blkid "$DATA_DISK" >/dev/null || mkfs.ext4 -m 0 -E lazy_itable_init=0,lazy_journal_init=0,discard "$DATA_DISK"
+mkdir -p /mnt/disks/inferstack
+mountpoint -q /mnt/disks/inferstack || mount -o discard,defaults "$DATA_DISK" /mnt/disks/inferstack
+MODEL_DIR=/mnt/disks/inferstack/models/llama-3-70b
+
+# 2. Weights, read-only for the service account (only this prefix of the bucket).
 mkdir -p "$MODEL_DIR"
 gcloud storage rsync --recursive gs://acme-models-europe-west4/meta-llama/Llama-3.3-70B-Instruct/ "$MODEL_DIR"
 
-# 2. The engine image, from Artifact Registry.
+# 3. The engine image, from Artifact Registry.
 gcloud auth configure-docker europe-west4-docker.pkg.dev --quiet
 docker pull europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:5b1f0e7c3a9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f
 
 DEVICES=()
 for device in /dev/vfio/* /dev/accel*; do [ -e "$device" ] && DEVICES+=(--device "$device:$device"); done
 docker rm -f engine >/dev/null 2>&1 || true
-# 3. One host: the engine serves port 8000 from the bridge network, with no way to the
+# 4. One host: the engine serves port 8000 from the bridge network, with no way to the
 #    metadata server (so none to the service account's token).
 docker run --detach --name engine --restart unless-stopped \
-  "${DEVICES[@]}" --shm-size 16g \
+  "${DEVICES[@]}" --shm-size 16g --ulimit memlock=-1:-1 \
   --security-opt no-new-privileges --cap-drop ALL \
   --read-only --volume inferstack-cache:/cache --tmpfs /tmp:rw,exec,nosuid,nodev,size=16g --env DO_NOT_TRACK=1 --env HF_HOME=/cache/huggingface --env HF_HUB_DISABLE_TELEMETRY=1 --env HF_HUB_OFFLINE=1 --env HOME=/cache --env TORCHINDUCTOR_CACHE_DIR=/cache/inductor --env TRANSFORMERS_OFFLINE=1 --env TRITON_CACHE_DIR=/cache/triton --env VLLM_CACHE_ROOT=/cache/vllm --env VLLM_DO_NOT_TRACK=1 --env VLLM_NO_USAGE_STATS=1 --env XDG_CACHE_HOME=/cache \
   --publish 8000:8000 \
@@ -42,7 +57,7 @@ docker run --detach --name engine --restart unless-stopped \
   europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:5b1f0e7c3a9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f \
   vllm serve --model /models/llama-3-70b --served-model-name llama-3-70b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL"
 
-# 4. Ready when worker 0's engine answers /health on port 8000.
+# 5. Ready when worker 0's engine answers /health on port 8000.
 if [ "$WORKER" = "0" ]; then
   until curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null; do sleep 10; done
   echo "inferstack: engine healthy on port 8000"
