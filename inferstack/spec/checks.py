@@ -19,6 +19,7 @@ from inferstack.spec.models import (
     DeploymentSpec,
     GcpGpuFleetTarget,
     GcpNetwork,
+    GcpTargetBase,
     GcpTpuTarget,
     Model,
     image_digest,
@@ -106,7 +107,7 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
     yield from _shared_proxy_only_subnets(spec)
     for name, target in sorted(spec.targets.items()):
-        owner = "" if target.cloud == "aws" else target.project
+        owner = "" if isinstance(target, AwsGpuFleetTarget) else target.project
         yield from _endpoint_certificate(name, target, (target.cloud, target.region, owner) in seen,
                                          ep.private_ca_arn, ca_region)
         if isinstance(target, GcpTpuTarget) and (plan_tpu_hosts(target) > 1 or target.provisioning != "on-demand"):
@@ -164,13 +165,16 @@ def _shared_proxy_only_subnets(spec: DeploymentSpec) -> Iterator[Finding]:
     Load Balancer of the region shares it. Targets that put their endpoints in the same existing
     network and region cannot each create one: the network's own must serve them all."""
     seen: dict[tuple[str, str, str], str] = {}
+    proxy_cidrs: dict[str, str | None] = {}
     for name in sorted(spec.targets):
         target = spec.targets[name]
-        net = getattr(target, "network", None)
-        if not isinstance(net, GcpNetwork) or net.creates_network:
+        if not isinstance(target, GcpTargetBase) or target.network.creates_network:
             continue
+        net: GcpNetwork = target.network
+        assert net.network is not None  # an existing network is named (the model checks it)
         key = (target.project, net.network, target.region)
-        if key in seen and (net.proxy_cidr or spec.targets[seen[key]].network.proxy_cidr):
+        proxy_cidrs[name] = net.proxy_cidr
+        if key in seen and (net.proxy_cidr or proxy_cidrs[seen[key]]):
             creator = name if net.proxy_cidr else seen[key]
             yield Finding(("targets", creator, "network", "proxy_cidr"),
                           f"targets {seen[key]!r} and {name!r} share network {net.network!r} in {target.region}, "
@@ -235,13 +239,13 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
             )
         )
     ecr, ar = _ECR_REGION.match(image), _ARTIFACT_REGISTRY.match(image)
-    if target.cloud == "aws" and ecr:
+    if isinstance(target, AwsGpuFleetTarget) and ecr:
         out += _check_region(spec, loc, ecr.group(1), "aws", what="the image's ECR registry")
         if target.network.creates_vpc and ecr.group(1) != target.region and not out:
             out.append(Finding(loc, f"target {name!r} pulls through its VPC's ECR endpoints in {target.region}, "
                                     f"which cannot reach the registry in {ecr.group(1)}: replicate the image to "
                                     f"{target.region}"))
-    elif target.cloud == "aws" and target.network.creates_vpc:
+    elif isinstance(target, AwsGpuFleetTarget) and target.network.creates_vpc:
         out.append(
             Finding(
                 loc,
@@ -259,7 +263,7 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
         )
     elif target.cloud == "gcp" and ar:
         out += _check_region(spec, loc, ar.group(1), "gcp", what="the image's Artifact Registry")
-    elif target.cloud == "gcp" and not target.network.cloud_nat:
+    elif isinstance(target, GcpTargetBase) and not target.network.cloud_nat:
         out.append(
             Finding(
                 loc,
@@ -464,16 +468,16 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
         usable = int(facts.memory_mib * 1024**2 * acc.count * sizing.USABLE_FRACTION)
         what = f"{target.machine_type} with {acc.count}x {facts.gpu}"
     else:
-        facts = machines.get(target.machine_type)
-        if facts is None:
+        machine = machines.get(target.machine_type)
+        if machine is None:
             return out + [Finding(loc, f"unknown GPU machine type {target.machine_type!r}"
                                        f"{did_you_mean(target.machine_type, machines)} (A2, A3, A4 and G2 types "
                                        "carry GPUs; N1 takes guest accelerators)")]
         if target.accelerator is not None:
             return out + [Finding((*base, "accelerator"), f"{target.machine_type} carries its own "
-                                  f"{facts.accelerator_count}x {facts.accelerator}: remove accelerator")]
-        usable = int(facts.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
-        what = facts.describe()
+                                  f"{machine.accelerator_count}x {machine.accelerator}: remove accelerator")]
+        usable = int(machine.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
+        what = machine.describe()
     out += _check_gcp_zones(base, target)
     if not _check_model_ref(spec, name):
         out += _fit(*spec.model_of(name), loc, usable, what)

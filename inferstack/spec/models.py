@@ -281,7 +281,7 @@ class Spot(StrictModel):
 
 
 Signal = Literal["in_flight", "queue_depth", "gpu_utilization", "requests_per_target", "lb_utilization"]
-DEFAULT_SIGNAL = "in_flight"
+DEFAULT_SIGNAL: Signal = "in_flight"
 
 
 class Autoscaling(StrictModel):
