@@ -104,7 +104,9 @@ def _known(props: Any, key: str) -> str | None:
 @stack_rule(
     "security-aws-s3bucket-require-tls-only",
     "Every S3 bucket has a bucket policy that denies all requests over plain HTTP (Deny s3:* when "
-    "aws:SecureTransport is false). A policy unknown at preview fails closed.",
+    "aws:SecureTransport is false). A bucket with no policy at all is a violation at preview too; a "
+    "policy document still unknown at preview is checked when it is known (the offline check, and the "
+    "stack check at the end of `pulumi up`).",
     severity=Severity.HIGH,
     remediation="add a Deny statement for s3:* on the bucket and bucket/* with Condition "
     "Bool aws:SecureTransport=false to the bucket's one BucketPolicy.",
@@ -129,7 +131,9 @@ def s3_tls_only(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterato
     for b in buckets:
         if b.urn in tls_only:
             continue
-        if b.urn in unknown:
-            yield f"Bucket {b.name}: its bucket policy is unknown at preview, so TLS-only cannot be verified.", b.urn
-        else:
+        # Not fail-closed, unlike residency: a bucket policy names the bucket's ARN, which no
+        # preview of a new stack knows, so failing closed would block the first preview of
+        # every stack with a bucket in a PR pipeline. The policy's existence is still required
+        # here; its content is verified wherever it is known.
+        if b.urn not in unknown:
             yield f"Bucket {b.name} has no policy denying plain-HTTP requests.", b.urn
