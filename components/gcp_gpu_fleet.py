@@ -129,7 +129,13 @@ class GcpGpuFleet(pulumi.ComponentResource):
             ),
             wait_for_instances=False,
             # The autoscaler owns the size after creation; never fight it.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["targetSize"]),
+            # delete_before_replace: a regional MIG's zones are chosen only at creation (the
+            # provider marks distribution_policy_zones ForceNew), so a zone change from the
+            # catalog replaces the group; with its fixed name, Pulumi's default create-before-
+            # delete would meet "already exists". The cost: serving stops from the old group's
+            # delete until the new group's VMs are healthy, so a zone change is a reviewed,
+            # planned change (`pulumi preview` shows the replace).
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["targetSize"], delete_before_replace=True),
         )
         self._autoscaler(name, plan, group, child)
         self.endpoint = None

@@ -16,10 +16,24 @@ carries a `requestId` (the API's "idempotent request UUID"), kept across retries
 Create does not wait for ACTIVE: a queued resource may wait for capacity for hours, which is the
 point of queueing. It waits until the API has accepted the request, then reports the state; a
 queued resource that is FAILED or SUSPENDED at that point is an error with the API's reason.
+
+Repair: a preempted Spot slice goes SUSPENDING then SUSPENDED and is "no longer eligible for
+further allocation"; a FAILED one "remains in the queue until it's explicitly deleted" (Cloud TPU,
+Manage queued resources, the state list). `read` records the state, and `diff` replaces a slice
+whose recorded state is one of those, so `pulumi refresh` followed by `pulumi up` (or a scheduled
+`pulumi up --refresh`) deletes the dead slice and queues a new one: that is how a Spot slice comes
+back after preemption. A create that meets our own dead slice under its name (409) force-deletes
+it, waits until it is gone and creates again.
+
+Adoption: the body's hash is a node label (`inferstack-body`), so a queued resource found under
+our name is adopted only if it was created from exactly this body; one with an older startup
+script, service account, network or tier is an error that names it, never silently kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from typing import Any, Callable
@@ -38,8 +52,13 @@ DELETE_TIMEOUT = 45 * 60
 FIRST_DELAY, MAX_DELAY, GROWTH = 2.0, 30.0, 1.5
 TRANSIENT = (429, 500, 502, 503, 504)
 HTTP_ATTEMPTS = 5
-# States in which a queued resource will never serve without someone acting on it.
+# States in which a queued resource will never serve without someone acting on it (the doc's
+# state list: FAILED stays until deleted; SUSPENDING ends in SUSPENDED, which is never allocated
+# again). A recorded broken state makes `diff` replace the slice.
 BROKEN_STATES = ("FAILED", "SUSPENDED", "SUSPENDING")
+# The node label carrying the body's hash: label values are at most 63 characters of
+# [a-z0-9_-] (Cloud labels), and 16 hex characters of a sha256 are plenty to tell bodies apart.
+BODY_LABEL = "inferstack-body"
 
 
 class QueuedResourceError(RuntimeError):
@@ -80,11 +99,30 @@ def _node(body: dict[str, Any]) -> dict[str, Any]:
     return specs[0].get("node") or {}
 
 
+def body_hash(body: dict[str, Any]) -> str:
+    """The first 16 hex characters of the sha256 of the body's canonical JSON, without the hash
+    label itself (so stamping a body does not change its hash)."""
+    unstamped = json.loads(json.dumps(body))
+    for spec in (unstamped.get("tpu") or {}).get("nodeSpec") or []:
+        (spec.get("node") or {}).get("labels", {}).pop(BODY_LABEL, None)
+    canonical = json.dumps(unstamped, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stamped(body: dict[str, Any]) -> dict[str, Any]:
+    """The body as sent: every node carries the body's hash as a label."""
+    digest, out = body_hash(body), json.loads(json.dumps(body))
+    for spec in (out.get("tpu") or {}).get("nodeSpec") or []:
+        node = spec.setdefault("node", {})
+        node["labels"] = {**(node.get("labels") or {}), BODY_LABEL: digest}
+    return out
+
+
 def same_slice(existing: dict[str, Any], body: dict[str, Any]) -> bool:
-    """Whether a queued resource found under our name is the one this body asks for: the same
-    labels (stack, environment, team, model: ours and no one else's) and the same shape."""
-    mine, theirs = _node(body), _node(existing)
-    return all(mine.get(k) == theirs.get(k) for k in ("labels", "acceleratorType", "runtimeVersion"))
+    """Whether a queued resource found under our name was created from exactly this body: its
+    node's hash label equals this body's hash. Labels, shape, startup script, service account,
+    network and tier all count; the API's output-only fields do not."""
+    return (_node(existing).get("labels") or {}).get(BODY_LABEL) == body_hash(body)
 
 
 class QueuedResourceProvider(ResourceProvider):
@@ -112,9 +150,22 @@ class QueuedResourceProvider(ResourceProvider):
     def _call(self, session, method: str, url: str, **kw):
         """One request, retried on throttling and server errors with the same arguments (the
         same requestId included, so the API runs a retried mutation once)."""
+        import requests
+
         delay = FIRST_DELAY
         for attempt in range(HTTP_ATTEMPTS):
-            response = getattr(session, method)(url, timeout=60, **kw)
+            try:
+                response = getattr(session, method)(url, timeout=60, **kw)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                # A dropped connection or a timeout may have reached the API: the retry carries
+                # the same requestId, so a mutation that did land is not run twice.
+                if attempt == HTTP_ATTEMPTS - 1:
+                    raise QueuedResourceError(
+                        f"{method.upper()} {url}: no answer after {HTTP_ATTEMPTS} attempts ({error})"
+                    ) from error
+                self._wait(delay)
+                delay = min(delay * GROWTH, MAX_DELAY)
+                continue
             if response.status_code not in TRANSIENT or attempt == HTTP_ATTEMPTS - 1:
                 return response
             self._wait(delay)
@@ -178,11 +229,7 @@ class QueuedResourceProvider(ResourceProvider):
         session = self._http()
         id_ = f"{self._parent(props)}/queuedResources/{props['queuedResourceId']}"
         what = f"creating {id_}"
-        response = self._call(
-            session, "post", f"{TPU_API}/{self._parent(props)}/queuedResources",
-            params={"queuedResourceId": props["queuedResourceId"], "requestId": str(uuid.uuid4())},
-            json=props["body"],
-        )
+        response = self._post(session, props)
         if response.status_code == 409:
             response = self._adopt_or_retry(session, id_, props)
             if response is None:  # adopted: an earlier run created it and lost track
@@ -195,24 +242,33 @@ class QueuedResourceProvider(ResourceProvider):
             raise QueuedResourceError(f"{what}: the operation finished but the queued resource is not there")
         return CreateResult(id_, outs={**props, "state": self._check_state(id_, created), "stateReason": ""})
 
+    def _post(self, session, props: dict[str, Any]):
+        return self._call(
+            session, "post", f"{TPU_API}/{self._parent(props)}/queuedResources",
+            params={"queuedResourceId": props["queuedResourceId"], "requestId": str(uuid.uuid4())},
+            json=stamped(props["body"]),
+        )
+
     def _adopt_or_retry(self, session, id_: str, props: dict[str, Any]):
         """409: a queued resource of this name exists. One that is being deleted is waited out
-        and created again; one of ours with the same shape is adopted (None); anything else is
-        an error that says what to do."""
+        and created again; ours (same body hash) in a broken state is force-deleted, waited out
+        and created again; ours otherwise is adopted (None); anything else is an error that says
+        what to do."""
         existing = self._get(session, id_)
-        if existing is None or state_of(existing)[0] == "DELETING":
-            self._wait_gone(session, id_, DELETE_TIMEOUT)
-            return self._call(
-                session, "post", f"{TPU_API}/{self._parent(props)}/queuedResources",
-                params={"queuedResourceId": props["queuedResourceId"], "requestId": str(uuid.uuid4())},
-                json=props["body"],
+        state = state_of(existing)[0] if existing is not None else "DELETING"  # gone meanwhile
+        ours = existing is not None and same_slice(existing, props["body"])
+        if state != "DELETING" and not ours:
+            raise QueuedResourceError(
+                f"{id_} already exists but was not created from this stack's current request "
+                f"(its `{BODY_LABEL}` label differs: other labels, shape, startup script, service "
+                "account, network or tier): delete that queued resource "
+                "(`gcloud compute tpus queued-resources delete --force`) if it is a leftover, or "
+                "rename the target"
             )
-        if same_slice(existing, props["body"]):
-            return None
-        raise QueuedResourceError(
-            f"{id_} already exists and is not this stack's slice (other labels or shape): rename the "
-            "target, or delete that queued resource if it is a leftover"
-        )
+        if state not in BROKEN_STATES and state != "DELETING":
+            return None  # ours and alive: an earlier run created it and lost track
+        self.delete(id_, props)  # DELETING, gone meanwhile, or our dead slice: all end at a 404
+        return self._post(session, props)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         found = self._get(self._http(), id_)
@@ -225,10 +281,22 @@ class QueuedResourceProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in REPLACE_ON if olds.get(k) != news.get(k)]
+        # A slice recorded (by create or a refresh) as FAILED or SUSPENDED will never serve again:
+        # replacing it is the only repair, and `pulumi up` after a refresh does it.
+        if olds.get("state") in BROKEN_STATES:
+            changed.append("state")
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         session = self._http()
+        existing = self._get(session, id_)
+        if existing is None:
+            return
+        if state_of(existing)[0] == "DELETING":
+            # An interrupted destroy left the delete running: a second delete would be refused,
+            # waiting for the 404 finishes it.
+            self._wait_gone(session, id_, DELETE_TIMEOUT)
+            return
         response = self._call(session, "delete", f"{TPU_API}/{id_}",
                               params={"force": "true", "requestId": str(uuid.uuid4())})
         if response.status_code == 404:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import requests
 from conftest import STACKS
 from inferstack.components.gcp_queued_resource import (
+    BODY_LABEL,
     CREATE_TIMEOUT,
     DELETE_TIMEOUT,
+    HTTP_ATTEMPTS,
     TPU_API,
     QueuedResourceError,
     QueuedResourceProvider,
+    body_hash,
+    stamped,
 )
 from inferstack.planning.gcp import plan_tpu, queued_resource_body
 from inferstack.spec.loader import load_spec
@@ -49,7 +54,10 @@ class FakeSession:
         queue = self.script.get((method, url))
         if not queue:
             return FakeResponse(404, {"error": {"code": 404, "message": "not found"}})
-        return queue.pop(0) if len(queue) > 1 else queue[0]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def post(self, url, **kw):
         return self._answer("POST", url, kw)
@@ -92,8 +100,10 @@ def op(done: bool = False, error: dict | None = None) -> FakeResponse:
     return FakeResponse(200, body)
 
 
-def qr(state: str, **extra) -> FakeResponse:
-    return FakeResponse(200, {"name": QR, "state": {"state": state, **extra}, **_props()["body"]})
+def qr(state: str, body: dict | None = None, **extra) -> FakeResponse:
+    """The queued resource as the API returns it: created from `body` (this stack's by default),
+    so its node carries that body's hash label."""
+    return FakeResponse(200, {"name": QR, "state": {"state": state, **extra}, **stamped(body or _props()["body"])})
 
 
 def _props() -> dict:
@@ -175,7 +185,7 @@ def test_409_adopts_our_own_slice_and_refuses_someone_elses():
     theirs["tpu"]["nodeSpec"][0]["node"]["labels"] = {"team": "someone-else"}
     session = (FakeSession().play("POST", COLLECTION, conflict)
                .play("GET", f"{TPU_API}/{QR}", FakeResponse(200, {"name": QR, "state": {"state": "ACTIVE"}, **theirs})))
-    with pytest.raises(QueuedResourceError, match="already exists and is not this stack's slice"):
+    with pytest.raises(QueuedResourceError, match="already exists but was not created from this stack's current"):
         provider(session).create(_props())
 
 
@@ -191,17 +201,18 @@ def test_delete_waits_for_its_operation_and_then_for_the_resource_to_be_gone():
     session = (FakeSession()
                .play("DELETE", f"{TPU_API}/{QR}", op())
                .play("GET", f"{TPU_API}/{OP}", op(), op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404)))
+               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"), qr("DELETING"), qr("DELETING"), FakeResponse(404)))
     provider(session).delete(QR, _props())
     kinds = [(m, u.rsplit("/", 1)[-1]) for m, u, _ in session.calls]
-    assert kinds[0] == ("DELETE", "assistant-batch-batch-0")
-    assert session.calls[0][2]["params"]["force"] == "true" and session.calls[0][2]["params"]["requestId"]
+    assert kinds[:2] == [("GET", "assistant-batch-batch-0"), ("DELETE", "assistant-batch-batch-0")]
+    assert session.calls[1][2]["params"]["force"] == "true" and session.calls[1][2]["params"]["requestId"]
     # only after the 404 does delete return: the subnet and a re-create come after that
     assert kinds[-1] == ("GET", "assistant-batch-batch-0") and kinds.count(("GET", "op-1")) == 2
 
 
 def test_a_failed_delete_is_raised():
     session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op())
+               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"))
                .play("GET", f"{TPU_API}/{OP}", op(done=True, error={"code": 9, "message": "node busy"})))
     with pytest.raises(QueuedResourceError, match="deleting .* failed: code 9: node busy"):
         provider(session).delete(QR, _props())
@@ -209,7 +220,7 @@ def test_a_failed_delete_is_raised():
 
 def test_a_delete_that_never_empties_is_an_error_within_the_bound():
     session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("DELETING")))
+               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"), qr("DELETING")))
     clock = Clock()
     with pytest.raises(QueuedResourceError, match="still exists"):
         provider(session, clock).delete(QR, _props())
@@ -225,7 +236,7 @@ def test_any_change_replaces_and_a_missing_resource_deletes_cleanly():
     assert diff.changes and diff.replaces == ["body"] and diff.delete_before_replace
     assert not p.diff("id", old, _props()).changes
     p.delete("projects/p/locations/z/queuedResources/q", old)  # 404: already gone, fine
-    assert session.calls[-1][2]["params"]["force"] == "true" and len(session.calls) == 1
+    assert [c[0] for c in session.calls] == ["GET"]
 
 
 def test_read_reports_a_missing_resource_as_gone_and_a_failed_one_with_its_reason():
@@ -251,3 +262,81 @@ def test_reserved_capacity_is_the_nodes_scheduling_config_in_v2():
     # QueuedResource.Guaranteed in v2 has only minDuration; `reserved` there is v2alpha1's.
     assert "guaranteed" not in body and "spot" not in body
     assert body["tpu"]["nodeSpec"][0]["node"]["schedulingConfig"] == {"reserved": True}
+
+
+def test_a_slice_recorded_as_failed_or_suspended_is_replaced_by_the_next_up():
+    p = provider(FakeSession())
+    for state in ("FAILED", "SUSPENDING", "SUSPENDED"):
+        diff = p.diff("id", {**_props(), "state": state}, _props())
+        assert diff.changes and diff.replaces == ["state"] and diff.delete_before_replace, state
+    for state in ("WAITING_FOR_RESOURCES", "PROVISIONING", "ACTIVE"):
+        assert not p.diff("id", {**_props(), "state": state}, _props()).changes, state
+
+
+def test_409_on_our_own_suspended_slice_force_deletes_it_waits_and_creates_again():
+    session = (FakeSession()
+               .play("POST", COLLECTION, FakeResponse(409), op(done=True))
+               .play("DELETE", f"{TPU_API}/{QR}", op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("SUSPENDED"), qr("SUSPENDED"), qr("DELETING"),
+                     FakeResponse(404), qr("ACCEPTED")))
+    result = provider(session).create(_props())
+    methods = [c[0] for c in session.calls]
+    assert methods.count("POST") == 2 and methods.count("DELETE") == 1
+    delete = next(c for c in session.calls if c[0] == "DELETE")
+    assert delete[2]["params"]["force"] == "true"
+    # the new POST comes only after the old slice read 404
+    assert session.calls.index(delete) < len(session.calls) - 2 and result.outs["state"] == "ACCEPTED"
+
+
+def test_the_body_hash_is_a_valid_label_and_changes_with_anything_in_the_body():
+    body = _props()["body"]
+    digest = body_hash(body)
+    assert len(digest) == 16 and set(digest) <= set("0123456789abcdef")  # label value: <= 63 of [a-z0-9_-]
+    assert body_hash(stamped(body)) == digest  # the label does not hash itself
+    assert stamped(body)["tpu"]["nodeSpec"][0]["node"]["labels"][BODY_LABEL] == digest
+    for change in (
+        lambda b: b["tpu"]["nodeSpec"][0]["node"]["metadata"].update({"startup-script": "echo old"}),
+        lambda b: b["tpu"]["nodeSpec"][0]["node"]["serviceAccount"].update({"email": "old@x"}),
+        lambda b: b["tpu"]["nodeSpec"][0]["node"]["networkConfig"].update({"network": "old"}),
+        lambda b: b.pop("spot"),
+    ):
+        other = _props()["body"]
+        change(other)
+        assert body_hash(other) != digest
+
+
+def test_create_sends_the_hash_label_and_409_refuses_a_leftover_from_an_older_body():
+    session = (FakeSession().play("POST", COLLECTION, op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED")))
+    provider(session).create(_props())
+    sent = session.calls[0][2]["json"]["tpu"]["nodeSpec"][0]["node"]["labels"]
+    assert sent[BODY_LABEL] == body_hash(_props()["body"])
+
+    old = _props()["body"]
+    old["tpu"]["nodeSpec"][0]["node"]["metadata"]["startup-script"] = "#!/bin/bash\necho old"
+    session = (FakeSession().play("POST", COLLECTION, FakeResponse(409))
+               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE", body=old)))
+    with pytest.raises(QueuedResourceError, match=f"{QR} already exists.*inferstack-body.*delete"):
+        provider(session).create(_props())
+    assert [c[0] for c in session.calls] == ["POST", "GET"]  # nothing deleted that is not provably ours
+
+
+def test_delete_of_a_slice_already_deleting_only_waits_for_it_to_go():
+    session = (FakeSession()
+               .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404)))
+    provider(session).delete(QR, _props())
+    assert [c[0] for c in session.calls] == ["GET", "GET", "GET"]
+
+
+def test_dropped_connections_and_timeouts_are_retried_with_the_same_request_id_and_bounded():
+    session = (FakeSession()
+               .play("POST", COLLECTION, requests.ConnectionError("reset"), requests.Timeout("slow"), op(done=True))
+               .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED")))
+    provider(session).create(_props())
+    posts = [c[2]["params"]["requestId"] for c in session.calls if c[0] == "POST"]
+    assert len(posts) == 3 and len(set(posts)) == 1
+
+    session = FakeSession().play("POST", COLLECTION, requests.ConnectionError("reset"))
+    with pytest.raises(QueuedResourceError, match="no answer after"):
+        provider(session).create(_props())
+    assert len(session.calls) == HTTP_ATTEMPTS

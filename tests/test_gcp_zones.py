@@ -76,3 +76,21 @@ def test_a_zone_without_the_machine_type_is_a_spec_error_naming_the_zone():
         parse_spec(text, "research.yaml")
     assert "targets.chat.zones[1]: a3-ultragpu-8g is not offered in zone europe-west4-b; europe-west4 has it in europe-west4-a" \
         in err.value.render()
+
+
+def test_the_group_is_deleted_before_it_is_replaced_because_its_name_is_fixed(monkeypatch):
+    # A change of zones replaces a regional MIG (zones are set only at creation); the group has a
+    # fixed name, so create-before-delete would collide. The mocks do not record options: spy.
+    import pulumi_gcp
+
+    seen = []
+    real = pulumi_gcp.compute.RegionInstanceGroupManager
+
+    def spy(resource_name, *args, opts=None, **kwargs):
+        seen.append(opts)
+        return real(resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(pulumi_gcp.compute, "RegionInstanceGroupManager", spy)
+    Resources(plan_of_text(ON_DEMAND, stack="research"))
+    assert seen and all(o.delete_before_replace for o in seen)
+    assert all("targetSize" in o.ignore_changes for o in seen)
