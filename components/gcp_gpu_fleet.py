@@ -128,14 +128,10 @@ class GcpGpuFleet(pulumi.ComponentResource):
                 replacement_method="SUBSTITUTE",
             ),
             wait_for_instances=False,
-            # The autoscaler owns the size after creation; never fight it.
-            # delete_before_replace: a regional MIG's zones are chosen only at creation (the
-            # provider marks distribution_policy_zones ForceNew), so a zone change from the
-            # catalog replaces the group; with its fixed name, Pulumi's default create-before-
-            # delete would meet "already exists". The cost: serving stops from the old group's
-            # delete until the new group's VMs are healthy, so a zone change is a reviewed,
-            # planned change (`pulumi preview` shows the replace).
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["targetSize"], delete_before_replace=True),
+            # The autoscaler owns the size after creation; never fight it. A zone change replaces
+            # the group (zones are set only at creation); its name carries the zones' hash
+            # (planning.gcp.group_name), so the replacement is create-before-delete.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["targetSize"]),
         )
         self._autoscaler(name, plan, group, child)
         self.endpoint = None

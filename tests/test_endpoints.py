@@ -135,7 +135,7 @@ def test_internal_https_load_balancer_with_tls12_and_the_specs_certificate(resea
     assert (tls["minTlsVersion"], tls["profile"]) == ("TLS_1_2", "RESTRICTED")
     backend = _one(research, "gcp:compute/regionBackendService:RegionBackendService", "chat-endpoint-backend")
     assert backend["loadBalancingScheme"] == "INTERNAL_MANAGED"
-    assert backend["backends"][0]["group"].endswith("/instanceGroups/assistant-research-chat")
+    assert backend["backends"][0]["group"].endswith("/instanceGroups/assistant-research-chat-zcb22")
     health = _one(research, "gcp:compute/regionHealthCheck:RegionHealthCheck", "chat-endpoint-health")
     assert health["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
 

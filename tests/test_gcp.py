@@ -123,10 +123,10 @@ def test_autoscaler_scales_on_a_per_group_queue_signal(research):
     assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 6)
     metric, busy = policy["metrics"]
     assert busy == {"name": "custom.googleapis.com/inferstack/busy_instances", "singleInstanceAssignment": 1,
-                    "filter": 'resource.type = "global" AND metric.labels.group = "assistant-research-chat"'}
+                    "filter": 'resource.type = "global" AND metric.labels.group = "assistant-research-chat-zcb22"'}
     assert metric["name"] == "custom.googleapis.com/inferstack/pending_requests"
     assert metric["singleInstanceAssignment"] == 4
-    assert 'metric.labels.group = "assistant-research-chat"' in metric["filter"]
+    assert 'metric.labels.group = "assistant-research-chat-zcb22"' in metric["filter"]
     assert policy["scaleInControl"] == {"timeWindowSec": 600, "maxScaledInReplicas": {"fixed": 1}}
 
 
@@ -210,7 +210,7 @@ def test_a_gcp_fleet_that_omits_the_signal_scales_on_per_group_in_flight_load():
     (metric,) = res.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
     assert metric["name"] == "custom.googleapis.com/inferstack/in_flight_requests"
     assert metric["singleInstanceAssignment"] == 4
-    assert metric["filter"] == 'resource.type = "global" AND metric.labels.group = "assistant-research-chat"'
+    assert metric["filter"] == 'resource.type = "global" AND metric.labels.group = "assistant-research-chat-zcb22"'
 
 
 def test_a_single_host_slice_keeps_70b_weights_on_an_encrypted_data_disk_sized_from_them(research):

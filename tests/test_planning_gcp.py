@@ -171,7 +171,8 @@ def test_plan_gcp_fleet_research_chat():
     assert plan.region == "europe-west4"
     assert plan.zones == ("europe-west4-a", "europe-west4-b", "europe-west4-c")  # the catalog's L4 zones
     assert plan.distribution_shape == "BALANCED"  # Spot too: an autoscaled group cannot be ANY
-    assert plan.prefix == plan.group_name == "assistant-research-chat"
+    assert plan.prefix == "assistant-research-chat"
+    assert plan.group_name == "assistant-research-chat-zcb22"  # the zones hash: planning.gcp.group_name
     assert plan.machine_type == "g2-standard-8"
     assert plan.guest_accelerator is None
     assert plan.gpu_count == 1

@@ -5,6 +5,8 @@ shapes, and the rendered startup scripts.
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 from dataclasses import dataclass
 
@@ -193,13 +195,27 @@ def distribution_shape(spot: bool) -> str:
     return "BALANCED"
 
 
+def group_name(prefix: str, zones: tuple[str, ...] | list[str]) -> str:
+    """The regional group's name, carrying a short hash of its zones.
+
+    Compute Engine sets a regional MIG's zones only at creation, so a zone change (a catalog
+    update, a spec's `zones:`) replaces the group. With the zones in the name the replacement is
+    an ordinary create-before-delete: the new group and its autoscaler come up under the new
+    name, the backend service moves to the new group, and only then do the old ones go. A fixed
+    name would need delete-before-replace, and Compute refuses to delete a group a backend
+    service still uses, which would leave the stack stuck half-way."""
+    digest = hashlib.sha256(",".join(sorted(zones)).encode()).hexdigest()[:4]
+    return gcp_name(prefix, f"z{digest}")
+
+
 def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPlan:
     target = spec.targets[name]
     assert isinstance(target, GcpGpuFleetTarget)
     model_name, model = spec.model_of(name)
     engine = catalog.engines()[spec.serving.engine]
     prefix = resource_prefix(spec, stack, name)
-    group = gcp_name(prefix)
+    zones = gpu_zones(target)
+    group = group_name(prefix, zones)
     image = spec.image_of(name)
     assert image is not None  # the spec checks guarantee it
     if target.accelerator is not None:
@@ -231,7 +247,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         target=name,
         project=target.project,
         region=target.region,
-        zones=gpu_zones(target),
+        zones=zones,
         distribution_shape=distribution_shape(target.spot.enabled),
         prefix=prefix,
         group_name=group,

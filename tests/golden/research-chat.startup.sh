@@ -64,7 +64,7 @@ docker run --detach --name engine --restart unless-stopped \
   --model /models/llama-3-8b --served-model-name llama-3-8b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL"
 
 # 4. The autoscaling signal (queue_depth) to Cloud Monitoring as custom.googleapis.com/inferstack/pending_requests.
-#    A per-group metric: every VM writes its own series for group assistant-research-chat, labelled with its
+#    A per-group metric: every VM writes its own series for group assistant-research-chat-zcb22, labelled with its
 #    instance id; the autoscaler sums them and divides by the target.
 #    The agent publishes only while the engine answers its health check: a booting node would
 #    publish 0 and drag the group's figure down (GPU utilisation most of all).
@@ -111,7 +111,7 @@ publish() {
 
 INSTANCE_ID=$(meta instance/id)
 group_resource='{"type": "global", "labels": {"project_id": "acme-ml-staging"}}'
-group_labels="{\"group\": \"assistant-research-chat\", \"instance\": \"$INSTANCE_ID\"}"
+group_labels="{\"group\": \"assistant-research-chat-zcb22\", \"instance\": \"$INSTANCE_ID\"}"
 while true; do
   if healthy; then
     value=$(signal)
