@@ -36,7 +36,8 @@ import hashlib
 import json
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
@@ -177,7 +178,7 @@ class QueuedResourceProvider(ResourceProvider):
         if response.status_code >= 400:
             try:
                 detail = _status_text(response.json().get("error"))
-            except Exception:  # noqa: BLE001 - a non-JSON error body
+            except Exception:
                 detail = f"HTTP {response.status_code}"
             raise QueuedResourceError(f"{what}: HTTP {response.status_code}, {detail}")
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, GcpBootDiskKey, node_metadata
 from inferstack.components.gcp_endpoint import GcpPrivateEndpoint
+from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, GcpBootDiskKey, node_metadata
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
 from inferstack.components.gcp_queued_resource import TpuQueuedResource

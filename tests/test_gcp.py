@@ -194,7 +194,7 @@ def test_two_endpoint_targets_in_one_existing_network_cannot_each_create_a_proxy
 
     existing = "    network: {network: shared, subnetwork: shared-ew4, proxy_cidr: 10.90.0.0/23, psc_cidr: 10.90.2.0/24}"
     text = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", existing).replace("    network: {cidr: 10.81.0.0/20}", existing)
-    with pytest.raises(SpecError, match="one active proxy-only subnet per region.*remove proxy_cidr"):
+    with pytest.raises(SpecError, match=r"one active proxy-only subnet per region.*remove proxy_cidr"):
         parse_spec(text, "research.yaml")
     # Without proxy_cidr both reuse the network's own, which is what the rule allows.
     reuse = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.2.0/24}")

@@ -91,7 +91,7 @@ def test_an_existing_network_that_has_one_refuses_a_second(world):
 
 
 def test_an_existing_network_without_one_needs_proxy_cidr(world):
-    with pytest.raises(CloudCheckError, match="'shared-vpc' has no active proxy-only subnet in europe-west4.*set proxy_cidr"):
+    with pytest.raises(CloudCheckError, match=r"'shared-vpc' has no active proxy-only subnet in europe-west4.*set proxy_cidr"):
         plan_of_text(EXISTING.replace("      proxy_cidr: 10.90.0.0/23\n", ""))
 
 

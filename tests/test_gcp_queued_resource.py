@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import requests
+
 from conftest import STACKS
 from inferstack.components.gcp_queued_resource import (
     BODY_LABEL,
@@ -170,7 +171,7 @@ def test_throttling_and_server_errors_are_retried_with_the_same_request_id():
 
 def test_a_refused_create_says_what_the_api_said():
     session = FakeSession().play("POST", COLLECTION, FakeResponse(400, {"error": {"code": 400, "message": "bad acceleratorType"}}))
-    with pytest.raises(QueuedResourceError, match="HTTP 400.*bad acceleratorType"):
+    with pytest.raises(QueuedResourceError, match=r"HTTP 400.*bad acceleratorType"):
         provider(session).create(_props())
 
 
@@ -214,7 +215,7 @@ def test_a_failed_delete_is_raised():
     session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op())
                .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"))
                .play("GET", f"{TPU_API}/{OP}", op(done=True, error={"code": 9, "message": "node busy"})))
-    with pytest.raises(QueuedResourceError, match="deleting .* failed: code 9: node busy"):
+    with pytest.raises(QueuedResourceError, match=r"deleting .* failed: code 9: node busy"):
         provider(session).delete(QR, _props())
 
 

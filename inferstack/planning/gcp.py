@@ -6,7 +6,6 @@ shapes, and the rendered startup scripts.
 from __future__ import annotations
 
 import hashlib
-
 import re
 from dataclasses import dataclass
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import cost, hardening, kubernetes, scanner, residency, security, tags
+from . import cost, hardening, kubernetes, residency, scanner, security, tags
 from ._rules import RULES, Rule
 
 PACK_NAME = "inferstack"

@@ -12,7 +12,6 @@ from pulumi_policy import EnforcementLevel, Severity, StackValidationArgs
 from ._rules import ASG, GCP_TEMPLATES, LAUNCH_TEMPLATE, TPU_VM, get, items, queued_tpu_nodes, stack_rule
 
 
-
 def _instance_types(group, templates: dict[str, Any]) -> list[str]:
     """Instance types a group may launch: its mixed policy's overrides, else its template's type."""
     overrides = [get(o, "instanceType") for o in items(group.props, "mixedInstancesPolicy", "launchTemplate", "overrides")]

@@ -26,7 +26,6 @@ from ._rules import (
     truthy,
 )
 
-
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 TPU_QUEUED = "gcp:tpu/v2QueuedResource:V2QueuedResource"
 

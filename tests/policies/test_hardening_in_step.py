@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from conftest import EXAMPLE_STACKS, plan_of_file  # noqa: E402
-
-from inferstack.policy_pack.inferstack_policies._rules import (  # noqa: E402
+from conftest import EXAMPLE_STACKS, plan_of_file
+from inferstack.policy_pack.inferstack_policies._rules import (
     GCP_TEMPLATES,
     LAUNCH_TEMPLATE,
     QUEUED_TPU,

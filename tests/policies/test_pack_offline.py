@@ -12,14 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from conftest import DEV_NO_ENDPOINT, EXAMPLE_STACKS, STACKS, plan_of_file  # noqa: E402
-
-from inferstack.cli import main  # noqa: E402
-from inferstack.offline.policy import PolicyPackError, analyze, default_pack_dir  # noqa: E402
-from inferstack.planning import policy_config  # noqa: E402
-from inferstack.policy_pack.inferstack_policies import RULES  # noqa: E402
-from inferstack.policy_pack.inferstack_policies.tags import AWS_UNTAGGABLE  # noqa: E402
-from inferstack.spec.loader import load_spec  # noqa: E402
+from conftest import DEV_NO_ENDPOINT, EXAMPLE_STACKS, STACKS, plan_of_file
+from inferstack.cli import main
+from inferstack.offline.policy import PolicyPackError, analyze, default_pack_dir
+from inferstack.planning import policy_config
+from inferstack.policy_pack.inferstack_policies import RULES
+from inferstack.policy_pack.inferstack_policies.tags import AWS_UNTAGGABLE
+from inferstack.spec.loader import load_spec
 
 DEV = (STACKS / "dev.yaml").read_text()
 

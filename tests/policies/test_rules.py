@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from policy_harness import POLICIES, provider, resource, run_resource, run_stack
 from inferstack.policy_pack.inferstack_policies import RULES
+from policy_harness import POLICIES, provider, resource, run_resource, run_stack
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 EU = {"allowedRegions": ["eu-central-1"]}
