@@ -1,0 +1,402 @@
+"""A deterministic, one-second discrete-event rehearsal of a fleet's scaling on a day of traffic.
+
+Model, per target (see /work/notes/wt-simulate.md for its limits):
+- Replicas are slots: `concurrent_sequences` each; a request holds one slot for its service time
+  (prefill + decode at full batch). Requests wait in one FIFO queue for a free slot (the load
+  balancer spreads them; pooling the slots is least-outstanding routing). A client retries a
+  refused connection and gives up after the profile's client timeout (counted as refused).
+- Nodes publish their gauges every AGENT_PERIOD seconds and only once healthy (in service):
+  in-flight (running + waiting), waiting, running, GPU utilisation. CloudWatch and Cloud Monitoring
+  aggregate them per period (60 s) as the alarm's statistic says.
+- AWS: target tracking scales out when its metric stays above the target for TT_HIGH_DATAPOINTS
+  one-minute datapoints, to ceil(publishing nodes × metric / target); alarms on simple/step
+  policies fire every minute they stay in ALARM (CloudWatch re-invokes Auto Scaling actions), a
+  simple policy honours its cooldown; the wake alarm sees the group's desired capacity and demand.
+  A warm-pool instance starts in the warm-start time; a launch that outlasts the launch hook's
+  timeout is abandoned (never serves).
+- GCP: the autoscaler recommends ceil(metric sum / assignment) (per-group metric) or
+  ceil(nodes × average / target) every minute; scale-in follows the largest recommendation of the
+  last STABILIZATION_SECONDS and at most scale_in_max VMs per scale-in window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferstack.planning.replica import ReplicaModel
+from inferstack.planning.scaling_config import ScalingConfig
+
+AGENT_PERIOD = 15  # the node agents' publishing period (aws_user_data / gcp startup agents)
+MINUTE = 60
+# Target tracking's high alarm: 3 datapoints of a one-minute metric (EC2 Auto Scaling user guide,
+# "Target tracking scaling policies": the alarms it creates for you evaluate 3 one-minute periods).
+TT_HIGH_DATAPOINTS = 3
+# GCP: "the autoscaler calculates the recommended number of VMs based on peak load over the
+# preceding 10 minutes" before scaling in (Compute Engine, "Understanding autoscaler decisions").
+STABILIZATION_SECONDS = 600
+# A share of the over-SLO or refused requests, outside cold starts from zero, that means the
+# scale-out does not keep up with the profile.
+KEEP_UP_TOLERANCE = 0.01
+# A node whose requests in flight fill at least this share of its slots is not idle.
+BUSY_SHARE = 0.5
+
+
+@dataclass
+class Event:
+    second: int
+    kind: str  # "out", "in", "wake", "interrupt"
+    before: int
+    after: int
+    resource: str
+
+    def to_json(self) -> dict:
+        return {"second": self.second, "kind": self.kind, "from": self.before, "to": self.after, "resource": self.resource}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # cannot-wake-from-zero, scale-in-under-load, flapping, cannot-keep-up, launch-hook-timeout
+    resource: str
+    message: str
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "resource": self.resource, "message": self.message}
+
+
+@dataclass
+class TargetResult:
+    target: str
+    requests: int = 0
+    served: int = 0
+    refused: int = 0
+    over_slo: int = 0
+    ttft: dict[str, float | None] = field(default_factory=dict)
+    queue_wait: dict[str, float | None] = field(default_factory=dict)
+    cold_start_first_token: list[float] = field(default_factory=list)  # per episode at zero
+    replica_hours: float = 0.0
+    cost_usd: float | None = None
+    events: list[Event] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    replica: ReplicaModel | None = None
+    # Per-minute series for the plot: replicas in service, desired, queue depth, mean wait.
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        r = self.replica
+        return {
+            "target": self.target,
+            "requests": self.requests, "served": self.served, "refused": self.refused, "overSlo": self.over_slo,
+            "ttftSeconds": self.ttft, "queueWaitSeconds": self.queue_wait,
+            "coldStartFirstTokenSeconds": self.cold_start_first_token,
+            "replicaHours": round(self.replica_hours, 2), "costUsd": self.cost_usd,
+            "replica": None if r is None else {
+                "startupSeconds": r.startup_seconds, "warmStartSeconds": r.warm_start_seconds,
+                "concurrentSequences": r.concurrent_sequences, "outputTokensPerSecond": r.output_tokens_per_second,
+                "estimated": r.estimated, "formula": r.formula,
+            },
+            "events": [e.to_json() for e in self.events],
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def _percentiles(hist: np.ndarray, offset: float) -> dict[str, float | None]:
+    total = int(hist.sum())
+    if total == 0:
+        return {"p50": None, "p95": None, "p99": None}
+    cum = np.cumsum(hist)
+    return {f"p{q}": float(np.searchsorted(cum, math.ceil(total * q / 100))) + offset for q in (50, 95, 99)}
+
+
+def _metric_value(metric: str, running: float, waiting: float, slots: int) -> float:
+    """What one node's agent reports for a metric name (CloudWatch or Cloud Monitoring)."""
+    m = metric.lower()
+    if "inflight" in m or "in_flight" in m:
+        return running + waiting
+    if "pending" in m or "waiting" in m or "queue" in m:
+        return waiting
+    if "running" in m:
+        return running
+    if "gpu" in m:  # near 100 with a single decoding sequence
+        return 100.0 if running > 0 else 0.0
+    if "loadbalancing" in m:
+        return (running + waiting) / slots
+    raise ValueError(f"no model of what a node publishes as {metric!r}")
+
+
+def _compare(value: float, op: str, threshold: float) -> bool:
+    return {
+        "LessThanThreshold": value < threshold, "LessThanOrEqualToThreshold": value <= threshold,
+        "GreaterThanThreshold": value > threshold, "GreaterThanOrEqualToThreshold": value >= threshold,
+    }[op]
+
+
+def simulate_target(
+    cfg: ScalingConfig, replica: ReplicaModel, arrivals: np.ndarray, *, input_tokens: int, output_tokens: int,
+    slo_seconds: float, client_timeout: int, spot_rate_per_hour: float = 0.0, seed: int = 0,
+    hourly_price: float | None = None,
+) -> TargetResult:
+    rng = np.random.default_rng(seed + 1)
+    seconds = len(arrivals)
+    slots = replica.concurrent_sequences
+    service = replica.service_seconds(input_tokens, output_tokens)
+    prefill = replica.prefill_seconds(input_tokens)
+    ring = np.zeros(service + 1, dtype=np.int64)  # completions due per second (mod service + 1)
+    res = TargetResult(cfg.target, replica=replica)
+    wait_hist = np.zeros(client_timeout + 1, dtype=np.int64)
+    slo_wait = max(0, math.floor(slo_seconds - prefill))  # waits above this miss the SLO
+
+    abandoned = cfg.launch_hook_timeout is not None and replica.startup_seconds > cfg.launch_hook_timeout
+    if abandoned:
+        res.findings.append(Finding(
+            "launch-hook-timeout", cfg.launch_hook or cfg.group,
+            f"a node needs ~{replica.startup_seconds}s to serve but the launch hook abandons it after "
+            f"{cfg.launch_hook_timeout}s: no launched node ever serves"))
+
+    in_service = cfg.initial  # the initial nodes are up when the day starts
+    starting: list[int] = []  # ready-at seconds of launching nodes
+    warm_left = cfg.warm_pool
+    desired = cfg.initial
+    busy = 0
+    queue: deque[list[int]] = deque()  # [arrival second, count, arrived at zero (0/1)]
+    queued = 0
+    zero_since: int | None = None  # first request arriving with nothing in service
+    replica_seconds = 0
+    # Per-minute accumulators: sum of per-node values over samples and the node-samples count.
+    acc_nodes = 0
+    acc: dict[str, float] = {}
+    metrics = set()
+    if cfg.tracking:
+        metrics.add(cfg.tracking.metric)
+    for a in cfg.alarms:
+        metrics.add(a.metric)
+    if cfg.wake:
+        metrics.update(cfg.wake.published)
+    if cfg.autoscaler:
+        metrics.add(cfg.autoscaler.metric)
+    history: dict[str, list[float | None]] = {m: [] for m in metrics}  # per-minute averages (None: no data)
+    sums: dict[str, list[float]] = {m: [] for m in metrics}
+    demand_minute = 0
+    cooldown_until: dict[str, int] = {}
+    recommendations: deque[tuple[int, int]] = deque()
+    desired_history: deque[tuple[int, int]] = deque()
+    over_slo_outside_zero = 0
+    at_max_when_late = 0
+    series: dict[str, list[float]] = {"replicas": [], "desired": [], "queue": [], "wait": []}
+    minute_wait_sum = 0
+    minute_wait_n = 0
+    interrupt_p = spot_rate_per_hour / 3600.0 if cfg.spot else 0.0
+
+    def launch(n: int, t: int) -> None:
+        nonlocal warm_left
+        for _ in range(n):
+            if warm_left > 0 and replica.warm_start_seconds is not None:
+                warm_left -= 1
+                starting.append(t + replica.warm_start_seconds)
+            elif not abandoned:
+                starting.append(t + replica.startup_seconds)
+
+    def set_desired(new: int, t: int, kind: str, resource: str) -> None:
+        nonlocal desired, in_service, warm_left
+        new = max(cfg.min_size, min(cfg.max_size, new))
+        if new == desired:
+            return
+        res.events.append(Event(t, kind, desired, new, resource))
+        if new > desired:
+            launch(new - desired, t)
+        else:
+            for _ in range(desired - new):
+                if starting:
+                    starting.pop()
+                elif in_service > 0:
+                    in_service -= 1
+                if cfg.warm_pool:  # reuse on scale-in: back to the pool
+                    warm_left = min(cfg.warm_pool, warm_left + 1)
+        desired = new
+
+    for t in range(seconds):
+        if starting:
+            ready = [s for s in starting if s <= t]
+            if ready:
+                in_service += len(ready)
+                starting[:] = [s for s in starting if s > t]
+        if interrupt_p and in_service:
+            lost = int(rng.binomial(in_service, interrupt_p))
+            if lost:
+                in_service -= lost
+                res.events.append(Event(t, "interrupt", in_service + lost, in_service, cfg.group))
+                dropped = min(busy, math.ceil(busy * lost / (in_service + lost)))
+                busy -= dropped
+                res.refused += dropped
+                launch(lost, t)  # the group replaces reclaimed capacity (desired unchanged)
+        done = ring[t % len(ring)]
+        if done:
+            busy -= int(done)
+            ring[t % len(ring)] = 0
+        a = int(arrivals[t])
+        if a:
+            res.requests += a
+            demand_minute += a
+            at_zero = in_service == 0
+            if at_zero and zero_since is None:
+                zero_since = t
+            queue.append([t, a, int(at_zero)])
+            queued += a
+        while queue and t - queue[0][0] > client_timeout:
+            res.refused += queue[0][1]
+            queued -= queue[0][1]
+            queue.popleft()
+        free = in_service * slots - busy
+        while free > 0 and queue:
+            head = queue[0]
+            k = min(free, head[1])
+            w = t - head[0]
+            wait_hist[w] += k
+            minute_wait_sum += w * k
+            minute_wait_n += k
+            if w > slo_wait:
+                res.over_slo += k
+                if not head[2]:
+                    over_slo_outside_zero += k
+                    if desired >= cfg.max_size:
+                        at_max_when_late += k
+            if zero_since is not None:
+                res.cold_start_first_token.append(round(t - zero_since + prefill, 1))
+                zero_since = None
+            busy += k
+            free -= k
+            queued -= k
+            ring[(t + service) % len(ring)] += k
+            head[1] -= k
+            if head[1] == 0:
+                queue.popleft()
+        replica_seconds += in_service + len(starting)
+        if t % AGENT_PERIOD == 0 and in_service:
+            running = min(busy, in_service * slots) / in_service
+            waiting = queued / in_service
+            acc_nodes += in_service
+            for m in metrics:
+                acc[m] = acc.get(m, 0.0) + _metric_value(m, running, waiting, slots) * in_service
+        if t % MINUTE != MINUTE - 1:
+            continue
+        # -- end of a minute: the period's datapoints, then every policy's evaluation ----------
+        for m in metrics:
+            history[m].append(acc[m] / acc_nodes if acc_nodes else None)
+            sums[m].append(acc.get(m, 0.0) / max(1, acc_nodes) * in_service if acc_nodes else 0.0)
+        nodes_published = acc_nodes / (MINUTE // AGENT_PERIOD)
+        acc_nodes, acc = 0, {}
+        desired_history.append((t, desired))
+        if cfg.tracking:
+            tr = cfg.tracking
+            last = history[tr.metric][-TT_HIGH_DATAPOINTS:]
+            if len(last) == TT_HIGH_DATAPOINTS and all(v is not None and v > tr.target for v in last):
+                v = last[-1]
+                assert v is not None
+                want = math.ceil(nodes_published * v / tr.target)
+                if want > desired:
+                    set_desired(want, t, "out", tr.resource)
+        for al in cfg.alarms:
+            pts = history[al.metric][-al.evaluation_periods:]
+            if len(pts) == al.evaluation_periods and all(
+                (al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts
+            ) and t >= cooldown_until.get(al.policy, 0):
+                before_busy, before_nodes = busy + queued, in_service
+                if al.adjustment_type == "ExactCapacity":
+                    new = al.adjustment
+                else:
+                    new = desired + al.adjustment
+                new = max(cfg.min_size, min(cfg.max_size, new))
+                if new != desired:
+                    kind = "in" if new < desired else "out"
+                    set_desired(new, t, kind, al.policy)
+                    cooldown_until[al.policy] = t + al.cooldown
+                    if kind == "in" and before_nodes and before_busy / before_nodes >= BUSY_SHARE * slots:
+                        res.findings.append(Finding(
+                            "scale-in-under-load", al.resource,
+                            f"at {_clock(t)} {al.resource} removed a node while nodes averaged "
+                            f"{before_busy / before_nodes:.1f} requests in flight ({slots} slots each): its metric "
+                            f"{al.metric} read {pts[-1]:.2f} {al.comparison} {al.threshold:g} under load"))
+        if cfg.wake:
+            wk = cfg.wake
+            published = sum(sums[m][-1] for m in wk.published) if wk.published else 0.0
+            demand = (demand_minute if wk.load_balancer else 0) + published
+            if desired < 1 and demand > 0:
+                set_desired(wk.capacity, t, "wake", wk.policy)
+        if cfg.autoscaler:
+            au = cfg.autoscaler
+            v = history[au.metric][-1]
+            if v is not None:
+                total = sums[au.metric][-1]
+                want = math.ceil(total / au.target) if au.per_group else math.ceil(nodes_published * v / au.target)
+                recommendations.append((t, want))
+                while recommendations and recommendations[0][0] <= t - STABILIZATION_SECONDS:
+                    recommendations.popleft()
+                while desired_history and desired_history[0][0] <= t - au.scale_in_window:
+                    desired_history.popleft()
+                stable = max(r for _, r in recommendations)
+                floor = max(d for _, d in desired_history) - au.scale_in_max
+                new = max(want, stable, floor) if want < desired else want
+                if new != desired:
+                    set_desired(new, t, "out" if new > desired else "in", au.resource)
+        demand_minute = 0
+        series["replicas"].append(in_service)
+        series["desired"].append(desired)
+        series["queue"].append(queued)
+        series["wait"].append(minute_wait_sum / minute_wait_n + prefill if minute_wait_n else float("nan"))
+        minute_wait_sum = minute_wait_n = 0
+
+    res.refused += queued  # still waiting at the end of the day: not served within the day
+    res.served = int(wait_hist.sum())
+    res.queue_wait = _percentiles(wait_hist, 0.0)
+    res.ttft = {k: (None if v is None else round(v + prefill, 1)) for k, v in res.queue_wait.items()}
+    res.replica_hours = replica_seconds / 3600
+    if hourly_price is not None:
+        res.cost_usd = round(res.replica_hours * hourly_price, 2)
+    res.series = series
+    _findings(cfg, res, over_slo_outside_zero, at_max_when_late)
+    return res
+
+
+def _clock(t: int) -> str:
+    return f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"
+
+
+def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int) -> None:
+    zero_episodes = [e for e in res.events if e.kind == "in" and e.after == 0]
+    if cfg.min_size == 0 and cfg.cloud != "fixed":
+        waking = cfg.wake is not None and (cfg.wake.load_balancer or cfg.wake.published)
+        if cfg.autoscaler is not None:
+            waking = False  # nodes publish nothing at zero, and nothing else publishes the group's metric
+        stuck = res.requests and res.served == 0 and cfg.initial == 0
+        if not waking and (zero_episodes or stuck or res.refused):
+            resource = cfg.autoscaler.resource if cfg.autoscaler else cfg.group
+            res.findings.append(Finding(
+                "cannot-wake-from-zero", resource,
+                f"{cfg.target} reaches 0 nodes and nothing publishes demand while it is empty: "
+                f"{res.refused} requests refused after the client timeout"))
+    ins = [e for e in res.events if e.kind == "in"]
+    outs = [e for e in res.events if e.kind in ("out", "wake")]
+    cooldowns = [a.cooldown for a in cfg.alarms if a.adjustment < 0] or (
+        [cfg.autoscaler.scale_in_window] if cfg.autoscaler else [])
+    if cooldowns:
+        window = max(cooldowns)
+        flaps = [(i, o) for i in ins for o in outs if 0 < abs(o.second - i.second) < window]
+        if flaps:
+            i, o = flaps[0]
+            res.findings.append(Finding(
+                "flapping", i.resource,
+                f"{len(flaps)} scale-in/scale-out pairs within one cooldown ({window}s), first at "
+                f"{_clock(min(i.second, o.second))} ({i.resource} and {o.resource})"))
+    if res.requests and late > KEEP_UP_TOLERANCE * res.requests:
+        at_max = late_at_max > late / 2
+        resource = cfg.group if at_max else (
+            cfg.tracking.resource if cfg.tracking else cfg.autoscaler.resource if cfg.autoscaler else cfg.group)
+        why = (f"the group is at its maximum ({cfg.max_size})" if at_max
+               else f"new nodes take {res.replica.startup_seconds if res.replica else '?'}s to serve")
+        res.findings.append(Finding(
+            "cannot-keep-up", resource,
+            f"{late} of {res.requests} requests ({late / res.requests:.1%}) waited past the SLO outside cold "
+            f"starts from zero: {why}"))
