@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from inferstack import catalog
 from inferstack.planning import aws_fleet, gcp, sizing
-from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget
+from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget, Traffic
 
 # -- ESTIMATE of serving capacity (no benchmark behind it; state your own in the spec) ----------
 # Concurrency: what the KV cache left after the weights and overhead holds, at the profile's
@@ -79,9 +79,10 @@ def warm_start_seconds(instance_types: tuple[str, ...], weights_bytes: int, volu
     return math.ceil(worst)
 
 
-def replica_model(spec: DeploymentSpec, stack: str, name: str) -> ReplicaModel:
+def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic | None = None) -> ReplicaModel:
+    """`traffic`: the profile's token counts size the KV cache per sequence (default: the spec's)."""
     target = spec.targets[name]
-    traffic = spec.traffic
+    traffic = traffic or spec.traffic
     model_name, model = spec.model_of(name)
     fp = sizing.footprint(model_name, model)
     warm: int | None = None

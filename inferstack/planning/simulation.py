@@ -199,11 +199,17 @@ def simulate_target(
             elif not abandoned:
                 starting.append(t + replica.startup_seconds)
 
-    def set_desired(new: int, t: int, kind: str, resource: str) -> None:
+    def set_desired(new: int, t: int, kind: str, resource: str, cause: str = "", why: str = "") -> None:
         nonlocal desired, in_service, warm_left
         new = max(cfg.min_size, min(cfg.max_size, new))
         if new == desired:
             return
+        if new < desired and in_service and (busy + queued) / in_service >= BUSY_SHARE * slots:
+            res.findings.append(Finding(
+                "scale-in-under-load", cause or resource,
+                f"at {_clock(t)} {cause or resource} removed capacity ({desired} -> {new}) while nodes averaged "
+                f"{(busy + queued) / in_service:.1f} requests in flight of {slots} slots each"
+                + (f": {why} under load" if why else "")))
         res.events.append(Event(t, kind, desired, new, resource))
         if new > desired:
             launch(new - desired, t)
@@ -303,22 +309,15 @@ def simulate_target(
             if len(pts) == al.evaluation_periods and all(
                 (al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts
             ) and t >= cooldown_until.get(al.policy, 0):
-                before_busy, before_nodes = busy + queued, in_service
                 if al.adjustment_type == "ExactCapacity":
                     new = al.adjustment
                 else:
                     new = desired + al.adjustment
                 new = max(cfg.min_size, min(cfg.max_size, new))
                 if new != desired:
-                    kind = "in" if new < desired else "out"
-                    set_desired(new, t, kind, al.policy)
+                    why = f"its metric {al.metric} read {pts[-1]:.2f}, {al.comparison} {al.threshold:g}"
+                    set_desired(new, t, "in" if new < desired else "out", al.policy, al.resource, why)
                     cooldown_until[al.policy] = t + al.cooldown
-                    if kind == "in" and before_nodes and before_busy / before_nodes >= BUSY_SHARE * slots:
-                        res.findings.append(Finding(
-                            "scale-in-under-load", al.resource,
-                            f"at {_clock(t)} {al.resource} removed a node while nodes averaged "
-                            f"{before_busy / before_nodes:.1f} requests in flight ({slots} slots each): its metric "
-                            f"{al.metric} read {pts[-1]:.2f} {al.comparison} {al.threshold:g} under load"))
         if cfg.wake:
             wk = cfg.wake
             published = sum(sums[m][-1] for m in wk.published) if wk.published else 0.0
@@ -339,8 +338,11 @@ def simulate_target(
                 stable = max(r for _, r in recommendations)
                 floor = max(d for _, d in desired_history) - au.scale_in_max
                 new = max(want, stable, floor) if want < desired else want
+                if want < desired and t + 1 < STABILIZATION_SECONDS:
+                    new = desired  # no ten minutes of recommendations yet: no scale-in
                 if new != desired:
-                    set_desired(new, t, "out" if new > desired else "in", au.resource)
+                    why = f"its metric {au.metric.rsplit('/', 1)[-1]} read {total:g} for the group"
+                    set_desired(new, t, "out" if new > desired else "in", au.resource, au.resource, why)
         demand_minute = 0
         series["replicas"].append(in_service)
         series["desired"].append(desired)
@@ -400,3 +402,93 @@ def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int
             "cannot-keep-up", resource,
             f"{late} of {res.requests} requests ({late / res.requests:.1%}) waited past the SLO outside cold "
             f"starts from zero: {why}"))
+
+
+# -- the stack ------------------------------------------------------------------------------------
+
+@dataclass
+class StackResult:
+    stack: str
+    profile: str
+    seed: int
+    targets: list[TargetResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for t in self.targets for f in t.findings]
+
+    def totals(self) -> dict:
+        costs = [t.cost_usd for t in self.targets]
+        return {
+            "requests": sum(t.requests for t in self.targets),
+            "served": sum(t.served for t in self.targets),
+            "refused": sum(t.refused for t in self.targets),
+            "overSlo": sum(t.over_slo for t in self.targets),
+            "replicaHours": round(sum(t.replica_hours for t in self.targets), 2),
+            "costUsd": None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 2),
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "stack": self.stack, "profile": self.profile, "seed": self.seed,
+            "targets": [t.to_json() for t in self.targets], "total": self.totals(), "notes": self.notes,
+        }
+
+
+def split_arrivals(arrivals: np.ndarray, shares: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Each second's requests dealt to the targets in proportion to their shares (multinomial)."""
+    names = sorted(shares)
+    total = sum(shares.values())
+    if total <= 0 or len(names) == 1:
+        return {n: arrivals.copy() if total > 0 else np.zeros_like(arrivals) for n in names}
+    rng = np.random.default_rng(seed + 7)
+    counts = rng.multinomial(arrivals, [shares[n] / total for n in names]) if arrivals.ndim == 1 else None
+    assert counts is not None
+    return {n: counts[:, i].astype(np.int64) for i, n in enumerate(names)}
+
+
+def simulate_stack(spec, stack: str, resources: list[dict], arrivals: np.ndarray, *, seed: int = 0,
+                   profile: str = "spec") -> StackResult:
+    """Replay `arrivals` (requests per second over the day, the whole stack) through every target's
+    scaling configuration as the plan's resources record it."""
+    from inferstack.planning import cost
+    from inferstack.planning.replica import replica_model
+    from inferstack.planning.scaling_config import scaling_configs
+    from inferstack.spec.models import GcpTpuTarget, Traffic
+
+    traffic = spec.traffic or Traffic()
+    configs = scaling_configs(resources)
+    prices = {c.target: c for c in cost.estimate(spec)}
+    for name, target in spec.targets.items():
+        if name not in configs and isinstance(target, GcpTpuTarget):
+            configs[name] = ScalingConfig(target=name, cloud="fixed", group=f"{name} (TPU slices)",
+                                          min_size=target.slices, max_size=target.slices, initial=target.slices)
+    shares = {n: (traffic.targets[n].share if n in traffic.targets else 1.0) for n in configs}
+    per_target = split_arrivals(arrivals, shares, seed)
+    out = StackResult(stack, profile, seed, [])
+    out.notes.append("overflow timeout vs burst start-up: not rehearsed (no hybrid overflow exists yet)")
+    for i, name in enumerate(sorted(configs)):
+        cfg = configs[name]
+        rep = replica_model(spec, stack, name, traffic)
+        price = prices.get(name)
+        hourly = None
+        if price is not None and price.hourly_max is not None and cfg.max_size:
+            hourly = price.hourly_max / cfg.max_size  # blended per replica at the fleet's spot/on-demand mix
+        out.targets.append(simulate_target(
+            cfg, rep, per_target[name], input_tokens=traffic.input_tokens, output_tokens=traffic.output_tokens,
+            slo_seconds=traffic.slo_ttft_seconds, client_timeout=traffic.client_timeout_seconds,
+            spot_rate_per_hour=traffic.spot_interruptions_per_hour, seed=seed + 101 * i, hourly_price=hourly,
+        ))
+    return out
+
+
+def verdict(result: TargetResult) -> str:
+    """One line for `plan`: the worst of the target's findings, else its p95 time to first token."""
+    if result.findings:
+        f = result.findings[0]
+        more = f" (+{len(result.findings) - 1} more)" if len(result.findings) > 1 else ""
+        return f"{result.target}: {f.kind} ({f.resource}){more}"
+    p95 = result.ttft.get("p95")
+    return (f"{result.target}: ok, p95 time to first token {p95:g}s, {result.refused} refused, "
+            f"{result.replica_hours:.1f} replica-hours" if p95 is not None else f"{result.target}: ok, no requests")
