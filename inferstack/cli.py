@@ -154,16 +154,16 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     else:
         console = console_for()
         print_plan(result, console)
-        if report is not None:
-            print_policy(report, console)
-        else:
-            console.print("[yellow]policy check skipped (--skip-policy)[/]")
         if loaded.spec.traffic is not None:  # a one-line rehearsal verdict per target
             from inferstack.planning.simulation import verdict
 
             rehearsal = _simulate(loaded, result.resources, result.stack, None, None, 0)
             for line in (verdict(t) for t in rehearsal.targets):
                 console.print(f"simulate: {line}", highlight=False)
+        if report is not None:
+            print_policy(report, console)
+        else:
+            console.print("[yellow]policy check skipped (--skip-policy)[/]")
     if report is not None and report.mandatory:
         sys.exit(EXIT_VIOLATION)
 

@@ -234,10 +234,10 @@ def simulate_target(
             if lost:
                 in_service -= lost
                 res.events.append(Event(t, "interrupt", in_service + lost, in_service, cfg.group))
-                dropped = min(busy, math.ceil(busy * lost / (in_service + lost)))
-                busy -= dropped
-                res.refused += dropped
-                launch(lost, t)  # the group replaces reclaimed capacity (desired unchanged)
+                # The two-minute notice lets the requests in flight finish (they are far shorter and
+                # the drain hook holds the node); the lost slots take no new requests. The group
+                # replaces reclaimed capacity (desired unchanged).
+                launch(lost, t)
         done = ring[t % len(ring)]
         if done:
             busy -= int(done)
@@ -359,7 +359,17 @@ def simulate_target(
         res.cost_usd = round(res.replica_hours * hourly_price, 2)
     res.series = series
     _findings(cfg, res, over_slo_outside_zero, at_max_when_late)
+    res.findings = _merge(res.findings)
     return res
+
+
+def _merge(findings: list[Finding]) -> list[Finding]:
+    """One finding per kind and resource: the first occurrence, and how often it recurred."""
+    seen: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        seen.setdefault((f.kind, f.resource), []).append(f)
+    return [fs[0] if len(fs) == 1 else Finding(fs[0].kind, fs[0].resource, f"{fs[0].message} ({len(fs)} times)")
+            for fs in seen.values()]
 
 
 def _clock(t: int) -> str:
