@@ -127,6 +127,11 @@ def _metric_value(metric: str, running: float, waiting: float, slots: int) -> fl
     raise ValueError(f"no model of what a node publishes as {metric!r}")
 
 
+def _counts_in_flight(metric: str) -> bool:
+    m = metric.lower()
+    return "inflight" in m or "in_flight" in m or "running" in m
+
+
 def _compare(value: float, op: str, threshold: float) -> bool:
     return {
         "LessThanThreshold": value < threshold, "LessThanOrEqualToThreshold": value <= threshold,
@@ -190,6 +195,19 @@ def simulate_target(
     minute_wait_n = 0
     interrupt_p = spot_rate_per_hour / 3600.0 if cfg.spot else 0.0
 
+    # The in-flight target a request-counting scale-out signal keeps nodes at: a scale-in that leaves
+    # the remaining nodes above it undoes the scale-out's work (and will be undone by it).
+    request_target = None
+    if cfg.tracking and _counts_in_flight(cfg.tracking.metric):
+        request_target = cfg.tracking.target
+    elif cfg.autoscaler and _counts_in_flight(cfg.autoscaler.metric):
+        request_target = cfg.autoscaler.target
+
+    def _under_load(in_flight: int, nodes: int, remaining: int) -> bool:
+        if in_flight / nodes >= BUSY_SHARE * slots:
+            return True
+        return request_target is not None and remaining > 0 and in_flight / remaining > request_target
+
     def launch(n: int, t: int) -> None:
         nonlocal warm_left
         for _ in range(n):
@@ -204,11 +222,11 @@ def simulate_target(
         new = max(cfg.min_size, min(cfg.max_size, new))
         if new == desired:
             return
-        if new < desired and in_service and (busy + queued) / in_service >= BUSY_SHARE * slots:
+        if new < desired and in_service and _under_load(busy + queued, in_service, in_service + len(starting) - (desired - new)):
             res.findings.append(Finding(
                 "scale-in-under-load", cause or resource,
                 f"at {_clock(t)} {cause or resource} removed capacity ({desired} -> {new}) while nodes averaged "
-                f"{(busy + queued) / in_service:.1f} requests in flight of {slots} slots each"
+                f"{(busy + queued) / in_service:.1f} requests in flight ({slots} slots each)"
                 + (f": {why} under load" if why else "")))
         res.events.append(Event(t, kind, desired, new, resource))
         if new > desired:
@@ -379,7 +397,9 @@ def _clock(t: int) -> str:
 def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int) -> None:
     zero_episodes = [e for e in res.events if e.kind == "in" and e.after == 0]
     if cfg.min_size == 0 and cfg.cloud != "fixed":
-        waking = cfg.wake is not None and (cfg.wake.load_balancer or cfg.wake.published)
+        # Only the load balancer reports demand at zero: the InferStack metrics a wake alarm also
+        # reads come from nodes (none at zero) or a front door that does not exist yet.
+        waking = cfg.wake is not None and cfg.wake.load_balancer
         if cfg.autoscaler is not None:
             waking = False  # nodes publish nothing at zero, and nothing else publishes the group's metric
         stuck = res.requests and res.served == 0 and cfg.initial == 0
