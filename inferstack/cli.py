@@ -206,8 +206,12 @@ def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fm
     from inferstack.offline.report import console_for
     from inferstack.offline.simulate_report import plot, print_result
 
+    from inferstack.planning.traffic import SHAPES
+
     if profile and csv_file:
         _bad_input("--profile and --csv each give the traffic: pass one")
+    if profile and profile not in SHAPES:  # before the plan runs: the answer does not need it
+        _bad_input(f"unknown traffic profile {quote(profile)}: use one of {', '.join(SHAPES)}")
     if plot_file:
         if Path(plot_file).suffix.lower() not in (".png", ".svg"):
             _bad_input(f"--plot {plot_file}: the file must end in .png or .svg")

@@ -49,30 +49,43 @@ def plot(result: StackResult, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     n = len(result.targets)
-    fig, axes = plt.subplots(n, 1, figsize=(11, 3.2 * n), sharex=True, squeeze=False)
-    colours = {"out": "tab:green", "in": "tab:red", "wake": "tab:purple", "interrupt": "tab:orange"}
+    fig, axes = plt.subplots(n, 1, figsize=(11, 3.4 * n), sharex=True, squeeze=False)
+    styles = {"out": ("tab:green", "-"), "in": ("tab:red", "-"), "wake": ("tab:purple", "-"),
+              "interrupt": ("tab:orange", "--")}
     for ax, t in zip(axes[:, 0], result.targets, strict=True):
         hours = np.arange(len(t.series["replicas"])) / 60
-        ax.step(hours, t.series["replicas"], where="post", label="replicas serving", color="tab:blue")
-        ax.step(hours, t.series["desired"], where="post", label="desired", color="tab:blue", linestyle=":")
-        ax.set_ylabel("replicas")
-        ax.set_title(f"{t.target}: {len(t.findings)} finding(s)", loc="left", fontsize=10)
         q = ax.twinx()
-        q.plot(hours, t.series["queue"], color="tab:gray", linewidth=0.8, label="queue depth")
-        q.plot(hours, t.series["wait"], color="tab:brown", linewidth=0.8, label="mean TTFT s")
-        q.set_ylabel("queue / TTFT s")
+        queue, wait = np.asarray(t.series["queue"]), np.asarray(t.series["wait"], dtype=float)
+        q.fill_between(hours, queue, step="post", color="tab:gray", alpha=0.25, linewidth=0, label="queue depth")
+        q.plot(hours, wait, color="tab:brown", linewidth=0.9, label="mean TTFT s (per minute)")
+        top = max(1.0, float(np.nanmax(np.concatenate([queue, np.nan_to_num(wait)]))) if len(queue) else 1.0)
+        q.set_ylim(0, top * 1.15)
+        q.set_ylabel("queue depth / TTFT s")
+        ax.step(hours, t.series["desired"], where="post", label="desired", color="tab:blue", linestyle=":", linewidth=1.2)
+        ax.step(hours, t.series["replicas"], where="post", label="replicas serving", color="tab:blue", linewidth=1.8)
+        ax.set_zorder(q.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        ax.set_ylim(0, max(t.series["desired"] + t.series["replicas"] + [1]) + 1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("replicas")
+        kinds = ", ".join(sorted({f.kind for f in t.findings})) or "no findings"
+        ax.set_title(f"{t.target}: {kinds}", loc="left", fontsize=10)
         seen = set()
         for e in t.events:
-            label = None if e.kind in seen else f"scale {e.kind}"
+            colour, style = styles.get(e.kind, ("black", "-"))
+            ax.axvline(e.second / 3600, color=colour, linestyle=style, alpha=0.45, linewidth=0.8,
+                       label=None if e.kind in seen else f"scale {e.kind}" if e.kind != "interrupt" else "spot interruption")
             seen.add(e.kind)
-            ax.axvline(e.second / 3600, color=colours.get(e.kind, "black"), alpha=0.35, linewidth=0.8, label=label)
-        lines = ax.get_legend_handles_labels()
+        handles, labels = ax.get_legend_handles_labels()
         more = q.get_legend_handles_labels()
-        ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=7, ncol=4)
+        ax.legend(handles + more[0], labels + more[1], loc="lower left", bbox_to_anchor=(0, 1.08),
+                  fontsize=7, ncol=8, frameon=False, borderaxespad=0)
     axes[-1, 0].set_xlabel("hour of day (UTC)")
     axes[-1, 0].set_xlim(0, 24)
+    axes[-1, 0].set_xticks(range(0, 25, 2))
     fig.suptitle(f"{result.stack}: profile {result.profile}, seed {result.seed}")
     fig.tight_layout()
     fig.savefig(path)

@@ -176,8 +176,7 @@ def simulate_target(
     metrics = set()
     if cfg.tracking:
         metrics.add(cfg.tracking.metric)
-    for a in cfg.alarms:
-        metrics.add(a.metric)
+    metrics.update(al.metric for al in cfg.alarms)
     if cfg.wake:
         metrics.update(cfg.wake.published)
     if cfg.autoscaler:
@@ -327,10 +326,7 @@ def simulate_target(
             if len(pts) == al.evaluation_periods and all(
                 (al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts
             ) and t >= cooldown_until.get(al.policy, 0):
-                if al.adjustment_type == "ExactCapacity":
-                    new = al.adjustment
-                else:
-                    new = desired + al.adjustment
+                new = al.adjustment if al.adjustment_type == "ExactCapacity" else desired + al.adjustment
                 new = max(cfg.min_size, min(cfg.max_size, new))
                 if new != desired:
                     why = f"its metric {al.metric} read {pts[-1]:.2f}, {al.comparison} {al.threshold:g}"
