@@ -65,6 +65,7 @@ class GcpAutoscaler:
     cooldown: int
     scale_in_window: int
     scale_in_max: int
+    stabilization: int = 600  # stabilizationPeriodSec; the API's default when the plan leaves it out
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
             cooldown=int(p.get("cooldownPeriod", 60)),
             scale_in_window=int(sic.get("timeWindowSec", 600)),
             scale_in_max=int((sic.get("maxScaledInReplicas") or {}).get("fixed", 10**6)),
+            stabilization=int(p.get("stabilizationPeriodSec", 600)),
         ),
     )
 

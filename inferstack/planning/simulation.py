@@ -1,6 +1,8 @@
 """A deterministic, one-second discrete-event rehearsal of a fleet's scaling on a day of traffic.
 
 Model, per target (see /work/notes/wt-simulate.md for its limits):
+- Auto Scaling alarm actions repeat every period the alarm stays in ALARM (CloudWatch "Alarm
+  actions": "Except for Auto Scaling actions, the actions happen only on state transitions").
 - Replicas are slots: `concurrent_sequences` each; a request holds one slot for its service time
   (prefill + decode at full batch). Requests wait in one FIFO queue for a free slot (the load
   balancer spreads them; pooling the slots is least-outstanding routing). A client retries a
@@ -32,11 +34,14 @@ from inferstack.planning.scaling_config import ScalingConfig
 
 AGENT_PERIOD = 15  # the node agents' publishing period (aws_user_data / gcp startup agents)
 MINUTE = 60
-# Target tracking's high alarm: 3 datapoints of a one-minute metric (EC2 Auto Scaling user guide,
-# "Target tracking scaling policies": the alarms it creates for you evaluate 3 one-minute periods).
+# Target tracking's high alarm (created and managed by Auto Scaling, not in the plan): 3 breaching
+# one-minute datapoints, as the alarms AWS creates show ("3 datapoints within 3 minutes"). Not found
+# in the documentation corpus checked for this module: confirm on a real alarm and change it here.
 TT_HIGH_DATAPOINTS = 3
-# GCP: "the autoscaler calculates the recommended number of VMs based on peak load over the
-# preceding 10 minutes" before scaling in (Compute Engine, "Understanding autoscaler decisions").
+# GCP's default stabilization period: the recommended size covers the peak load of the last
+# 600 s before a scale-in (Compute Engine API, AutoscalingPolicy.stabilizationPeriodSec, "The default
+# stabilization period is 600 seconds"; "Understanding autoscaler decisions"). A plan that sets
+# stabilizationPeriodSec is read instead (scaling_config.GcpAutoscaler.stabilization).
 STABILIZATION_SECONDS = 600
 # A share of the over-SLO or refused requests, outside cold starts from zero, that means the
 # scale-out does not keep up with the profile.
@@ -345,14 +350,14 @@ def simulate_target(
                 total = sums[au.metric][-1]
                 want = math.ceil(total / au.target) if au.per_group else math.ceil(nodes_published * v / au.target)
                 recommendations.append((t, want))
-                while recommendations and recommendations[0][0] <= t - STABILIZATION_SECONDS:
+                while recommendations and recommendations[0][0] <= t - au.stabilization:
                     recommendations.popleft()
                 while desired_history and desired_history[0][0] <= t - au.scale_in_window:
                     desired_history.popleft()
                 stable = max(r for _, r in recommendations)
                 floor = max(d for _, d in desired_history) - au.scale_in_max
                 new = max(want, stable, floor) if want < desired else want
-                if want < desired and t + 1 < STABILIZATION_SECONDS:
+                if want < desired and t + 1 < au.stabilization:
                     new = desired  # no ten minutes of recommendations yet: no scale-in
                 if new != desired:
                     why = f"its metric {au.metric.rsplit('/', 1)[-1]} read {total:g} for the group"
