@@ -15,6 +15,10 @@ AWS_HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
 GCP_AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
 GCP_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+# GCP's default stabilization period: before a scale-in the recommended size covers the peak load of
+# the last 600 s (Compute Engine API, AutoscalingPolicy.stabilizationPeriodSec: "The default
+# stabilization period is 600 seconds"; "Understanding autoscaler decisions").
+GCP_STABILIZATION_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class GcpAutoscaler:
     cooldown: int
     scale_in_window: int
     scale_in_max: int
-    stabilization: int = 600  # stabilizationPeriodSec; the API's default when the plan leaves it out
+    stabilization: int = GCP_STABILIZATION_SECONDS  # stabilizationPeriodSec, when the plan sets it
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
             cooldown=int(p.get("cooldownPeriod", 60)),
             scale_in_window=int(sic.get("timeWindowSec", 600)),
             scale_in_max=int((sic.get("maxScaledInReplicas") or {}).get("fixed", 10**6)),
-            stabilization=int(p.get("stabilizationPeriodSec", 600)),
+            stabilization=int(p.get("stabilizationPeriodSec", GCP_STABILIZATION_SECONDS)),
         ),
     )
 

@@ -18,7 +18,7 @@ Model, per target (see /work/notes/wt-simulate.md for its limits):
   timeout is abandoned (never serves).
 - GCP: the autoscaler recommends ceil(metric sum / assignment) (per-group metric) or
   ceil(nodes × average / target) every minute; scale-in follows the largest recommendation of the
-  last STABILIZATION_SECONDS and at most scale_in_max VMs per scale-in window.
+  stabilization period (scaling_config.GCP_STABILIZATION_SECONDS unless the plan sets one) and at most scale_in_max VMs per scale-in window.
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ MINUTE = 60
 # one-minute datapoints, as the alarms AWS creates show ("3 datapoints within 3 minutes"). Not found
 # in the documentation corpus checked for this module: confirm on a real alarm and change it here.
 TT_HIGH_DATAPOINTS = 3
-# GCP's default stabilization period: the recommended size covers the peak load of the last
-# 600 s before a scale-in (Compute Engine API, AutoscalingPolicy.stabilizationPeriodSec, "The default
-# stabilization period is 600 seconds"; "Understanding autoscaler decisions"). A plan that sets
-# stabilizationPeriodSec is read instead (scaling_config.GcpAutoscaler.stabilization).
-STABILIZATION_SECONDS = 600
 # A share of the over-SLO or refused requests, outside cold starts from zero, that means the
 # scale-out does not keep up with the profile.
 KEEP_UP_TOLERANCE = 0.01
