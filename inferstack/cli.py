@@ -190,6 +190,26 @@ def _simulate(loaded: LoadedSpec, resources: list, stack: str, profile: str | No
     return simulate_stack(loaded.spec, stack, resources, arr, seed=seed, profile=name)
 
 
+def _saved_plan(plan_file: str, loaded: LoadedSpec) -> tuple[list, str]:
+    """A saved plan's resources, checked as `check` checks them, and for the same spec: the replica
+    model and the traffic come from the spec, so a plan of another spec would mix two stacks."""
+    from pydantic import ValidationError
+
+    from inferstack.offline.engine import PlanDocument
+
+    doc = _read_json(plan_file, limits.PLAN_BYTES)
+    try:
+        PlanDocument.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
+                   "write one with `inferstack plan --out`")
+    if (doc.get("spec") or {}).get("sha256") != loaded.sha256:
+        _bad_input(f"{plan_file} was planned from another version of the spec than {loaded.path}: plan it again")
+    return doc["resources"], doc["stack"]
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--profile", help="Built-in shape (steady, business-day, spike, on-off-batch) instead of the spec's traffic.")
@@ -198,8 +218,10 @@ def _simulate(loaded: LoadedSpec, resources: list, stack: str, profile: str | No
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write a plot here (.png or .svg).")
 @click.option("--stack", help="Stack name (default: the spec file's name).")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), metavar="PLAN.json",
+              help="Rehearse a saved plan's resources (from `inferstack plan --out`) instead of planning SPEC again.")
 def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fmt: str, plot_file: str | None,
-             stack: str | None) -> None:
+             stack: str | None, plan_file: str | None) -> None:
     """Replay a day of traffic through the scaling configuration the plan would deploy: latency,
     refusals, replica-hours, cost, scaling events and findings. Nothing is created."""
     from inferstack.offline.engine import run_program
@@ -219,11 +241,15 @@ def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fm
             _bad_input(f"--plot {plot_file}: the directory {Path(plot_file).resolve().parent} does not exist")
     loaded = _load(spec)
     _check_stack_name(stack or loaded.stack, given=bool(stack))
-    try:
-        planned = run_program(loaded, stack)
-    except CloudCheckError as error:
-        _bad_input(str(error))
-    result = _simulate(loaded, planned.resources, planned.stack, profile, csv_file, seed)
+    if plan_file:
+        resources, stack_name = _saved_plan(plan_file, loaded)
+    else:
+        try:
+            planned = run_program(loaded, stack)
+        except CloudCheckError as error:
+            _bad_input(str(error))
+        resources, stack_name = planned.resources, planned.stack
+    result = _simulate(loaded, resources, stack_name, profile, csv_file, seed)
     if plot_file:
         try:
             plot(result, plot_file)

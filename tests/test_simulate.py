@@ -233,3 +233,15 @@ def test_cli_json_and_plot(tmp_path):
     assert doc["seed"] == 3 and doc["targets"][0]["target"] == "burst"
     assert {"p50", "p95", "p99"} <= set(doc["targets"][0]["ttftSeconds"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rehearses_a_saved_plan_of_the_same_spec_only(tmp_path):
+    stacks = EXAMPLE_STACKS[0].parent
+    saved = tmp_path / "dev.json"
+    assert CliRunner().invoke(main, ["plan", str(stacks / "dev.yaml"), "--skip-policy", "--out", str(saved)]).exit_code == 0
+    r = cli(str(stacks / "dev.yaml"), "--plan", str(saved), "--format", "json")
+    assert r.exit_code == 0, r.output
+    direct = json.loads(cli(str(stacks / "dev.yaml"), "--format", "json").output)
+    assert json.loads(r.output)["total"] == direct["total"]
+    r = cli(str(stacks / "prod.yaml"), "--plan", str(saved))
+    assert r.exit_code == 2 and "another version of the spec" in r.output
