@@ -227,7 +227,6 @@ def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fm
     from inferstack.offline.engine import run_program
     from inferstack.offline.report import console_for
     from inferstack.offline.simulate_report import plot, print_result
-
     from inferstack.planning.traffic import SHAPES
 
     if profile and csv_file:
