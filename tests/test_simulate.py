@@ -158,6 +158,21 @@ def test_the_plan_resources_are_read_back():
     assert prod["steady"].warm_pool == 1
     research = scaling_configs(plan_of_file(str(EXAMPLE_STACKS[0].parent / "research.yaml")).resources)
     assert research["chat"].autoscaler is not None and research["chat"].autoscaler.per_group
+    assert research["chat"].spot and burst.spot and not prod["steady"].spot
+
+
+def test_spot_interruptions_relaunch_and_are_seeded():
+    arr = np.full(DAY_SECONDS, 1, dtype=np.int64)
+    cfg = config(initial=4, min_size=4, spot=True)
+    a = simulate_target(cfg, replica(), arr, input_tokens=0, output_tokens=10, slo_seconds=10,
+                        client_timeout=900, spot_rate_per_hour=1.0, seed=5)
+    b = simulate_target(cfg, replica(), arr, input_tokens=0, output_tokens=10, slo_seconds=10,
+                        client_timeout=900, spot_rate_per_hour=1.0, seed=5)
+    interrupts = [e for e in a.events if e.kind == "interrupt"]
+    assert interrupts and [e.second for e in interrupts] == [e.second for e in b.events if e.kind == "interrupt"]
+    # ~4 nodes × 1/hour × 24 h; each is replaced after the start-up, so the fleet returns to 4.
+    assert 50 < len(interrupts) < 150
+    assert a.series["replicas"][-1] >= 3
 
 
 def test_start_up_is_the_readiness_estimate():

@@ -14,6 +14,7 @@ AWS_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 AWS_HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
 GCP_AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
 GCP_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+GCP_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 # GCP's default stabilization period: before a scale-in the recommended size covers the peak load of
 # the last 600 s (Compute Engine API, AutoscalingPolicy.stabilizationPeriodSec: "The default
@@ -202,6 +203,8 @@ def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
     elif p.get("loadBalancingUtilization"):
         target = float(p["loadBalancingUtilization"]["target"])
     sic = p.get("scaleInControl") or {}
+    template = next((r for r in rs if r["type"] == GCP_TEMPLATE), None)
+    spot = template is not None and (template["inputs"].get("scheduling") or {}).get("provisioningModel") == "SPOT"
     return ScalingConfig(
         target=name, cloud="gcp", group=mig["name"],
         min_size=int(p.get("minReplicas", 0)), max_size=int(p["maxReplicas"]), initial=size,
@@ -212,6 +215,7 @@ def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
             scale_in_max=int((sic.get("maxScaledInReplicas") or {}).get("fixed", 10**6)),
             stabilization=int(p.get("stabilizationPeriodSec", GCP_STABILIZATION_SECONDS)),
         ),
+        spot=spot,
     )
 
 
