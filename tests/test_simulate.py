@@ -260,3 +260,13 @@ def test_cli_rehearses_a_saved_plan_of_the_same_spec_only(tmp_path):
     assert json.loads(r.output)["total"] == direct["total"]
     r = cli(str(stacks / "prod.yaml"), "--plan", str(saved))
     assert r.exit_code == 2 and "another version of the spec" in r.output
+
+
+def test_a_scale_out_slower_than_the_step_names_the_tracking_policy():
+    # An hour: 10 requests/s from t=600 need 5 nodes of 20 slots. Tracking running requests (at most
+    # 20 a node) each scale-out only doubles the fleet, every 180 s of datapoints + 300 s of start-up:
+    # thousands wait past the SLO while the group stays far below its max.
+    arr = step(per_second=10)[:3600]
+    res = run(config(tracking=tracking(metric="RunningRequests"), max_size=100), replica(slots=20), arr)
+    assert ("cannot-keep-up", "t-track") in {(f.kind, f.resource) for f in res.findings}
+    assert max(e.after for e in res.events) < 100
