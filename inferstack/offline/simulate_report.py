@@ -72,7 +72,7 @@ def plot(result: StackResult, path: str) -> None:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("replicas")
         kinds = ", ".join(sorted({f.kind for f in t.findings})) or "no findings"
-        ax.set_title(f"{t.target}: {kinds}", loc="left", fontsize=10)
+        ax.set_title(f"{t.target}: {kinds}", loc="right", fontsize=10, fontweight="bold")
         seen = set()
         for e in t.events:
             colour, style = styles.get(e.kind, ("black", "-"))
@@ -81,7 +81,7 @@ def plot(result: StackResult, path: str) -> None:
             seen.add(e.kind)
         handles, labels = ax.get_legend_handles_labels()
         more = q.get_legend_handles_labels()
-        ax.legend(handles + more[0], labels + more[1], loc="lower left", bbox_to_anchor=(0, 1.08),
+        ax.legend(handles + more[0], labels + more[1], loc="lower left", bbox_to_anchor=(0, 1.02),
                   fontsize=7, ncol=8, frameon=False, borderaxespad=0)
     axes[-1, 0].set_xlabel("hour of day (UTC)")
     axes[-1, 0].set_xlim(0, 24)
