@@ -154,12 +154,110 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
     else:
         console = console_for()
         print_plan(result, console)
+        if loaded.spec.traffic is not None:  # a one-line rehearsal verdict per target
+            from inferstack.planning.simulation import verdict
+
+            rehearsal = _simulate(loaded, result.resources, result.stack, None, None, 0)
+            for line in (verdict(t) for t in rehearsal.targets):
+                console.print(f"simulate: {line}", highlight=False)
         if report is not None:
             print_policy(report, console)
         else:
             console.print("[yellow]policy check skipped (--skip-policy)[/]")
     if report is not None and report.mandatory:
         sys.exit(EXIT_VIOLATION)
+
+
+def _simulate(loaded: LoadedSpec, resources: list, stack: str, profile: str | None, csv_file: str | None, seed: int):
+    """Run the rehearsal; bad traffic input is exit 2 with the reason."""
+    from inferstack.planning.simulation import simulate_stack
+    from inferstack.planning.traffic import TrafficError, arrivals, arrivals_from_csv, hourly_rates
+    from inferstack.spec.models import Traffic
+
+    traffic = loaded.spec.traffic or Traffic()
+    unknown = sorted(set(traffic.targets) - set(loaded.spec.targets))
+    if unknown:
+        _bad_input(f"traffic.targets names {', '.join(map(quote, unknown))}, not a target of the spec "
+                   f"(targets: {', '.join(sorted(loaded.spec.targets))})")
+    try:
+        if csv_file:
+            arr, name = arrivals_from_csv(csv_file), Path(csv_file).name
+        else:
+            arr = arrivals(hourly_rates(traffic, profile), traffic.burstiness, seed)
+            name = profile or ("spec hourly rates" if traffic.requests_per_hour else traffic.shape)
+    except TrafficError as error:
+        _bad_input(str(error))
+    return simulate_stack(loaded.spec, stack, resources, arr, seed=seed, profile=name)
+
+
+def _saved_plan(plan_file: str, loaded: LoadedSpec) -> tuple[list, str]:
+    """A saved plan's resources, checked as `check` checks them, and for the same spec: the replica
+    model and the traffic come from the spec, so a plan of another spec would mix two stacks."""
+    from pydantic import ValidationError
+
+    from inferstack.offline.engine import PlanDocument
+
+    doc = _read_json(plan_file, limits.PLAN_BYTES)
+    try:
+        PlanDocument.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
+                   "write one with `inferstack plan --out`")
+    if (doc.get("spec") or {}).get("sha256") != loaded.sha256:
+        _bad_input(f"{plan_file} was planned from another version of the spec than {loaded.path}: plan it again")
+    return doc["resources"], doc["stack"]
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--profile", help="Built-in shape (steady, business-day, spike, on-off-batch) instead of the spec's traffic.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="CSV of arrivals: columns second[,count].")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write a plot here (.png or .svg).")
+@click.option("--stack", help="Stack name (default: the spec file's name).")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), metavar="PLAN.json",
+              help="Rehearse a saved plan's resources (from `inferstack plan --out`) instead of planning SPEC again.")
+def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fmt: str, plot_file: str | None,
+             stack: str | None, plan_file: str | None) -> None:
+    """Replay a day of traffic through the scaling configuration the plan would deploy: latency,
+    refusals, replica-hours, cost, scaling events and findings. Nothing is created."""
+    from inferstack.offline.engine import run_program
+    from inferstack.offline.report import console_for
+    from inferstack.offline.simulate_report import plot, print_result
+    from inferstack.planning.traffic import SHAPES
+
+    if profile and csv_file:
+        _bad_input("--profile and --csv each give the traffic: pass one")
+    if profile and profile not in SHAPES:  # before the plan runs: the answer does not need it
+        _bad_input(f"unknown traffic profile {quote(profile)}: use one of {', '.join(SHAPES)}")
+    if plot_file:
+        if Path(plot_file).suffix.lower() not in (".png", ".svg"):
+            _bad_input(f"--plot {plot_file}: the file must end in .png or .svg")
+        if not Path(plot_file).resolve().parent.is_dir():
+            _bad_input(f"--plot {plot_file}: the directory {Path(plot_file).resolve().parent} does not exist")
+    loaded = _load(spec)
+    _check_stack_name(stack or loaded.stack, given=bool(stack))
+    if plan_file:
+        resources, stack_name = _saved_plan(plan_file, loaded)
+    else:
+        try:
+            planned = run_program(loaded, stack)
+        except CloudCheckError as error:
+            _bad_input(str(error))
+        resources, stack_name = planned.resources, planned.stack
+    result = _simulate(loaded, resources, stack_name, profile, csv_file, seed)
+    if plot_file:
+        try:
+            plot(result, plot_file)
+        except OSError as e:
+            _bad_input(f"cannot write {plot_file}: {e.strerror}")
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        print_result(result, console_for())
 
 
 @main.command()

@@ -629,6 +629,54 @@ class Endpoint(StrictModel):
         return v
 
 
+# -- traffic: what `inferstack simulate` replays (and the cost issue will price) -----------------
+
+TRAFFIC_SHAPES = ("steady", "business-day", "spike", "on-off-batch")
+
+
+class ReplicaCapacity(StrictModel):
+    """What one replica of a target serves, when measured; unset fields fall back to the estimate
+    in inferstack/planning/replica.py (labelled as an estimate in the report)."""
+
+    concurrent_sequences: int | None = Field(default=None, ge=1, le=100_000, description="Sequences one replica decodes at once.")
+    output_tokens_per_second: float | None = Field(
+        default=None, gt=0, le=10_000_000, allow_inf_nan=False,
+        description="Output tokens per second one replica produces at that concurrency (all sequences together).",
+    )
+
+
+class TargetTraffic(StrictModel):
+    share: float = Field(default=1.0, ge=0, le=1_000_000, allow_inf_nan=False,
+                         description="Relative share of the requests this target receives (default: equal shares).")
+    replica: ReplicaCapacity = Field(default_factory=ReplicaCapacity)
+
+
+class Traffic(StrictModel):
+    """A day of requests, replayed by `inferstack simulate` through the plan's scaling configuration."""
+
+    shape: Literal["steady", "business-day", "spike", "on-off-batch"] = Field(
+        default="steady", description="Built-in daily shape, scaled so its busiest hour is peak_requests_per_hour.",
+    )
+    peak_requests_per_hour: float = Field(default=600, gt=0, le=100_000_000, allow_inf_nan=False)
+    requests_per_hour: list[Annotated[float, Field(ge=0, le=100_000_000, allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=24, max_length=24,
+        description="24 hourly request rates (UTC hours 0..23); replaces shape and peak when given.",
+    )
+    input_tokens: int = Field(default=1000, ge=1, le=10_000_000, description="Prompt tokens per request (mean).")
+    output_tokens: int = Field(default=250, ge=1, le=10_000_000, description="Generated tokens per request (mean).")
+    burstiness: float = Field(
+        default=1.0, ge=1.0, le=100.0, allow_inf_nan=False,
+        description="1: Poisson arrivals. Above 1: the rate of each minute varies (gamma, variance/mean = burstiness).",
+    )
+    slo_ttft_seconds: float = Field(default=10.0, gt=0, le=86_400, allow_inf_nan=False,
+                                    description="Time to first token a request should not exceed.")
+    client_timeout_seconds: int = Field(default=900, ge=1, le=86_400,
+                                        description="A request still waiting this long is given up (refused).")
+    spot_interruptions_per_hour: float = Field(default=0.0, ge=0, le=60, allow_inf_nan=False,
+                                               description="Reclaims per spot replica per hour.")
+    targets: dict[Name, TargetTraffic] = Field(default_factory=dict, description="Per-target share and replica capacity.")
+
+
 # The only retention periods CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
 CLOUDWATCH_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
@@ -684,6 +732,7 @@ class DeploymentSpec(StrictModel):
     targets: dict[Name, Target] = Field(min_length=1)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     observability: Observability = Field(default_factory=Observability)
+    traffic: Traffic | None = Field(default=None, description="A day of traffic for `inferstack simulate` and `plan`'s verdict.")
     endpoint: Endpoint | None = Field(default=None, description="Private endpoint for every cloud target.")
 
     def image_of(self, target_name: str) -> str | None:

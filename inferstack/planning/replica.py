@@ -1,0 +1,126 @@
+"""What one replica of a target is, for the scaling simulation: how long it takes to serve after a
+launch (or a warm-pool start), and how much it serves.
+
+Start-up is the same estimate the readiness uses (the AWS launch hook and grace, the GCP
+initial delay), read from the planning functions that decide those, never recomputed here.
+Serving capacity comes from the spec's `traffic.targets.<name>.replica` when stated; otherwise it
+is the ESTIMATE below, kept in one place beside the sizing figures for the sizing issue to refine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from inferstack import catalog
+from inferstack.planning import aws_fleet, gcp, sizing
+from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget, Traffic
+
+# -- ESTIMATE of serving capacity (no benchmark behind it; state your own in the spec) ----------
+# Concurrency: what the KV cache left after the weights and overhead holds, at the profile's
+# input + output tokens per sequence, capped at vLLM's default --max-num-seqs:
+#     sequences = min(MAX_NUM_SEQS, (usable memory - weights - overhead) / (KV bytes per token × tokens))
+# Decode: memory-bound; at full batch each sequence gets about DECODE_TOKENS_PER_SECOND_PER_SEQUENCE:
+#     output tokens/s per replica = sequences × DECODE_TOKENS_PER_SECOND_PER_SEQUENCE
+# Prefill: PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR per GPU (or TPU chip) of the replica.
+MAX_NUM_SEQS = 256
+DECODE_TOKENS_PER_SECOND_PER_SEQUENCE = 25.0
+PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR = 4000.0
+# With an unknown architecture (KV cache unsized), a conservative guess of the concurrency.
+UNKNOWN_ARCHITECTURE_SEQUENCES = 16
+
+
+@dataclass(frozen=True)
+class ReplicaModel:
+    target: str
+    startup_seconds: int  # launch to serving
+    warm_start_seconds: int | None  # a warm-pool (stopped, initialised) instance to serving; None: no pool
+    concurrent_sequences: int
+    output_tokens_per_second: float  # the whole replica at full concurrency
+    prefill_tokens_per_second: float
+    estimated: bool  # capacity from the estimate above rather than the spec
+    formula: str
+
+    def service_seconds(self, input_tokens: int, output_tokens: int) -> int:
+        """Seconds a request holds one of the replica's slots (prefill + decode at full batch)."""
+        per_sequence = self.output_tokens_per_second / self.concurrent_sequences
+        return max(1, math.ceil(input_tokens / self.prefill_tokens_per_second + output_tokens / per_sequence))
+
+    def prefill_seconds(self, input_tokens: int) -> float:
+        return input_tokens / self.prefill_tokens_per_second
+
+
+def _memory_and_accelerators(target) -> tuple[int, float]:
+    if isinstance(target, AwsGpuFleetTarget):
+        it = catalog.aws_instance_types()[target.instance_types[0]]
+        return it.total_accelerator_memory_bytes, it.accelerator_count
+    if isinstance(target, GcpGpuFleetTarget):
+        if target.accelerator is not None:
+            acc = catalog.gcp_guest_accelerators()[target.accelerator.type]
+            return acc.memory_mib * catalog.MIB * target.accelerator.count, target.accelerator.count
+        mt = catalog.gcp_machine_types()[target.machine_type]
+        return mt.total_accelerator_memory_bytes, mt.accelerator_count
+    assert isinstance(target, GcpTpuTarget)
+    gen = catalog.tpu_generations()[target.generation]
+    chips = gen.chips_of(target.topology)
+    return gen.hbm_gib_per_chip * catalog.GIB * chips, chips
+
+
+def warm_start_seconds(instance_types: tuple[str, ...], weights_bytes: int, volume_mib: int) -> int:
+    """A stopped warm-pool instance already holds the image and the weights on its EBS root volume:
+    boot, then load the weights from disk and warm the engine up (same per-family timings as the
+    launch estimate; slowest type of the fleet)."""
+    mib = weights_bytes / catalog.MIB
+    worst = 0.0
+    for itype in instance_types:
+        t = catalog.aws_node_timings_of(itype)
+        worst = max(worst, t.boot_seconds + t.warmup_seconds
+                    + mib / min(t.load_mib_per_second, volume_mib, t.ebs_mib_per_second))
+    return math.ceil(worst)
+
+
+def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic | None = None) -> ReplicaModel:
+    """`traffic`: the profile's token counts size the KV cache per sequence (default: the spec's)."""
+    target = spec.targets[name]
+    traffic = traffic or spec.traffic
+    model_name, model = spec.model_of(name)
+    fp = sizing.footprint(model_name, model)
+    warm: int | None = None
+    if isinstance(target, AwsGpuFleetTarget):
+        plan = aws_fleet.plan_aws_fleet(spec, stack, name)
+        startup = plan.readiness.startup_seconds
+        if plan.warm_pool_size:
+            warm = warm_start_seconds(plan.instance_types, fp.weights_bytes, plan.root_volume.throughput_mib)
+    elif isinstance(target, GcpGpuFleetTarget):
+        startup = gcp.plan_gcp_fleet(spec, stack, name).initial_delay_seconds
+    else:
+        startup = sizing.startup_seconds(fp)
+    memory, accelerators = _memory_and_accelerators(target)
+    tokens = (traffic.input_tokens + traffic.output_tokens) if traffic else model.context_length
+    arch = sizing.architecture_of(model_name, model)
+    if arch is not None:
+        kv_per_token = 2 * arch.layers * arch.kv_heads * arch.head_dim * sizing.KV_BYTES_PER_VALUE
+        room = memory * sizing.USABLE_FRACTION - fp.weights_bytes - fp.overhead_bytes
+        est_seqs = max(1, min(MAX_NUM_SEQS, int(room // (kv_per_token * tokens))))
+    else:
+        est_seqs = UNKNOWN_ARCHITECTURE_SEQUENCES
+    stated = traffic.targets[name].replica if traffic and name in traffic.targets else None
+    seqs = (stated and stated.concurrent_sequences) or est_seqs
+    tps = (stated and stated.output_tokens_per_second) or seqs * DECODE_TOKENS_PER_SECOND_PER_SEQUENCE
+    estimated = not (stated and stated.concurrent_sequences and stated.output_tokens_per_second)
+    formula = (
+        f"estimate: sequences = min({MAX_NUM_SEQS}, KV room / KV per sequence at {tokens} tokens); "
+        f"output tokens/s = sequences × {DECODE_TOKENS_PER_SECOND_PER_SEQUENCE:g}; prefill "
+        f"{PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR:g} tokens/s per accelerator"
+        if estimated else "from the spec's traffic.targets.replica"
+    )
+    return ReplicaModel(
+        target=name,
+        startup_seconds=startup,
+        warm_start_seconds=warm,
+        concurrent_sequences=seqs,
+        output_tokens_per_second=tps,
+        prefill_tokens_per_second=PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR * max(1.0, accelerators),
+        estimated=estimated,
+        formula=formula,
+    )

@@ -1,0 +1,231 @@
+"""The scaling configuration a plan would deploy, read back from its recorded resources (types
+and inputs), so that `inferstack simulate` rehearses what would be created rather than what the
+spec meant. Pure: takes the plan's resource list (dicts as `Plan.resources` holds them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+AWS_GROUP = "aws:autoscaling/group:Group"
+AWS_POLICY = "aws:autoscaling/policy:Policy"
+AWS_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+AWS_HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
+GCP_AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
+GCP_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+GCP_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+# GCP's default stabilization period: before a scale-in the recommended size covers the peak load of
+# the last 600 s (Compute Engine API, AutoscalingPolicy.stabilizationPeriodSec: "The default
+# stabilization period is 600 seconds"; "Understanding autoscaler decisions").
+GCP_STABILIZATION_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class AlarmPolicy:
+    """A CloudWatch alarm on one metric driving a simple/step policy."""
+
+    resource: str  # the alarm's resource name in the plan
+    policy: str
+    metric: str
+    statistic: str
+    period: int
+    evaluation_periods: int
+    threshold: float
+    comparison: str
+    missing_breaches: bool
+    adjustment: int
+    adjustment_type: str
+    cooldown: int
+
+
+@dataclass(frozen=True)
+class WakeAlarm:
+    resource: str
+    policy: str
+    period: int
+    evaluation_periods: int
+    load_balancer: bool  # an AWS/NetworkELB query: connections at zero count as demand
+    published: tuple[str, ...]  # InferStack metrics queried (published by nodes or a front door)
+    capacity: int  # ExactCapacity it sets
+
+
+@dataclass(frozen=True)
+class TargetTracking:
+    resource: str
+    metric: str
+    statistic: str
+    target: float
+    disable_scale_in: bool
+    warmup: int
+
+
+@dataclass(frozen=True)
+class GcpAutoscaler:
+    resource: str
+    metric: str  # custom metric name, or "loadBalancingUtilization"
+    target: float
+    per_group: bool  # single-instance assignment: the metric is the group's, size = ceil(value / target)
+    cooldown: int
+    scale_in_window: int
+    scale_in_max: int
+    stabilization: int = GCP_STABILIZATION_SECONDS  # stabilizationPeriodSec, when the plan sets it
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    target: str
+    cloud: str  # "aws", "gcp" or "fixed" (nothing scales it)
+    group: str  # the resource that holds the size
+    min_size: int
+    max_size: int
+    initial: int
+    tracking: TargetTracking | None = None
+    alarms: tuple[AlarmPolicy, ...] = ()
+    wake: WakeAlarm | None = None
+    warm_pool: int = 0
+    grace: int = 0
+    launch_hook_timeout: int | None = None
+    launch_hook: str | None = None
+    autoscaler: GcpAutoscaler | None = None
+    spot: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def _target_of(resource: dict[str, Any]) -> str | None:
+    parent = resource.get("parent") or ""
+    if ":fleet:" not in parent and ":fleet:" not in resource.get("type", ""):
+        return None
+    return parent.rsplit("::", 1)[-1]
+
+
+def _by_target(resources: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in resources:
+        name = _target_of(r)
+        if name is not None:
+            out.setdefault(name, []).append(r)
+    return out
+
+
+def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
+    group = next(r for r in rs if r["type"] == AWS_GROUP)
+    gi = group["inputs"]
+    policies = {r["name"]: r for r in rs if r["type"] == AWS_POLICY}
+    # An alarm names its policy by ARN; under mocks the ARN is opaque, so match through the
+    # dependency the plan records (alarmActions depends on the policy resource's URN).
+    urn_to_policy = {r["urn"]: r for r in policies.values()}
+    tracking = None
+    for p in policies.values():
+        tt = p["inputs"].get("targetTrackingConfiguration")
+        if tt:
+            m = tt.get("customizedMetricSpecification") or {}
+            tracking = TargetTracking(
+                resource=p["name"],
+                metric=m.get("metricName") or str((tt.get("predefinedMetricSpecification") or {}).get("predefinedMetricType")),
+                statistic=m.get("statistic", "Average"),
+                target=float(tt["targetValue"]),
+                disable_scale_in=bool(tt.get("disableScaleIn", False)),
+                warmup=int(p["inputs"].get("estimatedInstanceWarmup") or gi.get("defaultInstanceWarmup") or 0),
+            )
+    alarms: list[AlarmPolicy] = []
+    wake = None
+    for a in (r for r in rs if r["type"] == AWS_ALARM):
+        ai = a["inputs"]
+        deps = a.get("propertyDependencies", {}).get("alarmActions", [])
+        pol = next((urn_to_policy[u] for u in deps if u in urn_to_policy), None)
+        if pol is None:  # fall back on the naming the component uses: alarm and policy share a name
+            pol = policies.get(a["name"])
+        if pol is None:
+            continue
+        pi = pol["inputs"]
+        if ai.get("metricQueries"):
+            queries = ai["metricQueries"]
+            metrics = [q["metric"] for q in queries if q.get("metric")]
+            step = (pi.get("stepAdjustments") or [{}])[0]
+            wake = WakeAlarm(
+                resource=a["name"], policy=pol["name"],
+                period=int(max((m.get("period", 60) for m in metrics), default=60)),
+                evaluation_periods=int(ai.get("evaluationPeriods", 1)),
+                load_balancer=any(m.get("namespace") == "AWS/NetworkELB" for m in metrics),
+                published=tuple(m["metricName"] for m in metrics if m.get("namespace") == "InferStack"),
+                capacity=int(step.get("scalingAdjustment", 1)),
+            )
+            continue
+        adj = pi.get("scalingAdjustment")
+        if adj is None:
+            adj = (pi.get("stepAdjustments") or [{}])[0].get("scalingAdjustment", 0)
+        alarms.append(AlarmPolicy(
+            resource=a["name"], policy=pol["name"], metric=ai["metricName"],
+            statistic=ai.get("statistic", "Average"), period=int(ai.get("period", 60)),
+            evaluation_periods=int(ai.get("evaluationPeriods", 1)), threshold=float(ai["threshold"]),
+            comparison=ai["comparisonOperator"], missing_breaches=ai.get("treatMissingData") == "breaching",
+            adjustment=int(adj), adjustment_type=pi.get("adjustmentType", "ChangeInCapacity"),
+            cooldown=int(pi.get("cooldown") or 300),  # the group's default cooldown when the policy has none
+        ))
+    hook = next((r for r in rs if r["type"] == AWS_HOOK and r["inputs"].get("lifecycleTransition") == LAUNCHING), None)
+    hook_timeout = int(hook["inputs"]["heartbeatTimeout"]) if hook else None
+    if hook is None:
+        for h in gi.get("initialLifecycleHooks") or []:
+            if h.get("lifecycleTransition") == LAUNCHING:
+                hook_timeout = int(h["heartbeatTimeout"])
+    mixed = gi.get("mixedInstancesPolicy") or {}
+    dist = mixed.get("instancesDistribution") or {}
+    spot = bool(mixed) and (dist.get("onDemandPercentageAboveBaseCapacity", 100) < 100)
+    return ScalingConfig(
+        target=name, cloud="aws", group=group["name"],
+        min_size=int(gi["minSize"]), max_size=int(gi["maxSize"]),
+        initial=int(gi.get("desiredCapacity", gi["minSize"])),
+        tracking=tracking, alarms=tuple(alarms), wake=wake,
+        warm_pool=int((gi.get("warmPool") or {}).get("minSize") or 0),
+        grace=int(gi.get("healthCheckGracePeriod") or 0),
+        launch_hook_timeout=hook_timeout, launch_hook=hook["name"] if hook else group["name"],
+        spot=spot,
+    )
+
+
+def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
+    mig = next(r for r in rs if r["type"] == GCP_MIG)
+    auto = next((r for r in rs if r["type"] == GCP_AUTOSCALER), None)
+    size = int(mig["inputs"].get("targetSize", 1))
+    if auto is None:
+        return ScalingConfig(target=name, cloud="fixed", group=mig["name"], min_size=size, max_size=size, initial=size)
+    p = auto["inputs"]["autoscalingPolicy"]
+    metric, target, per_group = "loadBalancingUtilization", 0.8, False
+    if p.get("metrics"):
+        m = p["metrics"][0]
+        metric = m["name"]
+        if m.get("singleInstanceAssignment") is not None:
+            target, per_group = float(m["singleInstanceAssignment"]), True
+        else:
+            target = float(m["target"])
+    elif p.get("loadBalancingUtilization"):
+        target = float(p["loadBalancingUtilization"]["target"])
+    sic = p.get("scaleInControl") or {}
+    template = next((r for r in rs if r["type"] == GCP_TEMPLATE), None)
+    spot = template is not None and (template["inputs"].get("scheduling") or {}).get("provisioningModel") == "SPOT"
+    return ScalingConfig(
+        target=name, cloud="gcp", group=mig["name"],
+        min_size=int(p.get("minReplicas", 0)), max_size=int(p["maxReplicas"]), initial=size,
+        autoscaler=GcpAutoscaler(
+            resource=auto["name"], metric=metric, target=target, per_group=per_group,
+            cooldown=int(p.get("cooldownPeriod", 60)),
+            scale_in_window=int(sic.get("timeWindowSec", 600)),
+            scale_in_max=int((sic.get("maxScaledInReplicas") or {}).get("fixed", 10**6)),
+            stabilization=int(p.get("stabilizationPeriodSec", GCP_STABILIZATION_SECONDS)),
+        ),
+        spot=spot,
+    )
+
+
+def scaling_configs(resources: list[dict[str, Any]]) -> dict[str, ScalingConfig]:
+    """Each fleet target's scaling configuration; targets with no group (TPU slices) are absent."""
+    out = {}
+    for name, rs in _by_target(resources).items():
+        types = {r["type"] for r in rs}
+        if AWS_GROUP in types:
+            out[name] = _aws(name, rs)
+        elif GCP_MIG in types:
+            out[name] = _gcp(name, rs)
+    return out

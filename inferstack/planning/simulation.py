@@ -1,0 +1,520 @@
+"""A deterministic, one-second discrete-event rehearsal of a fleet's scaling on a day of traffic.
+
+Model, per target (see /work/notes/wt-simulate.md for its limits):
+- Auto Scaling alarm actions repeat every period the alarm stays in ALARM (CloudWatch "Alarm
+  actions": "Except for Auto Scaling actions, the actions happen only on state transitions").
+- Replicas are slots: `concurrent_sequences` each; a request holds one slot for its service time
+  (prefill + decode at full batch). Requests wait in one FIFO queue for a free slot (the load
+  balancer spreads them; pooling the slots is least-outstanding routing). A client retries a
+  refused connection and gives up after the profile's client timeout (counted as refused).
+- Nodes publish their gauges every AGENT_PERIOD seconds and only once healthy (in service):
+  in-flight (running + waiting), waiting, running, GPU utilisation. CloudWatch and Cloud Monitoring
+  aggregate them per period (60 s) as the alarm's statistic says.
+- AWS: target tracking scales out when its metric stays above the target for TT_HIGH_DATAPOINTS
+  one-minute datapoints, to ceil(publishing nodes × metric / target); alarms on simple/step
+  policies fire every minute they stay in ALARM (CloudWatch re-invokes Auto Scaling actions), a
+  simple policy honours its cooldown; the wake alarm sees the group's desired capacity and demand.
+  A warm-pool instance starts in the warm-start time; a launch that outlasts the launch hook's
+  timeout is abandoned (never serves).
+- GCP: the autoscaler recommends ceil(metric sum / assignment) (per-group metric) or
+  ceil(nodes × average / target) every minute; scale-in follows the largest recommendation of the
+  stabilization period (scaling_config.GCP_STABILIZATION_SECONDS unless the plan sets one) and at most scale_in_max VMs per scale-in window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferstack.planning.replica import ReplicaModel
+from inferstack.planning.scaling_config import ScalingConfig
+
+AGENT_PERIOD = 15  # the node agents' publishing period (aws_user_data / gcp startup agents)
+MINUTE = 60
+# Target tracking's high alarm (created and managed by Auto Scaling, not in the plan): 3 breaching
+# one-minute datapoints, as the alarms AWS creates show ("3 datapoints within 3 minutes"). Not found
+# in the documentation corpus checked for this module: confirm on a real alarm and change it here.
+TT_HIGH_DATAPOINTS = 3
+# A share of the over-SLO or refused requests, outside cold starts from zero, that means the
+# scale-out does not keep up with the profile.
+KEEP_UP_TOLERANCE = 0.01
+# A node whose requests in flight fill at least this share of its slots is not idle.
+BUSY_SHARE = 0.5
+
+
+@dataclass
+class Event:
+    second: int
+    kind: str  # "out", "in", "wake", "interrupt"
+    before: int
+    after: int
+    resource: str
+
+    def to_json(self) -> dict:
+        return {"second": self.second, "kind": self.kind, "from": self.before, "to": self.after, "resource": self.resource}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # cannot-wake-from-zero, scale-in-under-load, flapping, cannot-keep-up, launch-hook-timeout
+    resource: str
+    message: str
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "resource": self.resource, "message": self.message}
+
+
+@dataclass
+class TargetResult:
+    target: str
+    requests: int = 0
+    served: int = 0
+    refused: int = 0
+    over_slo: int = 0
+    ttft: dict[str, float | None] = field(default_factory=dict)
+    queue_wait: dict[str, float | None] = field(default_factory=dict)
+    cold_start_first_token: list[float] = field(default_factory=list)  # per episode at zero
+    replica_hours: float = 0.0
+    cost_usd: float | None = None
+    events: list[Event] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    replica: ReplicaModel | None = None
+    # Per-minute series for the plot: replicas in service, desired, queue depth, mean wait.
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        r = self.replica
+        return {
+            "target": self.target,
+            "requests": self.requests, "served": self.served, "refused": self.refused, "overSlo": self.over_slo,
+            "ttftSeconds": self.ttft, "queueWaitSeconds": self.queue_wait,
+            "coldStartFirstTokenSeconds": self.cold_start_first_token,
+            "replicaHours": round(self.replica_hours, 2), "costUsd": self.cost_usd,
+            "replica": None if r is None else {
+                "startupSeconds": r.startup_seconds, "warmStartSeconds": r.warm_start_seconds,
+                "concurrentSequences": r.concurrent_sequences, "outputTokensPerSecond": r.output_tokens_per_second,
+                "estimated": r.estimated, "formula": r.formula,
+            },
+            "events": [e.to_json() for e in self.events],
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def _percentiles(hist: np.ndarray, offset: float) -> dict[str, float | None]:
+    total = int(hist.sum())
+    if total == 0:
+        return {"p50": None, "p95": None, "p99": None}
+    cum = np.cumsum(hist)
+    return {f"p{q}": float(np.searchsorted(cum, math.ceil(total * q / 100))) + offset for q in (50, 95, 99)}
+
+
+def _metric_value(metric: str, running: float, waiting: float, slots: int) -> float:
+    """What one node's agent reports for a metric name (CloudWatch or Cloud Monitoring)."""
+    m = metric.lower()
+    if "inflight" in m or "in_flight" in m:
+        return running + waiting
+    if "pending" in m or "waiting" in m or "queue" in m:
+        return waiting
+    if "running" in m:
+        return running
+    if "gpu" in m:  # near 100 with a single decoding sequence
+        return 100.0 if running > 0 else 0.0
+    if "loadbalancing" in m:
+        return (running + waiting) / slots
+    raise ValueError(f"no model of what a node publishes as {metric!r}")
+
+
+def _counts_in_flight(metric: str) -> bool:
+    m = metric.lower()
+    return "inflight" in m or "in_flight" in m or "running" in m
+
+
+def _compare(value: float, op: str, threshold: float) -> bool:
+    return {
+        "LessThanThreshold": value < threshold, "LessThanOrEqualToThreshold": value <= threshold,
+        "GreaterThanThreshold": value > threshold, "GreaterThanOrEqualToThreshold": value >= threshold,
+    }[op]
+
+
+def simulate_target(
+    cfg: ScalingConfig, replica: ReplicaModel, arrivals: np.ndarray, *, input_tokens: int, output_tokens: int,
+    slo_seconds: float, client_timeout: int, spot_rate_per_hour: float = 0.0, seed: int = 0,
+    hourly_price: float | None = None,
+) -> TargetResult:
+    rng = np.random.default_rng(seed + 1)
+    seconds = len(arrivals)
+    slots = replica.concurrent_sequences
+    service = replica.service_seconds(input_tokens, output_tokens)
+    prefill = replica.prefill_seconds(input_tokens)
+    ring = np.zeros(service + 1, dtype=np.int64)  # completions due per second (mod service + 1)
+    res = TargetResult(cfg.target, replica=replica)
+    wait_hist = np.zeros(client_timeout + 1, dtype=np.int64)
+    slo_wait = max(0, math.floor(slo_seconds - prefill))  # waits above this miss the SLO
+
+    abandoned = cfg.launch_hook_timeout is not None and replica.startup_seconds > cfg.launch_hook_timeout
+    if abandoned:
+        res.findings.append(Finding(
+            "launch-hook-timeout", cfg.launch_hook or cfg.group,
+            f"a node needs ~{replica.startup_seconds}s to serve but the launch hook abandons it after "
+            f"{cfg.launch_hook_timeout}s: no launched node ever serves"))
+
+    in_service = cfg.initial  # the initial nodes are up when the day starts
+    starting: list[int] = []  # ready-at seconds of launching nodes
+    warm_left = cfg.warm_pool
+    desired = cfg.initial
+    busy = 0
+    queue: deque[list[int]] = deque()  # [arrival second, count, arrived at zero (0/1)]
+    queued = 0
+    zero_since: int | None = None  # first request arriving with nothing in service
+    replica_seconds = 0
+    # Per-minute accumulators: sum of per-node values over samples and the node-samples count.
+    acc_nodes = 0
+    acc: dict[str, float] = {}
+    metrics = set()
+    if cfg.tracking:
+        metrics.add(cfg.tracking.metric)
+    metrics.update(al.metric for al in cfg.alarms)
+    if cfg.wake:
+        metrics.update(cfg.wake.published)
+    if cfg.autoscaler:
+        metrics.add(cfg.autoscaler.metric)
+    history: dict[str, list[float | None]] = {m: [] for m in metrics}  # per-minute averages (None: no data)
+    sums: dict[str, list[float]] = {m: [] for m in metrics}
+    demand_minute = 0
+    cooldown_until: dict[str, int] = {}
+    recommendations: deque[tuple[int, int]] = deque()
+    desired_history: deque[tuple[int, int]] = deque()
+    over_slo_outside_zero = 0
+    at_max_when_late = 0
+    series: dict[str, list[float]] = {"replicas": [], "desired": [], "queue": [], "wait": []}
+    minute_wait_sum = 0
+    minute_wait_n = 0
+    interrupt_p = spot_rate_per_hour / 3600.0 if cfg.spot else 0.0
+
+    # The in-flight target a request-counting scale-out signal keeps nodes at: a scale-in that leaves
+    # the remaining nodes above it undoes the scale-out's work (and will be undone by it).
+    request_target = None
+    if cfg.tracking and _counts_in_flight(cfg.tracking.metric):
+        request_target = cfg.tracking.target
+    elif cfg.autoscaler and _counts_in_flight(cfg.autoscaler.metric):
+        request_target = cfg.autoscaler.target
+
+    def _under_load(in_flight: int, nodes: int, remaining: int) -> bool:
+        if in_flight / nodes >= BUSY_SHARE * slots:
+            return True
+        return request_target is not None and remaining > 0 and in_flight / remaining > request_target
+
+    def launch(n: int, t: int) -> None:
+        nonlocal warm_left
+        for _ in range(n):
+            if warm_left > 0 and replica.warm_start_seconds is not None:
+                warm_left -= 1
+                starting.append(t + replica.warm_start_seconds)
+            elif not abandoned:
+                starting.append(t + replica.startup_seconds)
+
+    def set_desired(new: int, t: int, kind: str, resource: str, cause: str = "", why: str = "") -> None:
+        nonlocal desired, in_service, warm_left
+        new = max(cfg.min_size, min(cfg.max_size, new))
+        if new == desired:
+            return
+        if new < desired and in_service and _under_load(busy + queued, in_service, in_service + len(starting) - (desired - new)):
+            res.findings.append(Finding(
+                "scale-in-under-load", cause or resource,
+                f"at {_clock(t)} {cause or resource} removed capacity ({desired} -> {new}) while nodes averaged "
+                f"{(busy + queued) / in_service:.1f} requests in flight ({slots} slots each)"
+                + (f": {why} under load" if why else "")))
+        res.events.append(Event(t, kind, desired, new, resource))
+        if new > desired:
+            launch(new - desired, t)
+        else:
+            for _ in range(desired - new):
+                if starting:
+                    starting.pop()
+                elif in_service > 0:
+                    in_service -= 1
+                if cfg.warm_pool:  # reuse on scale-in: back to the pool
+                    warm_left = min(cfg.warm_pool, warm_left + 1)
+        desired = new
+
+    for t in range(seconds):
+        if starting:
+            ready = [s for s in starting if s <= t]
+            if ready:
+                in_service += len(ready)
+                starting[:] = [s for s in starting if s > t]
+        if interrupt_p and in_service:
+            lost = int(rng.binomial(in_service, interrupt_p))
+            if lost:
+                in_service -= lost
+                res.events.append(Event(t, "interrupt", in_service + lost, in_service, cfg.group))
+                # The two-minute notice lets the requests in flight finish (they are far shorter and
+                # the drain hook holds the node); the lost slots take no new requests. The group
+                # replaces reclaimed capacity (desired unchanged).
+                launch(lost, t)
+        done = ring[t % len(ring)]
+        if done:
+            busy -= int(done)
+            ring[t % len(ring)] = 0
+        a = int(arrivals[t])
+        if a:
+            res.requests += a
+            demand_minute += a
+            at_zero = in_service == 0
+            if at_zero and zero_since is None:
+                zero_since = t
+            queue.append([t, a, int(at_zero)])
+            queued += a
+        while queue and t - queue[0][0] > client_timeout:
+            res.refused += queue[0][1]
+            queued -= queue[0][1]
+            queue.popleft()
+        free = in_service * slots - busy
+        while free > 0 and queue:
+            head = queue[0]
+            k = min(free, head[1])
+            w = t - head[0]
+            wait_hist[w] += k
+            minute_wait_sum += w * k
+            minute_wait_n += k
+            if w > slo_wait:
+                res.over_slo += k
+                if not head[2]:
+                    over_slo_outside_zero += k
+                    if desired >= cfg.max_size:
+                        at_max_when_late += k
+            if zero_since is not None:
+                res.cold_start_first_token.append(round(t - zero_since + prefill, 1))
+                zero_since = None
+            busy += k
+            free -= k
+            queued -= k
+            ring[(t + service) % len(ring)] += k
+            head[1] -= k
+            if head[1] == 0:
+                queue.popleft()
+        replica_seconds += in_service + len(starting)
+        if t % AGENT_PERIOD == 0 and in_service:
+            running = min(busy, in_service * slots) / in_service
+            waiting = queued / in_service
+            acc_nodes += in_service
+            for m in metrics:
+                acc[m] = acc.get(m, 0.0) + _metric_value(m, running, waiting, slots) * in_service
+        if t % MINUTE != MINUTE - 1:
+            continue
+        # -- end of a minute: the period's datapoints, then every policy's evaluation ----------
+        for m in metrics:
+            history[m].append(acc[m] / acc_nodes if acc_nodes else None)
+            sums[m].append(acc.get(m, 0.0) / max(1, acc_nodes) * in_service if acc_nodes else 0.0)
+        nodes_published = acc_nodes / (MINUTE // AGENT_PERIOD)
+        acc_nodes, acc = 0, {}
+        desired_history.append((t, desired))
+        if cfg.tracking:
+            tr = cfg.tracking
+            last = history[tr.metric][-TT_HIGH_DATAPOINTS:]
+            if len(last) == TT_HIGH_DATAPOINTS and all(v is not None and v > tr.target for v in last):
+                v = last[-1]
+                assert v is not None
+                want = math.ceil(nodes_published * v / tr.target)
+                if want > desired:
+                    set_desired(want, t, "out", tr.resource)
+        for al in cfg.alarms:
+            pts = history[al.metric][-al.evaluation_periods:]
+            if len(pts) == al.evaluation_periods and all(
+                (al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts
+            ) and t >= cooldown_until.get(al.policy, 0):
+                new = al.adjustment if al.adjustment_type == "ExactCapacity" else desired + al.adjustment
+                new = max(cfg.min_size, min(cfg.max_size, new))
+                if new != desired:
+                    why = f"its metric {al.metric} read {pts[-1]:.2f}, {al.comparison} {al.threshold:g}"
+                    set_desired(new, t, "in" if new < desired else "out", al.policy, al.resource, why)
+                    cooldown_until[al.policy] = t + al.cooldown
+        if cfg.wake:
+            wk = cfg.wake
+            published = sum(sums[m][-1] for m in wk.published) if wk.published else 0.0
+            demand = (demand_minute if wk.load_balancer else 0) + published
+            if desired < 1 and demand > 0:
+                set_desired(wk.capacity, t, "wake", wk.policy)
+        if cfg.autoscaler:
+            au = cfg.autoscaler
+            v = history[au.metric][-1]
+            if v is not None:
+                total = sums[au.metric][-1]
+                want = math.ceil(total / au.target) if au.per_group else math.ceil(nodes_published * v / au.target)
+                recommendations.append((t, want))
+                while recommendations and recommendations[0][0] <= t - au.stabilization:
+                    recommendations.popleft()
+                while desired_history and desired_history[0][0] <= t - au.scale_in_window:
+                    desired_history.popleft()
+                stable = max(r for _, r in recommendations)
+                floor = max(d for _, d in desired_history) - au.scale_in_max
+                new = max(want, stable, floor) if want < desired else want
+                if want < desired and t + 1 < au.stabilization:
+                    new = desired  # no ten minutes of recommendations yet: no scale-in
+                if new != desired:
+                    why = f"its metric {au.metric.rsplit('/', 1)[-1]} read {total:g} for the group"
+                    set_desired(new, t, "out" if new > desired else "in", au.resource, au.resource, why)
+        demand_minute = 0
+        series["replicas"].append(in_service)
+        series["desired"].append(desired)
+        series["queue"].append(queued)
+        series["wait"].append(minute_wait_sum / minute_wait_n + prefill if minute_wait_n else float("nan"))
+        minute_wait_sum = minute_wait_n = 0
+
+    res.refused += queued  # still waiting at the end of the day: not served within the day
+    res.served = int(wait_hist.sum())
+    res.queue_wait = _percentiles(wait_hist, 0.0)
+    res.ttft = {k: (None if v is None else round(v + prefill, 1)) for k, v in res.queue_wait.items()}
+    res.replica_hours = replica_seconds / 3600
+    if hourly_price is not None:
+        res.cost_usd = round(res.replica_hours * hourly_price, 2)
+    res.series = series
+    _findings(cfg, res, over_slo_outside_zero, at_max_when_late)
+    res.findings = _merge(res.findings)
+    return res
+
+
+def _merge(findings: list[Finding]) -> list[Finding]:
+    """One finding per kind and resource: the first occurrence, and how often it recurred."""
+    seen: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        seen.setdefault((f.kind, f.resource), []).append(f)
+    return [fs[0] if len(fs) == 1 else Finding(fs[0].kind, fs[0].resource, f"{fs[0].message} ({len(fs)} times)")
+            for fs in seen.values()]
+
+
+def _clock(t: int) -> str:
+    return f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"
+
+
+def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int) -> None:
+    zero_episodes = [e for e in res.events if e.kind == "in" and e.after == 0]
+    if cfg.min_size == 0 and cfg.cloud != "fixed":
+        # Only the load balancer reports demand at zero: the InferStack metrics a wake alarm also
+        # reads come from nodes (none at zero) or a front door that does not exist yet.
+        waking = cfg.wake is not None and cfg.wake.load_balancer
+        if cfg.autoscaler is not None:
+            waking = False  # nodes publish nothing at zero, and nothing else publishes the group's metric
+        stuck = res.requests and res.served == 0 and cfg.initial == 0
+        if not waking and (zero_episodes or stuck or res.refused):
+            resource = cfg.autoscaler.resource if cfg.autoscaler else cfg.group
+            res.findings.append(Finding(
+                "cannot-wake-from-zero", resource,
+                f"{cfg.target} reaches 0 nodes and nothing publishes demand while it is empty: "
+                f"{res.refused} requests refused after the client timeout"))
+    ins = [e for e in res.events if e.kind == "in"]
+    outs = [e for e in res.events if e.kind in ("out", "wake")]
+    cooldowns = [a.cooldown for a in cfg.alarms if a.adjustment < 0] or (
+        [cfg.autoscaler.scale_in_window] if cfg.autoscaler else [])
+    if cooldowns:
+        window = max(cooldowns)
+        flaps = [(i, o) for i in ins for o in outs if 0 < abs(o.second - i.second) < window]
+        if flaps:
+            i, o = flaps[0]
+            res.findings.append(Finding(
+                "flapping", i.resource,
+                f"{len(flaps)} scale-in/scale-out pairs within one cooldown ({window}s), first at "
+                f"{_clock(min(i.second, o.second))} ({i.resource} and {o.resource})"))
+    if res.requests and late > KEEP_UP_TOLERANCE * res.requests:
+        at_max = late_at_max > late / 2
+        resource = cfg.group if at_max else (
+            cfg.tracking.resource if cfg.tracking else cfg.autoscaler.resource if cfg.autoscaler else cfg.group)
+        why = (f"the group is at its maximum ({cfg.max_size})" if at_max
+               else f"new nodes take {res.replica.startup_seconds if res.replica else '?'}s to serve")
+        res.findings.append(Finding(
+            "cannot-keep-up", resource,
+            f"{late} of {res.requests} requests ({late / res.requests:.1%}) waited past the SLO outside cold "
+            f"starts from zero: {why}"))
+
+
+# -- the stack ------------------------------------------------------------------------------------
+
+@dataclass
+class StackResult:
+    stack: str
+    profile: str
+    seed: int
+    targets: list[TargetResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for t in self.targets for f in t.findings]
+
+    def totals(self) -> dict:
+        costs = [t.cost_usd for t in self.targets]
+        return {
+            "requests": sum(t.requests for t in self.targets),
+            "served": sum(t.served for t in self.targets),
+            "refused": sum(t.refused for t in self.targets),
+            "overSlo": sum(t.over_slo for t in self.targets),
+            "replicaHours": round(sum(t.replica_hours for t in self.targets), 2),
+            "costUsd": None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 2),
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "stack": self.stack, "profile": self.profile, "seed": self.seed,
+            "targets": [t.to_json() for t in self.targets], "total": self.totals(), "notes": self.notes,
+        }
+
+
+def split_arrivals(arrivals: np.ndarray, shares: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Each second's requests dealt to the targets in proportion to their shares (multinomial)."""
+    names = sorted(shares)
+    total = sum(shares.values())
+    if total <= 0 or len(names) == 1:
+        return {n: arrivals.copy() if total > 0 else np.zeros_like(arrivals) for n in names}
+    rng = np.random.default_rng(seed + 7)
+    counts = rng.multinomial(arrivals, [shares[n] / total for n in names]) if arrivals.ndim == 1 else None
+    assert counts is not None
+    return {n: counts[:, i].astype(np.int64) for i, n in enumerate(names)}
+
+
+def simulate_stack(spec, stack: str, resources: list[dict], arrivals: np.ndarray, *, seed: int = 0,
+                   profile: str = "spec") -> StackResult:
+    """Replay `arrivals` (requests per second over the day, the whole stack) through every target's
+    scaling configuration as the plan's resources record it."""
+    from inferstack.planning import cost
+    from inferstack.planning.replica import replica_model
+    from inferstack.planning.scaling_config import scaling_configs
+    from inferstack.spec.models import GcpTpuTarget, Traffic
+
+    traffic = spec.traffic or Traffic()
+    configs = scaling_configs(resources)
+    prices = {c.target: c for c in cost.estimate(spec)}
+    for name, target in spec.targets.items():
+        if name not in configs and isinstance(target, GcpTpuTarget):
+            configs[name] = ScalingConfig(target=name, cloud="fixed", group=f"{name} (TPU slices)",
+                                          min_size=target.slices, max_size=target.slices, initial=target.slices)
+    shares = {n: (traffic.targets[n].share if n in traffic.targets else 1.0) for n in configs}
+    per_target = split_arrivals(arrivals, shares, seed)
+    out = StackResult(stack, profile, seed, [])
+    out.notes.append("overflow timeout vs burst start-up: not rehearsed (no hybrid overflow exists yet)")
+    for i, name in enumerate(sorted(configs)):
+        cfg = configs[name]
+        rep = replica_model(spec, stack, name, traffic)
+        price = prices.get(name)
+        hourly = None
+        if price is not None and price.hourly_max is not None and cfg.max_size:
+            hourly = price.hourly_max / cfg.max_size  # blended per replica at the fleet's spot/on-demand mix
+        out.targets.append(simulate_target(
+            cfg, rep, per_target[name], input_tokens=traffic.input_tokens, output_tokens=traffic.output_tokens,
+            slo_seconds=traffic.slo_ttft_seconds, client_timeout=traffic.client_timeout_seconds,
+            spot_rate_per_hour=traffic.spot_interruptions_per_hour, seed=seed + 101 * i, hourly_price=hourly,
+        ))
+    return out
+
+
+def verdict(result: TargetResult) -> str:
+    """One line for `plan`: the worst of the target's findings, else its p95 time to first token."""
+    if result.findings:
+        f = result.findings[0]
+        more = f" (+{len(result.findings) - 1} more)" if len(result.findings) > 1 else ""
+        return f"{result.target}: {f.kind} ({f.resource}){more}"
+    p95 = result.ttft.get("p95")
+    return (f"{result.target}: ok, p95 time to first token {p95:g}s, {result.refused} refused, "
+            f"{result.replica_hours:.1f} replica-hours" if p95 is not None else f"{result.target}: ok, no requests")
