@@ -466,15 +466,39 @@ class AwsGpuFleet(pulumi.ComponentResource):
             cooldown=s.scale_in_cooldown,
             opts=child,
         )
+        # A group that may reach zero must not remove its last node while requests still arrive:
+        # a trickle keeps the average below the threshold, and each request after the node goes
+        # would wait a cold start (the wake alarm starts one again a minute later). So at desired
+        # capacity 1 the alarm reads the threshold itself (never below it) unless the node's peak
+        # load was 0 in that minute: the last node goes only after a whole cooldown with nothing
+        # in flight. Above one node it is the plain average.
+        if plan.min_size == 0:
+            def q(qid: str, namespace: str, metric: str, stat: str):
+                return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id=qid, return_data=False,
+                    metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                        namespace=namespace, metric_name=metric, dimensions=dims, stat=stat, period=60
+                    ),
+                )
+
+            metric_args: dict = {"metric_queries": [
+                q("load", METRICS_NAMESPACE, s.scale_in_metric, "Average"),
+                q("peak", METRICS_NAMESPACE, s.scale_in_metric, "Maximum"),
+                q("desired", "AWS/AutoScaling", "GroupDesiredCapacity", "Maximum"),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="scalein", return_data=True, label="Load per node (last node: only when idle)",
+                    expression=f"IF(desired > 1, load, IF(peak > 0, {s.scale_in_threshold:g}, load))",
+                ),
+            ]}
+        else:
+            metric_args = {"namespace": METRICS_NAMESPACE, "metric_name": s.scale_in_metric,
+                           "dimensions": dims, "statistic": "Average", "period": 60}
         aws.cloudwatch.MetricAlarm(
             f"{name}-scale-in",
             alarm_description=f"{s.scale_in_metric} per node below {s.scale_in_threshold:g} for "
-            f"{s.scale_in_cooldown}s: remove one node",
-            namespace=METRICS_NAMESPACE,
-            metric_name=s.scale_in_metric,
-            dimensions=dims,
-            statistic="Average",
-            period=60,
+            f"{s.scale_in_cooldown}s: remove one node"
+            + (" (the last one only when nothing was in flight)" if plan.min_size == 0 else ""),
+            **metric_args,
             evaluation_periods=max(1, s.scale_in_cooldown // 60),
             threshold=s.scale_in_threshold,
             comparison_operator="LessThanThreshold",

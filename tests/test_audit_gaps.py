@@ -35,7 +35,8 @@ def test_zero_capacity_wiring_alarms_act_on_their_policies_and_group_metrics_are
         assert alarms[name]["propertyDependencies"]["alarmActions"] == [policies[name]["urn"]]
         assert len(alarms[name]["inputs"]["alarmActions"]) == 1
     # queue_depth scales out; scale-in acts on in-flight load, only once nodes average under one request
-    assert alarms["burst-scale-in"]["inputs"]["metricName"] == "InFlightRequests"
+    queries = {q["id"]: q for q in alarms["burst-scale-in"]["inputs"]["metricQueries"]}
+    assert queries["load"]["metric"]["metricName"] == "InFlightRequests"
     assert alarms["burst-scale-in"]["inputs"]["threshold"] == 1
     assert "GroupInServiceInstances" in dev.one(ASG)["inputs"]["enabledMetrics"]
 

@@ -235,7 +235,8 @@ def test_scale_in_waits_the_cooldown_and_zero_can_wake(dev):
     scale_in = dev.one(POLICY, "burst-scale-in")["inputs"]
     assert (scale_in["scalingAdjustment"], scale_in["cooldown"]) == (-1, 300)
     alarm = dev.one(ALARM, "burst-scale-in")["inputs"]
-    assert alarm["evaluationPeriods"] == 5 and alarm["period"] == 60
+    assert alarm["evaluationPeriods"] == 5
+    assert {q["metric"]["period"] for q in alarm["metricQueries"] if "metric" in q} == {60}
     assert dev.one(POLICY, "burst-wake")["inputs"]["adjustmentType"] == "ExactCapacity"
 
 

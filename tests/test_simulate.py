@@ -270,3 +270,22 @@ def test_a_scale_out_slower_than_the_step_names_the_tracking_policy():
     res = run(config(tracking=tracking(metric="RunningRequests"), max_size=100), replica(slots=20), arr)
     assert ("cannot-keep-up", "t-track") in {(f.kind, f.resource) for f in res.findings}
     assert max(e.after for e in res.events) < 100
+
+
+def test_the_last_node_stays_while_requests_trickle_in_and_goes_once_idle():
+    # One request every 30 s, each holding a slot 10 s, arriving on the agent's sample seconds:
+    # every minute's peak is 1 and its average below 1. The plain average alarm removes the only
+    # node at 59 s (then every request waits a cold start); the component's metric math for a
+    # group that may reach zero keeps it. With no requests the peak is 0 and it goes at 59 s.
+    def alarm(idle_rule: bool) -> AlarmPolicy:
+        return AlarmPolicy("t-scale-in", "t-scale-in", "InFlightRequests", "Average", 60, 1, 1.0,
+                           "LessThanThreshold", False, -1, "ChangeInCapacity", 300, idle_rule)
+
+    trickle = np.zeros(DAY_SECONDS, dtype=np.int64)
+    trickle[::30] = 1
+    plain = run(config(min_size=0, initial=1, alarms=(alarm(False),)), replica(), trickle)
+    assert (plain.events[0].second, plain.events[0].after) == (59, 0)
+    kept = run(config(min_size=0, initial=1, alarms=(alarm(True),)), replica(), trickle)
+    assert [e for e in kept.events if e.kind == "in"] == []
+    idle = run(config(min_size=0, initial=1, alarms=(alarm(True),)), replica(), np.zeros(DAY_SECONDS, dtype=np.int64))
+    assert [(e.second, e.after) for e in idle.events] == [(59, 0)]

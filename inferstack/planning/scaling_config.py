@@ -38,6 +38,9 @@ class AlarmPolicy:
     adjustment: int
     adjustment_type: str
     cooldown: int
+    # Metric math that keeps the last node unless its peak load was 0 (the component's scale-in
+    # alarm on a group that may reach zero).
+    last_node_only_when_idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,21 @@ def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
         if pol is None:
             continue
         pi = pol["inputs"]
+        if ai.get("metricQueries") and pi.get("adjustmentType") != "ExactCapacity":
+            # The scale-in alarm of a group that may reach zero: the average load, except that at
+            # one node the last node's peak must have been 0.
+            load = next(q["metric"] for q in ai["metricQueries"]
+                        if q.get("metric", {}).get("stat") == "Average" and q["metric"].get("namespace") == "InferStack")
+            alarms.append(AlarmPolicy(
+                resource=a["name"], policy=pol["name"], metric=load["metricName"], statistic="Average",
+                period=int(load.get("period", 60)), evaluation_periods=int(ai.get("evaluationPeriods", 1)),
+                threshold=float(ai["threshold"]), comparison=ai["comparisonOperator"],
+                missing_breaches=ai.get("treatMissingData") == "breaching",
+                adjustment=int(pi.get("scalingAdjustment", 0)), adjustment_type=pi.get("adjustmentType", "ChangeInCapacity"),
+                cooldown=int(pi.get("cooldown") or 300),
+                last_node_only_when_idle=any("peak" in (q.get("expression") or "") for q in ai["metricQueries"]),
+            ))
+            continue
         if ai.get("metricQueries"):
             queries = ai["metricQueries"]
             metrics = [q["metric"] for q in queries if q.get("metric")]

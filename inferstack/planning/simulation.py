@@ -183,6 +183,8 @@ def simulate_target(
         metrics.add(cfg.autoscaler.metric)
     history: dict[str, list[float | None]] = {m: [] for m in metrics}  # per-minute averages (None: no data)
     sums: dict[str, list[float]] = {m: [] for m in metrics}
+    peaks: dict[str, list[float | None]] = {m: [] for m in metrics}  # per-minute Maximum of the nodes' samples
+    peak: dict[str, float] = {}
     demand_minute = 0
     cooldown_until: dict[str, int] = {}
     recommendations: deque[tuple[int, int]] = deque()
@@ -302,15 +304,18 @@ def simulate_target(
             waiting = queued / in_service
             acc_nodes += in_service
             for m in metrics:
-                acc[m] = acc.get(m, 0.0) + _metric_value(m, running, waiting, slots) * in_service
+                value = _metric_value(m, running, waiting, slots)
+                acc[m] = acc.get(m, 0.0) + value * in_service
+                peak[m] = max(peak.get(m, 0.0), value)
         if t % MINUTE != MINUTE - 1:
             continue
         # -- end of a minute: the period's datapoints, then every policy's evaluation ----------
         for m in metrics:
             history[m].append(acc[m] / acc_nodes if acc_nodes else None)
+            peaks[m].append(peak.get(m, 0.0) if acc_nodes else None)
             sums[m].append(acc.get(m, 0.0) / max(1, acc_nodes) * in_service if acc_nodes else 0.0)
         nodes_published = acc_nodes / (MINUTE // AGENT_PERIOD)
-        acc_nodes, acc = 0, {}
+        acc_nodes, acc, peak = 0, {}, {}
         desired_history.append((t, desired))
         if cfg.tracking:
             tr = cfg.tracking
@@ -323,6 +328,10 @@ def simulate_target(
                     set_desired(want, t, "out", tr.resource)
         for al in cfg.alarms:
             pts = history[al.metric][-al.evaluation_periods:]
+            if al.last_node_only_when_idle and desired <= 1:
+                # the alarm's metric math: at one node, the threshold itself unless the peak was 0
+                pks = peaks[al.metric][-al.evaluation_periods:]
+                pts = [v if v is None or not p else al.threshold for v, p in zip(pts, pks, strict=True)]
             if len(pts) == al.evaluation_periods and all(
                 (al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts
             ) and t >= cooldown_until.get(al.policy, 0):
