@@ -53,9 +53,14 @@ def main() -> None:
             requests = 0
             for i, name in enumerate(names):
                 res = simulate_target(
-                    replace(cfg, target=name), rep, dealt[name], input_tokens=traffic.input_tokens,
-                    output_tokens=traffic.output_tokens, slo_seconds=traffic.slo_ttft_seconds,
-                    client_timeout=traffic.client_timeout_seconds, seed=i,
+                    replace(cfg, target=name),
+                    rep,
+                    dealt[name],
+                    input_tokens=traffic.input_tokens,
+                    output_tokens=traffic.output_tokens,
+                    slo_seconds=traffic.slo_ttft_seconds,
+                    client_timeout=traffic.client_timeout_seconds,
+                    seed=i,
                 )
                 requests += res.requests
             best = min(best, time.perf_counter() - start)

@@ -62,7 +62,11 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         logs, logs_policy = self._access_log_bucket(name, kms_key_arn, tags, child)
 
         self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-nlb", vpc_id=vpc_id, description="inferstack: private endpoint load balancer", tags=tags, opts=child
+            f"{name}-nlb",
+            vpc_id=vpc_id,
+            description="inferstack: private endpoint load balancer",
+            tags=tags,
+            opts=child,
         )
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-nlb-tls",
@@ -112,8 +116,12 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             # The fleet's drain time: long enough for a streamed reply to finish (AwsFleetPlan.readiness).
             deregistration_delay=deregistration_delay,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                protocol="HTTP", path=plan.health_path, port=str(plan.target_port), healthy_threshold=2,
-                unhealthy_threshold=3, interval=15,
+                protocol="HTTP",
+                path=plan.health_path,
+                port=str(plan.target_port),
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+                interval=15,
             ),
             tags=tags,
             opts=child,
@@ -160,57 +168,72 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
         self.security_group_id = self.security_group.id
         self.target_group_arn = group.arn
         self.load_balancer_arn_suffix = nlb.arn_suffix  # the LoadBalancer dimension of AWS/NetworkELB metrics
-        self.register_outputs({
-            "service_name": self.service_name,
-            "dns_name": self.dns_name,
-            "security_group_id": self.security_group_id,
-            "target_group_arn": self.target_group_arn,
-            "consumer_dns_names": self.consumer_dns_names,
-            "consumer_zone_ids": self.consumer_zone_ids,
-            "domain_name": self.domain_name,
-        })
+        self.register_outputs(
+            {
+                "service_name": self.service_name,
+                "dns_name": self.dns_name,
+                "security_group_id": self.security_group_id,
+                "target_group_arn": self.target_group_arn,
+                "consumer_dns_names": self.consumer_dns_names,
+                "consumer_zone_ids": self.consumer_zone_ids,
+                "domain_name": self.domain_name,
+            }
+        )
 
     def _access_log_bucket(self, name, kms_key_arn, tags, child):
         bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=False, tags=tags, opts=child)
         aws.s3.BucketPublicAccessBlock(
-            f"{name}-access-logs", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
         )
         aws.s3.BucketOwnershipControls(
-            f"{name}-access-logs", bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child,
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
         )
         aws.s3.BucketVersioning(
-            f"{name}-access-logs", bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=child,
+            f"{name}-access-logs",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child,
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-access-logs",
             bucket=bucket.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
-                ),
-                bucket_key_enabled=True,
-            )],
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=kms_key_arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
             opts=child,
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-access-logs",
             bucket=bucket.id,
-            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-access-logs",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=ACCESS_LOG_EXPIRATION_DAYS),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=NONCURRENT_EXPIRATION_DAYS
-                ),
-                # Parts of an upload that never completed are stored (and billed) until aborted.
-                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                    days_after_initiation=INCOMPLETE_UPLOAD_DAYS
-                ),
-            )],
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=ACCESS_LOG_EXPIRATION_DAYS),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=NONCURRENT_EXPIRATION_DAYS
+                    ),
+                    # Parts of an upload that never completed are stored (and billed) until aborted.
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=INCOMPLETE_UPLOAD_DAYS
+                    ),
+                )
+            ],
             opts=child,
         )
         identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
@@ -236,12 +259,22 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             lambda z: check_consumer_zones(consumer.vpc_id, consumer.subnet_ids, z[0], z[1])
         )
         sg = aws.ec2.SecurityGroup(
-            f"{name}-consumer-{i}", vpc_id=consumer.vpc_id,
-            description="inferstack: interface endpoint to the model, HTTPS from this VPC", tags=tags, opts=child,
+            f"{name}-consumer-{i}",
+            vpc_id=consumer.vpc_id,
+            description="inferstack: interface endpoint to the model, HTTPS from this VPC",
+            tags=tags,
+            opts=child,
         )
         aws.vpc.SecurityGroupIngressRule(
-            f"{name}-consumer-{i}-tls", security_group_id=sg.id, description="TLS to the model from this VPC",
-            ip_protocol="tcp", from_port=443, to_port=443, cidr_ipv4=found.cidr_block, tags=tags, opts=child,
+            f"{name}-consumer-{i}-tls",
+            security_group_id=sg.id,
+            description="TLS to the model from this VPC",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4=found.cidr_block,
+            tags=tags,
+            opts=child,
         )
         endpoint = aws.ec2.VpcEndpoint(
             f"{name}-consumer-{i}",
@@ -274,9 +307,13 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
             zone_id=zone.zone_id,
             name=domain,
             type="A",
-            aliases=[aws.route53.RecordAliasArgs(
-                name=regional.dns_name, zone_id=regional.hosted_zone_id, evaluate_target_health=True,
-            )],
+            aliases=[
+                aws.route53.RecordAliasArgs(
+                    name=regional.dns_name,
+                    zone_id=regional.hosted_zone_id,
+                    evaluate_target_health=True,
+                )
+            ],
             opts=child,
         )
         return regional.dns_name, zone.zone_id

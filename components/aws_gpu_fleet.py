@@ -134,9 +134,16 @@ class AwsGpuFleet(pulumi.ComponentResource):
         endpoint = None
         if plan.endpoint is not None:
             endpoint = AwsPrivateEndpoint(
-                f"{name}-endpoint", plan.endpoint, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
-                subnet_ids=network.subnet_ids, zone_ids=network.zone_ids, kms_key_arn=key.arn, tags=tags,
-                deregistration_delay=plan.readiness.drain_seconds, opts=child,
+                f"{name}-endpoint",
+                plan.endpoint,
+                vpc_id=network.vpc_id,
+                vpc_cidr=network.vpc_cidr,
+                subnet_ids=network.subnet_ids,
+                zone_ids=network.zone_ids,
+                kms_key_arn=key.arn,
+                tags=tags,
+                deregistration_delay=plan.readiness.drain_seconds,
+                opts=child,
             )
         sg = self._security_group(name, plan, network, endpoint, child)
         template = self._launch_template(name, plan, key, sg, profile, invoke, child)
@@ -197,7 +204,10 @@ class AwsGpuFleet(pulumi.ComponentResource):
             )
 
         aws.iam.RolePolicy(
-            f"{name}-node", role=role.id, policy=pulumi.Output.all(partition, account, log_group_arn).apply(policy), opts=child
+            f"{name}-node",
+            role=role.id,
+            policy=pulumi.Output.all(partition, account, log_group_arn).apply(policy),
+            opts=child,
         )
         # Session Manager instead of SSH (no key pair, no port 22): its few actions are in the
         # node policy, not the managed AmazonSSMManagedInstanceCore (every parameter readable).
@@ -216,7 +226,10 @@ class AwsGpuFleet(pulumi.ComponentResource):
         )
         # With a private endpoint, only its load balancer reaches the serving port.
         source = (
-            {"referenced_security_group_id": endpoint.security_group_id, "description": f"Serving port {plan.port} from the private endpoint load balancer only"}
+            {
+                "referenced_security_group_id": endpoint.security_group_id,
+                "description": f"Serving port {plan.port} from the private endpoint load balancer only",
+            }
             if endpoint is not None
             else {"cidr_ipv4": network.vpc_cidr, "description": f"Serving port {plan.port} from inside the VPC"}
         )
@@ -230,6 +243,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
             opts=child,
             **source,
         )
+
         def https_egress(suffix: str, description: str, **destination) -> None:
             aws.vpc.SecurityGroupEgressRule(
                 f"{name}-egress-{suffix}",
@@ -422,10 +436,18 @@ class AwsGpuFleet(pulumi.ComponentResource):
         agent is gone, the timeout lets the termination go ahead."""
         r = plan.readiness
         return [
-            {"name": LAUNCH_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-             "default_result": "ABANDON", "heartbeat_timeout": r.launch_hook_timeout},
-            {"name": DRAIN_HOOK, "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
-             "default_result": "CONTINUE", "heartbeat_timeout": r.drain_hook_timeout},
+            {
+                "name": LAUNCH_HOOK,
+                "lifecycle_transition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                "default_result": "ABANDON",
+                "heartbeat_timeout": r.launch_hook_timeout,
+            },
+            {
+                "name": DRAIN_HOOK,
+                "lifecycle_transition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                "default_result": "CONTINUE",
+                "heartbeat_timeout": r.drain_hook_timeout,
+            },
         ]
 
     # -- scaling ----------------------------------------------------------------------------
@@ -473,26 +495,37 @@ class AwsGpuFleet(pulumi.ComponentResource):
         # load was 0 in that minute: the last node goes only after a whole cooldown with nothing
         # in flight. Above one node it is the plain average.
         if plan.min_size == 0:
+
             def q(qid: str, namespace: str, metric: str, stat: str):
                 return aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                    id=qid, return_data=False,
+                    id=qid,
+                    return_data=False,
                     metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
                         namespace=namespace, metric_name=metric, dimensions=dims, stat=stat, period=60
                     ),
                 )
 
-            metric_args: dict = {"metric_queries": [
-                q("load", METRICS_NAMESPACE, s.scale_in_metric, "Average"),
-                q("peak", METRICS_NAMESPACE, s.scale_in_metric, "Maximum"),
-                q("desired", "AWS/AutoScaling", "GroupDesiredCapacity", "Maximum"),
-                aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                    id="scalein", return_data=True, label="Load per node (last node: only when idle)",
-                    expression=f"IF(desired > 1, load, IF(peak > 0, {s.scale_in_threshold:g}, load))",
-                ),
-            ]}
+            metric_args: dict = {
+                "metric_queries": [
+                    q("load", METRICS_NAMESPACE, s.scale_in_metric, "Average"),
+                    q("peak", METRICS_NAMESPACE, s.scale_in_metric, "Maximum"),
+                    q("desired", "AWS/AutoScaling", "GroupDesiredCapacity", "Maximum"),
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="scalein",
+                        return_data=True,
+                        label="Load per node (last node: only when idle)",
+                        expression=f"IF(desired > 1, load, IF(peak > 0, {s.scale_in_threshold:g}, load))",
+                    ),
+                ]
+            }
         else:
-            metric_args = {"namespace": METRICS_NAMESPACE, "metric_name": s.scale_in_metric,
-                           "dimensions": dims, "statistic": "Average", "period": 60}
+            metric_args = {
+                "namespace": METRICS_NAMESPACE,
+                "metric_name": s.scale_in_metric,
+                "dimensions": dims,
+                "statistic": "Average",
+                "period": 60,
+            }
         aws.cloudwatch.MetricAlarm(
             f"{name}-scale-in",
             alarm_description=f"{s.scale_in_metric} per node below {s.scale_in_threshold:g} for "
@@ -527,7 +560,9 @@ class AwsGpuFleet(pulumi.ComponentResource):
             autoscaling_group_name=group.name,
             policy_type="StepScaling",
             adjustment_type="ExactCapacity",
-            step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=1, metric_interval_lower_bound="0")],
+            step_adjustments=[
+                aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=1, metric_interval_lower_bound="0")
+            ],
             opts=child,
         )
 

@@ -57,8 +57,14 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
             self.vpc_cidr = existing.cidr_block
             self.subnet_ids = pulumi.Output.from_input(list(plan.subnet_ids))
             self.zone_ids = subnet_zone_ids(plan.subnet_ids, invoke)
-            self.register_outputs({"vpc_id": self.vpc_id, "vpc_cidr": self.vpc_cidr, "subnet_ids": self.subnet_ids,
-                                   "zone_ids": self.zone_ids})
+            self.register_outputs(
+                {
+                    "vpc_id": self.vpc_id,
+                    "vpc_cidr": self.vpc_cidr,
+                    "subnet_ids": self.subnet_ids,
+                    "zone_ids": self.zone_ids,
+                }
+            )
             return
 
         vpc = aws.ec2.Vpc(
@@ -87,7 +93,9 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
             table = aws.ec2.RouteTable(
                 f"{name}-private-{i}", vpc_id=vpc.id, tags={**tags, "Name": f"{name}-private-{i}"}, opts=child
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=table.id, opts=child)
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=table.id, opts=child
+            )
             subnets.append(subnet)
             route_tables.append(table)
 
@@ -167,7 +175,9 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=group.arn.apply(iam.log_delivery_policy), opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-flow-logs", role=role.id, policy=group.arn.apply(iam.log_delivery_policy), opts=child
+        )
         aws.ec2.FlowLog(
             f"{name}-flow-logs",
             vpc_id=vpc.id,

@@ -196,11 +196,13 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
         self.service_attachment = attachment.self_link
         self.address = rule.ip_address
         self.consumer_addresses = pulumi.Output.all(*consumer_addresses)
-        self.register_outputs({
-            "service_attachment": self.service_attachment,
-            "address": self.address,
-            "consumer_addresses": self.consumer_addresses,
-        })
+        self.register_outputs(
+            {
+                "service_attachment": self.service_attachment,
+                "address": self.address,
+                "consumer_addresses": self.consumer_addresses,
+            }
+        )
 
     def _proxy_only(self, name, plan: GcpEndpointPlan, project, region, network, child):
         """The load balancer's proxy-only subnet: created in a network the stack owns (one per
@@ -210,36 +212,40 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
         ours = None
         if plan.proxy_cidr is not None:
             ours = gcp_name(plan.name, "proxy")
-            created.append(gcp.compute.Subnetwork(
-                f"{name}-proxy-only",
-                name=ours,
-                project=project,
-                region=region,
-                network=network,
-                ip_cidr_range=plan.proxy_cidr,
-                purpose="REGIONAL_MANAGED_PROXY",
-                role="ACTIVE",
-                # No log_config: flow logging "isn't supported if the subnet purpose field is set
-                # to REGIONAL_MANAGED_PROXY or GLOBAL_MANAGED_PROXY" (google_compute_subnetwork /
-                # pulumi-gcp Subnetwork.log_config); the API would refuse it. The load balancer's
-                # own request logs (the backend service's log_config) cover this hop.
-                opts=child,
-            ))
+            created.append(
+                gcp.compute.Subnetwork(
+                    f"{name}-proxy-only",
+                    name=ours,
+                    project=project,
+                    region=region,
+                    network=network,
+                    ip_cidr_range=plan.proxy_cidr,
+                    purpose="REGIONAL_MANAGED_PROXY",
+                    role="ACTIVE",
+                    # No log_config: flow logging "isn't supported if the subnet purpose field is set
+                    # to REGIONAL_MANAGED_PROXY or GLOBAL_MANAGED_PROXY" (google_compute_subnetwork /
+                    # pulumi-gcp Subnetwork.log_config); the API would refuse it. The load balancer's
+                    # own request logs (the backend service's log_config) cover this hop.
+                    opts=child,
+                )
+            )
         existing = plan.existing_network
         if existing is None:
             return created, plan.proxy_cidr
         found = gcp.compute.get_subnetworks_output(
             project=project, region=region, filter=ACTIVE_PROXY_ONLY, opts=pulumi.InvokeOutputOptions(parent=self)
-        ).subnetworks.apply(lambda subnets: proxy_only_range(
-            subnets, network=existing, region=region, ours=ours
-        ) or plan.proxy_cidr)
+        ).subnetworks.apply(
+            lambda subnets: proxy_only_range(subnets, network=existing, region=region, ours=ours) or plan.proxy_cidr
+        )
         return created, found
 
     def _backends(self, name, project, network, plan, instance_group, tpu_endpoints, child):
         if instance_group is not None:
-            return [gcp.compute.RegionBackendServiceBackendArgs(
-                group=instance_group, balancing_mode="UTILIZATION", capacity_scaler=1.0
-            )]
+            return [
+                gcp.compute.RegionBackendServiceBackendArgs(
+                    group=instance_group, balancing_mode="UTILIZATION", capacity_scaler=1.0
+                )
+            ]
         backends = []
         for i, (address, zone) in enumerate(tpu_endpoints):
             neg = gcp.compute.NetworkEndpointGroup(
@@ -260,7 +266,9 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
                 port=plan.target_port,
                 opts=child,
             )
-            backends.append(gcp.compute.RegionBackendServiceBackendArgs(
-                group=neg.id, balancing_mode="RATE", max_rate_per_endpoint=100, capacity_scaler=1.0
-            ))
+            backends.append(
+                gcp.compute.RegionBackendServiceBackendArgs(
+                    group=neg.id, balancing_mode="RATE", max_rate_per_endpoint=100, capacity_scaler=1.0
+                )
+            )
         return backends

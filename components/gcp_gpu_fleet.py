@@ -37,8 +37,16 @@ class GcpBootDiskKey(pulumi.ComponentResource):
 
     self_link: pulumi.Output[str]
 
-    def __init__(self, name: str, *, project: str, region: str, prefix: str, labels: dict[str, str],
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        project: str,
+        region: str,
+        prefix: str,
+        labels: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("inferstack:kms:GcpBootDiskKey", name, None, opts)
         # Key rings and keys cannot be deleted in GCP; protect them so a `pulumi destroy` says so.
         keep = pulumi.ResourceOptions(parent=self, protect=True)
@@ -73,11 +81,16 @@ class GcpGpuFleet(pulumi.ComponentResource):
         super().__init__("inferstack:fleet:GcpGpuFleet", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         identity = GcpNodeIdentity(
-            f"{name}-identity", project=plan.project, prefix=plan.prefix, weights=plan.weights,
-            repository=plan.artifact_repository, opts=child,
+            f"{name}-identity",
+            project=plan.project,
+            prefix=plan.prefix,
+            weights=plan.weights,
+            repository=plan.artifact_repository,
+            opts=child,
         )
-        key = GcpBootDiskKey(f"{name}-kms", project=plan.project, region=plan.region, prefix=plan.prefix,
-                             labels=plan.labels, opts=child)
+        key = GcpBootDiskKey(
+            f"{name}-kms", project=plan.project, region=plan.region, prefix=plan.prefix, labels=plan.labels, opts=child
+        )
         network = GcpPrivateNetwork(f"{name}-net", plan.network, identity.email, opts=child)
         template = self._template(name, plan, identity, key, network, child)
 
@@ -89,9 +102,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
             timeout_sec=5,
             healthy_threshold=1,
             unhealthy_threshold=4,
-            http_health_check=gcp.compute.HealthCheckHttpHealthCheckArgs(
-                port=plan.port, request_path=plan.health_path
-            ),
+            http_health_check=gcp.compute.HealthCheckHttpHealthCheckArgs(port=plan.port, request_path=plan.health_path),
             log_config=gcp.compute.HealthCheckLogConfigArgs(enable=True),
             opts=child,
         )
@@ -107,9 +118,11 @@ class GcpGpuFleet(pulumi.ComponentResource):
             # capacity is: BALANCED (why not ANY for Spot: planning.gcp.distribution_shape).
             distribution_policy_zones=list(plan.zones),
             distribution_policy_target_shape=plan.distribution_shape,
-            versions=[gcp.compute.RegionInstanceGroupManagerVersionArgs(
-                name="primary", instance_template=template.self_link_unique
-            )],
+            versions=[
+                gcp.compute.RegionInstanceGroupManagerVersionArgs(
+                    name="primary", instance_template=template.self_link_unique
+                )
+            ],
             target_size=plan.initial_size,
             named_ports=[gcp.compute.RegionInstanceGroupManagerNamedPortArgs(name="serving", port=plan.port)],
             auto_healing_policies=gcp.compute.RegionInstanceGroupManagerAutoHealingPoliciesArgs(
@@ -137,26 +150,37 @@ class GcpGpuFleet(pulumi.ComponentResource):
         self.endpoint = None
         if plan.endpoint is not None:
             self.endpoint = GcpPrivateEndpoint(
-                f"{name}-endpoint", plan.endpoint, project=plan.project, region=plan.region,
-                network=network.network_self_link, subnetwork=network.subnetwork_self_link,
-                service_account=identity.email, labels=plan.labels, instance_group=group.instance_group, opts=child,
+                f"{name}-endpoint",
+                plan.endpoint,
+                project=plan.project,
+                region=plan.region,
+                network=network.network_self_link,
+                subnetwork=network.subnetwork_self_link,
+                service_account=identity.email,
+                labels=plan.labels,
+                instance_group=group.instance_group,
+                opts=child,
             )
 
         self.group_name = group.name
         self.instance_template = template.self_link_unique
         self.service_account = identity.email
-        self.register_outputs({
-            "group_name": self.group_name,
-            "instance_template": self.instance_template,
-            "service_account": self.service_account,
-        })
+        self.register_outputs(
+            {
+                "group_name": self.group_name,
+                "instance_template": self.instance_template,
+                "service_account": self.service_account,
+            }
+        )
 
     def _template(self, name, plan: GcpGpuFleetPlan, identity, key, network, child):
         guest = None
         if plan.guest_accelerator is not None:
-            guest = [gcp.compute.InstanceTemplateGuestAcceleratorArgs(
-                type=plan.guest_accelerator[0], count=plan.guest_accelerator[1]
-            )]
+            guest = [
+                gcp.compute.InstanceTemplateGuestAcceleratorArgs(
+                    type=plan.guest_accelerator[0], count=plan.guest_accelerator[1]
+                )
+            ]
         if plan.spot:
             scheduling = gcp.compute.InstanceTemplateSchedulingArgs(
                 provisioning_model="SPOT",
@@ -178,20 +202,28 @@ class GcpGpuFleet(pulumi.ComponentResource):
             machine_type=plan.machine_type,
             guest_accelerators=guest,
             scheduling=scheduling,
-            disks=[gcp.compute.InstanceTemplateDiskArgs(
-                boot=True,
-                auto_delete=True,
-                source_image=plan.boot_image,
-                disk_size_gb=plan.boot_disk_gib,
-                disk_type=plan.boot_disk_type,
-                disk_encryption_key=gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs(kms_key_self_link=key.self_link),
-                labels=plan.labels,
-            )],
-            network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
-                subnetwork=network.subnetwork_self_link,
-                nic_type="GVNIC",  # A3 and A4 take gVNIC only; the others serve faster with it
-                access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()] if plan.public_ip else None,
-            )],
+            disks=[
+                gcp.compute.InstanceTemplateDiskArgs(
+                    boot=True,
+                    auto_delete=True,
+                    source_image=plan.boot_image,
+                    disk_size_gb=plan.boot_disk_gib,
+                    disk_type=plan.boot_disk_type,
+                    disk_encryption_key=gcp.compute.InstanceTemplateDiskDiskEncryptionKeyArgs(
+                        kms_key_self_link=key.self_link
+                    ),
+                    labels=plan.labels,
+                )
+            ],
+            network_interfaces=[
+                gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+                    subnetwork=network.subnetwork_self_link,
+                    nic_type="GVNIC",  # A3 and A4 take gVNIC only; the others serve faster with it
+                    access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()]
+                    if plan.public_ip
+                    else None,
+                )
+            ],
             can_ip_forward=False,
             service_account=gcp.compute.InstanceTemplateServiceAccountArgs(
                 email=identity.email, scopes=[CLOUD_PLATFORM_SCOPE]
@@ -211,22 +243,29 @@ class GcpGpuFleet(pulumi.ComponentResource):
         if signal.load_balancing:
             balancing = gcp.compute.RegionAutoscalerAutoscalingPolicyLoadBalancingUtilizationArgs(target=signal.target)
         elif signal.per_group:
-            metrics = [gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
-                name=signal.metric,
-                filter=f'resource.type = "global" AND metric.labels.group = "{plan.group_name}"',
-                single_instance_assignment=signal.target,
-            )]
+            metrics = [
+                gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+                    name=signal.metric,
+                    filter=f'resource.type = "global" AND metric.labels.group = "{plan.group_name}"',
+                    single_instance_assignment=signal.target,
+                )
+            ]
         else:
-            metrics = [gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
-                name=signal.metric, target=signal.target, type="GAUGE"
-            )]
+            metrics = [
+                gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+                    name=signal.metric, target=signal.target, type="GAUGE"
+                )
+            ]
         if signal.busy_metric:
             # Holds back scale-in while nodes have requests in flight (planning.gcp.BUSY_METRIC).
-            metrics = [*(metrics or []), gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
-                name=signal.busy_metric,
-                filter=f'resource.type = "global" AND metric.labels.group = "{plan.group_name}"',
-                single_instance_assignment=1,
-            )]
+            metrics = [
+                *(metrics or []),
+                gcp.compute.RegionAutoscalerAutoscalingPolicyMetricArgs(
+                    name=signal.busy_metric,
+                    filter=f'resource.type = "global" AND metric.labels.group = "{plan.group_name}"',
+                    single_instance_assignment=1,
+                ),
+            ]
         gcp.compute.RegionAutoscaler(
             f"{name}-autoscaler",
             name=plan.group_name,

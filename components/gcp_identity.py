@@ -66,14 +66,16 @@ class GcpNodeIdentity(pulumi.ComponentResource):
         # Looked up before the grant: the expression waits for the check, so a bucket without
         # uniform access stops the deployment with the fix instead of a refused IAM call.
         bucket = gcp.storage.get_bucket_output(name=weights.bucket, opts=pulumi.InvokeOutputOptions(parent=self))
+
         def condition(uniform: bool) -> str:
             require_uniform_access(weights.bucket, uniform)
             return weights_condition(weights)
 
         expression = bucket.uniform_bucket_level_access.apply(condition)
         for role in SERVICE_ACCOUNT_ROLES:
-            gcp.projects.IAMMember(f"{name}-{role.rsplit('.', 1)[-1].lower()}", project=project, role=role,
-                                   member=member, opts=child)
+            gcp.projects.IAMMember(
+                f"{name}-{role.rsplit('.', 1)[-1].lower()}", project=project, role=role, member=member, opts=child
+            )
         gcp.storage.BucketIAMMember(
             f"{name}-weights",
             bucket=weights.bucket,

@@ -127,8 +127,12 @@ def same_slice(existing: dict[str, Any], body: dict[str, Any]) -> bool:
 
 
 class QueuedResourceProvider(ResourceProvider):
-    def __init__(self, session_factory=None, sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        session_factory=None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
         self._session_factory = session_factory
         self._sleep = sleep
         self._clock = clock
@@ -245,7 +249,9 @@ class QueuedResourceProvider(ResourceProvider):
 
     def _post(self, session, props: dict[str, Any]):
         return self._call(
-            session, "post", f"{TPU_API}/{self._parent(props)}/queuedResources",
+            session,
+            "post",
+            f"{TPU_API}/{self._parent(props)}/queuedResources",
             params={"queuedResourceId": props["queuedResourceId"], "requestId": str(uuid.uuid4())},
             json=stamped(props["body"]),
         )
@@ -298,8 +304,9 @@ class QueuedResourceProvider(ResourceProvider):
             # waiting for the 404 finishes it.
             self._wait_gone(session, id_, DELETE_TIMEOUT)
             return
-        response = self._call(session, "delete", f"{TPU_API}/{id_}",
-                              params={"force": "true", "requestId": str(uuid.uuid4())})
+        response = self._call(
+            session, "delete", f"{TPU_API}/{id_}", params={"force": "true", "requestId": str(uuid.uuid4())}
+        )
         if response.status_code == 404:
             return
         self._raise(response, f"deleting {id_}")

@@ -41,16 +41,26 @@ class GcpTpuSlice(pulumi.ComponentResource):
         super().__init__("inferstack:tpu:GcpTpuSlice", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         identity = GcpNodeIdentity(
-            f"{name}-identity", project=plan.project, prefix=plan.prefix, weights=plan.weights,
-            repository=plan.artifact_repository, opts=child,
+            f"{name}-identity",
+            project=plan.project,
+            prefix=plan.prefix,
+            weights=plan.weights,
+            repository=plan.artifact_repository,
+            opts=child,
         )
         network = GcpPrivateNetwork(f"{name}-net", plan.network, identity.email, opts=child)
         # The TPU API takes the disk as "projects/P/zones/Z/disks/NAME" (AttachedDisk.sourceDisk);
         # built from the disk's name output, so the node waits for the disk.
         self.disks: dict[str, pulumi.Output[str]] = {}
         if plan.data_disk_gib is not None:
-            key = GcpBootDiskKey(f"{name}-kms", project=plan.project, region=plan.region, prefix=plan.prefix,
-                                 labels=plan.labels, opts=child)
+            key = GcpBootDiskKey(
+                f"{name}-kms",
+                project=plan.project,
+                region=plan.region,
+                prefix=plan.prefix,
+                labels=plan.labels,
+                opts=child,
+            )
             for i, node_id in enumerate(plan.slices):
                 disk = gcp.compute.Disk(
                     f"{name}-weights-{i}",
@@ -64,8 +74,7 @@ class GcpTpuSlice(pulumi.ComponentResource):
                     labels=plan.labels,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[key]),
                 )
-                self.disks[node_id] = disk.name.apply(
-                    lambda n: f"projects/{plan.project}/zones/{plan.zone}/disks/{n}")
+                self.disks[node_id] = disk.name.apply(lambda n: f"projects/{plan.project}/zones/{plan.zone}/disks/{n}")
         if plan.hosts > 1:
             # Ray (GCS 6379, object manager and worker ports chosen at random) and the TPU
             # runtime's host-to-host traffic use ports that are not fixed: every TCP and UDP port,
@@ -83,7 +92,9 @@ class GcpTpuSlice(pulumi.ComponentResource):
                 opts=child,
             )
         if plan.uses_queued_resource:
-            nodes = [self._queued(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
+            nodes = [
+                self._queued(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)
+            ]
             self.nodes = pulumi.Output.all(*[n.queuedResourceId for n in nodes])
         else:
             vms = [self._vm(name, i, node_id, plan, identity, network, child) for i, node_id in enumerate(plan.slices)]
@@ -92,9 +103,14 @@ class GcpTpuSlice(pulumi.ComponentResource):
         if plan.endpoint is not None:
             # The checks guarantee single-host on-demand slices here: TPU VMs with an address.
             self.endpoint = GcpPrivateEndpoint(
-                f"{name}-endpoint", plan.endpoint, project=plan.project, region=plan.region,
-                network=network.network_self_link, subnetwork=network.subnetwork_self_link,
-                service_account=identity.email, labels=plan.labels,
+                f"{name}-endpoint",
+                plan.endpoint,
+                project=plan.project,
+                region=plan.region,
+                network=network.network_self_link,
+                subnetwork=network.subnetwork_self_link,
+                service_account=identity.email,
+                labels=plan.labels,
                 tpu_endpoints=[(vm.network_endpoints.apply(lambda eps: eps[0].ip_address), plan.zone) for vm in vms],
                 opts=child,
             )
@@ -122,7 +138,8 @@ class GcpTpuSlice(pulumi.ComponentResource):
             service_account=gcp.tpu.V2VmServiceAccountArgs(email=identity.email, scopes=[CLOUD_PLATFORM_SCOPE]),
             shielded_instance_config=gcp.tpu.V2VmShieldedInstanceConfigArgs(enable_secure_boot=True),
             data_disks=[gcp.tpu.V2VmDataDiskArgs(source_disk=self.disks[node_id], mode="READ_WRITE")]
-            if node_id in self.disks else None,
+            if node_id in self.disks
+            else None,
             metadata=node_metadata(plan.startup_script),
             labels=plan.labels,
             opts=child,

@@ -97,8 +97,10 @@ _STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 def _check_stack_name(name: str, given: bool) -> None:
     if not _STACK_NAME.fullmatch(name):
         source = "--stack" if given else "the stack name (the spec file's name)"
-        _bad_input(f"{source} {quote(name)}: a Pulumi stack name is 1 to 100 letters, digits, '-', '_' or '.'"
-                   + ("" if given else "; rename the file or pass --stack"))
+        _bad_input(
+            f"{source} {quote(name)}: a Pulumi stack name is 1 to 100 letters, digits, '-', '_' or '.'"
+            + ("" if given else "; rename the file or pass --stack")
+        )
 
 
 def _check_writable(path: str) -> None:
@@ -177,8 +179,10 @@ def _simulate(loaded: LoadedSpec, resources: list, stack: str, profile: str | No
     traffic = loaded.spec.traffic or Traffic()
     unknown = sorted(set(traffic.targets) - set(loaded.spec.targets))
     if unknown:
-        _bad_input(f"traffic.targets names {', '.join(map(quote, unknown))}, not a target of the spec "
-                   f"(targets: {', '.join(sorted(loaded.spec.targets))})")
+        _bad_input(
+            f"traffic.targets names {', '.join(map(quote, unknown))}, not a target of the spec "
+            f"(targets: {', '.join(sorted(loaded.spec.targets))})"
+        )
     try:
         if csv_file:
             arr, name = arrivals_from_csv(csv_file), Path(csv_file).name
@@ -203,8 +207,10 @@ def _saved_plan(plan_file: str, loaded: LoadedSpec) -> tuple[list, str]:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
-                   "write one with `inferstack plan --out`")
+        _bad_input(
+            f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
+            "write one with `inferstack plan --out`"
+        )
     if (doc.get("spec") or {}).get("sha256") != loaded.sha256:
         _bad_input(f"{plan_file} was planned from another version of the spec than {loaded.path}: plan it again")
     return doc["resources"], doc["stack"]
@@ -212,16 +218,31 @@ def _saved_plan(plan_file: str, loaded: LoadedSpec) -> tuple[list, str]:
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--profile", help="Built-in shape (steady, business-day, spike, on-off-batch) instead of the spec's traffic.")
+@click.option(
+    "--profile", help="Built-in shape (steady, business-day, spike, on-off-batch) instead of the spec's traffic."
+)
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="CSV of arrivals: columns second[,count].")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write a plot here (.png or .svg).")
 @click.option("--stack", help="Stack name (default: the spec file's name).")
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), metavar="PLAN.json",
-              help="Rehearse a saved plan's resources (from `inferstack plan --out`) instead of planning SPEC again.")
-def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fmt: str, plot_file: str | None,
-             stack: str | None, plan_file: str | None) -> None:
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    metavar="PLAN.json",
+    help="Rehearse a saved plan's resources (from `inferstack plan --out`) instead of planning SPEC again.",
+)
+def simulate(
+    spec: str,
+    profile: str | None,
+    csv_file: str | None,
+    seed: int,
+    fmt: str,
+    plot_file: str | None,
+    stack: str | None,
+    plan_file: str | None,
+) -> None:
     """Replay a day of traffic through the scaling configuration the plan would deploy: latency,
     refusals, replica-hours, cost, scaling events and findings. Nothing is created."""
     from inferstack.offline.engine import run_program
@@ -262,8 +283,12 @@ def simulate(spec: str, profile: str | None, csv_file: str | None, seed: int, fm
 
 @main.command()
 @click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False))
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Policy pack config JSON "
-              "(default: the config saved in the plan by `inferstack plan --out`).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Policy pack config JSON (default: the config saved in the plan by `inferstack plan --out`).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
@@ -278,8 +303,10 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        _bad_input(f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
-                   "write one with `inferstack plan --out`")
+        _bad_input(
+            f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
+            "write one with `inferstack plan --out`"
+        )
     if config_file:
         config = _read_json(config_file, limits.PACK_CONFIG_BYTES)
     elif doc.get("policy"):

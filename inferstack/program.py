@@ -69,8 +69,12 @@ def build(spec: DeploymentSpec, stack: str) -> None:
                 service_role = autoscaling_service_role(plan.tags, opts)
             fleet = AwsGpuFleet(name, plan, opts=opts, key_depends_on=service_role)
             # image_id: the AMI the nodes run (pinned; see the spec's ami_id for how to move it)
-            outputs = {"asg_name": fleet.asg_name, "vpc_id": fleet.vpc_id, "security_group_id": fleet.security_group_id,
-                       "image_id": fleet.image_id}
+            outputs = {
+                "asg_name": fleet.asg_name,
+                "vpc_id": fleet.vpc_id,
+                "security_group_id": fleet.security_group_id,
+                "image_id": fleet.image_id,
+            }
             if fleet.endpoint is not None:
                 outputs |= {
                     "endpoint_service_name": fleet.endpoint.service_name,
@@ -82,11 +86,23 @@ def build(spec: DeploymentSpec, stack: str) -> None:
             _export(name, outputs)
         elif isinstance(target, GcpGpuFleetTarget):
             gplan = plan_gcp_fleet(spec, stack, name)
-            group = GcpGpuFleet(name, gplan, opts=pulumi.ResourceOptions(provider=providers.gcp(gplan.project, gplan.region)))
-            _export(name, {"group_name": group.group_name, "service_account": group.service_account,
-                           **_gcp_endpoint_outputs(group.endpoint)})
+            group = GcpGpuFleet(
+                name, gplan, opts=pulumi.ResourceOptions(provider=providers.gcp(gplan.project, gplan.region))
+            )
+            _export(
+                name,
+                {
+                    "group_name": group.group_name,
+                    "service_account": group.service_account,
+                    **_gcp_endpoint_outputs(group.endpoint),
+                },
+            )
         elif isinstance(target, GcpTpuTarget):
             tplan = plan_tpu(spec, stack, name)
-            tpu = GcpTpuSlice(name, tplan, opts=pulumi.ResourceOptions(provider=providers.gcp(tplan.project, tplan.region)))
-            _export(name, {"nodes": tpu.nodes, "service_account": tpu.service_account,
-                           **_gcp_endpoint_outputs(tpu.endpoint)})
+            tpu = GcpTpuSlice(
+                name, tplan, opts=pulumi.ResourceOptions(provider=providers.gcp(tplan.project, tplan.region))
+            )
+            _export(
+                name,
+                {"nodes": tpu.nodes, "service_account": tpu.service_account, **_gcp_endpoint_outputs(tpu.endpoint)},
+            )

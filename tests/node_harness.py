@@ -24,20 +24,81 @@ from pathlib import Path
 
 # Real tools a node script may use as they are. Anything else must be stubbed.
 ALLOWED_REAL = (
-    "awk", "base64", "basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "grep",
-    "head", "id", "ln", "ls", "mkdir", "mktemp", "mv", "rm", "sed", "seq", "sha256sum", "sort",
-    "stat", "tail", "tee", "touch", "tr", "uniq", "wc", "xargs", "bash", "sh", "true", "false",
+    "awk",
+    "base64",
+    "basename",
+    "cat",
+    "chmod",
+    "cp",
+    "cut",
+    "date",
+    "dirname",
+    "env",
+    "grep",
+    "head",
+    "id",
+    "ln",
+    "ls",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "rm",
+    "sed",
+    "seq",
+    "sha256sum",
+    "sort",
+    "stat",
+    "tail",
+    "tee",
+    "touch",
+    "tr",
+    "uniq",
+    "wc",
+    "xargs",
+    "bash",
+    "sh",
+    "true",
+    "false",
 )
 # Commands stubbed by default: each exits 0 with no output unless a test says otherwise.
 DEFAULT_STUBS = (
-    "aws", "curl", "docker", "docker-credential-gcr", "gcloud", "iptables", "cos-extensions",
-    "logger", "mount", "nvidia-smi", "systemctl", "ray", "mkfs.ext4", "blkid", "lsblk", "mountpoint",
-    "ec2-metadata", "modprobe", "nvme", "mdadm", "findmnt", "ip", "ulimit-helper", "python3",
+    "aws",
+    "curl",
+    "docker",
+    "docker-credential-gcr",
+    "gcloud",
+    "iptables",
+    "cos-extensions",
+    "logger",
+    "mount",
+    "nvidia-smi",
+    "systemctl",
+    "ray",
+    "mkfs.ext4",
+    "blkid",
+    "lsblk",
+    "mountpoint",
+    "ec2-metadata",
+    "modprobe",
+    "nvme",
+    "mdadm",
+    "findmnt",
+    "ip",
+    "ulimit-helper",
+    "python3",
 )
 # Absolute path prefixes rewritten under the temporary root.
 REWRITTEN_ROOTS = (
-    "/opt/inferstack", "/var/log/", "/etc/systemd/system", "/usr/local/bin", "/mnt/stateful_partition",
-    "/var/lib/nvidia", "/var/lib/inferstack", "/mnt/disks", "/etc/docker", "/home/inferstack",
+    "/opt/inferstack",
+    "/var/log/",
+    "/etc/systemd/system",
+    "/usr/local/bin",
+    "/mnt/stateful_partition",
+    "/var/lib/nvidia",
+    "/var/lib/inferstack",
+    "/mnt/disks",
+    "/etc/docker",
+    "/home/inferstack",
     "/run/inferstack",
 )
 SEP_ARG, SEP_CALL = "\x1f", "\x1e"
@@ -112,9 +173,7 @@ class NodeHarness:
         path.write_text(
             "#!/bin/bash\n"
             f"{{ printf '%s{SEP_ARG}' {_bash_quote(name)} \"$@\"; printf '{SEP_CALL}'; }} >> \"$STUB_LOG\"\n"
-            'joined="$*"\n'
-            + "\n".join(cases)
-            + "\nexit 0\n"
+            'joined="$*"\n' + "\n".join(cases) + "\nexit 0\n"
         )
         path.chmod(0o755)
 
@@ -164,13 +223,22 @@ class NodeHarness:
         }
         proc = subprocess.run(
             [shutil.which("bash") or "/bin/bash", str(script_path)],
-            env=full_env, check=False, capture_output=True, text=True, timeout=timeout, start_new_session=True,
+            env=full_env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
             cwd=run_dir,
         )
         raw = log.read_text()
         calls = [c.split(SEP_ARG)[:-1] for c in raw.split(SEP_CALL) if c]
         return NodeRun(
-            returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr, calls=calls, root=root,
+            returncode=proc.returncode,
+            stdout=proc.stdout,
+            stderr=proc.stderr,
+            calls=calls,
+            root=root,
             stopped_by_sleep_limit=(run_dir / "sleep-limit").exists(),
         )
 

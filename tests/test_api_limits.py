@@ -113,6 +113,7 @@ def ASG_TAGS(tags: Any) -> Iterator[str]:
     Reference, Tag: key 1-128, value 0-256): the same limits as a map."""
     yield from AWS_TAGS({t["key"]: t["value"] for t in tags or []})
 
+
 # EC2 security group and rule descriptions (EC2 API Reference, CreateSecurityGroup
 # GroupDescription, IpRange/UserIdGroupPair/PrefixListId Description): up to 255 characters,
 # a-z, A-Z, 0-9, spaces and ._-:/()#,@[]+=&;{}!$*
@@ -223,19 +224,25 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "aws:autoscaling/group:Group": _rules(Rule("name", ASG_NAME, auto=True), Rule("tags", ASG_TAGS)),
     "aws:autoscaling/policy:Policy": _rules(Rule("name", ASG_NAME, auto=True)),
     "aws:autoscaling/lifecycleHook:LifecycleHook": _rules(
-        Rule("name", LIFECYCLE_HOOK_NAME), Rule("notificationMetadata", LIFECYCLE_HOOK_METADATA),
+        Rule("name", LIFECYCLE_HOOK_NAME),
+        Rule("notificationMetadata", LIFECYCLE_HOOK_METADATA),
     ),
     "aws:cloudwatch/logGroup:LogGroup": _rules(Rule("name", LOG_GROUP_NAME, auto=True), TAGS),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _rules(
-        Rule("name", ALARM_NAME, auto=True), Rule("alarmDescription", ALARM_DESCRIPTION),
-        Rule("metricName", METRIC_NAME), Rule("namespace", METRIC_NAME),
-        Rule("metricQueries[].metric.metricName", METRIC_NAME), Rule("metricQueries[].metric.namespace", METRIC_NAME),
+        Rule("name", ALARM_NAME, auto=True),
+        Rule("alarmDescription", ALARM_DESCRIPTION),
+        Rule("metricName", METRIC_NAME),
+        Rule("namespace", METRIC_NAME),
+        Rule("metricQueries[].metric.metricName", METRIC_NAME),
+        Rule("metricQueries[].metric.namespace", METRIC_NAME),
         TAGS,
     ),
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _rules(TAGS),
     "aws:ec2/flowLog:FlowLog": _rules(TAGS),
     "aws:ec2/launchTemplate:LaunchTemplate": _rules(
-        Rule("name", LAUNCH_TEMPLATE_NAME, auto=True), Rule("description", LAUNCH_TEMPLATE_DESCRIPTION), TAGS,
+        Rule("name", LAUNCH_TEMPLATE_NAME, auto=True),
+        Rule("description", LAUNCH_TEMPLATE_DESCRIPTION),
+        TAGS,
         Rule("tagSpecifications[].tags", AWS_TAGS),
     ),
     "aws:ec2/routeTable:RouteTable": _rules(TAGS),
@@ -251,8 +258,10 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "aws:iam/instanceProfile:InstanceProfile": _rules(Rule("name", IAM_NAME_128, auto=True), TAGS),
     "aws:iam/role:Role": _rules(
         # name_prefix: 64 less the 26-character unique suffix terraform-provider-aws appends.
-        Rule("name", IAM_ROLE_NAME, auto=True), Rule("namePrefix", text(1, 38, IAM_CHARS)),
-        Rule("description", IAM_DESCRIPTION), TAGS,
+        Rule("name", IAM_ROLE_NAME, auto=True),
+        Rule("namePrefix", text(1, 38, IAM_CHARS)),
+        Rule("description", IAM_DESCRIPTION),
+        TAGS,
     ),
     "aws:iam/rolePolicy:RolePolicy": _rules(Rule("name", IAM_NAME_128, auto=True)),
     "aws:iam/serviceLinkedRole:ServiceLinkedRole": _rules(Rule("description", IAM_DESCRIPTION), TAGS),
@@ -280,7 +289,10 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "gcp:compute/forwardingRule:ForwardingRule": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:compute/healthCheck:HealthCheck": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
     "gcp:compute/instanceTemplate:InstanceTemplate": _rules(
-        Rule("name", GCP_NAME), Rule("namePrefix", GCP_TEMPLATE_PREFIX), Rule("description", GCP_DESCRIPTION), LABELS,
+        Rule("name", GCP_NAME),
+        Rule("namePrefix", GCP_TEMPLATE_PREFIX),
+        Rule("description", GCP_DESCRIPTION),
+        LABELS,
     ),
     "gcp:compute/network:Network": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
     "gcp:compute/networkEndpoint:NetworkEndpoint": (),
@@ -291,7 +303,9 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     ),
     "gcp:compute/regionHealthCheck:RegionHealthCheck": _rules(AUTO_GCP_NAME),
     "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": _rules(
-        AUTO_GCP_NAME, Rule("baseInstanceName", GCP_BASE_INSTANCE_NAME), Rule("namedPorts[].name", GCP_NAME),
+        AUTO_GCP_NAME,
+        Rule("baseInstanceName", GCP_BASE_INSTANCE_NAME),
+        Rule("namedPorts[].name", GCP_NAME),
     ),
     "gcp:compute/regionSslPolicy:RegionSslPolicy": _rules(AUTO_GCP_NAME),
     "gcp:compute/regionTargetHttpsProxy:RegionTargetHttpsProxy": _rules(AUTO_GCP_NAME),
@@ -327,8 +341,14 @@ REFERENCES: dict[str, frozenset[str]] = {
     "aws:iam/serviceLinkedRole:ServiceLinkedRole": frozenset({"awsServiceName"}),
     **{
         f"aws:s3/{kind[0].lower() + kind[1:]}:{kind}": frozenset({"bucket"})
-        for kind in ("BucketLifecycleConfiguration", "BucketOwnershipControls", "BucketPolicy",
-                     "BucketPublicAccessBlock", "BucketServerSideEncryptionConfiguration", "BucketVersioning")
+        for kind in (
+            "BucketLifecycleConfiguration",
+            "BucketOwnershipControls",
+            "BucketPolicy",
+            "BucketPublicAccessBlock",
+            "BucketServerSideEncryptionConfiguration",
+            "BucketVersioning",
+        )
     },
     "gcp:storage/bucketIAMMember:BucketIAMMember": frozenset({"bucket"}),
 }
@@ -378,7 +398,9 @@ def uncovered(resource: dict[str, Any]) -> list[str]:
     token = resource["type"]
     if token not in LIMITS:
         return [f"{token}: not in the table (add its limits, or () if it names nothing)"]
-    covered = {rule.path.split(".")[0].removesuffix("[]") for rule in LIMITS[token]} | REFERENCES.get(token, frozenset())
+    covered = {rule.path.split(".")[0].removesuffix("[]") for rule in LIMITS[token]} | REFERENCES.get(
+        token, frozenset()
+    )
     return [f"{token}.{key}" for key in resource["inputs"] if NAME_LIKE.search(key) and key not in covered]
 
 
@@ -407,7 +429,9 @@ def _resource(token: str, logical: str = "x", **inputs: Any) -> dict[str, Any]:
 
 def test_an_unknown_resource_type_with_a_name_fails_until_the_table_covers_it():
     new = _resource("aws:newservice/widget:Widget", name="w", description="a widget")
-    assert uncovered(new) == ["aws:newservice/widget:Widget: not in the table (add its limits, or () if it names nothing)"]
+    assert uncovered(new) == [
+        "aws:newservice/widget:Widget: not in the table (add its limits, or () if it names nothing)"
+    ]
     # A known type with a name-like input the table does not check fails too.
     assert uncovered(_resource("aws:kms/key:Key", description="k", customerMasterKeySpecName="x")) == [
         "aws:kms/key:Key.customerMasterKeySpecName"
@@ -418,10 +442,14 @@ def test_an_unknown_resource_type_with_a_name_fails_until_the_table_covers_it():
     "resource",
     [
         # the three rule descriptions that had an apostrophe
-        _resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                  description="Serving port 8000 from the private endpoint's load balancer only"),
-        _resource("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
-                  description="HTTPS to the VPC's interface endpoints (ECR, STS, CloudWatch, SSM)"),
+        _resource(
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            description="Serving port 8000 from the private endpoint's load balancer only",
+        ),
+        _resource(
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+            description="HTTPS to the VPC's interface endpoints (ECR, STS, CloudWatch, SSM)",
+        ),
         _resource("aws:ec2/securityGroup:SecurityGroup", description="x" * 256),
         # a fixed 33-character target group name, and one AWS reserves
         _resource("aws:lb/targetGroup:TargetGroup", name="a" * 33),
@@ -441,8 +469,11 @@ def test_an_unknown_resource_type_with_a_name_fails_until_the_table_covers_it():
         _resource("gcp:compute/forwardingRule:ForwardingRule", labels={"Team": "x"}),
         _resource("gcp:serviceaccount/account:Account", accountId="is-a"),
         _resource("gcp:tpu/v2Vm:V2Vm", description="d" * 513),
-        _resource("pulumi-python:dynamic:Resource", queuedResourceId="q",
-                  body={"tpu": {"nodeSpec": [{"nodeId": "Node_1", "node": {"description": "ok"}}]}}),
+        _resource(
+            "pulumi-python:dynamic:Resource",
+            queuedResourceId="q",
+            body={"tpu": {"nodeSpec": [{"nodeId": "Node_1", "node": {"description": "ok"}}]}},
+        ),
     ],
     ids=lambda r: f"{r['type'].rsplit(':', 1)[1]}",
 )
@@ -452,8 +483,10 @@ def test_each_kind_of_limit_catches_a_value_the_api_refuses(resource):
 
 def test_values_the_api_accepts_pass():
     ok = [
-        _resource("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-                  description="Serving port 8000 from the private endpoint load balancer only"),
+        _resource(
+            "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            description="Serving port 8000 from the private endpoint load balancer only",
+        ),
         _resource("aws:lb/targetGroup:TargetGroup", name="a" * 24),
         _resource("aws:kms/alias:Alias", name="alias/inferstack/assistant-dev-burst"),
         _resource("aws:route53/zone:Zone", name="burst.llm.prod.acme.example", comment="c"),

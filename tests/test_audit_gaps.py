@@ -51,8 +51,11 @@ def test_the_key_lets_auto_scaling_encrypt_and_attach_volumes(dev):
 
 
 def test_interface_endpoints_sit_in_the_private_subnets_behind_their_group(dev):
-    endpoints = [r for r in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
-                 if r["inputs"]["vpcEndpointType"] == "Interface" and r["name"].startswith("burst-net-")]
+    endpoints = [
+        r
+        for r in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+        if r["inputs"]["vpcEndpointType"] == "Interface" and r["name"].startswith("burst-net-")
+    ]
     assert len(endpoints) == 9
     subnets = sorted(r["urn"] for r in dev.of_type("aws:ec2/subnet:Subnet"))
     group = dev.one("aws:ec2/securityGroup:SecurityGroup", "burst-net-endpoints")["urn"]
@@ -70,17 +73,45 @@ def test_policy_config_carries_every_limit_from_the_spec():
     assert derived == {
         "residency-aws-resource-require-allowed-region": {"allowedRegions": eu_aws},
         "residency-gcp-resource-require-allowed-location": {
-            "allowedRegions": ["europe-central2", "europe-north1", "europe-north2", "europe-southwest1", "europe-west1",
-                               "europe-west10", "europe-west12", "europe-west3", "europe-west4", "europe-west8",
-                               "europe-west9"],
-            "allowedZones": [], "allowedMultiRegions": []},
-        "residency-storage-replica-require-allowed-region": {"allowedRegions": sorted(
-            [*eu_aws, "europe-central2", "europe-north1", "europe-north2", "europe-southwest1", "europe-west1",
-             "europe-west10", "europe-west12", "europe-west3", "europe-west4", "europe-west8", "europe-west9"])},
+            "allowedRegions": [
+                "europe-central2",
+                "europe-north1",
+                "europe-north2",
+                "europe-southwest1",
+                "europe-west1",
+                "europe-west10",
+                "europe-west12",
+                "europe-west3",
+                "europe-west4",
+                "europe-west8",
+                "europe-west9",
+            ],
+            "allowedZones": [],
+            "allowedMultiRegions": [],
+        },
+        "residency-storage-replica-require-allowed-region": {
+            "allowedRegions": sorted(
+                [
+                    *eu_aws,
+                    "europe-central2",
+                    "europe-north1",
+                    "europe-north2",
+                    "europe-southwest1",
+                    "europe-west1",
+                    "europe-west10",
+                    "europe-west12",
+                    "europe-west3",
+                    "europe-west4",
+                    "europe-west8",
+                    "europe-west9",
+                ]
+            )
+        },
         "residency-aws-s3bucket-disallow-outside-replication": {"allowedRegions": eu_aws},
         "residency-vpn-peer-require-allowed-ip": {"allowedPeerIps": []},
         "tags-resource-require-standard-tags": {
-            "requiredTags": ["stack", "environment", "team", "model", "data-classification"]},
+            "requiredTags": ["stack", "environment", "team", "model", "data-classification"]
+        },
         "cost-stack-gpu-count-limit": {"maxGpus": 12, "gpusPerInstanceType": {"g5.xlarge": 1, "g6.xlarge": 1}},
         "security-aws-cloudwatch-loggroup-retention-minimum": {"minLogRetentionDays": 30},
     }
@@ -132,17 +163,22 @@ def test_consumers_get_the_dns_names_of_their_interface_endpoints():
 def test_gcp_deletion_protection_guards_the_load_balancer():
     text = (STACKS / "research.yaml").read_text().replace("endpoint:\n", "endpoint:\n  deletion_protection: true\n")
     res = Resources(plan_of_text(text, "research"))
-    for token, name in (("gcp:compute/forwardingRule:ForwardingRule", "chat-endpoint-ilb"),
-                        ("gcp:compute/regionBackendService:RegionBackendService", "chat-endpoint-backend"),
-                        ("gcp:compute/serviceAttachment:ServiceAttachment", "chat-endpoint-psc")):
+    for token, name in (
+        ("gcp:compute/forwardingRule:ForwardingRule", "chat-endpoint-ilb"),
+        ("gcp:compute/regionBackendService:RegionBackendService", "chat-endpoint-backend"),
+        ("gcp:compute/serviceAttachment:ServiceAttachment", "chat-endpoint-psc"),
+    ):
         assert res.one(token, name)["options"]["protect"] is True
     staging = Resources(plan_of_file(str(STACKS / "research.yaml")))
     assert staging.one("gcp:compute/forwardingRule:ForwardingRule", "chat-endpoint-ilb")["options"]["protect"] is False
 
 
 def test_gcp_groups_can_scale_on_the_endpoints_load_balancer_utilisation():
-    text = (STACKS / "research.yaml").read_text().replace(
-        "signal: queue_depth, target: 4", "signal: lb_utilization, target: 0.7")
+    text = (
+        (STACKS / "research.yaml")
+        .read_text()
+        .replace("signal: queue_depth, target: 4", "signal: lb_utilization, target: 0.7")
+    )
     res = Resources(plan_of_text(text, "research"))
     policy = res.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
     assert policy["loadBalancingUtilization"] == {"target": 0.7} and "metrics" not in policy
@@ -150,22 +186,30 @@ def test_gcp_groups_can_scale_on_the_endpoints_load_balancer_utilisation():
     assert "inferstack-metrics" not in script
 
 
-@pytest.mark.parametrize("signal", ["in_flight", "queue_depth", "requests_per_target", "gpu_utilization", "lb_utilization"])
+@pytest.mark.parametrize(
+    "signal", ["in_flight", "queue_depth", "requests_per_target", "gpu_utilization", "lb_utilization"]
+)
 def test_nothing_wakes_a_gcp_group_from_zero_so_min_0_is_refused(signal):
     """No node publishes at zero and nothing else in the stack writes the group's metric: every
     signal is refused at min 0 (the old code let the per-group signals through)."""
     target = "0.7" if signal == "lb_utilization" else "4"
-    text = (STACKS / "research.yaml").read_text().replace(
-        "capacity: {min: 1, max: 6}", "capacity: {min: 0, max: 6, desired: 1}").replace(
-        "signal: queue_depth, target: 4", f"signal: {signal}, target: {target}")
+    text = (
+        (STACKS / "research.yaml")
+        .read_text()
+        .replace("capacity: {min: 1, max: 6}", "capacity: {min: 0, max: 6, desired: 1}")
+        .replace("signal: queue_depth, target: 4", f"signal: {signal}, target: {target}")
+    )
     with pytest.raises(SpecError, match="nothing else in the stack publishes the group's metric") as info:
         parse_spec(text, "research.yaml")
     assert "targets.chat.capacity.min" in str(info.value) and "min: 1 or more" in str(info.value)
 
 
 def test_lb_utilization_needs_an_endpoint_and_is_a_fraction():
-    text = (STACKS / "research.yaml").read_text().replace(
-        "signal: queue_depth, target: 4", "signal: lb_utilization, target: 70")
+    text = (
+        (STACKS / "research.yaml")
+        .read_text()
+        .replace("signal: queue_depth, target: 4", "signal: lb_utilization, target: 70")
+    )
     with pytest.raises(SpecError, match="lb_utilization is a fraction"):
         parse_spec(text, "research.yaml")
     no_endpoint = text.replace("target: 70", "target: 0.7")

@@ -140,7 +140,8 @@ def test_the_log_group_name_carries_deployment_stack_and_target(dev):
 
 def test_every_log_group_keeps_a_month_outside_production_and_a_year_in_it(dev, prod):
     assert {g["name"]: g["inputs"]["retentionInDays"] for g in dev.of_type(LOG_GROUP)} == {
-        "burst-engine-logs": 30, "burst-net-flow-logs": 30,
+        "burst-engine-logs": 30,
+        "burst-net-flow-logs": 30,
     }
     assert len(prod.of_type(LOG_GROUP)) == 4
     assert {g["inputs"]["retentionInDays"] for g in prod.of_type(LOG_GROUP)} == {365}
@@ -162,8 +163,9 @@ def test_a_retention_cloudwatch_does_not_offer_is_an_error_naming_the_field(days
 
 
 def test_the_access_log_lifecycle_aborts_incomplete_uploads_and_keeps_expiring(prod):
-    (rule,) = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
-                       "burst-endpoint-access-logs")["inputs"]["rules"]
+    (rule,) = prod.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "burst-endpoint-access-logs"
+    )["inputs"]["rules"]
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
     assert rule["expiration"]["days"] == 90 and rule["noncurrentVersionExpiration"]["noncurrentDays"] == 30
     assert rule["filter"] == {"prefix": ""} and rule["status"] == "Enabled"

@@ -116,8 +116,12 @@ def test_node_role_gets_session_manager_not_ssh(dev):
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
     ]
-    assert not [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-                if a.startswith(("ssm:Get", "ssm:Describe", "ssm:List"))]
+    assert not [
+        a
+        for s in policy["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if a.startswith(("ssm:Get", "ssm:Describe", "ssm:List"))
+    ]
     ports = {(r["inputs"]["fromPort"], r["inputs"]["toPort"]) for r in dev.of_type(SG_IN)}
     assert all(not lo <= 22 <= hi for lo, hi in ports)
 
@@ -131,16 +135,35 @@ def test_private_subnets_in_two_zones_without_internet_routes(dev):
     assert {s["inputs"]["availabilityZone"] for s in subnets} == {"eu-central-1a", "eu-central-1b"}
     assert all(s["inputs"]["mapPublicIpOnLaunch"] is False for s in subnets)
     types = {r["type"] for r in dev.all}
-    assert not types & {"aws:ec2/internetGateway:InternetGateway", "aws:ec2/natGateway:NatGateway", "aws:ec2/route:Route"}
+    assert not types & {
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/route:Route",
+    }
     assert all(not t["inputs"].get("routes") for t in dev.of_type("aws:ec2/routeTable:RouteTable"))
 
 
 def test_vpc_endpoints_let_nodes_work_without_internet(dev):
-    services = {e["inputs"]["serviceName"].removeprefix("com.amazonaws.eu-central-1.") for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    services = {
+        e["inputs"]["serviceName"].removeprefix("com.amazonaws.eu-central-1.")
+        for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
     # autoscaling: the nodes complete their own lifecycle hooks, with no internet route
-    assert services == {"s3", "ecr.api", "ecr.dkr", "sts", "logs", "monitoring", "autoscaling", "ssm", "ssmmessages",
-                        "ec2messages"}
-    interface = [e for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e["inputs"]["vpcEndpointType"] == "Interface"]
+    assert services == {
+        "s3",
+        "ecr.api",
+        "ecr.dkr",
+        "sts",
+        "logs",
+        "monitoring",
+        "autoscaling",
+        "ssm",
+        "ssmmessages",
+        "ec2messages",
+    }
+    interface = [
+        e for e in dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e["inputs"]["vpcEndpointType"] == "Interface"
+    ]
     assert all(e["inputs"]["privateDnsEnabled"] is True for e in interface)
 
 
@@ -226,7 +249,11 @@ def test_queue_depth_target_tracking_on_the_per_instance_signal(dev):
     assert cfg["targetValue"] == 4
     assert cfg["disableScaleIn"] is True
     metric = cfg["customizedMetricSpecification"]
-    assert (metric["namespace"], metric["metricName"], metric["statistic"]) == ("InferStack", "PendingRequests", "Average")
+    assert (metric["namespace"], metric["metricName"], metric["statistic"]) == (
+        "InferStack",
+        "PendingRequests",
+        "Average",
+    )
     assert metric["metricDimensions"] == [{"name": "AutoScalingGroupName", "value": "assistant-dev-burst"}]
     assert "InferStack" in dev.user_data() and "vllm:num_requests_waiting" in dev.user_data()
 
@@ -288,7 +315,9 @@ def test_every_cloud_resource_has_an_explicit_provider(dev, prod):
     for res in (dev, prod):
         for r in res.all:
             if r["custom"] and not r["type"].startswith("pulumi:providers:"):
-                assert r["provider"] == f"urn:pulumi:{res.plan.stack}::inferstack::pulumi:providers:aws::aws-eu-central-1", r["urn"]
+                assert (
+                    r["provider"] == f"urn:pulumi:{res.plan.stack}::inferstack::pulumi:providers:aws::aws-eu-central-1"
+                ), r["urn"]
 
 
 def test_children_are_parented_to_their_component(dev):
@@ -306,7 +335,11 @@ def test_kms_encrypted_weights_are_decryptable_through_s3_only():
         "    source_kms_key_arn: arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\n",
     )
     res = Resources(plan_of_text(text, "dev"))
-    stmts = {s["Sid"]: s for s in _statements(res.one("aws:iam/rolePolicy:RolePolicy", "burst-node")["inputs"]["policy"])}
+    stmts = {
+        s["Sid"]: s for s in _statements(res.one("aws:iam/rolePolicy:RolePolicy", "burst-node")["inputs"]["policy"])
+    }
     decrypt = stmts["DecryptModelWeightsThroughS3"]
-    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"].endswith(":key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"].endswith(
+        ":key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    )
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "s3.eu-central-1.amazonaws.com"}}

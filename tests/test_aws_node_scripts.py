@@ -164,16 +164,16 @@ def agent(plan: AwsFleetPlan) -> str:
 def with_states(script: str, *states: str) -> str:
     """The agent, with IMDS's target lifecycle state answering `states` in turn (last one sticks):
     a shell function in front of the curl stub, counting calls in a file (imds runs in a subshell)."""
-    cases = " ".join(f'{i}) echo {s};;' for i, s in enumerate(states[:-1], 1))
+    cases = " ".join(f"{i}) echo {s};;" for i, s in enumerate(states[:-1], 1))
     shim = (
-        'curl() {\n'
+        "curl() {\n"
         '  case "$*" in\n'
-        '    *target-lifecycle-state*)\n'
+        "    *target-lifecycle-state*)\n"
         '      n=$(( $(cat state-calls 2>/dev/null || echo 0) + 1 )); echo "$n" > state-calls\n'
         f'      case "$n" in {cases} *) echo {states[-1]};; esac; return 0;;\n'
-        '  esac\n'
+        "  esac\n"
         '  command curl "$@"\n'
-        '}\n'
+        "}\n"
     )
     first, rest = script.split("\n", 1)
     return f"{first}\n{shim}{rest}"
@@ -188,15 +188,22 @@ def published(run) -> list[tuple[str, str]]:
 
 
 def test_the_agent_publishes_nothing_before_the_engine_is_healthy(tmp_path):
-    run = node(tmp_path, max_sleeps=5).fail("curl", when="/health").answer("curl", VLLM_METRICS, when="/metrics") \
+    run = (
+        node(tmp_path, max_sleeps=5)
+        .fail("curl", when="/health")
+        .answer("curl", VLLM_METRICS, when="/metrics")
         .run(agent(EXAMPLES["dev/burst"]))
+    )
     assert run.stopped_by_sleep_limit and run.ran("curl", "/health")
     assert published(run) == []
 
 
 def test_the_agent_publishes_nothing_while_the_node_is_not_in_service(tmp_path):
-    run = node(tmp_path, state="Warmed:Pending", max_sleeps=5).answer("curl", VLLM_METRICS, when="/metrics") \
+    run = (
+        node(tmp_path, state="Warmed:Pending", max_sleeps=5)
+        .answer("curl", VLLM_METRICS, when="/metrics")
         .run(agent(EXAMPLES["dev/burst"]))
+    )
     assert run.stopped_by_sleep_limit and published(run) == []
     assert not run.ran("aws", "complete-lifecycle-action")  # never served, so nothing to drain
 
@@ -247,8 +254,11 @@ def test_a_node_going_back_to_the_warm_pool_drains_too(tmp_path):
 @pytest.mark.parametrize("key", sorted(EVERY))
 def test_every_aws_user_data_and_the_scripts_it_installs_are_shellcheck_clean(tmp_path, key):
     user_data = EVERY[key].user_data
-    for name, script in (("user data", user_data), ("bootstrap", installed(user_data, "NODE")),
-                         ("agent", installed(user_data, "AGENT"))):
+    for name, script in (
+        ("user data", user_data),
+        ("bootstrap", installed(user_data, "NODE")),
+        ("agent", installed(user_data, "AGENT")),
+    ):
         assert shellcheck(script, tmp_path) == "", f"{key} {name}"
 
 

@@ -72,13 +72,22 @@ def test_the_target_group_drains_as_long_as_a_streamed_reply_takes(dev):
 
 
 def test_in_flight_is_the_default_signal():
-    target = AwsGpuFleetTarget.model_validate({
-        "kind": "aws-gpu-fleet", "region": "eu-central-1", "instance_types": ["g6.xlarge"],
-        "capacity": {"min": 1, "max": 2}, "autoscaling": {"target": 8},
-    })
+    target = AwsGpuFleetTarget.model_validate(
+        {
+            "kind": "aws-gpu-fleet",
+            "region": "eu-central-1",
+            "instance_types": ["g6.xlarge"],
+            "capacity": {"min": 1, "max": 2},
+            "autoscaling": {"target": 8},
+        }
+    )
     assert target.autoscaling.signal == "in_flight"
     plan = aws_fleet.plan_scaling(target, catalog.engines()["vllm"])
-    assert (plan.metric_name, plan.scale_in_metric, plan.scale_in_threshold) == ("InFlightRequests", "InFlightRequests", 4)
+    assert (plan.metric_name, plan.scale_in_metric, plan.scale_in_threshold) == (
+        "InFlightRequests",
+        "InFlightRequests",
+        4,
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,10 +101,15 @@ def test_in_flight_is_the_default_signal():
     ],
 )
 def test_scale_in_acts_on_in_flight_load_wherever_the_engine_reports_it(signal, engine, scale_in):
-    target = AwsGpuFleetTarget.model_validate({
-        "kind": "aws-gpu-fleet", "region": "eu-central-1", "instance_types": ["g6.xlarge"],
-        "capacity": {"min": 1, "max": 2}, "autoscaling": {"signal": signal, "target": 10},
-    })
+    target = AwsGpuFleetTarget.model_validate(
+        {
+            "kind": "aws-gpu-fleet",
+            "region": "eu-central-1",
+            "instance_types": ["g6.xlarge"],
+            "capacity": {"min": 1, "max": 2},
+            "autoscaling": {"signal": signal, "target": 10},
+        }
+    )
     plan = aws_fleet.plan_scaling(target, catalog.engines()[engine])
     assert (plan.scale_in_metric, plan.scale_in_threshold) == scale_in
 
@@ -115,10 +129,17 @@ def test_the_wake_alarm_keys_on_desired_capacity_and_load_balancer_demand(dev):
     queries = {q["id"]: q for q in wake["metricQueries"]}
     desired = queries["desired"]["metric"]
     assert (desired["namespace"], desired["metricName"]) == ("AWS/AutoScaling", "GroupDesiredCapacity")
-    lb = {q["metric"]["metricName"] for q in wake["metricQueries"] if q.get("metric", {}).get("namespace") == "AWS/NetworkELB"}
+    lb = {
+        q["metric"]["metricName"]
+        for q in wake["metricQueries"]
+        if q.get("metric", {}).get("namespace") == "AWS/NetworkELB"
+    }
     assert lb == set(aws_fleet.NLB_DEMAND_METRICS)
-    assert all("LoadBalancer" in q["metric"]["dimensions"] for q in wake["metricQueries"]
-               if q.get("metric", {}).get("namespace") == "AWS/NetworkELB")
+    assert all(
+        "LoadBalancer" in q["metric"]["dimensions"]
+        for q in wake["metricQueries"]
+        if q.get("metric", {}).get("namespace") == "AWS/NetworkELB"
+    )
     pending = queries["pending"]["metric"]
     assert (pending["namespace"], pending["metricName"]) == ("InferStack", "PendingRequests")  # the gateway's
     expr = queries["wake"]["expression"]
@@ -182,7 +203,9 @@ def test_the_ssm_ami_is_read_once_and_kept(dev):
 
 
 def test_a_pinned_ami_is_used_as_is_and_changes_roll_the_group():
-    text = DEV_TEXT.replace("    root_volume_gib: 200\n", "    root_volume_gib: 200\n    ami_id: ami-0123456789abcdef0\n")
+    text = DEV_TEXT.replace(
+        "    root_volume_gib: 200\n", "    root_volume_gib: 200\n    ami_id: ami-0123456789abcdef0\n"
+    )
     lt = Resources(plan_of_text(text, "dev")).one(LT)
     assert lt["inputs"]["imageId"] == "ami-0123456789abcdef0"
     assert "imageId" not in (lt["options"].get("ignoreChanges") or [])

@@ -34,15 +34,29 @@ def _spec(tmp_path, text: str | bytes):
         ("", "must be a YAML mapping"),
         ("- a\n- b\n", "must be a YAML mapping"),
         ("metadata: [1, 2\n", "not valid YAML"),
-        (DEV_NO_ENDPOINT.replace("      max: 4\n", "      max: 1000000000000000000000000000000\n"), "less than or equal to 1000"),
+        (
+            DEV_NO_ENDPOINT.replace("      max: 4\n", "      max: 1000000000000000000000000000000\n"),
+            "less than or equal to 1000",
+        ),
         (DEV_NO_ENDPOINT.replace("target: 4\n", "target: .inf\n"), "finite number"),
         (DEV_NO_ENDPOINT.replace("parameters: 8B", "parameters: 1" + "0" * 400 + "B"), "is too large"),
         (DEV_NO_ENDPOINT.replace("      min: 1\n", "      min: 1\n      5: 1\n"), "capacity[5]"),
-        (DEV_NO_ENDPOINT.replace("      availability_zones: 2\n", "      availability_zones: 4\n"),
-         "eu-central-1 has 3 availability zones"),
+        (
+            DEV_NO_ENDPOINT.replace("      availability_zones: 2\n", "      availability_zones: 4\n"),
+            "eu-central-1 has 3 availability zones",
+        ),
     ],
-    ids=["not-utf8", "empty", "list", "yaml-syntax", "huge-max", "infinite-target", "huge-parameters", "int-key",
-         "too-many-zones"],
+    ids=[
+        "not-utf8",
+        "empty",
+        "list",
+        "yaml-syntax",
+        "huge-max",
+        "infinite-target",
+        "huge-parameters",
+        "int-key",
+        "too-many-zones",
+    ],
 )
 def test_bad_specs_exit_2_with_a_message(tmp_path, text, words):
     for command in ("validate", "plan", "policy-config"):
@@ -77,8 +91,13 @@ def test_unwritable_out_path_is_refused_before_planning(tmp_path):
 
 @pytest.mark.parametrize(
     "document",
-    ["[]", '"x"', '{"version": 1, "stack": "s", "resources": [1, 2]}', '{"version": 1, "stack": "s", "resources": [{}]}',
-     '{"version": 2, "stack": "s", "resources": []}'],
+    [
+        "[]",
+        '"x"',
+        '{"version": 1, "stack": "s", "resources": [1, 2]}',
+        '{"version": 1, "stack": "s", "resources": [{}]}',
+        '{"version": 2, "stack": "s", "resources": []}',
+    ],
 )
 def test_check_refuses_documents_that_are_not_plans(tmp_path, document):
     path = tmp_path / "plan.json"
@@ -91,10 +110,12 @@ def test_check_refuses_documents_that_are_not_plans(tmp_path, document):
 
 @pytest.mark.parametrize(
     ("config", "words"),
-    [('{"cost-stack-gpu-count-limit": "Advisory"}', "unknown enforcement level 'Advisory'"),
-     ('{"cost-stack-gpu-count-limit": 5}', "must be an enforcement level"),
-     ('{"cost-stack-gpu-count-limit": {"enforcementLevel": "loud"}}', "unknown enforcement level 'loud'"),
-     ('["advisory"]', "must be a JSON object")],
+    [
+        ('{"cost-stack-gpu-count-limit": "Advisory"}', "unknown enforcement level 'Advisory'"),
+        ('{"cost-stack-gpu-count-limit": 5}', "must be an enforcement level"),
+        ('{"cost-stack-gpu-count-limit": {"enforcementLevel": "loud"}}', "unknown enforcement level 'loud'"),
+        ('["advisory"]', "must be a JSON object"),
+    ],
 )
 def test_check_refuses_a_malformed_pack_config(tmp_path, config, words):
     plan = tmp_path / "plan.json"
@@ -145,8 +166,13 @@ def _limit_memory() -> None:
 def _bounded(*args: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(
-            [sys.executable, "-m", "inferstack.cli", *args], cwd=ROOT, capture_output=True, text=True,
-            timeout=SECONDS, preexec_fn=_limit_memory, check=False,
+            [sys.executable, "-m", "inferstack.cli", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=SECONDS,
+            preexec_fn=_limit_memory,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"inferstack {' '.join(a[:80] for a in args)} ran past {SECONDS} s")
@@ -209,14 +235,18 @@ def test_an_oversized_spec_is_refused_unread(tmp_path):
 
 def test_a_spec_of_too_many_values_is_refused_while_reading(tmp_path):
     """Under the byte bound, 120,000 one-letter items would take the YAML reader many seconds."""
-    spec = _spec(tmp_path, DEV_NO_ENDPOINT.replace("  jurisdiction: eu\n", "  regions: [" + ",".join(["x"] * 120_000) + "]\n"))
+    spec = _spec(
+        tmp_path, DEV_NO_ENDPOINT.replace("  jurisdiction: eu\n", "  regions: [" + ",".join(["x"] * 120_000) + "]\n")
+    )
     assert len(DEV_NO_ENDPOINT) < 3000 and (tmp_path / "spec.yaml").stat().st_size < limits.SPEC_BYTES
     _assert_refused(_bounded("validate", spec), f"more than {limits.MAX_NODES} values")
 
 
 def test_thousands_of_mistakes_show_the_first_hundred_and_a_count(tmp_path):
     extra = "".join(f"  k{i}: 1\n" for i in range(5000))
-    result = _bounded("validate", _spec(tmp_path, DEV_NO_ENDPOINT.replace("  team: ml-platform\n", "  team: ml-platform\n" + extra)))
+    result = _bounded(
+        "validate", _spec(tmp_path, DEV_NO_ENDPOINT.replace("  team: ml-platform\n", "  team: ml-platform\n" + extra))
+    )
     _assert_refused(result, "... and 4900 more error(s) not shown", "5000 error(s) in", most=100 * 300)
     assert result.stderr.count("unknown field") == 100
 
@@ -235,7 +265,11 @@ HUGE = 5 << 20
     [
         ("region: eu-central-1", "region: {}", "unknown AWS region 'eeeee"),
         ("parameters: 8B", "parameters: {}", "write a number or a size"),
-        ("  team: ml-platform\n", "  team: ml-platform\n  ? {}\n  : 1\n", "unknown field"),  # an explicit key: any length
+        (
+            "  team: ml-platform\n",
+            "  team: ml-platform\n  ? {}\n  : 1\n",
+            "unknown field",
+        ),  # an explicit key: any length
         ("    kind: aws-gpu-fleet\n", "    kind: aws-gpu-fleet\n    model: {}\n", "no model named"),
     ],
     ids=["region", "pattern", "unknown-key", "did-you-mean"],
@@ -287,9 +321,11 @@ def test_check_bounds_the_plan_file(tmp_path, content, words):
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [('{"a": ' * 50_000 + "1" + "}" * 50_000, "nests deeper than"),
-     ('{"' + "k" * 100_000 + '": 5}', "must be an enforcement level"),
-     (" " * (limits.PACK_CONFIG_BYTES + 1), "larger than 1 MiB")],
+    [
+        ('{"a": ' * 50_000 + "1" + "}" * 50_000, "nests deeper than"),
+        ('{"' + "k" * 100_000 + '": 5}', "must be an enforcement level"),
+        (" " * (limits.PACK_CONFIG_BYTES + 1), "larger than 1 MiB"),
+    ],
     ids=["deep", "long-name", "huge"],
 )
 def test_check_bounds_the_pack_config(tmp_path, content, words):

@@ -20,7 +20,9 @@ def run(*args: str):
 def test_every_example_stack_plans(spec):
     result = run("plan", str(spec))
     assert result.exit_code == 0, result.output
-    assert any(f"inferstack:{t}" in result.output for t in ("fleet:AwsGpuFleet", "fleet:GcpGpuFleet", "tpu:GcpTpuSlice"))
+    assert any(
+        f"inferstack:{t}" in result.output for t in ("fleet:AwsGpuFleet", "fleet:GcpGpuFleet", "tpu:GcpTpuSlice")
+    )
     assert any(line.endswith(" components") and "resources," in line for line in result.output.splitlines())
     assert "policy inferstack@0.1.0: passed: 0 mandatory" in result.output.splitlines()[-1]
 
@@ -34,11 +36,23 @@ def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
     assert doc["version"] == 1 and doc["stack"] == "dev"
     assert doc["spec"]["path"].endswith("dev.yaml") and len(doc["spec"]["sha256"]) == 64
     r = doc["resources"][0]
-    assert set(r) == {"urn", "type", "name", "parent", "custom", "provider", "propertyDependencies", "inputs", "options"}
+    assert set(r) == {
+        "urn",
+        "type",
+        "name",
+        "parent",
+        "custom",
+        "provider",
+        "propertyDependencies",
+        "inputs",
+        "options",
+    }
     assert set(r["options"]) == {"protect", "ignoreChanges", "dependsOn", "deleteBeforeReplace", "retainOnDelete"}
     assert [x["urn"] for x in doc["resources"]] == sorted(x["urn"] for x in doc["resources"])
     assert doc["policy"]["mandatory"] == 0 and doc["policy"]["violations"] == []
-    assert doc["policy"]["config"]["residency-aws-resource-require-allowed-region"]["allowedRegions"][0] == "eu-central-1"
+    assert (
+        doc["policy"]["config"]["residency-aws-resource-require-allowed-region"]["allowedRegions"][0] == "eu-central-1"
+    )
 
 
 def test_reordering_targets_renames_nothing(tmp_path):
@@ -65,18 +79,31 @@ def test_secrets_never_appear_in_clear():
 
 
 def test_bad_spec_exits_2_with_file_line_and_field(tmp_path):
-    text = (STACKS / "dev.yaml").read_text().replace("      max: 4\n", "      max: 0\n").replace("      min: 0\n", "      min: 2\n")
+    text = (
+        (STACKS / "dev.yaml")
+        .read_text()
+        .replace("      max: 4\n", "      max: 0\n")
+        .replace("      min: 0\n", "      min: 2\n")
+    )
     spec = tmp_path / "dev.yaml"
     spec.write_text(text)
     result = CliRunner().invoke(main, ["plan", str(spec)])
     assert result.exit_code == 2
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.strip() == "max: 0")
-    assert f"{spec}:{line}: targets.burst.capacity.max: input should be greater than or equal to 1 (got 0)" in result.output
+    assert (
+        f"{spec}:{line}: targets.burst.capacity.max: input should be greater than or equal to 1 (got 0)"
+        in result.output
+    )
     assert "Traceback" not in result.output
 
 
 def test_cross_field_error_names_the_field(tmp_path):
-    text = (STACKS / "dev.yaml").read_text().replace("      max: 4\n", "      max: 1\n").replace("      min: 0\n", "      min: 2\n")
+    text = (
+        (STACKS / "dev.yaml")
+        .read_text()
+        .replace("      max: 4\n", "      max: 1\n")
+        .replace("      min: 0\n", "      min: 2\n")
+    )
     spec = tmp_path / "dev.yaml"
     spec.write_text(text)
     result = CliRunner().invoke(main, ["validate", str(spec)])
@@ -94,7 +121,9 @@ def test_validate_ok_and_warns_on_mutable_tag(tmp_path):
     text = (STACKS / "dev.yaml").read_text()
     digest_line = next(ln for ln in text.splitlines() if "image:" in ln)
     spec = tmp_path / "dev.yaml"
-    spec.write_text(text.replace(digest_line, "  image: 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai:v0.11.0"))
+    spec.write_text(
+        text.replace(digest_line, "  image: 123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai:v0.11.0")
+    )
     result = CliRunner().invoke(main, ["validate", str(spec)])
     assert result.exit_code == 0
     assert "warning: serving.image: a tag is mutable" in result.output
@@ -118,8 +147,10 @@ def _violating_check(tmp_path):
     assert run("plan", str(STACKS / "dev.yaml"), "--out", str(plan)).exit_code == 0
     doc = json.loads(plan.read_text())
     config = doc["policy"]["config"]
-    config["residency-aws-resource-require-allowed-region"] = {"enforcementLevel": "mandatory",
-                                                               "allowedRegions": ["us-east-1"]}
+    config["residency-aws-resource-require-allowed-region"] = {
+        "enforcementLevel": "mandatory",
+        "allowedRegions": ["us-east-1"],
+    }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     return doc, ["check", str(plan), "--config", str(path)]

@@ -251,8 +251,10 @@ def test_research_ranges_sit_right_after_each_subnet_and_do_not_overlap_it():
 def test_consumer_projects_are_sorted():
     spec = _edit(
         RESEARCH,
-        ("consumer_projects: [acme-chat-frontend, acme-eval-harness]",
-         "consumer_projects: [acme-eval-harness, acme-batch-jobs, acme-chat-frontend]"),
+        (
+            "consumer_projects: [acme-chat-frontend, acme-eval-harness]",
+            "consumer_projects: [acme-eval-harness, acme-batch-jobs, acme-chat-frontend]",
+        ),
     )
     plan = plan_gcp_endpoint(spec, "research", "chat")
     assert plan.consumer_projects == ("acme-batch-jobs", "acme-chat-frontend", "acme-eval-harness")
@@ -261,8 +263,10 @@ def test_consumer_projects_are_sorted():
 def test_explicit_proxy_and_psc_cidrs_override_the_adjacent_ones():
     spec = _edit(
         RESEARCH,
-        ("    network: {cidr: 10.80.0.0/20}\n",
-         "    network: {cidr: 10.80.0.0/20, proxy_cidr: 10.99.0.0/23, psc_cidr: 10.99.4.0/24}\n"),
+        (
+            "    network: {cidr: 10.80.0.0/20}\n",
+            "    network: {cidr: 10.80.0.0/20, proxy_cidr: 10.99.0.0/23, psc_cidr: 10.99.4.0/24}\n",
+        ),
     )
     chat = plan_gcp_endpoint(spec, "research", "chat")
     assert (chat.proxy_cidr, chat.psc_cidr) == ("10.99.0.0/23", "10.99.4.0/24")

@@ -61,7 +61,9 @@ def test_endpoint_service_requires_acceptance_and_names_its_principals(prod):
     service = _one(prod, SERVICE, "burst-endpoint-service")
     assert service["acceptanceRequired"] is True
     assert service["allowedPrincipals"] == [
-        "arn:aws:iam::111122223333:root", "arn:aws:iam::444455556666:role/chat-frontend"]
+        "arn:aws:iam::111122223333:root",
+        "arn:aws:iam::444455556666:role/chat-frontend",
+    ]
     # No private DNS name: it would wait for a TXT verification nobody makes; the consumer
     # VPCs resolve the name through their private hosted zones.
     assert "privateDnsName" not in service
@@ -86,11 +88,16 @@ def test_access_log_bucket_is_private_versioned_encrypted_and_expires(prod):
     assert all(pab[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
     versioning = _one(prod, "aws:s3/bucketVersioning:BucketVersioning", "burst-endpoint-access-logs")
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
-    sse = _one(prod, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-               "burst-endpoint-access-logs")
+    sse = _one(
+        prod,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "burst-endpoint-access-logs",
+    )
     default = sse["rules"][0]["applyServerSideEncryptionByDefault"]
     assert default["sseAlgorithm"] == "aws:kms" and default["kmsMasterKeyId"].startswith("arn:aws:kms:eu-central-1:")
-    lifecycle = _one(prod, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "burst-endpoint-access-logs")
+    lifecycle = _one(
+        prod, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "burst-endpoint-access-logs"
+    )
     assert lifecycle["rules"][0]["expiration"]["days"] == 90
     policy = json.loads(_one(prod, "aws:s3/bucketPolicy:BucketPolicy", "burst-endpoint-access-logs")["policy"])
     sids = {s["Sid"]: s for s in policy["Statement"]}
@@ -108,8 +115,11 @@ def test_endpoint_outputs_for_consumers(prod):
 def test_private_ca_issues_the_certificate_when_the_spec_has_none():
     text = (STACKS / "prod.yaml").read_text()
     cert_line = next(ln for ln in text.splitlines() if ln.startswith("  certificates:"))
-    text = text.replace(cert_line, "  private_ca_arn: arn:aws:acm-pca:eu-central-1:123456789012:certificate-authority/"
-                                   "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d")
+    text = text.replace(
+        cert_line,
+        "  private_ca_arn: arn:aws:acm-pca:eu-central-1:123456789012:certificate-authority/"
+        "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+    )
     res = Resources(plan_of_text(text, "prod"))
     cert = res.one("aws:acm/certificate:Certificate", "burst-endpoint-cert")["inputs"]
     assert cert["domainName"] == "burst.llm.prod.acme.example"
@@ -153,7 +163,10 @@ def test_service_attachment_accepts_only_the_listed_projects_manually(research):
     psc = _one(research, "gcp:compute/serviceAttachment:ServiceAttachment", "chat-endpoint-psc")
     assert psc["connectionPreference"] == "ACCEPT_MANUAL"
     assert [c["projectIdOrNum"] for c in psc["consumerAcceptLists"]] == ["acme-chat-frontend", "acme-eval-harness"]
-    assert "/projects/acme-ml-staging/regions/europe-west4/serviceAttachments/" in research.plan.outputs["chat.service_attachment"]
+    assert (
+        "/projects/acme-ml-staging/regions/europe-west4/serviceAttachments/"
+        in research.plan.outputs["chat.service_attachment"]
+    )
 
 
 def test_consumer_network_gets_a_psc_endpoint(research):
@@ -163,7 +176,8 @@ def test_consumer_network_gets_a_psc_endpoint(research):
     attachment = research.one("gcp:compute/serviceAttachment:ServiceAttachment", "chat-endpoint-psc")
     assert rule["target"].startswith("projects/acme-ml-staging/regions/europe-west4/serviceAttachments/")
     assert research.one("gcp:compute/forwardingRule:ForwardingRule", "chat-endpoint-consumer-0")[
-        "propertyDependencies"]["target"] == [attachment["urn"]]
+        "propertyDependencies"
+    ]["target"] == [attachment["urn"]]
 
 
 def test_tpu_vm_is_a_hybrid_neg_backend(research):

@@ -21,9 +21,32 @@ SEED = 8
 CASES_PER_STACK = 90
 
 ODD_STRINGS = [
-    "", " ", "x" * 5000, "\u202eevil", "zero\u200bwidth", "ｆｕｌｌｗｉｄｔｈ", "１２", "🦙" * 10, "e\u0301\u0301\u0301",
-    "${HOME}", "$(reboot)", "'; DROP TABLE", "\\", "\t", "line\nbreak", "nul\x00byte", "\x1b[31mred", "[red]markup[/]",
-    "~", "null", "yes", "0x10", "1e400", "-0", ".nan", "8B" * 100,
+    "",
+    " ",
+    "x" * 5000,
+    "\u202eevil",
+    "zero\u200bwidth",
+    "ｆｕｌｌｗｉｄｔｈ",
+    "１２",
+    "🦙" * 10,
+    "e\u0301\u0301\u0301",
+    "${HOME}",
+    "$(reboot)",
+    "'; DROP TABLE",
+    "\\",
+    "\t",
+    "line\nbreak",
+    "nul\x00byte",
+    "\x1b[31mred",
+    "[red]markup[/]",
+    "~",
+    "null",
+    "yes",
+    "0x10",
+    "1e400",
+    "-0",
+    ".nan",
+    "8B" * 100,
 ]
 ODD_SCALARS: list[Any] = [None, True, False, 0, -1, 2**31, 10**30, -(10**30), 1.5, float("inf"), float("nan"), 1e-300]
 
@@ -60,7 +83,7 @@ def _odd_value(rng: random.Random) -> Any:
         return value
     if kind == 4:
         return {rng.choice(ODD_STRINGS) or "k": rng.choice(ODD_SCALARS)}
-    return rng.choice([10**rng.randrange(1, 40), -(10 ** rng.randrange(1, 40)), rng.uniform(-1e300, 1e300)])
+    return rng.choice([10 ** rng.randrange(1, 40), -(10 ** rng.randrange(1, 40)), rng.uniform(-1e300, 1e300)])
 
 
 def _mutate_tree(tree: Any, rng: random.Random) -> Any:
@@ -73,7 +96,7 @@ def _mutate_tree(tree: Any, rng: random.Random) -> Any:
             del parent[last]
         elif action == 1 and isinstance(last, str):  # a typo in the name
             i = rng.randrange(len(last) + 1)
-            parent[last[:i] + rng.choice("_-xZé ") + last[i + 1:]] = parent.pop(last)
+            parent[last[:i] + rng.choice("_-xZé ") + last[i + 1 :]] = parent.pop(last)
         elif action == 2 and isinstance(parent[last], (dict, list)) and parent[last]:
             parent[last] = rng.choice([[parent[last]], "scalar", 7])  # a mapping where a list goes, ...
         else:
@@ -88,15 +111,22 @@ def _mutate_text(text: str, rng: random.Random) -> str:
         depth = rng.choice([100, 3000])
         return re.sub(r"(?<=: )\S+$", "[" * depth + "]" * depth, text, count=1, flags=re.MULTILINE)
     if choice == 4:  # a number past Python's 4300-digit limit for int()
-        return re.sub(r"(?<=: )\d+$", "9" * rng.choice([50, 5000]), text, count=1 + rng.randrange(3), flags=re.MULTILINE)
+        return re.sub(
+            r"(?<=: )\d+$", "9" * rng.choice([50, 5000]), text, count=1 + rng.randrange(3), flags=re.MULTILINE
+        )
     if choice == 5:  # an alias bomb beside the real fields
         bomb = "x0: &x0 [a, a, a, a, a, a, a, a, a]\n" + "".join(
-            f"x{k}: &x{k} [{', '.join([f'*x{k - 1}'] * 9)}]\n" for k in range(1, rng.choice([3, 9])))
+            f"x{k}: &x{k} [{', '.join([f'*x{k - 1}'] * 9)}]\n" for k in range(1, rng.choice([3, 9]))
+        )
         return text + bomb
     if choice == 0:
         return text[:i]  # cut short
     if choice == 1:
-        return text[:i] + rng.choice(["\t", ":", "- ", "&a ", "*a", "? ", "{", "[", "!!python/object:os.system ", "%"]) + text[i:]
+        return (
+            text[:i]
+            + rng.choice(["\t", ":", "- ", "&a ", "*a", "? ", "{", "[", "!!python/object:os.system ", "%"])
+            + text[i:]
+        )
     if choice == 2:
         lines = text.splitlines(keepends=True)
         a, b = rng.randrange(len(lines)), rng.randrange(len(lines))

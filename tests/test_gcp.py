@@ -34,10 +34,16 @@ def test_instance_template_is_private_shielded_and_locked_down(research):
     assert it["networkInterfaces"] and all(not ni.get("accessConfigs") for ni in it["networkInterfaces"])
     assert it["canIpForward"] is False
     assert it["shieldedInstanceConfig"] == {
-        "enableSecureBoot": True, "enableVtpm": True, "enableIntegrityMonitoring": True,
+        "enableSecureBoot": True,
+        "enableVtpm": True,
+        "enableIntegrityMonitoring": True,
     }
     meta = it["metadata"]
-    assert (meta["enable-oslogin"], meta["block-project-ssh-keys"], meta["serial-port-enable"]) == ("TRUE", "TRUE", "FALSE")
+    assert (meta["enable-oslogin"], meta["block-project-ssh-keys"], meta["serial-port-enable"]) == (
+        "TRUE",
+        "TRUE",
+        "FALSE",
+    )
     assert "cos-extensions install gpu" in meta["startup-script"]
 
 
@@ -62,7 +68,9 @@ def test_boot_disk_uses_a_rotating_regional_key_the_compute_agent_may_use(resear
     assert ring["options"]["protect"] and key["options"]["protect"]
     assert key["inputs"]["rotationPeriod"] == "7776000s"
     disk = research.one(IT)["inputs"]["disks"][0]
-    assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith("/keyRings/assistant-research-chat/cryptoKeys/boot-disks")
+    assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith(
+        "/keyRings/assistant-research-chat/cryptoKeys/boot-disks"
+    )
     assert disk["diskType"] == "pd-balanced" and disk["boot"] is True
     grant = research.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "chat-kms-compute-agent")["inputs"]
     assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
@@ -79,7 +87,11 @@ def test_nodes_run_as_a_dedicated_least_privilege_service_account(research):
     assert (weights["bucket"], weights["role"]) == ("acme-models-europe-west4", "roles/storage.objectViewer")
     assert 'objects/meta-llama/Llama-3.1-8B-Instruct/")' in weights["condition"]["expression"]
     images = _named(research, "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", "chat-")[0]["inputs"]
-    assert (images["location"], images["repository"], images["role"]) == ("europe-west4", "serving", "roles/artifactregistry.reader")
+    assert (images["location"], images["repository"], images["role"]) == (
+        "europe-west4",
+        "serving",
+        "roles/artifactregistry.reader",
+    )
 
 
 def test_private_subnet_with_google_access_flow_logs_and_deny_by_default(research):
@@ -122,8 +134,11 @@ def test_autoscaler_scales_on_a_per_group_queue_signal(research):
     policy = research.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
     assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 6)
     metric, busy = policy["metrics"]
-    assert busy == {"name": "custom.googleapis.com/inferstack/busy_instances", "singleInstanceAssignment": 1,
-                    "filter": 'resource.type = "global" AND metric.labels.group = "assistant-research-chat-zcb22"'}
+    assert busy == {
+        "name": "custom.googleapis.com/inferstack/busy_instances",
+        "singleInstanceAssignment": 1,
+        "filter": 'resource.type = "global" AND metric.labels.group = "assistant-research-chat-zcb22"',
+    }
     assert metric["name"] == "custom.googleapis.com/inferstack/pending_requests"
     assert metric["singleInstanceAssignment"] == 4
     assert 'metric.labels.group = "assistant-research-chat-zcb22"' in metric["filter"]
@@ -131,20 +146,26 @@ def test_autoscaler_scales_on_a_per_group_queue_signal(research):
 
 
 def test_gpu_utilisation_is_a_per_instance_gauge(tmp_path):
-    text = RESEARCH.replace(
-        "signal: queue_depth, target: 4", "signal: gpu_utilization, target: 70"
-    )
-    metric, busy = Resources(plan_of_text(text, "research")).one(
-        "gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]["metrics"]
+    text = RESEARCH.replace("signal: queue_depth, target: 4", "signal: gpu_utilization, target: 70")
+    metric, busy = Resources(plan_of_text(text, "research")).one("gcp:compute/regionAutoscaler:RegionAutoscaler")[
+        "inputs"
+    ]["autoscalingPolicy"]["metrics"]
     assert busy["name"] == "custom.googleapis.com/inferstack/busy_instances"
     assert (metric["name"], metric["target"], metric["type"]) == (
-        "custom.googleapis.com/inferstack/gpu_utilization", 70, "GAUGE")
+        "custom.googleapis.com/inferstack/gpu_utilization",
+        70,
+        "GAUGE",
+    )
 
 
 def test_single_host_on_demand_slice_is_a_private_tpu_vm(research):
     (vm,) = [r["inputs"] for r in research.of_type(TPU)]
     assert (vm["name"], vm["acceleratorType"], vm["runtimeVersion"], vm["zone"]) == (
-        "assistant-research-reasoning-0", "v6e-8", "v2-alpha-tpuv6e", "europe-west4-a")
+        "assistant-research-reasoning-0",
+        "v6e-8",
+        "v2-alpha-tpuv6e",
+        "europe-west4-a",
+    )
     assert vm["networkConfig"]["enableExternalIps"] is False and vm["networkConfig"]["canIpForward"] is False
     assert vm["serviceAccount"]["email"].startswith("is-assistant-research-re")
     assert vm["metadata"]["enable-oslogin"] == "TRUE" and vm["labels"]["team"] == "research"
@@ -158,7 +179,11 @@ def test_multi_host_spot_slices_are_queued_resources_with_the_full_node_spec():
     assert set(queued) == {"batch-slice-0", "batch-slice-1"}
     q = queued["batch-slice-0"]
     assert q["__provider"] == "[secret]"  # the serialized dynamic provider never shows
-    assert (q["project"], q["zone"], q["queuedResourceId"]) == ("acme-ml-staging", "europe-west4-b", "assistant-batch-batch-0")
+    assert (q["project"], q["zone"], q["queuedResourceId"]) == (
+        "acme-ml-staging",
+        "europe-west4-b",
+        "assistant-batch-batch-0",
+    )
     assert q["resourceType"] == "tpu.googleapis.com/QueuedResource"
     assert q["body"]["spot"] == {}
     (spec,) = q["body"]["tpu"]["nodeSpec"]
@@ -192,13 +217,23 @@ def test_two_endpoint_targets_in_one_existing_network_cannot_each_create_a_proxy
     from inferstack.errors import SpecError
     from inferstack.spec.loader import parse_spec
 
-    existing = "    network: {network: shared, subnetwork: shared-ew4, proxy_cidr: 10.90.0.0/23, psc_cidr: 10.90.2.0/24}"
-    text = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", existing).replace("    network: {cidr: 10.81.0.0/20}", existing)
+    existing = (
+        "    network: {network: shared, subnetwork: shared-ew4, proxy_cidr: 10.90.0.0/23, psc_cidr: 10.90.2.0/24}"
+    )
+    text = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", existing).replace(
+        "    network: {cidr: 10.81.0.0/20}", existing
+    )
     with pytest.raises(SpecError, match=r"one active proxy-only subnet per region.*remove proxy_cidr"):
         parse_spec(text, "research.yaml")
     # Without proxy_cidr both reuse the network's own, which is what the rule allows.
-    reuse = RESEARCH.replace("    network: {cidr: 10.80.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.2.0/24}")
-    reuse = reuse.replace("    network: {cidr: 10.81.0.0/20}", "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.3.0/24}")
+    reuse = RESEARCH.replace(
+        "    network: {cidr: 10.80.0.0/20}",
+        "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.2.0/24}",
+    )
+    reuse = reuse.replace(
+        "    network: {cidr: 10.81.0.0/20}",
+        "    network: {network: shared, subnetwork: shared-ew4, psc_cidr: 10.90.3.0/24}",
+    )
     parse_spec(reuse, "research.yaml")
 
 
@@ -220,10 +255,16 @@ def test_a_single_host_slice_keeps_70b_weights_on_an_encrypted_data_disk_sized_f
     assert disk["name"] == "assistant-research-reasoning-0-weights"
     assert (disk["zone"], disk["type"]) == ("europe-west4-a", "hyperdisk-balanced")
     assert disk["size"] == gcp_planning.tpu_data_disk_gib(70_600_000_000 * 2) == 190
-    assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith("/keyRings/assistant-research-reasoning/cryptoKeys/boot-disks")
+    assert disk["diskEncryptionKey"]["kmsKeySelfLink"].endswith(
+        "/keyRings/assistant-research-reasoning/cryptoKeys/boot-disks"
+    )
     (vm,) = [r["inputs"] for r in research.of_type(TPU)]
-    assert vm["dataDisks"] == [{"sourceDisk": "projects/acme-ml-staging/zones/europe-west4-a/disks/"
-                                                "assistant-research-reasoning-0-weights", "mode": "READ_WRITE"}]
+    assert vm["dataDisks"] == [
+        {
+            "sourceDisk": "projects/acme-ml-staging/zones/europe-west4-a/disks/assistant-research-reasoning-0-weights",
+            "mode": "READ_WRITE",
+        }
+    ]
     assert "mount -o discard,defaults" in vm["metadata"]["startup-script"]
     assert not [f for f in research.of_type("gcp:compute/firewall:Firewall") if "allow-slice" in f["name"]]
 
@@ -234,10 +275,12 @@ def test_a_queued_single_host_slice_asks_for_its_data_disk_in_the_node_body():
     res = Resources(plan_of_text(text, "research"))
     (q,) = res.of_type(QUEUED)
     (spec,) = q["inputs"]["body"]["tpu"]["nodeSpec"]
-    assert spec["node"]["dataDisks"] == [{
-        "sourceDisk": "projects/acme-ml-staging/zones/europe-west4-a/disks/assistant-research-reasoning-0-weights",
-        "mode": "READ_WRITE",
-    }]
+    assert spec["node"]["dataDisks"] == [
+        {
+            "sourceDisk": "projects/acme-ml-staging/zones/europe-west4-a/disks/assistant-research-reasoning-0-weights",
+            "mode": "READ_WRITE",
+        }
+    ]
 
 
 def test_multi_host_slices_open_every_port_between_their_own_hosts_only():

@@ -19,8 +19,13 @@ VALID = Path(__file__).parent / "spec_corpus" / "valid"
 EXISTING = (VALID / "endpoint-gcp-existing-network.yaml").read_text()
 SUBNET = "gcp:compute/subnetwork:Subnetwork"
 FIREWALL = "gcp:compute/firewall:Firewall"
-THEIRS = {"name": "shared-vpc-proxy", "network": "shared-vpc", "ipCidrRange": "10.95.0.0/23",
-          "purpose": "REGIONAL_MANAGED_PROXY", "role": "ACTIVE"}
+THEIRS = {
+    "name": "shared-vpc-proxy",
+    "network": "shared-vpc",
+    "ipCidrRange": "10.95.0.0/23",
+    "purpose": "REGIONAL_MANAGED_PROXY",
+    "role": "ACTIVE",
+}
 
 
 @pytest.fixture
@@ -37,10 +42,14 @@ def _proxy_subnets(res: Resources) -> list[dict]:
 
 # -- uniform bucket-level access ------------------------------------------------------------------
 
+
 def test_a_weights_bucket_without_uniform_access_stops_the_plan_with_the_fix(world):
     world.buckets_without_uniform_access.add("acme-models-europe-west4")
-    with pytest.raises(CloudCheckError, match=r"gs://acme-models-europe-west4 .*uniform bucket-level access off"
-                                              r".*--uniform-bucket-level-access"):
+    with pytest.raises(
+        CloudCheckError,
+        match=r"gs://acme-models-europe-west4 .*uniform bucket-level access off"
+        r".*--uniform-bucket-level-access",
+    ):
         plan_of_text(EXISTING)
 
 
@@ -58,7 +67,8 @@ def test_the_grant_waits_for_the_bucket_lookup(world):
     (grant,) = res.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     assert grant["inputs"]["condition"]["expression"].startswith('resource.name.startsWith("projects/_/buckets/')
     assert ("gcp:storage/getBucket:getBucket", {"name": "acme-models-europe-west4"}) in [
-        (t, {k: v for k, v in a.items() if k == "name"}) for t, a in _calls()]
+        (t, {k: v for k, v in a.items() if k == "name"}) for t, a in _calls()
+    ]
 
 
 def _calls():
@@ -75,6 +85,7 @@ def _calls():
 
 # -- one active proxy-only subnet per network and region -------------------------------------------
 
+
 def test_an_existing_network_without_proxy_cidr_reuses_its_own_proxy_only_subnet(world):
     world.subnetworks[("acme-ml-test", "europe-west4")] = [THEIRS]
     res = Resources(plan_of_text(EXISTING.replace("      proxy_cidr: 10.90.0.0/23\n", "")))
@@ -85,13 +96,18 @@ def test_an_existing_network_without_proxy_cidr_reuses_its_own_proxy_only_subnet
 
 def test_an_existing_network_that_has_one_refuses_a_second(world):
     world.subnetworks[("acme-ml-test", "europe-west4")] = [THEIRS]
-    with pytest.raises(CloudCheckError, match=r"already has the active proxy-only subnet 'shared-vpc-proxy' "
-                                              r"\(10.95.0.0/23\) in europe-west4.*remove proxy_cidr"):
+    with pytest.raises(
+        CloudCheckError,
+        match=r"already has the active proxy-only subnet 'shared-vpc-proxy' "
+        r"\(10.95.0.0/23\) in europe-west4.*remove proxy_cidr",
+    ):
         plan_of_text(EXISTING)
 
 
 def test_an_existing_network_without_one_needs_proxy_cidr(world):
-    with pytest.raises(CloudCheckError, match=r"'shared-vpc' has no active proxy-only subnet in europe-west4.*set proxy_cidr"):
+    with pytest.raises(
+        CloudCheckError, match=r"'shared-vpc' has no active proxy-only subnet in europe-west4.*set proxy_cidr"
+    ):
         plan_of_text(EXISTING.replace("      proxy_cidr: 10.90.0.0/23\n", ""))
 
 
@@ -112,7 +128,8 @@ def test_no_plan_creates_two_active_proxy_only_subnets_in_one_network_and_region
     res = Resources(plan_of_file(str(path)))
     keys = Counter(
         (json.dumps(s["propertyDependencies"].get("network") or s["inputs"].get("network")), s["inputs"]["region"])
-        for s in _proxy_subnets(res) if s["inputs"].get("role") == "ACTIVE"
+        for s in _proxy_subnets(res)
+        if s["inputs"].get("role") == "ACTIVE"
     )
     assert all(n == 1 for n in keys.values()), keys
 
@@ -126,10 +143,13 @@ def test_every_subnet_logs_its_flows_except_proxy_only_ones_which_cannot(stack):
             assert "logConfig" not in subnet["inputs"], subnet["name"]  # the API refuses it there
         else:
             assert subnet["inputs"]["logConfig"]["metadata"] == "INCLUDE_ALL_METADATA", subnet["name"]
-    assert stack != "research" or any(s["inputs"].get("purpose") == "PRIVATE_SERVICE_CONNECT" for s in res.of_type(SUBNET))
+    assert stack != "research" or any(
+        s["inputs"].get("purpose") == "PRIVATE_SERVICE_CONNECT" for s in res.of_type(SUBNET)
+    )
 
 
 # -- weights access: what the condition grants, and its documented limit -------------------------
+
 
 def _allows(expression: str, name: str, type_: str) -> bool:
     """The condition's two clauses, evaluated as IAM would for one request's resource."""

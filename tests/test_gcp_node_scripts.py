@@ -117,8 +117,11 @@ def test_gpu_boot_order_rule_config_driver_weights_engine_health(tmp_path, key):
     # helper or pull runs (COS mounts root's home read-only).
     lines = plan.startup_script.splitlines()
     export = lines.index('export DOCKER_CONFIG="$STATE/docker"')
-    assert all(export < i for i, line in enumerate(lines)
-               if line.startswith(("docker-credential-gcr ", "docker pull ", "docker run ")))
+    assert all(
+        export < i
+        for i, line in enumerate(lines)
+        if line.startswith(("docker-credential-gcr ", "docker pull ", "docker run "))
+    )
     assert run.file(f"{STATE}/docker").is_dir()
 
 
@@ -140,8 +143,9 @@ def test_the_gpu_engine_gets_its_cache_volume_exec_tmpfs_and_no_metadata_access(
     assert "--network" not in docker_run  # the bridge, which the DOCKER-USER rule cuts off the metadata server
     fetch = run.calls[run.first("docker", "run", "storage", "rsync")]
     assert fetch[fetch.index("--network") + 1] == "host"  # only the weights fetch uses the VM's account
-    assert any(a.startswith("gcr.io/google.com/cloudsdktool/google-cloud-cli:") and not a.endswith(":stable")
-               for a in fetch)
+    assert any(
+        a.startswith("gcr.io/google.com/cloudsdktool/google-cloud-cli:") and not a.endswith(":stable") for a in fetch
+    )
 
 
 def test_a_failed_weights_fetch_runs_no_engine(tmp_path):
@@ -166,8 +170,13 @@ def test_a_failed_driver_install_runs_nothing_else(tmp_path):
 
 
 def _agent_plan(signal: str) -> GcpGpuFleetPlan:
-    text = (ROOT / "stacks" / "research.yaml").read_text().replace(
-        "signal: queue_depth, target: 4", f"signal: {signal}, target: {70 if signal == 'gpu_utilization' else 4}")
+    text = (
+        (ROOT / "stacks" / "research.yaml")
+        .read_text()
+        .replace(
+            "signal: queue_depth, target: 4", f"signal: {signal}, target: {70 if signal == 'gpu_utilization' else 4}"
+        )
+    )
     return plan_gcp_fleet(parse_spec(text, "research.yaml").spec, "research", "chat")
 
 
@@ -182,8 +191,12 @@ def _published(run) -> list[dict]:
 def test_the_agent_publishes_nothing_while_the_engine_is_not_healthy(tmp_path):
     plan = _agent_plan("in_flight")
     agent = installed(plan.startup_script, "AGENT")
-    run = gpu_node(tmp_path, max_sleeps=3).fail("curl", when="/health", rc=7) \
-        .answer("curl", METRICS, when="/metrics").run(agent)
+    run = (
+        gpu_node(tmp_path, max_sleeps=3)
+        .fail("curl", when="/health", rc=7)
+        .answer("curl", METRICS, when="/metrics")
+        .run(agent)
+    )
     assert run.stopped_by_sleep_limit
     assert _published(run) == []
     assert not run.ran("curl", "/metrics")  # not even read: a booting engine's gauges mean nothing
@@ -192,24 +205,33 @@ def test_the_agent_publishes_nothing_while_the_engine_is_not_healthy(tmp_path):
 @pytest.mark.parametrize("signal", ["gpu_utilization"])
 def test_a_booting_node_publishes_no_gpu_utilisation(tmp_path, signal):
     agent = installed(_agent_plan(signal).startup_script, "AGENT")
-    run = gpu_node(tmp_path, max_sleeps=3).fail("curl", when="/health", rc=7) \
-        .answer("/var/lib/nvidia/bin/nvidia-smi", "0\n").run(agent)
+    run = (
+        gpu_node(tmp_path, max_sleeps=3)
+        .fail("curl", when="/health", rc=7)
+        .answer("/var/lib/nvidia/bin/nvidia-smi", "0\n")
+        .run(agent)
+    )
     assert _published(run) == [] and not run.ran("/var/lib/nvidia/bin/nvidia-smi")
 
 
-@pytest.mark.parametrize(("signal", "value", "metric"), [
-    ("in_flight", 7.0, "in_flight_requests"),  # running 5 + waiting 2; the _total counter is not a gauge of these
-    ("queue_depth", 2.0, "pending_requests"),
-    ("requests_per_target", 5.0, "running_requests"),
-])
+@pytest.mark.parametrize(
+    ("signal", "value", "metric"),
+    [
+        ("in_flight", 7.0, "in_flight_requests"),  # running 5 + waiting 2; the _total counter is not a gauge of these
+        ("queue_depth", 2.0, "pending_requests"),
+        ("requests_per_target", 5.0, "running_requests"),
+    ],
+)
 def test_a_healthy_node_publishes_its_series_of_the_per_group_metric(tmp_path, signal, value, metric):
     plan = _agent_plan(signal)
     agent = installed(plan.startup_script, "AGENT")
     run = gpu_node(tmp_path, max_sleeps=2).answer("curl", METRICS, when="/metrics").run(agent)
     (first, *_) = _published(run)
     (series,) = first["timeSeries"]
-    assert series["metric"] == {"type": f"custom.googleapis.com/inferstack/{metric}",
-                                "labels": {"group": plan.group_name, "instance": INSTANCE}}
+    assert series["metric"] == {
+        "type": f"custom.googleapis.com/inferstack/{metric}",
+        "labels": {"group": plan.group_name, "instance": INSTANCE},
+    }
     assert series["resource"] == {"type": "global", "labels": {"project_id": plan.project}}
     assert series["points"][0]["value"] == {"doubleValue": value}
     post = next(c for c in run.commands("curl") if any("monitoring.googleapis.com" in a for a in c))
@@ -254,7 +276,7 @@ def test_tpu_boot_order_disk_weights_engine(tmp_path, key):
 
 
 def test_a_tpu_data_disk_with_a_file_system_is_not_formatted_again(tmp_path):
-    run = tpu_node(tmp_path).answer("blkid", "/dev/sdb: TYPE=\"ext4\"").run(TPUS["research/reasoning"].startup_script)
+    run = tpu_node(tmp_path).answer("blkid", '/dev/sdb: TYPE="ext4"').run(TPUS["research/reasoning"].startup_script)
     assert run.returncode == 0, run.stderr
     assert not run.ran("mkfs.ext4") and run.ran("mount", "/dev/sdb")
 
@@ -274,8 +296,11 @@ def test_a_failed_tpu_weights_fetch_runs_no_engine(tmp_path, key):
 
 def test_a_second_host_of_a_multi_host_slice_joins_worker_0s_ray_cluster(tmp_path):
     plan = TPUS["batch/batch"]
-    h = NodeHarness(tmp_path).answer("curl", "1", when="agent-worker-number") \
+    h = (
+        NodeHarness(tmp_path)
+        .answer("curl", "1", when="agent-worker-number")
         .answer("curl", "a:b:10.0.0.2,a:b:10.0.0.3", when="worker-network-endpoints")
+    )
     run = h.run(plan.startup_script)
     assert run.returncode == 0, run.stderr
     assert engine_run(run)[-1] == "ray start --address=10.0.0.2:6379 --block"
@@ -295,12 +320,18 @@ def test_every_gcp_startup_script_and_its_agent_are_shellcheck_clean(tmp_path, k
         assert shellcheck(text, tmp_path) == "", f"{key} {name}"
 
 
-@pytest.mark.parametrize(("metrics", "busy"), [(METRICS, 1.0), (METRICS.replace(" 5.0", " 0.0").replace(" 2.0", " 0.0"), 0.0)])
+@pytest.mark.parametrize(
+    ("metrics", "busy"), [(METRICS, 1.0), (METRICS.replace(" 5.0", " 0.0").replace(" 2.0", " 0.0"), 0.0)]
+)
 def test_with_queue_depth_a_healthy_node_also_says_whether_it_is_busy(tmp_path, metrics, busy):
     """Waiting is 0 whenever the batch has room: the busy series keeps the autoscaler from
     removing nodes that still serve requests."""
     plan = _agent_plan("queue_depth")
-    run = gpu_node(tmp_path, max_sleeps=2).answer("curl", metrics, when="/metrics").run(installed(plan.startup_script, "AGENT"))
+    run = (
+        gpu_node(tmp_path, max_sleeps=2)
+        .answer("curl", metrics, when="/metrics")
+        .run(installed(plan.startup_script, "AGENT"))
+    )
     points = {p["timeSeries"][0]["metric"]["type"]: p["timeSeries"][0] for p in _published(run)}
     series = points["custom.googleapis.com/inferstack/busy_instances"]
     assert series["metric"]["labels"] == {"group": plan.group_name, "instance": INSTANCE}
@@ -309,6 +340,11 @@ def test_with_queue_depth_a_healthy_node_also_says_whether_it_is_busy(tmp_path, 
 
 def test_in_flight_needs_no_busy_series(tmp_path):
     plan = _agent_plan("in_flight")
-    run = gpu_node(tmp_path, max_sleeps=2).answer("curl", METRICS, when="/metrics").run(installed(plan.startup_script, "AGENT"))
+    run = (
+        gpu_node(tmp_path, max_sleeps=2)
+        .answer("curl", METRICS, when="/metrics")
+        .run(installed(plan.startup_script, "AGENT"))
+    )
     assert {p["timeSeries"][0]["metric"]["type"] for p in _published(run)} == {
-        "custom.googleapis.com/inferstack/in_flight_requests"}
+        "custom.googleapis.com/inferstack/in_flight_requests"
+    }

@@ -111,15 +111,22 @@ def _props() -> dict:
     spec = load_spec(STACKS / "batch.yaml").spec
     plan = plan_tpu(spec, "batch", "batch")
     body = queued_resource_body(plan, "assistant-batch-batch-0", network="n", subnetwork="s", service_account="sa@x")
-    return {"project": "acme-ml-staging", "zone": "europe-west4-b", "queuedResourceId": "assistant-batch-batch-0",
-            "resourceType": "tpu.googleapis.com/QueuedResource", "body": body}
+    return {
+        "project": "acme-ml-staging",
+        "zone": "europe-west4-b",
+        "queuedResourceId": "assistant-batch-batch-0",
+        "resourceType": "tpu.googleapis.com/QueuedResource",
+        "body": body,
+    }
 
 
 def test_create_posts_the_whole_queued_resource_and_waits_for_its_operation():
-    session = (FakeSession()
-               .play("POST", COLLECTION, op())
-               .play("GET", f"{TPU_API}/{OP}", op(), op(), op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("WAITING_FOR_RESOURCES")))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, op())
+        .play("GET", f"{TPU_API}/{OP}", op(), op(), op(done=True))
+        .play("GET", f"{TPU_API}/{QR}", qr("WAITING_FOR_RESOURCES"))
+    )
     clock = Clock()
     result = provider(session, clock).create(_props())
     method, url, kw = session.calls[0]
@@ -133,9 +140,11 @@ def test_create_posts_the_whole_queued_resource_and_waits_for_its_operation():
 
 
 def test_an_operation_error_after_acceptance_is_raised_with_the_apis_reason():
-    session = (FakeSession()
-               .play("POST", COLLECTION, op())
-               .play("GET", f"{TPU_API}/{OP}", op(), op(done=True, error={"code": 8, "message": "quota TPUV5E exceeded"})))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, op())
+        .play("GET", f"{TPU_API}/{OP}", op(), op(done=True, error={"code": 8, "message": "quota TPUV5E exceeded"}))
+    )
     with pytest.raises(QueuedResourceError, match="quota TPUV5E exceeded"):
         provider(session).create(_props())
 
@@ -151,58 +160,73 @@ def test_an_operation_that_never_finishes_is_an_error_within_the_bound():
 
 def test_a_queued_resource_that_failed_or_was_suspended_is_an_error_that_says_why():
     for state, extra, reason in (
-        ("FAILED", {"failedData": {"error": {"code": 3, "message": "topology 4x8 not offered"}}}, "topology 4x8 not offered"),
+        (
+            "FAILED",
+            {"failedData": {"error": {"code": 3, "message": "topology 4x8 not offered"}}},
+            "topology 4x8 not offered",
+        ),
         ("SUSPENDED", {"stateInitiator": "SERVICE"}, "SUSPENDED"),
     ):
-        session = (FakeSession().play("POST", COLLECTION, op(done=True))
-                   .play("GET", f"{TPU_API}/{QR}", qr(state, **extra)))
+        session = (
+            FakeSession().play("POST", COLLECTION, op(done=True)).play("GET", f"{TPU_API}/{QR}", qr(state, **extra))
+        )
         with pytest.raises(QueuedResourceError, match=reason):
             provider(session).create(_props())
 
 
 def test_throttling_and_server_errors_are_retried_with_the_same_request_id():
-    session = (FakeSession()
-               .play("POST", COLLECTION, FakeResponse(503), FakeResponse(429), op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED")))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, FakeResponse(503), FakeResponse(429), op(done=True))
+        .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED"))
+    )
     provider(session).create(_props())
     posts = [c[2]["params"]["requestId"] for c in session.calls if c[0] == "POST"]
     assert len(posts) == 3 and len(set(posts)) == 1
 
 
 def test_a_refused_create_says_what_the_api_said():
-    session = FakeSession().play("POST", COLLECTION, FakeResponse(400, {"error": {"code": 400, "message": "bad acceleratorType"}}))
+    session = FakeSession().play(
+        "POST", COLLECTION, FakeResponse(400, {"error": {"code": 400, "message": "bad acceleratorType"}})
+    )
     with pytest.raises(QueuedResourceError, match=r"HTTP 400.*bad acceleratorType"):
         provider(session).create(_props())
 
 
 def test_409_adopts_our_own_slice_and_refuses_someone_elses():
     conflict = FakeResponse(409, {"error": {"code": 409, "message": "already exists"}})
-    session = (FakeSession().play("POST", COLLECTION, conflict)
-               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE")))
+    session = FakeSession().play("POST", COLLECTION, conflict).play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"))
     result = provider(session).create(_props())
     assert result.id == QR and result.outs["state"] == "ACTIVE"
 
     theirs = _props()["body"]
     theirs["tpu"]["nodeSpec"][0]["node"]["labels"] = {"team": "someone-else"}
-    session = (FakeSession().play("POST", COLLECTION, conflict)
-               .play("GET", f"{TPU_API}/{QR}", FakeResponse(200, {"name": QR, "state": {"state": "ACTIVE"}, **theirs})))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, conflict)
+        .play("GET", f"{TPU_API}/{QR}", FakeResponse(200, {"name": QR, "state": {"state": "ACTIVE"}, **theirs}))
+    )
     with pytest.raises(QueuedResourceError, match="already exists but was not created from this stack's current"):
         provider(session).create(_props())
 
 
 def test_409_while_the_old_slice_is_deleting_waits_it_out_and_creates_again():
-    session = (FakeSession()
-               .play("POST", COLLECTION, FakeResponse(409), op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404), qr("ACCEPTED")))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, FakeResponse(409), op(done=True))
+        .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404), qr("ACCEPTED"))
+    )
     result = provider(session).create(_props())
     assert [c[0] for c in session.calls].count("POST") == 2 and result.outs["state"] == "ACCEPTED"
 
 
 def test_delete_waits_for_its_operation_and_then_for_the_resource_to_be_gone():
-    session = (FakeSession()
-               .play("DELETE", f"{TPU_API}/{QR}", op())
-               .play("GET", f"{TPU_API}/{OP}", op(), op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"), qr("DELETING"), qr("DELETING"), FakeResponse(404)))
+    session = (
+        FakeSession()
+        .play("DELETE", f"{TPU_API}/{QR}", op())
+        .play("GET", f"{TPU_API}/{OP}", op(), op(done=True))
+        .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"), qr("DELETING"), qr("DELETING"), FakeResponse(404))
+    )
     provider(session).delete(QR, _props())
     kinds = [(m, u.rsplit("/", 1)[-1]) for m, u, _ in session.calls]
     assert kinds[:2] == [("GET", "assistant-batch-batch-0"), ("DELETE", "assistant-batch-batch-0")]
@@ -212,16 +236,22 @@ def test_delete_waits_for_its_operation_and_then_for_the_resource_to_be_gone():
 
 
 def test_a_failed_delete_is_raised():
-    session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op())
-               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"))
-               .play("GET", f"{TPU_API}/{OP}", op(done=True, error={"code": 9, "message": "node busy"})))
+    session = (
+        FakeSession()
+        .play("DELETE", f"{TPU_API}/{QR}", op())
+        .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"))
+        .play("GET", f"{TPU_API}/{OP}", op(done=True, error={"code": 9, "message": "node busy"}))
+    )
     with pytest.raises(QueuedResourceError, match=r"deleting .* failed: code 9: node busy"):
         provider(session).delete(QR, _props())
 
 
 def test_a_delete_that_never_empties_is_an_error_within_the_bound():
-    session = (FakeSession().play("DELETE", f"{TPU_API}/{QR}", op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"), qr("DELETING")))
+    session = (
+        FakeSession()
+        .play("DELETE", f"{TPU_API}/{QR}", op(done=True))
+        .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE"), qr("DELETING"))
+    )
     clock = Clock()
     with pytest.raises(QueuedResourceError, match="still exists"):
         provider(session, clock).delete(QR, _props())
@@ -245,7 +275,9 @@ def test_read_reports_a_missing_resource_as_gone_and_a_failed_one_with_its_reaso
     assert provider(session).read("projects/p/locations/z/queuedResources/q", {}).id is None
     session.response = FakeResponse(200, {"state": {"state": "WAITING_FOR_RESOURCES"}})
     assert provider(session).read("x", {"a": 1}).outs == {"a": 1, "state": "WAITING_FOR_RESOURCES", "stateReason": ""}
-    session.response = FakeResponse(200, {"state": {"state": "FAILED", "failedData": {"error": {"code": 8, "message": "no capacity"}}}})
+    session.response = FakeResponse(
+        200, {"state": {"state": "FAILED", "failedData": {"error": {"code": 8, "message": "no capacity"}}}}
+    )
     assert provider(session).read("x", {}).outs["stateReason"] == "code 8: no capacity"
 
 
@@ -275,11 +307,20 @@ def test_a_slice_recorded_as_failed_or_suspended_is_replaced_by_the_next_up():
 
 
 def test_409_on_our_own_suspended_slice_force_deletes_it_waits_and_creates_again():
-    session = (FakeSession()
-               .play("POST", COLLECTION, FakeResponse(409), op(done=True))
-               .play("DELETE", f"{TPU_API}/{QR}", op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("SUSPENDED"), qr("SUSPENDED"), qr("DELETING"),
-                     FakeResponse(404), qr("ACCEPTED")))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, FakeResponse(409), op(done=True))
+        .play("DELETE", f"{TPU_API}/{QR}", op(done=True))
+        .play(
+            "GET",
+            f"{TPU_API}/{QR}",
+            qr("SUSPENDED"),
+            qr("SUSPENDED"),
+            qr("DELETING"),
+            FakeResponse(404),
+            qr("ACCEPTED"),
+        )
+    )
     result = provider(session).create(_props())
     methods = [c[0] for c in session.calls]
     assert methods.count("POST") == 2 and methods.count("DELETE") == 1
@@ -307,32 +348,33 @@ def test_the_body_hash_is_a_valid_label_and_changes_with_anything_in_the_body():
 
 
 def test_create_sends_the_hash_label_and_409_refuses_a_leftover_from_an_older_body():
-    session = (FakeSession().play("POST", COLLECTION, op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED")))
+    session = FakeSession().play("POST", COLLECTION, op(done=True)).play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED"))
     provider(session).create(_props())
     sent = session.calls[0][2]["json"]["tpu"]["nodeSpec"][0]["node"]["labels"]
     assert sent[BODY_LABEL] == body_hash(_props()["body"])
 
     old = _props()["body"]
     old["tpu"]["nodeSpec"][0]["node"]["metadata"]["startup-script"] = "#!/bin/bash\necho old"
-    session = (FakeSession().play("POST", COLLECTION, FakeResponse(409))
-               .play("GET", f"{TPU_API}/{QR}", qr("ACTIVE", body=old)))
+    session = (
+        FakeSession().play("POST", COLLECTION, FakeResponse(409)).play("GET", f"{TPU_API}/{QR}", qr("ACTIVE", body=old))
+    )
     with pytest.raises(QueuedResourceError, match=f"{QR} already exists.*inferstack-body.*delete"):
         provider(session).create(_props())
     assert [c[0] for c in session.calls] == ["POST", "GET"]  # nothing deleted that is not provably ours
 
 
 def test_delete_of_a_slice_already_deleting_only_waits_for_it_to_go():
-    session = (FakeSession()
-               .play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404)))
+    session = FakeSession().play("GET", f"{TPU_API}/{QR}", qr("DELETING"), qr("DELETING"), FakeResponse(404))
     provider(session).delete(QR, _props())
     assert [c[0] for c in session.calls] == ["GET", "GET", "GET"]
 
 
 def test_dropped_connections_and_timeouts_are_retried_with_the_same_request_id_and_bounded():
-    session = (FakeSession()
-               .play("POST", COLLECTION, requests.ConnectionError("reset"), requests.Timeout("slow"), op(done=True))
-               .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED")))
+    session = (
+        FakeSession()
+        .play("POST", COLLECTION, requests.ConnectionError("reset"), requests.Timeout("slow"), op(done=True))
+        .play("GET", f"{TPU_API}/{QR}", qr("ACCEPTED"))
+    )
     provider(session).create(_props())
     posts = [c[2]["params"]["requestId"] for c in session.calls if c[0] == "POST"]
     assert len(posts) == 3 and len(set(posts)) == 1

@@ -24,7 +24,10 @@ def _chat(text: str):
 
 def test_every_gpu_machine_type_and_guest_accelerator_has_zone_data_in_known_regions():
     regions = {r for r, cloud in catalog.known_regions().items() if cloud == "gcp"}
-    keys = [*((m, None) for m in catalog.gcp_machine_types()), *(("n1-standard-8", a) for a in catalog.gcp_guest_accelerators())]
+    keys = [
+        *((m, None) for m in catalog.gcp_machine_types()),
+        *(("n1-standard-8", a) for a in catalog.gcp_guest_accelerators()),
+    ]
     for machine, accelerator in keys:
         zones = catalog.gcp_zones(machine, accelerator)
         assert zones, (machine, accelerator)
@@ -39,7 +42,10 @@ def test_the_group_gets_the_zones_that_have_the_gpu_not_every_zone_of_the_region
     assert _chat(a3).zones == ("europe-west4-b", "europe-west4-c")
     # N1 machine types are everywhere; the guest accelerator decides.
     assert catalog.gcp_zones("n1-standard-8", "nvidia-tesla-t4")["europe-west1"] == (
-        "europe-west1-b", "europe-west1-c", "europe-west1-d")
+        "europe-west1-b",
+        "europe-west1-c",
+        "europe-west1-d",
+    )
     assert "europe-west1" not in catalog.gcp_zones("n1-standard-8", "nvidia-tesla-v100")
 
 
@@ -50,8 +56,9 @@ def test_balanced_for_on_demand_and_for_spot_because_the_group_autoscales():
 
 
 def test_the_mig_spreads_over_those_zones_with_redistribution_off():
-    res = Resources(plan_of_text(ON_DEMAND.replace("machine_type: g2-standard-8", "machine_type: a3-highgpu-8g"),
-                                 stack="research"))
+    res = Resources(
+        plan_of_text(ON_DEMAND.replace("machine_type: g2-standard-8", "machine_type: a3-highgpu-8g"), stack="research")
+    )
     mig = res.one(MIG)["inputs"]
     assert mig["distributionPolicyZones"] == ["europe-west4-b", "europe-west4-c"]
     assert mig["distributionPolicyTargetShape"] == "BALANCED"
@@ -61,21 +68,29 @@ def test_the_mig_spreads_over_those_zones_with_redistribution_off():
 
 
 def test_a_region_without_the_machine_type_is_a_spec_error_naming_the_field():
-    text = RESEARCH.replace("region: europe-west4\n    machine_type: g2-standard-8",
-                            "region: europe-west8\n    machine_type: g2-standard-8")
+    text = RESEARCH.replace(
+        "region: europe-west4\n    machine_type: g2-standard-8", "region: europe-west8\n    machine_type: g2-standard-8"
+    )
     text = text.replace("europe-west4-docker.pkg.dev", "europe-west8-docker.pkg.dev")
     with pytest.raises(SpecError) as err:
         parse_spec(text, "research.yaml")
-    assert re.search(r"targets\.chat\.region: g2-standard-8 is not offered in europe-west8 .*regions that have it: "
-                     r".*europe-west4", err.value.render())
+    assert re.search(
+        r"targets\.chat\.region: g2-standard-8 is not offered in europe-west8 .*regions that have it: "
+        r".*europe-west4",
+        err.value.render(),
+    )
 
 
 def test_a_zone_without_the_machine_type_is_a_spec_error_naming_the_zone():
-    text = ON_DEMAND.replace("machine_type: g2-standard-8", "machine_type: a3-ultragpu-8g\n    zones: [europe-west4-a, europe-west4-b]")
+    text = ON_DEMAND.replace(
+        "machine_type: g2-standard-8", "machine_type: a3-ultragpu-8g\n    zones: [europe-west4-a, europe-west4-b]"
+    )
     with pytest.raises(SpecError) as err:
         parse_spec(text, "research.yaml")
-    assert "targets.chat.zones[1]: a3-ultragpu-8g is not offered in zone europe-west4-b; europe-west4 has it in europe-west4-a" \
+    assert (
+        "targets.chat.zones[1]: a3-ultragpu-8g is not offered in zone europe-west4-b; europe-west4 has it in europe-west4-a"
         in err.value.render()
+    )
 
 
 def test_a_zone_change_renames_the_group_so_its_replacement_is_create_before_delete(monkeypatch):
@@ -84,7 +99,9 @@ def test_a_zone_change_renames_the_group_so_its_replacement_is_create_before_del
     # follows the zones, and the replacement is an ordinary create-before-delete.
     from inferstack.planning.gcp import group_name
 
-    assert group_name("p", ["europe-west4-a", "europe-west4-b"]) == group_name("p", ["europe-west4-b", "europe-west4-a"])
+    assert group_name("p", ["europe-west4-a", "europe-west4-b"]) == group_name(
+        "p", ["europe-west4-b", "europe-west4-a"]
+    )
     assert group_name("p", ["europe-west4-a"]) != group_name("p", ["europe-west4-a", "europe-west4-b"])
     import pulumi_gcp
 

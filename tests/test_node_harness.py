@@ -7,7 +7,7 @@ from node_harness import NodeHarness, shellcheck
 
 def test_stubs_record_calls_in_order_and_answer(tmp_path):
     h = NodeHarness(tmp_path).answer("nvidia-smi", "GPU 0\nGPU 1\n")
-    run = h.run("set -euo pipefail\nN=$(nvidia-smi --list-gpus | wc -l)\ndocker run --gpus all x \"$N\"\n")
+    run = h.run('set -euo pipefail\nN=$(nvidia-smi --list-gpus | wc -l)\ndocker run --gpus all x "$N"\n')
     assert run.returncode == 0, run.stderr
     assert run.calls == [["nvidia-smi", "--list-gpus"], ["docker", "run", "--gpus", "all", "x", "2"]]
     assert run.first("docker", "--gpus") == 1

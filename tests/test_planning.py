@@ -422,7 +422,10 @@ def test_assume_role_names_only_the_service():
 
 def test_shell_args_quotes_what_needs_it_and_fills_tensor_parallel_at_boot():
     args = ["--model", "/models/llama-3-8b", "--tensor-parallel-size", "{tensor_parallel}", "--chat-template", "a b"]
-    assert _shell_args(args) == "--model /models/llama-3-8b --tensor-parallel-size \"$TENSOR_PARALLEL\" --chat-template 'a b'"
+    assert (
+        _shell_args(args)
+        == "--model /models/llama-3-8b --tensor-parallel-size \"$TENSOR_PARALLEL\" --chat-template 'a b'"
+    )
 
 
 @pytest.mark.parametrize(

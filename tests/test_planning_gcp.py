@@ -210,8 +210,13 @@ def test_plan_gcp_fleet_research_chat_weights_image_signal_and_grace():
     assert plan.weights.uri == "gs://acme-models-europe-west4/meta-llama/Llama-3.1-8B-Instruct/"
     assert plan.image == AR_IMAGE
     assert plan.artifact_repository == gcp.ArtifactRepository("europe-west4", "acme-ml-staging", "serving")
-    assert plan.signal == gcp.GcpSignal("queue_depth", "custom.googleapis.com/inferstack/pending_requests", True, 4.0,
-                                        "custom.googleapis.com/inferstack/busy_instances")
+    assert plan.signal == gcp.GcpSignal(
+        "queue_depth",
+        "custom.googleapis.com/inferstack/pending_requests",
+        True,
+        4.0,
+        "custom.googleapis.com/inferstack/busy_instances",
+    )
     _, model = spec.model_of("chat")
     # G2 figures (catalog data/gcp_node.yaml): boot 60 + driver 240 + both pulls 240 + warm-up 150
     # + ~15 GiB at 150 MiB/s from GCS + at 800 MiB/s into the GPU = ~811 s, whole minutes: 840.
@@ -468,11 +473,16 @@ def test_the_cloud_cli_image_is_a_pinned_version_from_the_catalog_and_a_target_m
     pinned = catalog.gcp_cloud_cli_image()
     assert re.fullmatch(r"gcr\.io/google\.com/cloudsdktool/google-cloud-cli:\d+\.\d+\.\d+-stable", pinned)
     plan = gcp.plan_gcp_fleet(research(), "research", "chat")
-    assert f"--volume \"$MODEL_DIR\":/models {pinned} " in plan.startup_script and ":stable " not in plan.startup_script
-    text = (STACKS / "research.yaml").read_text().replace(
-        "    machine_type: g2-standard-8\n",
-        "    machine_type: g2-standard-8\n"
-        "    cloud_cli_image: europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable\n")
+    assert f'--volume "$MODEL_DIR":/models {pinned} ' in plan.startup_script and ":stable " not in plan.startup_script
+    text = (
+        (STACKS / "research.yaml")
+        .read_text()
+        .replace(
+            "    machine_type: g2-standard-8\n",
+            "    machine_type: g2-standard-8\n"
+            "    cloud_cli_image: europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable\n",
+        )
+    )
     spec = parse_spec(text, "research.yaml").spec
     mirrored = gcp.plan_gcp_fleet(spec, "research", "chat").startup_script
     assert "europe-west4-docker.pkg.dev/acme-ml-staging/serving/google-cloud-cli:576.0.0-stable" in mirrored
@@ -486,9 +496,16 @@ def test_the_cloud_cli_image_is_a_pinned_version_from_the_catalog_and_a_target_m
 def test_the_initial_delay_covers_every_boot_step_and_stays_within_what_compute_engine_accepts():
     a3 = catalog.gcp_node_timings_of("a3-highgpu-8g")
     assert catalog.gcp_node_timings_of("n1-standard-8") != catalog.gcp_node_timings_of("g2-standard-8")
-    assert catalog.gcp_node_timings_of("x9-unknown-1") == catalog.GcpNodeTimings(**{
-        "boot_seconds": 60, "driver_seconds": 240, "image_pull_seconds": 240, "gcs_mib_per_second": 150,
-        "load_mib_per_second": 800, "warmup_seconds": 150})
+    assert catalog.gcp_node_timings_of("x9-unknown-1") == catalog.GcpNodeTimings(
+        **{
+            "boot_seconds": 60,
+            "driver_seconds": 240,
+            "image_pull_seconds": 240,
+            "gcs_mib_per_second": 150,
+            "load_mib_per_second": 800,
+            "warmup_seconds": 150,
+        }
+    )
     small = gcp.initial_delay(a3, GIB, None)
     assert small >= a3.boot_seconds + a3.driver_seconds + a3.image_pull_seconds + a3.warmup_seconds
     assert small % 60 == 0
@@ -497,18 +514,28 @@ def test_the_initial_delay_covers_every_boot_step_and_stays_within_what_compute_
     assert gcp.initial_delay(a3, GIB, 900) == 900
 
 
-@pytest.mark.parametrize(("signal", "engine", "busy"), [
-    ("queue_depth", "vllm", True), ("gpu_utilization", "vllm", True), ("in_flight", "vllm", False),
-    ("requests_per_target", "vllm", False), ("lb_utilization", "vllm", False),
-    ("gpu_utilization", "tensorrt-llm", False),  # no request gauges to tell a busy node by
-])
+@pytest.mark.parametrize(
+    ("signal", "engine", "busy"),
+    [
+        ("queue_depth", "vllm", True),
+        ("gpu_utilization", "vllm", True),
+        ("in_flight", "vllm", False),
+        ("requests_per_target", "vllm", False),
+        ("lb_utilization", "vllm", False),
+        ("gpu_utilization", "tensorrt-llm", False),  # no request gauges to tell a busy node by
+    ],
+)
 def test_signals_that_cannot_see_busy_nodes_get_the_busy_series(signal, engine, busy):
     planned = gcp.plan_signal(signal, 4, catalog.engines()[engine])
     assert planned.busy_metric == ("custom.googleapis.com/inferstack/busy_instances" if busy else "")
 
 
 def test_a_grace_above_what_a_managed_instance_group_accepts_is_a_warning_naming_the_cap():
-    text = (STACKS / "research.yaml").read_text().replace("  port: 8000\n", "  port: 8000\n  health_check_grace_seconds: 5400\n", 1)
+    text = (
+        (STACKS / "research.yaml")
+        .read_text()
+        .replace("  port: 8000\n", "  port: 8000\n  health_check_grace_seconds: 5400\n", 1)
+    )
     loaded = parse_spec(text, "research.yaml")
     (warning,) = [w for w in loaded.warnings if "auto-healing initial delay" in w.message]
     assert "uses 3600, not 5400" in warning.message

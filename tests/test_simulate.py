@@ -38,8 +38,9 @@ def tracking(target: float = 10, metric: str = "InFlightRequests") -> TargetTrac
 
 
 def run(cfg: ScalingConfig, rep: ReplicaModel, arr: np.ndarray, timeout: int = 900):
-    return simulate_target(cfg, rep, arr, input_tokens=0, output_tokens=10, slo_seconds=10,
-                           client_timeout=timeout, seed=0)
+    return simulate_target(
+        cfg, rep, arr, input_tokens=0, output_tokens=10, slo_seconds=10, client_timeout=timeout, seed=0
+    )
 
 
 def step(start: int = 600, per_second: int = 3) -> np.ndarray:
@@ -101,8 +102,20 @@ def test_a_wake_alarm_on_metrics_only_nodes_publish_cannot_wake():
 def test_a_scale_in_alarm_on_a_signal_that_reads_zero_under_load_is_flagged():
     # 3 nodes, 30 in flight (10 each, far below 100 slots): PendingRequests reads 0, so the alarm
     # (below 1 for one minute) removes a node at t=59 although in-flight per node would be 15 > 12.
-    alarm = AlarmPolicy("t-scale-in", "t-scale-in", "PendingRequests", "Average", 60, 1, 1.0,
-                        "LessThanThreshold", False, -1, "ChangeInCapacity", 300)
+    alarm = AlarmPolicy(
+        "t-scale-in",
+        "t-scale-in",
+        "PendingRequests",
+        "Average",
+        60,
+        1,
+        1.0,
+        "LessThanThreshold",
+        False,
+        -1,
+        "ChangeInCapacity",
+        300,
+    )
     arr = np.full(DAY_SECONDS, 3, dtype=np.int64)
     res = run(config(initial=3, tracking=tracking(12), alarms=(alarm,)), replica(), arr)
     kinds = {(f.kind, f.resource) for f in res.findings}
@@ -111,8 +124,20 @@ def test_a_scale_in_alarm_on_a_signal_that_reads_zero_under_load_is_flagged():
 
 
 def test_an_in_flight_scale_in_alarm_on_the_same_load_is_not_flagged():
-    alarm = AlarmPolicy("t-scale-in", "t-scale-in", "InFlightRequests", "Average", 60, 1, 6.0,
-                        "LessThanThreshold", False, -1, "ChangeInCapacity", 300)
+    alarm = AlarmPolicy(
+        "t-scale-in",
+        "t-scale-in",
+        "InFlightRequests",
+        "Average",
+        60,
+        1,
+        6.0,
+        "LessThanThreshold",
+        False,
+        -1,
+        "ChangeInCapacity",
+        300,
+    )
     arr = np.full(DAY_SECONDS, 3, dtype=np.int64)
     res = run(config(initial=3, tracking=tracking(12), alarms=(alarm,)), replica(), arr)
     assert res.events == [] and res.findings == []
@@ -121,15 +146,39 @@ def test_an_in_flight_scale_in_alarm_on_the_same_load_is_not_flagged():
 def test_cooldown_arithmetic_of_a_simple_scale_in_policy():
     # Idle fleet of 4: the alarm is in ALARM from the first minute and re-invokes the policy every
     # minute; the simple policy acts at 59, then not before 59 + 300, then 359 + 300, down to min 1.
-    alarm = AlarmPolicy("t-scale-in", "t-scale-in", "InFlightRequests", "Average", 60, 1, 5.0,
-                        "LessThanThreshold", False, -1, "ChangeInCapacity", 300)
+    alarm = AlarmPolicy(
+        "t-scale-in",
+        "t-scale-in",
+        "InFlightRequests",
+        "Average",
+        60,
+        1,
+        5.0,
+        "LessThanThreshold",
+        False,
+        -1,
+        "ChangeInCapacity",
+        300,
+    )
     res = run(config(initial=4, alarms=(alarm,)), replica(), np.zeros(DAY_SECONDS, dtype=np.int64))
     assert [(e.second, e.after) for e in res.events] == [(59, 3), (359, 2), (659, 1)]
 
 
 def test_evaluation_periods_delay_the_first_scale_in():
-    alarm = AlarmPolicy("t-scale-in", "t-scale-in", "InFlightRequests", "Average", 60, 5, 5.0,
-                        "LessThanThreshold", False, -1, "ChangeInCapacity", 300)
+    alarm = AlarmPolicy(
+        "t-scale-in",
+        "t-scale-in",
+        "InFlightRequests",
+        "Average",
+        60,
+        5,
+        5.0,
+        "LessThanThreshold",
+        False,
+        -1,
+        "ChangeInCapacity",
+        300,
+    )
     res = run(config(initial=2, alarms=(alarm,)), replica(), np.zeros(DAY_SECONDS, dtype=np.int64))
     assert [(e.second, e.after) for e in res.events] == [(299, 1)]  # five one-minute datapoints
 
@@ -151,7 +200,12 @@ def test_the_plan_resources_are_read_back():
     assert burst.tracking is not None and burst.tracking.metric == "PendingRequests" and burst.tracking.disable_scale_in
     (alarm,) = burst.alarms
     assert (alarm.metric, alarm.period, alarm.evaluation_periods, alarm.threshold, alarm.cooldown) == (
-        "InFlightRequests", 60, 5, 1.0, 300)
+        "InFlightRequests",
+        60,
+        5,
+        1.0,
+        300,
+    )
     assert burst.wake is not None and burst.wake.load_balancer
     assert burst.launch_hook_timeout == 1080 and burst.min_size == 0
     prod = scaling_configs(plan_of_file(str(EXAMPLE_STACKS[0].parent / "prod.yaml")).resources)
@@ -164,10 +218,28 @@ def test_the_plan_resources_are_read_back():
 def test_spot_interruptions_relaunch_and_are_seeded():
     arr = np.full(DAY_SECONDS, 1, dtype=np.int64)
     cfg = config(initial=4, min_size=4, spot=True)
-    a = simulate_target(cfg, replica(), arr, input_tokens=0, output_tokens=10, slo_seconds=10,
-                        client_timeout=900, spot_rate_per_hour=1.0, seed=5)
-    b = simulate_target(cfg, replica(), arr, input_tokens=0, output_tokens=10, slo_seconds=10,
-                        client_timeout=900, spot_rate_per_hour=1.0, seed=5)
+    a = simulate_target(
+        cfg,
+        replica(),
+        arr,
+        input_tokens=0,
+        output_tokens=10,
+        slo_seconds=10,
+        client_timeout=900,
+        spot_rate_per_hour=1.0,
+        seed=5,
+    )
+    b = simulate_target(
+        cfg,
+        replica(),
+        arr,
+        input_tokens=0,
+        output_tokens=10,
+        slo_seconds=10,
+        client_timeout=900,
+        spot_rate_per_hour=1.0,
+        seed=5,
+    )
     interrupts = [e for e in a.events if e.kind == "interrupt"]
     assert interrupts and [e.second for e in interrupts] == [e.second for e in b.events if e.kind == "interrupt"]
     # ~4 nodes × 1/hour × 24 h; each is replaced after the start-up, so the fleet returns to 4.
@@ -253,7 +325,10 @@ def test_cli_json_and_plot(tmp_path):
 def test_cli_rehearses_a_saved_plan_of_the_same_spec_only(tmp_path):
     stacks = EXAMPLE_STACKS[0].parent
     saved = tmp_path / "dev.json"
-    assert CliRunner().invoke(main, ["plan", str(stacks / "dev.yaml"), "--skip-policy", "--out", str(saved)]).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["plan", str(stacks / "dev.yaml"), "--skip-policy", "--out", str(saved)]).exit_code
+        == 0
+    )
     r = cli(str(stacks / "dev.yaml"), "--plan", str(saved), "--format", "json")
     assert r.exit_code == 0, r.output
     direct = json.loads(cli(str(stacks / "dev.yaml"), "--format", "json").output)
@@ -278,8 +353,21 @@ def test_the_last_node_stays_while_requests_trickle_in_and_goes_once_idle():
     # node at 59 s (then every request waits a cold start); the component's metric math for a
     # group that may reach zero keeps it. With no requests the peak is 0 and it goes at 59 s.
     def alarm(idle_rule: bool) -> AlarmPolicy:
-        return AlarmPolicy("t-scale-in", "t-scale-in", "InFlightRequests", "Average", 60, 1, 1.0,
-                           "LessThanThreshold", False, -1, "ChangeInCapacity", 300, idle_rule)
+        return AlarmPolicy(
+            "t-scale-in",
+            "t-scale-in",
+            "InFlightRequests",
+            "Average",
+            60,
+            1,
+            1.0,
+            "LessThanThreshold",
+            False,
+            -1,
+            "ChangeInCapacity",
+            300,
+            idle_rule,
+        )
 
     trickle = np.zeros(DAY_SECONDS, dtype=np.int64)
     trickle[::30] = 1

@@ -47,7 +47,9 @@ def test_rendered_script_matches_golden(stack, target):
 
 @pytest.mark.parametrize(("stack", "target"), CASES)
 def test_rendered_script_is_valid_bash(stack, target):
-    result = subprocess.run(["bash", "-n", str(GOLDEN / rendered(stack, target)[0])], check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-n", str(GOLDEN / rendered(stack, target)[0])], check=False, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -386,8 +386,14 @@ class GcpNodeTimings:
 
     def startup_seconds(self, weights_bytes: int) -> float:
         mib = weights_bytes / MIB
-        return (self.boot_seconds + self.driver_seconds + self.image_pull_seconds + self.warmup_seconds
-                + mib / self.gcs_mib_per_second + mib / self.load_mib_per_second)
+        return (
+            self.boot_seconds
+            + self.driver_seconds
+            + self.image_pull_seconds
+            + self.warmup_seconds
+            + mib / self.gcs_mib_per_second
+            + mib / self.load_mib_per_second
+        )
 
 
 @cache

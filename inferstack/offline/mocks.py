@@ -122,7 +122,9 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["arn"] = f"arn:aws:logs:{region}:{MOCK_ACCOUNT}:log-group:{state['name']}"
         elif typ == "aws:autoscaling/group:Group":
             rid = state["name"]
-            state["arn"] = f"arn:aws:autoscaling:{region}:{MOCK_ACCOUNT}:autoScalingGroup:{uid}:autoScalingGroupName/{rid}"
+            state["arn"] = (
+                f"arn:aws:autoscaling:{region}:{MOCK_ACCOUNT}:autoScalingGroup:{uid}:autoScalingGroupName/{rid}"
+            )
         else:
             state["arn"] = f"arn:aws:{service}:{region}:{MOCK_ACCOUNT}:{kind[0].lower() + kind[1:]}/{rid}"
         if typ.startswith("gcp:"):
@@ -130,7 +132,9 @@ class CloudMocks(pulumi_mocks.Mocks):
         if typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Interface":
-            state["dnsEntries"] = [{"dnsName": f"{rid}.vpce-svc.{region}.vpce.amazonaws.com", "hostedZoneId": "Z0OFFLINE"}]
+            state["dnsEntries"] = [
+                {"dnsName": f"{rid}.vpce-svc.{region}.vpce.amazonaws.com", "hostedZoneId": "Z0OFFLINE"}
+            ]
         if typ == "aws:ec2/vpcEndpointService:VpcEndpointService":
             state["serviceName"] = f"com.amazonaws.vpce.{region}.vpce-svc-{uid}"
         if typ == "aws:route53/zone:Zone":
@@ -138,7 +142,9 @@ class CloudMocks(pulumi_mocks.Mocks):
         if typ == "aws:lb/loadBalancer:LoadBalancer":
             state["dnsName"] = f"{state['name']}-{uid[:10]}.elb.{region}.amazonaws.com"
             # the LoadBalancer dimension of AWS/NetworkELB metrics: net/<name>/<id>
-            state["arnSuffix"] = f"{'net' if inputs.get('loadBalancerType') == 'network' else 'app'}/{state['name']}/{uid[:16]}"
+            state["arnSuffix"] = (
+                f"{'net' if inputs.get('loadBalancerType') == 'network' else 'app'}/{state['name']}/{uid[:16]}"
+            )
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
             state["prefixListId"] = "pl-" + _digest("prefix-list", inputs.get("serviceName", ""), n=8)
         return rid, state
@@ -195,13 +201,21 @@ class CloudMocks(pulumi_mocks.Mocks):
         if token == "aws:iam/getRoles:getRoles":
             # A fresh account: no role matches, so the program shows what it would create.
             found = self.existing_roles.get(a.get("nameRegex", ""), [])
-            return {"arns": [f"arn:aws:iam::{MOCK_ACCOUNT}:role{a.get('pathPrefix', '/')}{n}" for n in found],
-                    "names": found, "id": region}
+            return {
+                "arns": [f"arn:aws:iam::{MOCK_ACCOUNT}:role{a.get('pathPrefix', '/')}{n}" for n in found],
+                "names": found,
+                "id": region,
+            }
         if token == "aws:ec2/getSubnet:getSubnet":
             # The real lookup returns the subnet's zone; offline every named subnet is a stand-in
             # in the region's first zone, which every fleet uses.
-            return {"id": a.get("id"), "availabilityZoneId": _zone_ids(region)[0], "availabilityZone": f"{region}a",
-                    "vpcId": "vpc-offline", "tags": {"offline-placeholder": "true"}}
+            return {
+                "id": a.get("id"),
+                "availabilityZoneId": _zone_ids(region)[0],
+                "availabilityZone": f"{region}a",
+                "vpcId": "vpc-offline",
+                "tags": {"offline-placeholder": "true"},
+            }
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": a["name"], "type": "String", "value": "ami-" + _digest(a["name"], region), "id": a["name"]}
         if token == "aws:ec2/getVpc:getVpc":
@@ -216,8 +230,10 @@ class CloudMocks(pulumi_mocks.Mocks):
             link = f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}/global/networks/{a['name']}"
             return {"name": a["name"], "selfLink": link, "id": link}
         if token == "gcp:compute/getSubnetwork:getSubnetwork":
-            link = (f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}/regions/"
-                    f"{a.get('region')}/subnetworks/{a['name']}")
+            link = (
+                f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}/regions/"
+                f"{a.get('region')}/subnetworks/{a['name']}"
+            )
             # The real lookup returns the subnet's range; offline it is a stand-in.
             return {"name": a["name"], "selfLink": link, "ipCidrRange": "10.0.0.0/20", "id": link}
         if token.startswith("gcp:"):
@@ -227,24 +243,36 @@ class CloudMocks(pulumi_mocks.Mocks):
     @staticmethod
     def _gcp_call(token: str, a: dict) -> dict:
         if token == "gcp:storage/getBucket:getBucket":
-            return {"name": a["name"], "id": a["name"], "selfLink": f"https://www.googleapis.com/storage/v1/b/{a['name']}",
-                    "uniformBucketLevelAccess": a["name"] not in GCP_WORLD.buckets_without_uniform_access}
+            return {
+                "name": a["name"],
+                "id": a["name"],
+                "selfLink": f"https://www.googleapis.com/storage/v1/b/{a['name']}",
+                "uniformBucketLevelAccess": a["name"] not in GCP_WORLD.buckets_without_uniform_access,
+            }
         if token == "gcp:compute/getSubnetworks:getSubnetworks":
             # The API's filter, as the endpoint writes it: purpose and role, ANDed.
             wanted = dict(re.findall(r'\((\w+) = "([^"]+)"\)', a.get("filter") or ""))
             found = [
-                s for s in GCP_WORLD.subnetworks.get((str(a.get("project")), str(a.get("region"))), [])
+                s
+                for s in GCP_WORLD.subnetworks.get((str(a.get("project")), str(a.get("region"))), [])
                 if all(s.get(k) == v for k, v in wanted.items())
             ]
             prefix = f"https://www.googleapis.com/compute/v1/projects/{a.get('project')}"
             return {
                 "id": f"{a.get('project')}/{a.get('region')}",
-                "subnetworks": [{
-                    "name": s["name"], "description": "", "ipCidrRange": s["ipCidrRange"],
-                    "network": f"{prefix}/global/networks/{s['network']}", "networkName": s["network"],
-                    "networkSelfLink": s["network"], "privateIpGoogleAccess": False,
-                    "selfLink": f"{prefix}/regions/{a.get('region')}/subnetworks/{s['name']}",
-                } for s in found],
+                "subnetworks": [
+                    {
+                        "name": s["name"],
+                        "description": "",
+                        "ipCidrRange": s["ipCidrRange"],
+                        "network": f"{prefix}/global/networks/{s['network']}",
+                        "networkName": s["network"],
+                        "networkSelfLink": s["network"],
+                        "privateIpGoogleAccess": False,
+                        "selfLink": f"{prefix}/regions/{a.get('region')}/subnetworks/{s['name']}",
+                    }
+                    for s in found
+                ],
             }
         raise MissingMockError(f"the offline engine has no answer for data source {token}")
 

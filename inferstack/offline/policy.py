@@ -182,7 +182,9 @@ def _config_request(info: analyzer_pb2.AnalyzerInfo, config: dict[str, Any]) -> 
         schema = json_format.MessageToDict(policy.configSchema.properties) if policy.configSchema else {}
         props = {k: v["default"] for k, v in schema.items() if isinstance(v, dict) and "default" in v}
         props.update({k: v for k, v in given.items() if k != "enforcementLevel"})
-        request.policyConfig[policy.name].CopyFrom(analyzer_pb2.PolicyConfig(enforcementLevel=level, properties=_struct(props)))
+        request.policyConfig[policy.name].CopyFrom(
+            analyzer_pb2.PolicyConfig(enforcementLevel=level, properties=_struct(props))
+        )
     return request
 
 

@@ -26,8 +26,9 @@ def console_for(file: IO[str] | None = None, *, force_terminal: bool | None = No
     console = Console(file=file or sys.stdout, highlight=False, soft_wrap=False, force_terminal=force_terminal)
     if console.is_terminal:
         return console
-    return Console(file=file or sys.stdout, highlight=False, soft_wrap=False, force_terminal=force_terminal,
-                   width=UNWRAPPED_WIDTH)
+    return Console(
+        file=file or sys.stdout, highlight=False, soft_wrap=False, force_terminal=force_terminal, width=UNWRAPPED_WIDTH
+    )
 
 
 def _label(resource: dict) -> str:

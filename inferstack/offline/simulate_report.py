@@ -14,26 +14,61 @@ def _s(v: float | None) -> str:
 
 def print_result(result: StackResult, console: Console) -> None:
     table = Table(title=f"simulate {result.stack}: profile {result.profile}, seed {result.seed}")
-    for col in ("target", "requests", "refused", "over SLO", "TTFT p50/p95/p99 s", "wait p50/p95/p99 s",
-                "cold start s (worst)", "replica-h", "cost USD", "events"):
+    for col in (
+        "target",
+        "requests",
+        "refused",
+        "over SLO",
+        "TTFT p50/p95/p99 s",
+        "wait p50/p95/p99 s",
+        "cold start s (worst)",
+        "replica-h",
+        "cost USD",
+        "events",
+    ):
         table.add_column(col, overflow="fold")
     for t in result.targets:
         ttft = "/".join(_s(t.ttft.get(k)) for k in ("p50", "p95", "p99"))
         wait = "/".join(_s(t.queue_wait.get(k)) for k in ("p50", "p95", "p99"))
-        cold = f"{len(t.cold_start_first_token)}× ({max(t.cold_start_first_token):g})" if t.cold_start_first_token else "-"
-        table.add_row(t.target, str(t.requests), str(t.refused), str(t.over_slo), ttft, wait, cold,
-                      f"{t.replica_hours:.1f}", _s(t.cost_usd), str(len(t.events)))
+        cold = (
+            f"{len(t.cold_start_first_token)}× ({max(t.cold_start_first_token):g})" if t.cold_start_first_token else "-"
+        )
+        table.add_row(
+            t.target,
+            str(t.requests),
+            str(t.refused),
+            str(t.over_slo),
+            ttft,
+            wait,
+            cold,
+            f"{t.replica_hours:.1f}",
+            _s(t.cost_usd),
+            str(len(t.events)),
+        )
     tot = result.totals()
-    table.add_row("stack", str(tot["requests"]), str(tot["refused"]), str(tot["overSlo"]), "", "", "",
-                  f"{tot['replicaHours']:.1f}", _s(tot["costUsd"]), "")
+    table.add_row(
+        "stack",
+        str(tot["requests"]),
+        str(tot["refused"]),
+        str(tot["overSlo"]),
+        "",
+        "",
+        "",
+        f"{tot['replicaHours']:.1f}",
+        _s(tot["costUsd"]),
+        "",
+    )
     console.print(table)
     for t in result.targets:
         r = t.replica
         if r is not None:
-            console.print(f"{t.target}: start-up {r.startup_seconds}s"
-                          + (f", warm-pool start {r.warm_start_seconds}s" if r.warm_start_seconds else "")
-                          + f", {r.concurrent_sequences} sequences, {r.output_tokens_per_second:g} output tokens/s"
-                          + f" per replica ({r.formula})", highlight=False)
+            console.print(
+                f"{t.target}: start-up {r.startup_seconds}s"
+                + (f", warm-pool start {r.warm_start_seconds}s" if r.warm_start_seconds else "")
+                + f", {r.concurrent_sequences} sequences, {r.output_tokens_per_second:g} output tokens/s"
+                + f" per replica ({r.formula})",
+                highlight=False,
+            )
     findings = result.findings
     if not findings:
         console.print("[green]no findings[/]")
@@ -53,8 +88,12 @@ def plot(result: StackResult, path: str) -> None:
 
     n = len(result.targets)
     fig, axes = plt.subplots(n, 1, figsize=(11, 3.4 * n), sharex=True, squeeze=False)
-    styles = {"out": ("tab:green", "-"), "in": ("tab:red", "-"), "wake": ("tab:purple", "-"),
-              "interrupt": ("tab:orange", "--")}
+    styles = {
+        "out": ("tab:green", "-"),
+        "in": ("tab:red", "-"),
+        "wake": ("tab:purple", "-"),
+        "interrupt": ("tab:orange", "--"),
+    }
     for ax, t in zip(axes[:, 0], result.targets, strict=True):
         hours = np.arange(len(t.series["replicas"])) / 60
         q = ax.twinx()
@@ -64,7 +103,9 @@ def plot(result: StackResult, path: str) -> None:
         top = max(1.0, float(np.nanmax(np.concatenate([queue, np.nan_to_num(wait)]))) if len(queue) else 1.0)
         q.set_ylim(0, top * 1.15)
         q.set_ylabel("queue depth / TTFT s")
-        ax.step(hours, t.series["desired"], where="post", label="desired", color="tab:blue", linestyle=":", linewidth=1.2)
+        ax.step(
+            hours, t.series["desired"], where="post", label="desired", color="tab:blue", linestyle=":", linewidth=1.2
+        )
         ax.step(hours, t.series["replicas"], where="post", label="replicas serving", color="tab:blue", linewidth=1.8)
         ax.set_zorder(q.get_zorder() + 1)
         ax.patch.set_visible(False)
@@ -76,13 +117,27 @@ def plot(result: StackResult, path: str) -> None:
         seen = set()
         for e in t.events:
             colour, style = styles.get(e.kind, ("black", "-"))
-            ax.axvline(e.second / 3600, color=colour, linestyle=style, alpha=0.45, linewidth=0.8,
-                       label=None if e.kind in seen else f"scale {e.kind}" if e.kind != "interrupt" else "spot interruption")
+            ax.axvline(
+                e.second / 3600,
+                color=colour,
+                linestyle=style,
+                alpha=0.45,
+                linewidth=0.8,
+                label=None if e.kind in seen else f"scale {e.kind}" if e.kind != "interrupt" else "spot interruption",
+            )
             seen.add(e.kind)
         handles, labels = ax.get_legend_handles_labels()
         more = q.get_legend_handles_labels()
-        ax.legend(handles + more[0], labels + more[1], loc="lower left", bbox_to_anchor=(0, 1.02),
-                  fontsize=7, ncol=8, frameon=False, borderaxespad=0)
+        ax.legend(
+            handles + more[0],
+            labels + more[1],
+            loc="lower left",
+            bbox_to_anchor=(0, 1.02),
+            fontsize=7,
+            ncol=8,
+            frameon=False,
+            borderaxespad=0,
+        )
     axes[-1, 0].set_xlabel("hour of day (UTC)")
     axes[-1, 0].set_xlim(0, 24)
     axes[-1, 0].set_xticks(range(0, 25, 2))

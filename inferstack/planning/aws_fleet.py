@@ -89,7 +89,15 @@ WEIGHTS_DISK_SECONDS = 120
 # the lifecycle hooks the nodes complete (autoscaling), and Session Manager (ssm, ssmmessages,
 # ec2messages) in place of SSH.
 INTERFACE_ENDPOINT_SERVICES = (
-    "ecr.api", "ecr.dkr", "sts", "logs", "monitoring", "autoscaling", "ssm", "ssmmessages", "ec2messages",
+    "ecr.api",
+    "ecr.dkr",
+    "sts",
+    "logs",
+    "monitoring",
+    "autoscaling",
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
 )
 
 _ECR = re.compile(
@@ -268,7 +276,10 @@ def _minutes(seconds: float) -> int:
 
 
 def plan_readiness(
-    weights_bytes: int, instance_types: tuple[str, ...], volume: RootVolume, context_length: int,
+    weights_bytes: int,
+    instance_types: tuple[str, ...],
+    volume: RootVolume,
+    context_length: int,
     override_seconds: int | None = None,
 ) -> Readiness:
     """Launch to healthy, from the per-family timings of the slowest type in the fleet: boot, image
@@ -282,8 +293,11 @@ def plan_readiness(
         disk = min(volume.throughput_mib, t.ebs_mib_per_second)
         worst = max(
             worst,
-            t.boot_seconds + t.image_pull_seconds + t.warmup_seconds
-            + mib / min(t.s3_mib_per_second, disk) + mib / min(t.load_mib_per_second, disk),
+            t.boot_seconds
+            + t.image_pull_seconds
+            + t.warmup_seconds
+            + mib / min(t.s3_mib_per_second, disk)
+            + mib / min(t.load_mib_per_second, disk),
         )
     startup = override_seconds or _minutes(worst)
     hook = max(MIN_HOOK_SECONDS, min(MAX_HOOK_SECONDS, _minutes(startup * HOOK_TIMEOUT_MARGIN)))

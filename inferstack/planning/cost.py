@@ -78,11 +78,23 @@ def _estimate_gcp_fleet(name: str, target: GcpGpuFleetTarget) -> TargetCost:
     accel = _unit_price(prices.accelerators.get((gpu, count, target.region)), target.spot.enabled)
     if host is None or accel is None:
         missing = "host" if host is None else f"{count}x {gpu}"
-        return TargetCost(name, target.machine_type, target.region, None, None,
-                          f"no catalog price for the {missing} row of {target.machine_type} in {target.region}")
+        return TargetCost(
+            name,
+            target.machine_type,
+            target.region,
+            None,
+            None,
+            f"no catalog price for the {missing} row of {target.machine_type} in {target.region}",
+        )
     unit = host + accel
-    return TargetCost(name, target.machine_type, target.region, round(unit * target.capacity.min, 2),
-                      round(unit * target.capacity.max, 2), "host row + accelerator row")
+    return TargetCost(
+        name,
+        target.machine_type,
+        target.region,
+        round(unit * target.capacity.min, 2),
+        round(unit * target.capacity.max, 2),
+        "host row + accelerator row",
+    )
 
 
 def _estimate_tpu(name: str, target: GcpTpuTarget) -> TargetCost:

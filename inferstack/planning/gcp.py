@@ -345,7 +345,12 @@ def plan_tpu_hosts(target: GcpTpuTarget) -> int:
 
 
 def queued_resource_body(
-    plan: GcpTpuPlan, node_id: str, *, network: str, subnetwork: str, service_account: str,
+    plan: GcpTpuPlan,
+    node_id: str,
+    *,
+    network: str,
+    subnetwork: str,
+    service_account: str,
     data_disk: str | None = None,
 ) -> dict:
     """The Cloud TPU API's QueuedResource for one slice (v2 REST shape), with the node spec
@@ -379,7 +384,9 @@ def queued_resource_body(
     if data_disk is not None:
         node["dataDisks"] = [{"sourceDisk": data_disk, "mode": "READ_WRITE"}]
     body: dict = {
-        "tpu": {"nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]}
+        "tpu": {
+            "nodeSpec": [{"parent": f"projects/{plan.project}/locations/{plan.zone}", "nodeId": node_id, "node": node}]
+        }
     }
     if plan.provisioning == "spot":
         body["spot"] = {}
@@ -437,4 +444,3 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         data_disk_gib=data_disk,
         data_disk_type=TPU_DATA_DISK_TYPES[target.generation],
     )
-

@@ -95,7 +95,13 @@ def kms_key_policy(partition: str, account: str, region: str, log_delivery: bool
     asg_role = f"arn:{partition}:iam::{account}:role{AUTOSCALING_ROLE_PATH}{AUTOSCALING_ROLE_NAME}"
     return document(
         [
-            {"Sid": "KeyAdministration", "Effect": "Allow", "Principal": {"AWS": root}, "Action": KMS_ADMIN_ACTIONS, "Resource": "*"},
+            {
+                "Sid": "KeyAdministration",
+                "Effect": "Allow",
+                "Principal": {"AWS": root},
+                "Action": KMS_ADMIN_ACTIONS,
+                "Resource": "*",
+            },
             {
                 "Sid": "AutoScalingEncryptsVolumes",
                 "Effect": "Allow",
@@ -118,7 +124,9 @@ def kms_key_policy(partition: str, account: str, region: str, log_delivery: bool
                 "Action": KMS_USE_ACTIONS,
                 "Resource": "*",
                 "Condition": {
-                    "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account}:log-group:*"}
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account}:log-group:*"
+                    }
                 },
             },
             *(
@@ -127,7 +135,13 @@ def kms_key_policy(partition: str, account: str, region: str, log_delivery: bool
                         "Sid": "LoadBalancerAccessLogDelivery",
                         "Effect": "Allow",
                         "Principal": {"Service": "delivery.logs.amazonaws.com"},
-                        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                        "Action": [
+                            "kms:Encrypt",
+                            "kms:Decrypt",
+                            "kms:ReEncrypt*",
+                            "kms:GenerateDataKey*",
+                            "kms:DescribeKey",
+                        ],
                         "Resource": "*",
                         "Condition": {"StringEquals": {"aws:SourceAccount": account}},
                     }

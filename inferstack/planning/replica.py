@@ -74,8 +74,10 @@ def warm_start_seconds(instance_types: tuple[str, ...], weights_bytes: int, volu
     worst = 0.0
     for itype in instance_types:
         t = catalog.aws_node_timings_of(itype)
-        worst = max(worst, t.boot_seconds + t.warmup_seconds
-                    + mib / min(t.load_mib_per_second, volume_mib, t.ebs_mib_per_second))
+        worst = max(
+            worst,
+            t.boot_seconds + t.warmup_seconds + mib / min(t.load_mib_per_second, volume_mib, t.ebs_mib_per_second),
+        )
     return math.ceil(worst)
 
 
@@ -112,7 +114,8 @@ def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic 
         f"estimate: sequences = min({MAX_NUM_SEQS}, KV room / KV per sequence at {tokens} tokens); "
         f"output tokens/s = sequences × {DECODE_TOKENS_PER_SECOND_PER_SEQUENCE:g}; prefill "
         f"{PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR:g} tokens/s per accelerator"
-        if estimated else "from the spec's traffic.targets.replica"
+        if estimated
+        else "from the spec's traffic.targets.replica"
     )
     return ReplicaModel(
         target=name,

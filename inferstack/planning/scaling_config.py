@@ -126,7 +126,8 @@ def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
             m = tt.get("customizedMetricSpecification") or {}
             tracking = TargetTracking(
                 resource=p["name"],
-                metric=m.get("metricName") or str((tt.get("predefinedMetricSpecification") or {}).get("predefinedMetricType")),
+                metric=m.get("metricName")
+                or str((tt.get("predefinedMetricSpecification") or {}).get("predefinedMetricType")),
                 statistic=m.get("statistic", "Average"),
                 target=float(tt["targetValue"]),
                 disable_scale_in=bool(tt.get("disableScaleIn", False)),
@@ -146,24 +147,36 @@ def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
         if ai.get("metricQueries") and pi.get("adjustmentType") != "ExactCapacity":
             # The scale-in alarm of a group that may reach zero: the average load, except that at
             # one node the last node's peak must have been 0.
-            load = next(q["metric"] for q in ai["metricQueries"]
-                        if q.get("metric", {}).get("stat") == "Average" and q["metric"].get("namespace") == "InferStack")
-            alarms.append(AlarmPolicy(
-                resource=a["name"], policy=pol["name"], metric=load["metricName"], statistic="Average",
-                period=int(load.get("period", 60)), evaluation_periods=int(ai.get("evaluationPeriods", 1)),
-                threshold=float(ai["threshold"]), comparison=ai["comparisonOperator"],
-                missing_breaches=ai.get("treatMissingData") == "breaching",
-                adjustment=int(pi.get("scalingAdjustment", 0)), adjustment_type=pi.get("adjustmentType", "ChangeInCapacity"),
-                cooldown=int(pi.get("cooldown") or 300),
-                last_node_only_when_idle=any("peak" in (q.get("expression") or "") for q in ai["metricQueries"]),
-            ))
+            load = next(
+                q["metric"]
+                for q in ai["metricQueries"]
+                if q.get("metric", {}).get("stat") == "Average" and q["metric"].get("namespace") == "InferStack"
+            )
+            alarms.append(
+                AlarmPolicy(
+                    resource=a["name"],
+                    policy=pol["name"],
+                    metric=load["metricName"],
+                    statistic="Average",
+                    period=int(load.get("period", 60)),
+                    evaluation_periods=int(ai.get("evaluationPeriods", 1)),
+                    threshold=float(ai["threshold"]),
+                    comparison=ai["comparisonOperator"],
+                    missing_breaches=ai.get("treatMissingData") == "breaching",
+                    adjustment=int(pi.get("scalingAdjustment", 0)),
+                    adjustment_type=pi.get("adjustmentType", "ChangeInCapacity"),
+                    cooldown=int(pi.get("cooldown") or 300),
+                    last_node_only_when_idle=any("peak" in (q.get("expression") or "") for q in ai["metricQueries"]),
+                )
+            )
             continue
         if ai.get("metricQueries"):
             queries = ai["metricQueries"]
             metrics = [q["metric"] for q in queries if q.get("metric")]
             step = (pi.get("stepAdjustments") or [{}])[0]
             wake = WakeAlarm(
-                resource=a["name"], policy=pol["name"],
+                resource=a["name"],
+                policy=pol["name"],
                 period=int(max((m.get("period", 60) for m in metrics), default=60)),
                 evaluation_periods=int(ai.get("evaluationPeriods", 1)),
                 load_balancer=any(m.get("namespace") == "AWS/NetworkELB" for m in metrics),
@@ -174,14 +187,22 @@ def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
         adj = pi.get("scalingAdjustment")
         if adj is None:
             adj = (pi.get("stepAdjustments") or [{}])[0].get("scalingAdjustment", 0)
-        alarms.append(AlarmPolicy(
-            resource=a["name"], policy=pol["name"], metric=ai["metricName"],
-            statistic=ai.get("statistic", "Average"), period=int(ai.get("period", 60)),
-            evaluation_periods=int(ai.get("evaluationPeriods", 1)), threshold=float(ai["threshold"]),
-            comparison=ai["comparisonOperator"], missing_breaches=ai.get("treatMissingData") == "breaching",
-            adjustment=int(adj), adjustment_type=pi.get("adjustmentType", "ChangeInCapacity"),
-            cooldown=int(pi.get("cooldown") or 300),  # the group's default cooldown when the policy has none
-        ))
+        alarms.append(
+            AlarmPolicy(
+                resource=a["name"],
+                policy=pol["name"],
+                metric=ai["metricName"],
+                statistic=ai.get("statistic", "Average"),
+                period=int(ai.get("period", 60)),
+                evaluation_periods=int(ai.get("evaluationPeriods", 1)),
+                threshold=float(ai["threshold"]),
+                comparison=ai["comparisonOperator"],
+                missing_breaches=ai.get("treatMissingData") == "breaching",
+                adjustment=int(adj),
+                adjustment_type=pi.get("adjustmentType", "ChangeInCapacity"),
+                cooldown=int(pi.get("cooldown") or 300),  # the group's default cooldown when the policy has none
+            )
+        )
     hook = next((r for r in rs if r["type"] == AWS_HOOK and r["inputs"].get("lifecycleTransition") == LAUNCHING), None)
     hook_timeout = int(hook["inputs"]["heartbeatTimeout"]) if hook else None
     if hook is None:
@@ -192,13 +213,19 @@ def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
     dist = mixed.get("instancesDistribution") or {}
     spot = bool(mixed) and (dist.get("onDemandPercentageAboveBaseCapacity", 100) < 100)
     return ScalingConfig(
-        target=name, cloud="aws", group=group["name"],
-        min_size=int(gi["minSize"]), max_size=int(gi["maxSize"]),
+        target=name,
+        cloud="aws",
+        group=group["name"],
+        min_size=int(gi["minSize"]),
+        max_size=int(gi["maxSize"]),
         initial=int(gi.get("desiredCapacity", gi["minSize"])),
-        tracking=tracking, alarms=tuple(alarms), wake=wake,
+        tracking=tracking,
+        alarms=tuple(alarms),
+        wake=wake,
         warm_pool=int((gi.get("warmPool") or {}).get("minSize") or 0),
         grace=int(gi.get("healthCheckGracePeriod") or 0),
-        launch_hook_timeout=hook_timeout, launch_hook=hook["name"] if hook else group["name"],
+        launch_hook_timeout=hook_timeout,
+        launch_hook=hook["name"] if hook else group["name"],
         spot=spot,
     )
 
@@ -224,10 +251,17 @@ def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
     template = next((r for r in rs if r["type"] == GCP_TEMPLATE), None)
     spot = template is not None and (template["inputs"].get("scheduling") or {}).get("provisioningModel") == "SPOT"
     return ScalingConfig(
-        target=name, cloud="gcp", group=mig["name"],
-        min_size=int(p.get("minReplicas", 0)), max_size=int(p["maxReplicas"]), initial=size,
+        target=name,
+        cloud="gcp",
+        group=mig["name"],
+        min_size=int(p.get("minReplicas", 0)),
+        max_size=int(p["maxReplicas"]),
+        initial=size,
         autoscaler=GcpAutoscaler(
-            resource=auto["name"], metric=metric, target=target, per_group=per_group,
+            resource=auto["name"],
+            metric=metric,
+            target=target,
+            per_group=per_group,
             cooldown=int(p.get("cooldownPeriod", 60)),
             scale_in_window=int(sic.get("timeWindowSec", 600)),
             scale_in_max=int((sic.get("maxScaledInReplicas") or {}).get("fixed", 10**6)),

@@ -54,7 +54,13 @@ class Event:
     resource: str
 
     def to_json(self) -> dict:
-        return {"second": self.second, "kind": self.kind, "from": self.before, "to": self.after, "resource": self.resource}
+        return {
+            "second": self.second,
+            "kind": self.kind,
+            "from": self.before,
+            "to": self.after,
+            "resource": self.resource,
+        }
 
 
 @dataclass(frozen=True)
@@ -89,14 +95,24 @@ class TargetResult:
         r = self.replica
         return {
             "target": self.target,
-            "requests": self.requests, "served": self.served, "refused": self.refused, "overSlo": self.over_slo,
-            "ttftSeconds": self.ttft, "queueWaitSeconds": self.queue_wait,
+            "requests": self.requests,
+            "served": self.served,
+            "refused": self.refused,
+            "overSlo": self.over_slo,
+            "ttftSeconds": self.ttft,
+            "queueWaitSeconds": self.queue_wait,
             "coldStartFirstTokenSeconds": self.cold_start_first_token,
-            "replicaHours": round(self.replica_hours, 2), "costUsd": self.cost_usd,
-            "replica": None if r is None else {
-                "startupSeconds": r.startup_seconds, "warmStartSeconds": r.warm_start_seconds,
-                "concurrentSequences": r.concurrent_sequences, "outputTokensPerSecond": r.output_tokens_per_second,
-                "estimated": r.estimated, "formula": r.formula,
+            "replicaHours": round(self.replica_hours, 2),
+            "costUsd": self.cost_usd,
+            "replica": None
+            if r is None
+            else {
+                "startupSeconds": r.startup_seconds,
+                "warmStartSeconds": r.warm_start_seconds,
+                "concurrentSequences": r.concurrent_sequences,
+                "outputTokensPerSecond": r.output_tokens_per_second,
+                "estimated": r.estimated,
+                "formula": r.formula,
             },
             "events": [e.to_json() for e in self.events],
             "findings": [f.to_json() for f in self.findings],
@@ -134,14 +150,24 @@ def _counts_in_flight(metric: str) -> bool:
 
 def _compare(value: float, op: str, threshold: float) -> bool:
     return {
-        "LessThanThreshold": value < threshold, "LessThanOrEqualToThreshold": value <= threshold,
-        "GreaterThanThreshold": value > threshold, "GreaterThanOrEqualToThreshold": value >= threshold,
+        "LessThanThreshold": value < threshold,
+        "LessThanOrEqualToThreshold": value <= threshold,
+        "GreaterThanThreshold": value > threshold,
+        "GreaterThanOrEqualToThreshold": value >= threshold,
     }[op]
 
 
 def simulate_target(
-    cfg: ScalingConfig, replica: ReplicaModel, arrivals: np.ndarray, *, input_tokens: int, output_tokens: int,
-    slo_seconds: float, client_timeout: int, spot_rate_per_hour: float = 0.0, seed: int = 0,
+    cfg: ScalingConfig,
+    replica: ReplicaModel,
+    arrivals: np.ndarray,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    slo_seconds: float,
+    client_timeout: int,
+    spot_rate_per_hour: float = 0.0,
+    seed: int = 0,
     hourly_price: float | None = None,
 ) -> TargetResult:
     rng = np.random.default_rng(seed + 1)
@@ -156,10 +182,14 @@ def simulate_target(
 
     abandoned = cfg.launch_hook_timeout is not None and replica.startup_seconds > cfg.launch_hook_timeout
     if abandoned:
-        res.findings.append(Finding(
-            "launch-hook-timeout", cfg.launch_hook or cfg.group,
-            f"a node needs ~{replica.startup_seconds}s to serve but the launch hook abandons it after "
-            f"{cfg.launch_hook_timeout}s: no launched node ever serves"))
+        res.findings.append(
+            Finding(
+                "launch-hook-timeout",
+                cfg.launch_hook or cfg.group,
+                f"a node needs ~{replica.startup_seconds}s to serve but the launch hook abandons it after "
+                f"{cfg.launch_hook_timeout}s: no launched node ever serves",
+            )
+        )
 
     in_service = cfg.initial  # the initial nodes are up when the day starts
     starting: list[int] = []  # ready-at seconds of launching nodes
@@ -223,12 +253,20 @@ def simulate_target(
         new = max(cfg.min_size, min(cfg.max_size, new))
         if new == desired:
             return
-        if new < desired and in_service and _under_load(busy + queued, in_service, in_service + len(starting) - (desired - new)):
-            res.findings.append(Finding(
-                "scale-in-under-load", cause or resource,
-                f"at {_clock(t)} {cause or resource} removed capacity ({desired} -> {new}) while nodes averaged "
-                f"{(busy + queued) / in_service:.1f} requests in flight ({slots} slots each)"
-                + (f": {why} under load" if why else "")))
+        if (
+            new < desired
+            and in_service
+            and _under_load(busy + queued, in_service, in_service + len(starting) - (desired - new))
+        ):
+            res.findings.append(
+                Finding(
+                    "scale-in-under-load",
+                    cause or resource,
+                    f"at {_clock(t)} {cause or resource} removed capacity ({desired} -> {new}) while nodes averaged "
+                    f"{(busy + queued) / in_service:.1f} requests in flight ({slots} slots each)"
+                    + (f": {why} under load" if why else ""),
+                )
+            )
         res.events.append(Event(t, kind, desired, new, resource))
         if new > desired:
             launch(new - desired, t)
@@ -327,14 +365,16 @@ def simulate_target(
                 if want > desired:
                     set_desired(want, t, "out", tr.resource)
         for al in cfg.alarms:
-            pts = history[al.metric][-al.evaluation_periods:]
+            pts = history[al.metric][-al.evaluation_periods :]
             if al.last_node_only_when_idle and desired <= 1:
                 # the alarm's metric math: at one node, the threshold itself unless the peak was 0
-                pks = peaks[al.metric][-al.evaluation_periods:]
+                pks = peaks[al.metric][-al.evaluation_periods :]
                 pts = [v if v is None or not p else al.threshold for v, p in zip(pts, pks, strict=True)]
-            if len(pts) == al.evaluation_periods and all(
-                (al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts
-            ) and t >= cooldown_until.get(al.policy, 0):
+            if (
+                len(pts) == al.evaluation_periods
+                and all((al.missing_breaches if v is None else _compare(v, al.comparison, al.threshold)) for v in pts)
+                and t >= cooldown_until.get(al.policy, 0)
+            ):
                 new = al.adjustment if al.adjustment_type == "ExactCapacity" else desired + al.adjustment
                 new = max(cfg.min_size, min(cfg.max_size, new))
                 if new != desired:
@@ -391,8 +431,10 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     seen: dict[tuple[str, str], list[Finding]] = {}
     for f in findings:
         seen.setdefault((f.kind, f.resource), []).append(f)
-    return [fs[0] if len(fs) == 1 else Finding(fs[0].kind, fs[0].resource, f"{fs[0].message} ({len(fs)} times)")
-            for fs in seen.values()]
+    return [
+        fs[0] if len(fs) == 1 else Finding(fs[0].kind, fs[0].resource, f"{fs[0].message} ({len(fs)} times)")
+        for fs in seen.values()
+    ]
 
 
 def _clock(t: int) -> str:
@@ -410,36 +452,56 @@ def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int
         stuck = res.requests and res.served == 0 and cfg.initial == 0
         if not waking and (zero_episodes or stuck or res.refused):
             resource = cfg.autoscaler.resource if cfg.autoscaler else cfg.group
-            res.findings.append(Finding(
-                "cannot-wake-from-zero", resource,
-                f"{cfg.target} reaches 0 nodes and nothing publishes demand while it is empty: "
-                f"{res.refused} requests refused after the client timeout"))
+            res.findings.append(
+                Finding(
+                    "cannot-wake-from-zero",
+                    resource,
+                    f"{cfg.target} reaches 0 nodes and nothing publishes demand while it is empty: "
+                    f"{res.refused} requests refused after the client timeout",
+                )
+            )
     ins = [e for e in res.events if e.kind == "in"]
     outs = [e for e in res.events if e.kind in ("out", "wake")]
     cooldowns = [a.cooldown for a in cfg.alarms if a.adjustment < 0] or (
-        [cfg.autoscaler.scale_in_window] if cfg.autoscaler else [])
+        [cfg.autoscaler.scale_in_window] if cfg.autoscaler else []
+    )
     if cooldowns:
         window = max(cooldowns)
         flaps = [(i, o) for i in ins for o in outs if 0 < abs(o.second - i.second) < window]
         if flaps:
             i, o = flaps[0]
-            res.findings.append(Finding(
-                "flapping", i.resource,
-                f"{len(flaps)} scale-in/scale-out pairs within one cooldown ({window}s), first at "
-                f"{_clock(min(i.second, o.second))} ({i.resource} and {o.resource})"))
+            res.findings.append(
+                Finding(
+                    "flapping",
+                    i.resource,
+                    f"{len(flaps)} scale-in/scale-out pairs within one cooldown ({window}s), first at "
+                    f"{_clock(min(i.second, o.second))} ({i.resource} and {o.resource})",
+                )
+            )
     if res.requests and late > KEEP_UP_TOLERANCE * res.requests:
         at_max = late_at_max > late / 2
-        resource = cfg.group if at_max else (
-            cfg.tracking.resource if cfg.tracking else cfg.autoscaler.resource if cfg.autoscaler else cfg.group)
-        why = (f"the group is at its maximum ({cfg.max_size})" if at_max
-               else f"new nodes take {res.replica.startup_seconds if res.replica else '?'}s to serve")
-        res.findings.append(Finding(
-            "cannot-keep-up", resource,
-            f"{late} of {res.requests} requests ({late / res.requests:.1%}) waited past the SLO outside cold "
-            f"starts from zero: {why}"))
+        resource = (
+            cfg.group
+            if at_max
+            else (cfg.tracking.resource if cfg.tracking else cfg.autoscaler.resource if cfg.autoscaler else cfg.group)
+        )
+        why = (
+            f"the group is at its maximum ({cfg.max_size})"
+            if at_max
+            else f"new nodes take {res.replica.startup_seconds if res.replica else '?'}s to serve"
+        )
+        res.findings.append(
+            Finding(
+                "cannot-keep-up",
+                resource,
+                f"{late} of {res.requests} requests ({late / res.requests:.1%}) waited past the SLO outside cold "
+                f"starts from zero: {why}",
+            )
+        )
 
 
 # -- the stack ------------------------------------------------------------------------------------
+
 
 @dataclass
 class StackResult:
@@ -466,8 +528,12 @@ class StackResult:
 
     def to_json(self) -> dict:
         return {
-            "stack": self.stack, "profile": self.profile, "seed": self.seed,
-            "targets": [t.to_json() for t in self.targets], "total": self.totals(), "notes": self.notes,
+            "stack": self.stack,
+            "profile": self.profile,
+            "seed": self.seed,
+            "targets": [t.to_json() for t in self.targets],
+            "total": self.totals(),
+            "notes": self.notes,
         }
 
 
@@ -483,8 +549,9 @@ def split_arrivals(arrivals: np.ndarray, shares: dict[str, float], seed: int) ->
     return {n: counts[:, i].astype(np.int64) for i, n in enumerate(names)}
 
 
-def simulate_stack(spec, stack: str, resources: list[dict], arrivals: np.ndarray, *, seed: int = 0,
-                   profile: str = "spec") -> StackResult:
+def simulate_stack(
+    spec, stack: str, resources: list[dict], arrivals: np.ndarray, *, seed: int = 0, profile: str = "spec"
+) -> StackResult:
     """Replay `arrivals` (requests per second over the day, the whole stack) through every target's
     scaling configuration as the plan's resources record it."""
     from inferstack.planning import cost
@@ -497,8 +564,14 @@ def simulate_stack(spec, stack: str, resources: list[dict], arrivals: np.ndarray
     prices = {c.target: c for c in cost.estimate(spec)}
     for name, target in spec.targets.items():
         if name not in configs and isinstance(target, GcpTpuTarget):
-            configs[name] = ScalingConfig(target=name, cloud="fixed", group=f"{name} (TPU slices)",
-                                          min_size=target.slices, max_size=target.slices, initial=target.slices)
+            configs[name] = ScalingConfig(
+                target=name,
+                cloud="fixed",
+                group=f"{name} (TPU slices)",
+                min_size=target.slices,
+                max_size=target.slices,
+                initial=target.slices,
+            )
     shares = {n: (traffic.targets[n].share if n in traffic.targets else 1.0) for n in configs}
     per_target = split_arrivals(arrivals, shares, seed)
     out = StackResult(stack, profile, seed, [])
@@ -510,11 +583,20 @@ def simulate_stack(spec, stack: str, resources: list[dict], arrivals: np.ndarray
         hourly = None
         if price is not None and price.hourly_max is not None and cfg.max_size:
             hourly = price.hourly_max / cfg.max_size  # blended per replica at the fleet's spot/on-demand mix
-        out.targets.append(simulate_target(
-            cfg, rep, per_target[name], input_tokens=traffic.input_tokens, output_tokens=traffic.output_tokens,
-            slo_seconds=traffic.slo_ttft_seconds, client_timeout=traffic.client_timeout_seconds,
-            spot_rate_per_hour=traffic.spot_interruptions_per_hour, seed=seed + 101 * i, hourly_price=hourly,
-        ))
+        out.targets.append(
+            simulate_target(
+                cfg,
+                rep,
+                per_target[name],
+                input_tokens=traffic.input_tokens,
+                output_tokens=traffic.output_tokens,
+                slo_seconds=traffic.slo_ttft_seconds,
+                client_timeout=traffic.client_timeout_seconds,
+                spot_rate_per_hour=traffic.spot_interruptions_per_hour,
+                seed=seed + 101 * i,
+                hourly_price=hourly,
+            )
+        )
     return out
 
 
@@ -525,5 +607,9 @@ def verdict(result: TargetResult) -> str:
         more = f" (+{len(result.findings) - 1} more)" if len(result.findings) > 1 else ""
         return f"{result.target}: {f.kind} ({f.resource}){more}"
     p95 = result.ttft.get("p95")
-    return (f"{result.target}: ok, p95 time to first token {p95:g}s, {result.refused} refused, "
-            f"{result.replica_hours:.1f} replica-hours" if p95 is not None else f"{result.target}: ok, no requests")
+    return (
+        f"{result.target}: ok, p95 time to first token {p95:g}s, {result.refused} refused, "
+        f"{result.replica_hours:.1f} replica-hours"
+        if p95 is not None
+        else f"{result.target}: ok, no requests"
+    )

@@ -22,8 +22,32 @@ class TrafficError(ValueError):
 SHAPES: dict[str, tuple[float, ...]] = {
     "steady": (1.0,) * 24,
     # Quiet night, ramp from 07:00, busy 09:00-17:00 with a lunch dip, tail off by 20:00.
-    "business-day": (0.02, 0.02, 0.02, 0.02, 0.02, 0.03, 0.05, 0.2, 0.6, 1.0, 1.0, 0.9,
-                     0.7, 0.9, 1.0, 1.0, 0.9, 0.6, 0.3, 0.15, 0.08, 0.05, 0.03, 0.02),
+    "business-day": (
+        0.02,
+        0.02,
+        0.02,
+        0.02,
+        0.02,
+        0.03,
+        0.05,
+        0.2,
+        0.6,
+        1.0,
+        1.0,
+        0.9,
+        0.7,
+        0.9,
+        1.0,
+        1.0,
+        0.9,
+        0.6,
+        0.3,
+        0.15,
+        0.08,
+        0.05,
+        0.03,
+        0.02,
+    ),
     # A steady tenth of the peak, and one hour (12:00) at the peak.
     "spike": tuple(1.0 if h == 12 else 0.1 for h in range(24)),
     # Batch jobs: on for two hours at 02:00 and 14:00, nothing otherwise.
@@ -64,7 +88,9 @@ def arrivals_from_csv(path: str) -> np.ndarray:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames is None or "second" not in reader.fieldnames:
-                raise TrafficError(f"{path}: the first line must be a header naming a `second` column (and optionally `count`)")
+                raise TrafficError(
+                    f"{path}: the first line must be a header naming a `second` column (and optionally `count`)"
+                )
             for n, row in enumerate(reader, start=2):
                 if n > MAX_CSV_ROWS:
                     raise TrafficError(f"{path}: more than {MAX_CSV_ROWS} rows")
@@ -72,7 +98,9 @@ def arrivals_from_csv(path: str) -> np.ndarray:
                     second = int(row["second"])
                     count = int(row.get("count") or 1)
                 except (TypeError, ValueError):
-                    raise TrafficError(f"{path}, line {n}: `second` and `count` must be whole numbers (got {row})") from None
+                    raise TrafficError(
+                        f"{path}, line {n}: `second` and `count` must be whole numbers (got {row})"
+                    ) from None
                 if not 0 <= second < DAY_SECONDS or count < 0:
                     raise TrafficError(f"{path}, line {n}: second must be 0..{DAY_SECONDS - 1} and count >= 0")
                 out[second] += count

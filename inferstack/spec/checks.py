@@ -39,8 +39,9 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
-        findings += _check_region(spec, (*base, "zone" if isinstance(target, GcpTpuTarget) else "region"),
-                                  target.region, target.cloud)
+        findings += _check_region(
+            spec, (*base, "zone" if isinstance(target, GcpTpuTarget) else "region"), target.region, target.cloud
+        )
         findings += _check_image(spec, name)
         if not _check_model_ref(spec, name):
             findings += _check_weights(spec, name)
@@ -82,38 +83,59 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
         return
     clouds = {t.cloud for t in spec.targets.values()}
     if "aws" in clouds and not ep.allowed_principals and not ep.allow_any_principal:
-        yield Finding(("endpoint", "allowed_principals"), "name the AWS accounts or principals that may connect "
-                      "(an endpoint service with no principals admits nobody)")
+        yield Finding(
+            ("endpoint", "allowed_principals"),
+            "name the AWS accounts or principals that may connect "
+            "(an endpoint service with no principals admits nobody)",
+        )
     if ep.allow_any_principal and ep.allowed_principals:
-        yield Finding(("endpoint", "allow_any_principal"), "choose one: allow_any_principal admits every AWS "
-                      "principal, so the allowed_principals list would be ignored")
+        yield Finding(
+            ("endpoint", "allow_any_principal"),
+            "choose one: allow_any_principal admits every AWS "
+            "principal, so the allowed_principals list would be ignored",
+        )
     elif ep.allow_any_principal:
-        yield Finding(("endpoint", "allow_any_principal"), "any AWS principal may request a connection "
-                      "(opt-out of named principals; acceptance is still required); the policy pack flags it", "warning")
+        yield Finding(
+            ("endpoint", "allow_any_principal"),
+            "any AWS principal may request a connection "
+            "(opt-out of named principals; acceptance is still required); the policy pack flags it",
+            "warning",
+        )
     if "gcp" in clouds and not ep.consumer_projects:
-        yield Finding(("endpoint", "consumer_projects"), "name the GCP projects whose Private Service Connect "
-                      "endpoints are accepted")
+        yield Finding(
+            ("endpoint", "consumer_projects"),
+            "name the GCP projects whose Private Service Connect endpoints are accepted",
+        )
     for i, consumer in enumerate(ep.gcp_consumers):
         if consumer.project not in ep.consumer_projects:
-            yield Finding(("endpoint", "gcp_consumers", i, "project"), f"{consumer.project!r} is not in "
-                          "consumer_projects, so the service attachment would refuse its endpoint: add it there")
+            yield Finding(
+                ("endpoint", "gcp_consumers", i, "project"),
+                f"{consumer.project!r} is not in "
+                "consumer_projects, so the service attachment would refuse its endpoint: add it there",
+            )
     seen: dict[tuple[str, str, str], int] = {}
     for i, cert in enumerate(ep.certificates):
         key = ("aws" if is_acm(cert) else "gcp", region_of_certificate(cert) or "", certificate_owner(cert))
         if key in seen:
-            yield Finding(("endpoint", "certificates", i), f"a second certificate for {key[0].upper()} region "
-                          f"{key[1]} (certificates[{seen[key]}] is one); keep one per region")
+            yield Finding(
+                ("endpoint", "certificates", i),
+                f"a second certificate for {key[0].upper()} region "
+                f"{key[1]} (certificates[{seen[key]}] is one); keep one per region",
+            )
         seen.setdefault(key, i)
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
     yield from _shared_proxy_only_subnets(spec)
     for name, target in sorted(spec.targets.items()):
         owner = "" if isinstance(target, AwsGpuFleetTarget) else target.project
-        yield from _endpoint_certificate(name, target, (target.cloud, target.region, owner) in seen,
-                                         ep.private_ca_arn, ca_region)
+        yield from _endpoint_certificate(
+            name, target, (target.cloud, target.region, owner) in seen, ep.private_ca_arn, ca_region
+        )
         if isinstance(target, GcpTpuTarget) and (plan_tpu_hosts(target) > 1 or target.provisioning != "on-demand"):
-            yield Finding(("targets", name, "provisioning" if target.provisioning != "on-demand" else "topology"),
-                          "queued TPU slices get their addresses only once capacity arrives, so the endpoint "
-                          "cannot route to them: use a single-host on-demand slice behind an endpoint")
+            yield Finding(
+                ("targets", name, "provisioning" if target.provisioning != "on-demand" else "topology"),
+                "queued TPU slices get their addresses only once capacity arrives, so the endpoint "
+                "cannot route to them: use a single-host on-demand slice behind an endpoint",
+            )
         if isinstance(target.network, GcpNetwork):
             yield from _endpoint_ranges(name, target.network)
 
@@ -122,15 +144,24 @@ def _endpoint_certificate(name, target, has_certificate, private_ca_arn, ca_regi
     if has_certificate or (target.cloud == "aws" and ca_region == target.region):
         return
     if target.cloud == "aws" and private_ca_arn:
-        yield Finding(("endpoint", "private_ca_arn"), f"the private CA is in {ca_region}, target {name!r} in "
-                      f"{target.region}: add an ACM certificate for {target.region} to endpoint.certificates")
+        yield Finding(
+            ("endpoint", "private_ca_arn"),
+            f"the private CA is in {ca_region}, target {name!r} in "
+            f"{target.region}: add an ACM certificate for {target.region} to endpoint.certificates",
+        )
     elif target.cloud == "aws":
-        yield Finding(("endpoint", "certificates"), f"no ACM certificate in {target.region} for target {name!r}: "
-                      "add its ARN, or set private_ca_arn to issue one")
+        yield Finding(
+            ("endpoint", "certificates"),
+            f"no ACM certificate in {target.region} for target {name!r}: "
+            "add its ARN, or set private_ca_arn to issue one",
+        )
     else:
-        yield Finding(("endpoint", "certificates"), f"no regional SSL certificate of project {target.project} in "
-                      f"{target.region} for target {name!r}: add projects/{target.project}/regions/{target.region}"
-                      "/sslCertificates/<name> (an HTTPS proxy uses certificates of its own project)")
+        yield Finding(
+            ("endpoint", "certificates"),
+            f"no regional SSL certificate of project {target.project} in "
+            f"{target.region} for target {name!r}: add projects/{target.project}/regions/{target.region}"
+            "/sslCertificates/<name> (an HTTPS proxy uses certificates of its own project)",
+        )
 
 
 def _endpoint_ranges(name: str, net: GcpNetwork) -> Iterator[Finding]:
@@ -139,8 +170,11 @@ def _endpoint_ranges(name: str, net: GcpNetwork) -> Iterator[Finding]:
 
     loc = ("targets", name, "network")
     if not net.creates_network and net.psc_cidr is None:
-        yield Finding(loc, "an existing network needs psc_cidr for the endpoint's Private Service Connect NAT "
-                           "subnet (and proxy_cidr only if the network has no proxy-only subnet in the region yet)")
+        yield Finding(
+            loc,
+            "an existing network needs psc_cidr for the endpoint's Private Service Connect NAT "
+            "subnet (and proxy_cidr only if the network has no proxy-only subnet in the region yet)",
+        )
         return
     if not net.creates_network and net.proxy_cidr is None:
         # The network's own active proxy-only subnet is reused; the program looks it up.
@@ -151,8 +185,11 @@ def _endpoint_ranges(name: str, net: GcpNetwork) -> Iterator[Finding]:
     for field, net_range in ranges.items():
         where = (*loc, field) if getattr(net, field) else loc
         if not net_range.is_private:
-            yield Finding(where, f"the {field.removesuffix('_cidr')} range {net_range} (next to the subnet) is not "
-                                 f"private: set {field} explicitly")
+            yield Finding(
+                where,
+                f"the {field.removesuffix('_cidr')} range {net_range} (next to the subnet) is not "
+                f"private: set {field} explicitly",
+            )
         elif net.creates_network and net_range.overlaps(ipaddress.IPv4Network(net.subnet_cidr)):
             yield Finding(where, f"{net_range} overlaps the subnet {net.subnet_cidr}")
     if len(ranges) == 2 and ranges["proxy_cidr"].overlaps(ranges["psc_cidr"]):
@@ -176,10 +213,12 @@ def _shared_proxy_only_subnets(spec: DeploymentSpec) -> Iterator[Finding]:
         proxy_cidrs[name] = net.proxy_cidr
         if key in seen and (net.proxy_cidr or proxy_cidrs[seen[key]]):
             creator = name if net.proxy_cidr else seen[key]
-            yield Finding(("targets", creator, "network", "proxy_cidr"),
-                          f"targets {seen[key]!r} and {name!r} share network {net.network!r} in {target.region}, "
-                          "which has one active proxy-only subnet per region for all their load balancers: "
-                          "remove proxy_cidr from both and create the proxy-only subnet once with the network")
+            yield Finding(
+                ("targets", creator, "network", "proxy_cidr"),
+                f"targets {seen[key]!r} and {name!r} share network {net.network!r} in {target.region}, "
+                "which has one active proxy-only subnet per region for all their load balancers: "
+                "remove proxy_cidr from both and create the proxy-only subnet once with the network",
+            )
         seen.setdefault(key, name)
 
 
@@ -200,7 +239,9 @@ def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what:
     if region not in known:
         return [Finding(loc, f"unknown {cloud.upper()} region {region!r}{of}{did_you_mean(region, known)}")]
     if known[region] != cloud:
-        return [Finding(loc, f"{region!r}{of} is {_article(known[region])} region; this needs {_article(cloud)} region")]
+        return [
+            Finding(loc, f"{region!r}{of} is {_article(known[region])} region; this needs {_article(cloud)} region")
+        ]
     allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
     if region not in allowed:
         inside = sorted(r for r in allowed if known.get(r) == cloud)
@@ -242,9 +283,14 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
     if isinstance(target, AwsGpuFleetTarget) and ecr:
         out += _check_region(spec, loc, ecr.group(1), "aws", what="the image's ECR registry")
         if target.network.creates_vpc and ecr.group(1) != target.region and not out:
-            out.append(Finding(loc, f"target {name!r} pulls through its VPC's ECR endpoints in {target.region}, "
-                                    f"which cannot reach the registry in {ecr.group(1)}: replicate the image to "
-                                    f"{target.region}"))
+            out.append(
+                Finding(
+                    loc,
+                    f"target {name!r} pulls through its VPC's ECR endpoints in {target.region}, "
+                    f"which cannot reach the registry in {ecr.group(1)}: replicate the image to "
+                    f"{target.region}",
+                )
+            )
     elif isinstance(target, AwsGpuFleetTarget) and target.network.creates_vpc:
         out.append(
             Finding(
@@ -283,8 +329,11 @@ def _check_arn_regions(spec: DeploymentSpec) -> Iterator[Finding]:
             region = model.source_kms_key_arn.split(":")[3]
             loc = ("models", model_name, "source_kms_key_arn")
             if model.scheme != "s3":
-                yield Finding(loc, f"only S3 weights are decrypted with a KMS key (the source is {model.scheme}://); "
-                                   "remove source_kms_key_arn")
+                yield Finding(
+                    loc,
+                    f"only S3 weights are decrypted with a KMS key (the source is {model.scheme}://); "
+                    "remove source_kms_key_arn",
+                )
                 continue
             problems = _check_region(spec, loc, region, "aws", what="the weights' KMS key")
             yield from problems
@@ -292,8 +341,11 @@ def _check_arn_regions(spec: DeploymentSpec) -> Iterator[Finding]:
                 if problems or _check_model_ref(spec, name):
                     continue
                 if target.cloud == "aws" and spec.model_of(name)[0] == model_name and target.region != region:
-                    yield Finding(loc, f"the key is in {region}, target {name!r} in {target.region}: S3 decrypts "
-                                       "with a key of the bucket's region; copy the weights to the target's region")
+                    yield Finding(
+                        loc,
+                        f"the key is in {region}, target {name!r} in {target.region}: S3 decrypts "
+                        "with a key of the bucket's region; copy the weights to the target's region",
+                    )
     if spec.endpoint is None:
         return
     for i, cert in enumerate(spec.endpoint.certificates):
@@ -340,8 +392,13 @@ def _fit(model_name: str, model: Model, loc: Loc, usable: int, what: str) -> lis
 def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
     engine = catalog.engines()[spec.serving.engine]
     if signal == "in_flight" and (engine.queue_metric is None or engine.running_metric is None):
-        return [Finding(loc, f"{engine.name} exposes no running/waiting-requests gauges to count in-flight load "
-                             "(in_flight is the default signal): set autoscaling.signal: gpu_utilization")]
+        return [
+            Finding(
+                loc,
+                f"{engine.name} exposes no running/waiting-requests gauges to count in-flight load "
+                "(in_flight is the default signal): set autoscaling.signal: gpu_utilization",
+            )
+        ]
     if signal == "queue_depth" and engine.queue_metric is None:
         return [Finding(loc, f"{engine.name} exposes no waiting-requests gauge to scale on; use gpu_utilization")]
     if signal == "requests_per_target" and engine.running_metric is None:
@@ -353,17 +410,23 @@ def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget)
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
     if target.capacity.min == 0 and spec.endpoint is None:
-        out.append(Finding(
-            (*base, "capacity", "min"),
-            "a group at zero has no node to publish anything, and without an endpoint section no load "
-            "balancer sees the clients' connections, so nothing could ever wake it: add an endpoint "
-            "section (connections to its load balancer wake the group), or set min: 1 or more",
-        ))
+        out.append(
+            Finding(
+                (*base, "capacity", "min"),
+                "a group at zero has no node to publish anything, and without an endpoint section no load "
+                "balancer sees the clients' connections, so nothing could ever wake it: add an endpoint "
+                "section (connections to its load balancer wake the group), or set min: 1 or more",
+            )
+        )
     zones = catalog.aws_zone_counts().get(target.region)
     wanted = target.network.availability_zones
     if zones is not None and wanted is not None and wanted > zones:
-        out.append(Finding((*base, "network", "availability_zones"),
-                           f"{target.region} has {zones} availability zones for an account (got {wanted})"))
+        out.append(
+            Finding(
+                (*base, "network", "availability_zones"),
+                f"{target.region} has {zones} availability zones for an account (got {wanted})",
+            )
+        )
     resolved = not _check_model_ref(spec, name)
     types = catalog.aws_instance_types()
     for i, itype in enumerate(target.instance_types):
@@ -379,7 +442,9 @@ def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget)
                 )
             )
         elif not facts.is_nvidia_gpu:
-            out.append(Finding(loc, f"{itype} carries {facts.accelerator} accelerators, not NVIDIA GPUs; pick a GPU type"))
+            out.append(
+                Finding(loc, f"{itype} carries {facts.accelerator} accelerators, not NVIDIA GPUs; pick a GPU type")
+            )
         elif resolved:
             out += _fit(*spec.model_of(name), loc, sizing.usable_bytes(facts), facts.describe())
     return out
@@ -394,11 +459,17 @@ def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
     here = offered.get(target.region, ())
     if not here:
         elsewhere = sorted(offered)
-        return [Finding((*base, "region"), f"{what} is not offered in {target.region} (Google's GPU regions and "
-                        f"zones page, in the catalog); regions that have it: {', '.join(elsewhere) or 'none known'}")]
+        return [
+            Finding(
+                (*base, "region"),
+                f"{what} is not offered in {target.region} (Google's GPU regions and "
+                f"zones page, in the catalog); regions that have it: {', '.join(elsewhere) or 'none known'}",
+            )
+        ]
     return [
-        Finding((*base, "zones", i), f"{what} is not offered in zone {zone}; {target.region} has it in "
-                f"{', '.join(here)}")
+        Finding(
+            (*base, "zones", i), f"{what} is not offered in zone {zone}; {target.region} has it in {', '.join(here)}"
+        )
         for i, zone in enumerate(target.zones or ())
         if zone.rsplit("-", 1)[0] == target.region and zone not in here
     ]
@@ -417,8 +488,13 @@ def _check_cloud_cli_image(spec: DeploymentSpec, name: str, target: GcpGpuFleetT
         return []  # a public registry (gcr.io): reached over Private Google Access, no grant needed
     engine = parse_artifact_registry(spec.image_of(name) or "")
     if mirror != engine:
-        return [Finding(loc, "the nodes may read only the engine image's Artifact Registry repository: put the "
-                             "Cloud CLI mirror in that repository, or leave cloud_cli_image unset (the pinned public image)")]
+        return [
+            Finding(
+                loc,
+                "the nodes may read only the engine image's Artifact Registry repository: put the "
+                "Cloud CLI mirror in that repository, or leave cloud_cli_image unset (the pinned public image)",
+            )
+        ]
     return []
 
 
@@ -429,21 +505,32 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
         # Why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
         # at zero"). The internal load balancer's request counts are not a documented autoscaler
         # input for a group with no backends, and clients would get 503s until a node is healthy.
-        out.append(Finding(
-            (*base, "capacity", "min"),
-            "a group at zero has no node to publish anything, and on GCP nothing else in the stack "
-            "publishes the group's metric, so nothing could ever wake it: set min: 1 or more (a hybrid "
-            "overflow gateway that publishes the group's metric will allow 0)",
-        ))
+        out.append(
+            Finding(
+                (*base, "capacity", "min"),
+                "a group at zero has no node to publish anything, and on GCP nothing else in the stack "
+                "publishes the group's metric, so nothing could ever wake it: set min: 1 or more (a hybrid "
+                "overflow gateway that publishes the group's metric will allow 0)",
+            )
+        )
     out += _check_cloud_cli_image(spec, name, target)
     grace = spec.serving.health_check_grace_seconds
     if grace is not None and grace > 3600:
-        out.append(Finding(("serving", "health_check_grace_seconds"),
-                           f"a managed instance group's auto-healing initial delay is at most 3600 s; target {name!r} "
-                           f"uses 3600, not {grace}", "warning"))
+        out.append(
+            Finding(
+                ("serving", "health_check_grace_seconds"),
+                f"a managed instance group's auto-healing initial delay is at most 3600 s; target {name!r} "
+                f"uses 3600, not {grace}",
+                "warning",
+            )
+        )
     if target.autoscaling.signal == "lb_utilization" and spec.endpoint is None:
-        out.append(Finding((*base, "autoscaling", "signal"), "lb_utilization needs the load balancer of an "
-                           "endpoint section; add one, or scale on queue_depth"))
+        out.append(
+            Finding(
+                (*base, "autoscaling", "signal"),
+                "lb_utilization needs the load balancer of an endpoint section; add one, or scale on queue_depth",
+            )
+        )
     for i, zone in enumerate(target.zones or ()):
         if zone.rsplit("-", 1)[0] != target.region:
             out.append(Finding((*base, "zones", i), f"zone {zone!r} is not in region {target.region!r}"))
@@ -452,30 +539,55 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
     if target.machine_type.startswith("n1-"):
         n1 = catalog.gcp_n1_machine_types()
         if target.machine_type not in n1:
-            return out + [Finding(loc, f"unknown N1 machine type {target.machine_type!r}"
-                                       f"{did_you_mean(target.machine_type, n1)}")]
+            return out + [
+                Finding(loc, f"unknown N1 machine type {target.machine_type!r}{did_you_mean(target.machine_type, n1)}")
+            ]
         acc = target.accelerator
         if acc is None:
-            return out + [Finding(loc, f"{target.machine_type} carries no GPU: add accelerator: {{type: nvidia-tesla-t4, "
-                                       "count: 1} (N1 takes guest accelerators) or pick an A2/A3/G2 machine type")]
+            return out + [
+                Finding(
+                    loc,
+                    f"{target.machine_type} carries no GPU: add accelerator: {{type: nvidia-tesla-t4, "
+                    "count: 1} (N1 takes guest accelerators) or pick an A2/A3/G2 machine type",
+                )
+            ]
         facts = guests.get(acc.type)
         if facts is None:
-            return out + [Finding((*base, "accelerator", "type"), f"unknown N1 guest accelerator {acc.type!r}"
-                                  f"{did_you_mean(acc.type, guests)}; N1 takes: {', '.join(sorted(guests))}")]
+            return out + [
+                Finding(
+                    (*base, "accelerator", "type"),
+                    f"unknown N1 guest accelerator {acc.type!r}"
+                    f"{did_you_mean(acc.type, guests)}; N1 takes: {', '.join(sorted(guests))}",
+                )
+            ]
         if acc.count not in facts.counts:
-            return out + [Finding((*base, "accelerator", "count"), f"{acc.type} attaches in counts of "
-                                  f"{', '.join(map(str, facts.counts))} (got {acc.count})")]
+            return out + [
+                Finding(
+                    (*base, "accelerator", "count"),
+                    f"{acc.type} attaches in counts of {', '.join(map(str, facts.counts))} (got {acc.count})",
+                )
+            ]
         usable = int(facts.memory_mib * 1024**2 * acc.count * sizing.USABLE_FRACTION)
         what = f"{target.machine_type} with {acc.count}x {facts.gpu}"
     else:
         machine = machines.get(target.machine_type)
         if machine is None:
-            return out + [Finding(loc, f"unknown GPU machine type {target.machine_type!r}"
-                                       f"{did_you_mean(target.machine_type, machines)} (A2, A3, A4 and G2 types "
-                                       "carry GPUs; N1 takes guest accelerators)")]
+            return out + [
+                Finding(
+                    loc,
+                    f"unknown GPU machine type {target.machine_type!r}"
+                    f"{did_you_mean(target.machine_type, machines)} (A2, A3, A4 and G2 types "
+                    "carry GPUs; N1 takes guest accelerators)",
+                )
+            ]
         if target.accelerator is not None:
-            return out + [Finding((*base, "accelerator"), f"{target.machine_type} carries its own "
-                                  f"{machine.accelerator_count}x {machine.accelerator}: remove accelerator")]
+            return out + [
+                Finding(
+                    (*base, "accelerator"),
+                    f"{target.machine_type} carries its own "
+                    f"{machine.accelerator_count}x {machine.accelerator}: remove accelerator",
+                )
+            ]
         usable = int(machine.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
         what = machine.describe()
     out += _check_gcp_zones(base, target)
@@ -488,14 +600,22 @@ def _check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Fi
     base = ("targets", name)
     out: list[Finding] = []
     if spec.serving.engine != "vllm":
-        out.append(Finding(("serving", "engine"), f"TPU target {name!r} serves with vLLM for TPU; "
-                                                  f"{spec.serving.engine} does not run on TPUs"))
+        out.append(
+            Finding(
+                ("serving", "engine"),
+                f"TPU target {name!r} serves with vLLM for TPU; {spec.serving.engine} does not run on TPUs",
+            )
+        )
     if not _check_model_ref(spec, name):
         gen = catalog.tpu_generations()[target.generation]
         usable = int(gen.hbm_bytes(target.topology) * sizing.USABLE_FRACTION)
-        out += _fit(*spec.model_of(name), (*base, "topology"), usable,
-                    f"a {target.generation} {target.topology} slice ({gen.chips_of(target.topology)} chips, "
-                    f"{gen.hbm_gib_per_chip} GiB HBM each)")
+        out += _fit(
+            *spec.model_of(name),
+            (*base, "topology"),
+            usable,
+            f"a {target.generation} {target.topology} slice ({gen.chips_of(target.topology)} chips, "
+            f"{gen.hbm_gib_per_chip} GiB HBM each)",
+        )
         out += _tpu_boot_disk(spec, name, target)
     return out
 
@@ -510,7 +630,11 @@ def _tpu_boot_disk(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> lis
     weights = sizing.footprint(*spec.model_of(name)).weights_bytes
     if weights <= TPU_BOOT_DISK_WEIGHTS_GIB * GIB:
         return []
-    return [Finding(("targets", name, "topology"),
-                    f"the weights (~{weights / GIB:.0f} GiB) do not fit next to the runtime and the engine image on "
-                    f"the {TPU_BOOT_DISK_GIB} GiB boot disk of each host of a multi-host slice (at most "
-                    f"{TPU_BOOT_DISK_WEIGHTS_GIB} GiB): use a single-host topology, whose weights go to a data disk")]
+    return [
+        Finding(
+            ("targets", name, "topology"),
+            f"the weights (~{weights / GIB:.0f} GiB) do not fit next to the runtime and the engine image on "
+            f"the {TPU_BOOT_DISK_GIB} GiB boot disk of each host of a multi-host slice (at most "
+            f"{TPU_BOOT_DISK_WEIGHTS_GIB} GiB): use a single-host topology, whose weights go to a data disk",
+        )
+    ]

@@ -57,9 +57,13 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except OSError as e:
         raise SpecError([Finding((), f"cannot read the spec: {e.strerror or e}")], source) from None
     except limits.TooLarge as e:
-        raise SpecError([Finding((), f"the spec is {e}; a spec this size is a mistake, split or trim it")], source) from None
+        raise SpecError(
+            [Finding((), f"the spec is {e}; a spec this size is a mistake, split or trim it")], source
+        ) from None
     except UnicodeDecodeError as e:
-        raise SpecError([Finding((), f"the spec is not UTF-8 text (byte {e.start}); save it as UTF-8")], source) from None
+        raise SpecError(
+            [Finding((), f"the spec is not UTF-8 text (byte {e.start}); save it as UTF-8")], source
+        ) from None
     return parse_spec(text, source)
 
 
@@ -79,7 +83,9 @@ def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise SpecError(errors, source)
-    warnings = tuple(sorted((f for f in findings if f.severity == "warning"), key=lambda f: (f.line or 0, format_loc(f.loc))))
+    warnings = tuple(
+        sorted((f for f in findings if f.severity == "warning"), key=lambda f: (f.line or 0, format_loc(f.loc)))
+    )
     return LoadedSpec(spec, source, hashlib.sha256(text.encode()).hexdigest(), warnings)
 
 
@@ -110,8 +116,12 @@ class _BoundedComposer(Composer):
         else:
             self._nodes += 1
             if self._nodes > limits.MAX_NODES:
-                raise _InputLimitError(None, None, f"more than {limits.MAX_NODES} values (keys, items, scalars); "
-                                       "a spec needs a few hundred", self.parser.peek_event().start_mark)
+                raise _InputLimitError(
+                    None,
+                    None,
+                    f"more than {limits.MAX_NODES} values (keys, items, scalars); a spec needs a few hundred",
+                    self.parser.peek_event().start_mark,
+                )
         return super().compose_node(parent, index)
 
     def compose_scalar_node(self, anchor: Any) -> Any:
@@ -119,8 +129,9 @@ class _BoundedComposer(Composer):
         # Python refuses to read an integer of more than 4300 digits (a ValueError from deep in
         # the constructor); no field of a spec wants one of even 20.
         if node.tag == "tag:yaml.org,2002:int" and len(node.value) > _INT_DIGITS:
-            raise _InputLimitError(None, None, f"a number of {len(node.value)} digits; no field takes one that long",
-                                   node.start_mark)
+            raise _InputLimitError(
+                None, None, f"a number of {len(node.value)} digits; no field takes one that long", node.start_mark
+            )
         return node
 
     def return_alias(self, a: Any) -> Any:
@@ -130,7 +141,8 @@ class _BoundedComposer(Composer):
         self._expanded += self._size(a)
         if self._expanded > limits.MAX_ALIAS_NODES:
             raise _InputLimitError(
-                None, None,
+                None,
+                None,
                 f"aliases expand to more than {limits.MAX_ALIAS_NODES} values (an alias bomb?); "
                 "write the values out or use fewer aliases",
                 mark,

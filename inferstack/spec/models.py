@@ -159,7 +159,9 @@ class Architecture(StrictModel):
 _WEIGHTS_URI = re.compile(r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9](/[^\s]*)?$|^(hf|oci)://[^\s/]+/[^\s]+$")
 
 
-KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})$"
+KMS_KEY_ARN = (
+    r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})$"
+)
 PATTERN_HINTS[KMS_KEY_ARN] = "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id or mrk-...>)"
 
 
@@ -237,7 +239,8 @@ MAX_INSTANCES = 1000  # far above any single serving fleet; keeps values inside 
 
 class Capacity(StrictModel):
     min: int = Field(
-        ge=0, le=MAX_INSTANCES,
+        ge=0,
+        le=MAX_INSTANCES,
         description="0 lets the fleet scale to zero. At zero no node publishes anything, so something else "
         "must wake the group: on AWS the private endpoint's load balancer (connections it cannot route "
         "count as demand); a fleet with no endpoint cannot use 0. On GCP nothing in the stack publishes "
@@ -262,7 +265,9 @@ class Capacity(StrictModel):
 
 
 class AwsCapacity(Capacity):
-    warm_pool: int = Field(default=0, ge=0, le=MAX_INSTANCES, description="Stopped, pre-initialised instances kept ready.")
+    warm_pool: int = Field(
+        default=0, ge=0, le=MAX_INSTANCES, description="Stopped, pre-initialised instances kept ready."
+    )
 
     @model_validator(mode="after")
     def _warm_pool_within_max(self) -> AwsCapacity:
@@ -392,8 +397,11 @@ class AwsGpuFleetTarget(TargetBase):
     @model_validator(mode="after")
     def _aws_signals(self) -> AwsGpuFleetTarget:
         if self.autoscaling.signal == "lb_utilization":
-            raise FieldError(("autoscaling", "signal"), "lb_utilization is the GCP load balancer's signal; an AWS "
-                             "fleet scales on in_flight, queue_depth, requests_per_target or gpu_utilization")
+            raise FieldError(
+                ("autoscaling", "signal"),
+                "lb_utilization is the GCP load balancer's signal; an AWS "
+                "fleet scales on in_flight, queue_depth, requests_per_target or gpu_utilization",
+            )
         return self
 
     @model_validator(mode="after")
@@ -426,8 +434,9 @@ class GcpNetwork(StrictModel):
     network: str | None = Field(default=None, description="Existing VPC network name.")
     subnetwork: str | None = Field(default=None, description="Existing subnetwork name in the target's region.")
     cloud_nat: bool = Field(
-        default=False, description="Opt-in egress to the internet through Cloud NAT (default: none; images "
-        "come from Artifact Registry over Private Google Access)."
+        default=False,
+        description="Opt-in egress to the internet through Cloud NAT (default: none; images "
+        "come from Artifact Registry over Private Google Access).",
     )
     public_ip: bool = Field(default=False, description="Opt-out: external IPs on the nodes; the policy pack flags it.")
     proxy_cidr: str | None = Field(
@@ -509,8 +518,10 @@ class GcpGpuFleetTarget(GcpTargetBase):
     @model_validator(mode="after")
     def _signals_that_can_wake(self) -> GcpGpuFleetTarget:
         if self.autoscaling.signal == "lb_utilization" and self.autoscaling.target > 1:
-            raise FieldError(("autoscaling", "target"),
-                             f"lb_utilization is a fraction: must be <= 1 (got {self.autoscaling.target:g})")
+            raise FieldError(
+                ("autoscaling", "target"),
+                f"lb_utilization is a fraction: must be <= 1 (got {self.autoscaling.target:g})",
+            )
         return self
 
 
@@ -556,15 +567,17 @@ PCA_ARN = r"^arn:aws[a-z-]*:acm-pca:([a-z0-9-]+):\d{12}:certificate-authority/[0
 GCP_CERT = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/([a-z0-9-]+)/sslCertificates/[a-z]([-a-z0-9]*[a-z0-9])?$"
 PRINCIPAL = r"^(\*|\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+))$"
 DNS_NAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
-PATTERN_HINTS.update({
-    f"{ACM_ARN}|{GCP_CERT}": "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>) or "
-    "a regional SSL certificate (projects/<project>/regions/<region>/sslCertificates/<name>)",
-    DNS_NAME: "must be a DNS name like llm.internal.example.com",
-    ACM_ARN: "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)",
-    PCA_ARN: "must be an ACM Private CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
-    GCP_CERT: "must be a regional SSL certificate: projects/<project>/regions/<region>/sslCertificates/<name>",
-    PRINCIPAL: "must be an AWS account id, or an account's root, role or user ARN",
-})
+PATTERN_HINTS.update(
+    {
+        f"{ACM_ARN}|{GCP_CERT}": "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>) or "
+        "a regional SSL certificate (projects/<project>/regions/<region>/sslCertificates/<name>)",
+        DNS_NAME: "must be a DNS name like llm.internal.example.com",
+        ACM_ARN: "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)",
+        PCA_ARN: "must be an ACM Private CA ARN (arn:aws:acm-pca:<region>:<account>:certificate-authority/<id>)",
+        GCP_CERT: "must be a regional SSL certificate: projects/<project>/regions/<region>/sslCertificates/<name>",
+        PRINCIPAL: "must be an AWS account id, or an account's root, role or user ARN",
+    }
+)
 
 
 class AwsEndpointConsumer(StrictModel):
@@ -607,7 +620,8 @@ class Endpoint(StrictModel):
         default=None, pattern=PCA_ARN, description="Issue ACM private certificates from this CA (AWS, its region)."
     )
     private_dns_name: str | None = Field(
-        default=None, pattern=DNS_NAME,
+        default=None,
+        pattern=DNS_NAME,
         description=(
             "The name consumers resolve (a private hosted zone in each AWS consumer VPC); the certificate must "
             "cover it. With several AWS targets, each answers to <target>.<this name>, so cover *.<this name>."
@@ -624,8 +638,11 @@ class Endpoint(StrictModel):
     def _no_wildcard(cls, v: list[str]) -> list[str]:
         for i, principal in enumerate(v):
             if principal == "*":
-                raise FieldError((i,), "a wildcard principal lets any AWS account connect: list the accounts, "
-                                       "or set allow_any_principal: true to opt in explicitly")
+                raise FieldError(
+                    (i,),
+                    "a wildcard principal lets any AWS account connect: list the accounts, "
+                    "or set allow_any_principal: true to opt in explicitly",
+                )
         return v
 
 
@@ -638,16 +655,26 @@ class ReplicaCapacity(StrictModel):
     """What one replica of a target serves, when measured; unset fields fall back to the estimate
     in inferstack/planning/replica.py (labelled as an estimate in the report)."""
 
-    concurrent_sequences: int | None = Field(default=None, ge=1, le=100_000, description="Sequences one replica decodes at once.")
+    concurrent_sequences: int | None = Field(
+        default=None, ge=1, le=100_000, description="Sequences one replica decodes at once."
+    )
     output_tokens_per_second: float | None = Field(
-        default=None, gt=0, le=10_000_000, allow_inf_nan=False,
+        default=None,
+        gt=0,
+        le=10_000_000,
+        allow_inf_nan=False,
         description="Output tokens per second one replica produces at that concurrency (all sequences together).",
     )
 
 
 class TargetTraffic(StrictModel):
-    share: float = Field(default=1.0, ge=0, le=1_000_000, allow_inf_nan=False,
-                         description="Relative share of the requests this target receives (default: equal shares).")
+    share: float = Field(
+        default=1.0,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Relative share of the requests this target receives (default: equal shares).",
+    )
     replica: ReplicaCapacity = Field(default_factory=ReplicaCapacity)
 
 
@@ -655,31 +682,67 @@ class Traffic(StrictModel):
     """A day of requests, replayed by `inferstack simulate` through the plan's scaling configuration."""
 
     shape: Literal["steady", "business-day", "spike", "on-off-batch"] = Field(
-        default="steady", description="Built-in daily shape, scaled so its busiest hour is peak_requests_per_hour.",
+        default="steady",
+        description="Built-in daily shape, scaled so its busiest hour is peak_requests_per_hour.",
     )
     peak_requests_per_hour: float = Field(default=600, gt=0, le=100_000_000, allow_inf_nan=False)
     requests_per_hour: list[Annotated[float, Field(ge=0, le=100_000_000, allow_inf_nan=False)]] | None = Field(
-        default=None, min_length=24, max_length=24,
+        default=None,
+        min_length=24,
+        max_length=24,
         description="24 hourly request rates (UTC hours 0..23); replaces shape and peak when given.",
     )
     input_tokens: int = Field(default=1000, ge=1, le=10_000_000, description="Prompt tokens per request (mean).")
     output_tokens: int = Field(default=250, ge=1, le=10_000_000, description="Generated tokens per request (mean).")
     burstiness: float = Field(
-        default=1.0, ge=1.0, le=100.0, allow_inf_nan=False,
+        default=1.0,
+        ge=1.0,
+        le=100.0,
+        allow_inf_nan=False,
         description="1: Poisson arrivals. Above 1: the rate of each minute varies (gamma, variance/mean = burstiness).",
     )
-    slo_ttft_seconds: float = Field(default=10.0, gt=0, le=86_400, allow_inf_nan=False,
-                                    description="Time to first token a request should not exceed.")
-    client_timeout_seconds: int = Field(default=900, ge=1, le=86_400,
-                                        description="A request still waiting this long is given up (refused).")
-    spot_interruptions_per_hour: float = Field(default=0.0, ge=0, le=60, allow_inf_nan=False,
-                                               description="Reclaims per spot replica per hour.")
-    targets: dict[Name, TargetTraffic] = Field(default_factory=dict, description="Per-target share and replica capacity.")
+    slo_ttft_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Time to first token a request should not exceed.",
+    )
+    client_timeout_seconds: int = Field(
+        default=900, ge=1, le=86_400, description="A request still waiting this long is given up (refused)."
+    )
+    spot_interruptions_per_hour: float = Field(
+        default=0.0, ge=0, le=60, allow_inf_nan=False, description="Reclaims per spot replica per hour."
+    )
+    targets: dict[Name, TargetTraffic] = Field(
+        default_factory=dict, description="Per-target share and replica capacity."
+    )
 
 
 # The only retention periods CloudWatch Logs accepts (PutRetentionPolicy, retentionInDays).
 CLOUDWATCH_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 )
 PRODUCTION_LOG_RETENTION_DAYS = 365
 DEFAULT_LOG_RETENTION_DAYS = 30
@@ -732,7 +795,9 @@ class DeploymentSpec(StrictModel):
     targets: dict[Name, Target] = Field(min_length=1)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     observability: Observability = Field(default_factory=Observability)
-    traffic: Traffic | None = Field(default=None, description="A day of traffic for `inferstack simulate` and `plan`'s verdict.")
+    traffic: Traffic | None = Field(
+        default=None, description="A day of traffic for `inferstack simulate` and `plan`'s verdict."
+    )
     endpoint: Endpoint | None = Field(default=None, description="Private endpoint for every cloud target.")
 
     def image_of(self, target_name: str) -> str | None:
@@ -750,5 +815,3 @@ class DeploymentSpec(StrictModel):
         ref = self.targets[target_name].model
         name = ref if ref is not None else next(iter(self.models))
         return name, self.models[name]
-
-

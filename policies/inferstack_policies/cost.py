@@ -14,7 +14,9 @@ from ._rules import ASG, GCP_TEMPLATES, LAUNCH_TEMPLATE, TPU_VM, get, items, que
 
 def _instance_types(group, templates: dict[str, Any]) -> list[str]:
     """Instance types a group may launch: its mixed policy's overrides, else its template's type."""
-    overrides = [get(o, "instanceType") for o in items(group.props, "mixedInstancesPolicy", "launchTemplate", "overrides")]
+    overrides = [
+        get(o, "instanceType") for o in items(group.props, "mixedInstancesPolicy", "launchTemplate", "overrides")
+    ]
     if overrides:
         return [t for t in overrides if t]
     for dep in group.property_dependencies.get("launchTemplate", []) + group.dependencies:
@@ -87,7 +89,10 @@ def gpu_ceiling(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterato
             continue
         total += count
     if total > config["maxGpus"]:
-        yield f"At max capacity the stack runs {total:g} GPUs/TPU chips, above the ceiling of {config['maxGpus']:g}.", None
+        yield (
+            f"At max capacity the stack runs {total:g} GPUs/TPU chips, above the ceiling of {config['maxGpus']:g}.",
+            None,
+        )
 
 
 def _on_demand_batch(r) -> bool | None:
@@ -97,7 +102,10 @@ def _on_demand_batch(r) -> bool | None:
         if {get(x, "key"): get(x, "value") for x in items(p, "tags")}.get("workload") != "batch":
             return None
         dist = get(p, "mixedInstancesPolicy", "instancesDistribution") or {}
-        return bool(get(dist, "onDemandBaseCapacity", default=0) or get(dist, "onDemandPercentageAboveBaseCapacity", default=100))
+        return bool(
+            get(dist, "onDemandBaseCapacity", default=0)
+            or get(dist, "onDemandPercentageAboveBaseCapacity", default=100)
+        )
     if t in GCP_TEMPLATES:
         if get(p, "labels", "workload") != "batch":
             return None

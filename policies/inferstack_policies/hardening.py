@@ -58,8 +58,14 @@ def _on(value: Any) -> bool:
     remediation="set shieldedInstanceConfig.enableSecureBoot, enableVtpm and enableIntegrityMonitoring to true.",
     types=GCP_NODES,
     checks={
-        **{t: ("shieldedInstanceConfig.enableSecureBoot", "shieldedInstanceConfig.enableVtpm",
-               "shieldedInstanceConfig.enableIntegrityMonitoring") for t in GCP_TEMPLATES},
+        **{
+            t: (
+                "shieldedInstanceConfig.enableSecureBoot",
+                "shieldedInstanceConfig.enableVtpm",
+                "shieldedInstanceConfig.enableIntegrityMonitoring",
+            )
+            for t in GCP_TEMPLATES
+        },
         TPU_VM: ("shieldedInstanceConfig.enableSecureBoot",),
         QUEUED_TPU: ("shieldedInstanceConfig.enableSecureBoot",),
     },

@@ -47,7 +47,9 @@ def gcp_locations(props: Mapping[str, Any], provider_props: Mapping[str, Any] | 
         own = [str(get(props, f)).lower() for f in GCP_LOCATION_FIELDS if get(props, f)]
         if own:
             return own
-        return [str(get(provider_props or {}, f)).lower() for f in ("zone", "region") if get(provider_props or {}, f)][:1]
+        return [str(get(provider_props or {}, f)).lower() for f in ("zone", "region") if get(provider_props or {}, f)][
+            :1
+        ]
     except UnknownValueError as e:
         raise RegionUnknown(str(e)) from None
 
@@ -103,7 +105,10 @@ def aws_region_allowed(args: ResourceValidationArgs, config: Mapping[str, Any]) 
     types=("gcp:", "pulumi:providers:gcp", DYNAMIC),
     config={
         "allowedRegions": REGIONS_SCHEMA,
-        "allowedZones": {**REGIONS_SCHEMA, "description": "Allowed zones; empty allows every zone of an allowed region."},
+        "allowedZones": {
+            **REGIONS_SCHEMA,
+            "description": "Allowed zones; empty allows every zone of an allowed region.",
+        },
         "allowedMultiRegions": {**REGIONS_SCHEMA, "description": "Multi- or dual-region locations allowed, e.g. EU."},
     },
 )

@@ -45,8 +45,14 @@ def log_group_retention_kms(args: ResourceValidationArgs, config: Mapping[str, A
     remediation="raise retentionInDays, or set observability.log_retention_days in the spec deliberately.",
     types=(LOG_GROUP,),
     enforcement=EnforcementLevel.ADVISORY,
-    config={"minLogRetentionDays": {"type": "integer", "minimum": 1, "default": 365,
-                                    "description": "Fewest days a log group may keep its events."}},
+    config={
+        "minLogRetentionDays": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 365,
+            "description": "Fewest days a log group may keep its events.",
+        }
+    },
 )
 def log_group_retention_minimum(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     days = get(args.props, "retentionInDays")

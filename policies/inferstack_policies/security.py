@@ -46,7 +46,9 @@ TPU_QUEUED = "gcp:tpu/v2QueuedResource:V2QueuedResource"
 )
 def no_public_ip(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     p, t = args.props, args.resource_type
-    if t == LAUNCH_TEMPLATE and any(truthy(get(ni, "associatePublicIpAddress")) for ni in items(p, "networkInterfaces")):
+    if t == LAUNCH_TEMPLATE and any(
+        truthy(get(ni, "associatePublicIpAddress")) for ni in items(p, "networkInterfaces")
+    ):
         yield "A network interface associates a public IP."
     if t == EC2_INSTANCE and truthy(get(p, "associatePublicIpAddress")):
         yield "The instance associates a public IP."
@@ -73,8 +75,13 @@ def no_public_ip(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Ite
     severity=Severity.HIGH,
     remediation="set metadataOptions.httpTokens to 'required' and httpPutResponseHopLimit to 1.",
     types=(LAUNCH_TEMPLATE, EC2_INSTANCE),
-    config={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 1, "description": "Largest hop limit allowed."}},
-    checks={t: ("metadataOptions.httpTokens", "metadataOptions.httpPutResponseHopLimit") for t in (LAUNCH_TEMPLATE, EC2_INSTANCE)},
+    config={
+        "maxHopLimit": {"type": "integer", "minimum": 1, "default": 1, "description": "Largest hop limit allowed."}
+    },
+    checks={
+        t: ("metadataOptions.httpTokens", "metadataOptions.httpPutResponseHopLimit")
+        for t in (LAUNCH_TEMPLATE, EC2_INSTANCE)
+    },
 )
 def imdsv2(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     meta = get(args.props, "metadataOptions") or {}
@@ -100,7 +107,9 @@ def disks_encrypted(args: ResourceValidationArgs, config: Mapping[str, Any]) -> 
     p, t = args.props, args.resource_type
     ebs_blocks: list[tuple[str, Any]] = []
     if t == LAUNCH_TEMPLATE:
-        ebs_blocks = [(get(b, "deviceName", default="?"), get(b, "ebs")) for b in items(p, "blockDeviceMappings") if get(b, "ebs")]
+        ebs_blocks = [
+            (get(b, "deviceName", default="?"), get(b, "ebs")) for b in items(p, "blockDeviceMappings") if get(b, "ebs")
+        ]
         if not ebs_blocks:
             yield "No block device mapping: instances boot the AMI's root volume, encrypted or not."
     elif t == EC2_INSTANCE:
@@ -175,7 +184,9 @@ def public_part(cidr: str, allowed: list[str]) -> bool:
         "aws:ec2/securityGroup:SecurityGroup",
         "gcp:compute/firewall:Firewall",
     ),
-    config={"allowedPublicRanges": {"type": "array", "items": {"type": "string"}, "default": GOOGLE_HEALTH_CHECK_RANGES}},
+    config={
+        "allowedPublicRanges": {"type": "array", "items": {"type": "string"}, "default": GOOGLE_HEALTH_CHECK_RANGES}
+    },
 )
 def no_public_ingress(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
     p, t = args.props, args.resource_type

@@ -34,7 +34,9 @@ def resource(token: str, props: dict, name: str = "r", prov=None, deps: dict | N
     return r
 
 
-def run_stack(policy: str, resources: list[PolicyResource], *, config: dict | None = None) -> list[tuple[str, str | None]]:
+def run_stack(
+    policy: str, resources: list[PolicyResource], *, config: dict | None = None
+) -> list[tuple[str, str | None]]:
     found: list[tuple[str, str | None]] = []
     args = StackValidationArgs(resources, config or {})
     POLICIES[policy].validate(args, lambda message, urn=None: found.append((message, urn)))

@@ -37,8 +37,23 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 
 # Lower-case fragments of a path (dots and dashes removed) that name a hardening property.
 HARDENING_TERMS = (
-    "shielded", "secureboot", "vtpm", "integritymonitoring", "oslogin", "sshkeys", "keyname", "serialport",
-    "ipforward", "serviceaccount", "confidential", "metadataoptions", "encrypt", "kms", "publicip", "externalip", "accessconfig",
+    "shielded",
+    "secureboot",
+    "vtpm",
+    "integritymonitoring",
+    "oslogin",
+    "sshkeys",
+    "keyname",
+    "serialport",
+    "ipforward",
+    "serviceaccount",
+    "confidential",
+    "metadataoptions",
+    "encrypt",
+    "kms",
+    "publicip",
+    "externalip",
+    "accessconfig",
 )
 
 # Paths that match a term but are not a control the pack should enforce, and why.
@@ -103,23 +118,30 @@ def test_the_examples_cover_every_kind_of_node(components_set):
     """Without a plan of each node type the test above would pass by seeing nothing."""
     kinds = {t for t, _ in components_set}
     assert {GCP_TEMPLATES[0], TPU_VM, QUEUED_TPU, LAUNCH_TEMPLATE} <= kinds
-    for field in [(GCP_TEMPLATES[0], "shieldedInstanceConfig.enableSecureBoot"),
-                  (GCP_TEMPLATES[0], "metadata.block-project-ssh-keys"),
-                  (GCP_TEMPLATES[0], "serviceAccount.email"),
-                  (LAUNCH_TEMPLATE, "metadataOptions.httpTokens")]:
+    for field in [
+        (GCP_TEMPLATES[0], "shieldedInstanceConfig.enableSecureBoot"),
+        (GCP_TEMPLATES[0], "metadata.block-project-ssh-keys"),
+        (GCP_TEMPLATES[0], "serviceAccount.email"),
+        (LAUNCH_TEMPLATE, "metadataOptions.httpTokens"),
+    ]:
         assert field in components_set
 
 
 def test_a_new_secure_default_without_a_rule_fails():
-    template = {"type": GCP_TEMPLATES[0], "inputs": {
-        "shieldedInstanceConfig": {"enableSecureBoot": True},
-        "confidentialInstanceConfig": {"enableConfidentialCompute": True},
-        "metadata": {"enable-oslogin-2fa": "TRUE", "startup-script": "#!/bin/bash"},
-    }}
+    template = {
+        "type": GCP_TEMPLATES[0],
+        "inputs": {
+            "shieldedInstanceConfig": {"enableSecureBoot": True},
+            "confidentialInstanceConfig": {"enableConfidentialCompute": True},
+            "metadata": {"enable-oslogin-2fa": "TRUE", "startup-script": "#!/bin/bash"},
+        },
+    }
     found = set_hardening_fields([template])
     checked = {(t, p) for t, paths in hardening_checks().items() for p in paths}
-    assert found - checked == {(GCP_TEMPLATES[0], "metadata.enable-oslogin-2fa"),
-                               (GCP_TEMPLATES[0], "confidentialInstanceConfig.enableConfidentialCompute")}
+    assert found - checked == {
+        (GCP_TEMPLATES[0], "metadata.enable-oslogin-2fa"),
+        (GCP_TEMPLATES[0], "confidentialInstanceConfig.enableConfidentialCompute"),
+    }
 
 
 def test_no_exemption_is_stale(components_set):

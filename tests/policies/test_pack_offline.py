@@ -47,9 +47,12 @@ def test_public_ip_opt_out_is_accepted_by_the_spec_and_blocked_by_the_pack(tmp_p
 
 
 def test_residency_exception_is_accepted_by_the_spec_and_blocked_by_the_pack(tmp_path):
-    text = DEV_NO_ENDPOINT.replace("  jurisdiction: eu\n", "  jurisdiction: eu\n  exceptions: [us-east-1]\n").replace(
-        "region: eu-central-1", "region: us-east-1"
-    ).replace("ecr.eu-central-1", "ecr.us-east-1").replace("[g6.xlarge, g5.xlarge]", "[g6.xlarge]")
+    text = (
+        DEV_NO_ENDPOINT.replace("  jurisdiction: eu\n", "  jurisdiction: eu\n  exceptions: [us-east-1]\n")
+        .replace("region: eu-central-1", "region: us-east-1")
+        .replace("ecr.eu-central-1", "ecr.us-east-1")
+        .replace("[g6.xlarge, g5.xlarge]", "[g6.xlarge]")
+    )
     out = tmp_path / "plan.json"
     result = _plan_cli(tmp_path, text, "--out", str(out))
     assert result.exit_code == 1, result.output
@@ -144,24 +147,57 @@ def _mutated(stack: str, token: str, change) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("rule,stack,token,change", [
-    ("security-gcp-compute-require-shielded-vm", "research.yaml", "gcp:compute/instanceTemplate:InstanceTemplate",
-     lambda i: i["shieldedInstanceConfig"].update(enableSecureBoot=False)),
-    ("security-gcp-compute-block-project-ssh-keys", "research.yaml", "gcp:compute/instanceTemplate:InstanceTemplate",
-     lambda i: i["metadata"].update({"block-project-ssh-keys": "FALSE"})),
-    ("security-gcp-compute-require-dedicated-service-account", "research.yaml",
-     "gcp:compute/instanceTemplate:InstanceTemplate",
-     lambda i: i["serviceAccount"].update(email="123-compute@developer.gserviceaccount.com")),
-    ("security-gcp-compute-require-os-login", "batch.yaml", "pulumi-python:dynamic:Resource",
-     lambda i: [s["node"]["metadata"].pop("enable-oslogin") for s in i["body"]["tpu"]["nodeSpec"]]),
-    ("security-aws-ec2-disallow-key-pair", "dev.yaml", "aws:ec2/launchTemplate:LaunchTemplate",
-     lambda i: i.update(keyName="ops")),
-    ("security-aws-cloudwatch-loggroup-require-retention-kms", "dev.yaml", "aws:cloudwatch/logGroup:LogGroup",
-     lambda i: i.pop("kmsKeyId")),
-    ("security-aws-s3bucket-require-tls-only", "dev.yaml", "aws:s3/bucketPolicy:BucketPolicy",
-     lambda i: i.update(policy=json.dumps({"Statement": [s for s in json.loads(i["policy"])["Statement"]
-                                                         if s["Effect"] != "Deny"]}))),
-])
+@pytest.mark.parametrize(
+    "rule,stack,token,change",
+    [
+        (
+            "security-gcp-compute-require-shielded-vm",
+            "research.yaml",
+            "gcp:compute/instanceTemplate:InstanceTemplate",
+            lambda i: i["shieldedInstanceConfig"].update(enableSecureBoot=False),
+        ),
+        (
+            "security-gcp-compute-block-project-ssh-keys",
+            "research.yaml",
+            "gcp:compute/instanceTemplate:InstanceTemplate",
+            lambda i: i["metadata"].update({"block-project-ssh-keys": "FALSE"}),
+        ),
+        (
+            "security-gcp-compute-require-dedicated-service-account",
+            "research.yaml",
+            "gcp:compute/instanceTemplate:InstanceTemplate",
+            lambda i: i["serviceAccount"].update(email="123-compute@developer.gserviceaccount.com"),
+        ),
+        (
+            "security-gcp-compute-require-os-login",
+            "batch.yaml",
+            "pulumi-python:dynamic:Resource",
+            lambda i: [s["node"]["metadata"].pop("enable-oslogin") for s in i["body"]["tpu"]["nodeSpec"]],
+        ),
+        (
+            "security-aws-ec2-disallow-key-pair",
+            "dev.yaml",
+            "aws:ec2/launchTemplate:LaunchTemplate",
+            lambda i: i.update(keyName="ops"),
+        ),
+        (
+            "security-aws-cloudwatch-loggroup-require-retention-kms",
+            "dev.yaml",
+            "aws:cloudwatch/logGroup:LogGroup",
+            lambda i: i.pop("kmsKeyId"),
+        ),
+        (
+            "security-aws-s3bucket-require-tls-only",
+            "dev.yaml",
+            "aws:s3/bucketPolicy:BucketPolicy",
+            lambda i: i.update(
+                policy=json.dumps(
+                    {"Statement": [s for s in json.loads(i["policy"])["Statement"] if s["Effect"] != "Deny"]}
+                )
+            ),
+        ),
+    ],
+)
 def test_new_rules_block_a_broken_plan_over_grpc(rule, stack, token, change):
     """The red-team's broken plans, and the scanner's findings, through the pack process."""
     doc = _mutated(stack, token, change)
@@ -173,7 +209,8 @@ def test_short_log_retention_is_advisory_over_grpc():
     doc = _mutated("prod.yaml", "aws:cloudwatch/logGroup:LogGroup", lambda i: i.update(retentionInDays=30))
     report = analyze(doc, policy_config.derive(load_spec(STACKS / "prod.yaml").spec))
     assert {(v.policy, v.enforcement) for v in report.violations} == {
-        ("security-aws-cloudwatch-loggroup-retention-minimum", "advisory")}
+        ("security-aws-cloudwatch-loggroup-retention-minimum", "advisory")
+    }
 
 
 def test_the_retention_minimum_is_the_specs_for_its_environment():

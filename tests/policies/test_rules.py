@@ -25,118 +25,421 @@ def _queued_body(labels=None, external=False) -> dict:
 
 # (policy, type, passing props, violating props, expected words in the violation, config, provider props)
 RESOURCE_CASES = [
-    ("residency-aws-resource-require-allowed-region", "aws:ec2/vpc:Vpc", {}, {}, "outside the allowed regions",
-     EU, ({"region": "eu-central-1"}, {"region": "us-east-1"})),
-    ("residency-aws-resource-require-allowed-region", "aws:ec2/vpc:Vpc", {"region": "eu-central-1"},
-     {"region": "us-west-2"}, "'us-west-2' is outside", EU, ({"region": "us-east-1"}, {"region": "eu-central-1"})),
-    ("residency-aws-resource-require-allowed-region", "pulumi:providers:aws", {"region": "eu-central-1"}, {},
-     "cannot be determined", EU, None),
-    ("residency-gcp-resource-require-allowed-location", "gcp:kms/keyRing:KeyRing", {"location": "europe-west4"},
-     {"location": "global"}, "'global' is outside", {"allowedRegions": ["europe-west4"]}, None),
-    ("residency-gcp-resource-require-allowed-location", "gcp:tpu/v2Vm:V2Vm", {"zone": "europe-west4-a"},
-     {"zone": "us-central2-b"}, "'us-central2-b' is outside", {"allowedRegions": ["europe-west4"]}, None),
-    ("residency-gcp-resource-require-allowed-location", "gcp:storage/bucket:Bucket", {"location": "EUROPE-WEST4"},
-     {"location": "EU"}, "'eu' is outside", {"allowedRegions": ["europe-west4"]}, None),
-    ("residency-vpn-peer-require-allowed-ip", "aws:ec2/customerGateway:CustomerGateway", {"ipAddress": "203.0.113.10"},
-     {"ipAddress": "198.51.100.7"}, "198.51.100.7 is not an allowed peer", {"allowedPeerIps": ["203.0.113.10"]}, None),
-    ("residency-vpn-peer-require-allowed-ip", "gcp:compute/externalVpnGateway:ExternalVpnGateway",
-     {"interfaces": [{"ipAddress": "203.0.113.10"}]}, {"interfaces": [{"ipAddress": "192.0.2.1"}]},
-     "192.0.2.1", {"allowedPeerIps": ["203.0.113.10"]}, None),
-    ("residency-storage-replica-require-allowed-region", "aws:dynamodb/table:Table",
-     {"replicas": [{"regionName": "eu-central-1"}]}, {"replicas": [{"regionName": "us-east-1"}]},
-     "replica in 'us-east-1'", EU, None),
-    ("security-compute-instance-disallow-public-ip", LT, {"networkInterfaces": [{"associatePublicIpAddress": "false"}]},
-     {"networkInterfaces": [{"associatePublicIpAddress": "true"}]}, "associates a public IP", {}, None),
-    ("security-compute-instance-disallow-public-ip", "gcp:compute/instanceTemplate:InstanceTemplate",
-     {"networkInterfaces": [{"subnetwork": "s"}]}, {"networkInterfaces": [{"accessConfigs": [{}]}]},
-     "external IP", {}, None),
-    ("security-compute-instance-disallow-public-ip", "gcp:tpu/v2Vm:V2Vm", {"networkConfig": {"enableExternalIps": False}},
-     {"networkConfig": {"enableExternalIps": True}}, "external IPs", {}, None),
-    ("security-compute-instance-disallow-public-ip", "aws:ec2/subnet:Subnet", {"mapPublicIpOnLaunch": False},
-     {"mapPublicIpOnLaunch": True}, "maps public IPs", {}, None),
-    ("security-aws-ec2-require-imdsv2", LT, {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}},
-     {"metadataOptions": {"httpTokens": "optional", "httpPutResponseHopLimit": 2}}, "IMDSv2 is not required", {}, None),
-    ("security-aws-ec2-require-imdsv2", "aws:ec2/instance:Instance",
-     {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}}, {}, "hop limit is None", {}, None),
-    ("security-disk-require-cmk-encryption", LT,
-     {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "kmsKeyId": "arn:k"}}]},
-     {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true"}}]}, "AWS-managed key", {}, None),
-    ("security-disk-require-cmk-encryption", "gcp:compute/instanceTemplate:InstanceTemplate",
-     {"disks": [{"diskEncryptionKey": {"kmsKeySelfLink": "projects/p/k"}}]}, {"disks": [{"boot": True}]},
-     "Disk 0 is not encrypted", {}, None),
-    ("security-kms-key-require-rotation", "aws:kms/key:Key", {"enableKeyRotation": True}, {"enableKeyRotation": False},
-     "rotation is off", {}, None),
-    ("security-kms-key-require-rotation", "gcp:kms/cryptoKey:CryptoKey", {"rotationPeriod": "7776000s"},
-     {"rotationPeriod": "63072000s"}, "exceeds 365 days", {}, None),
-    ("security-network-ingress-disallow-public", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-     {"cidrIpv4": "10.0.0.0/16"}, {"cidrIpv4": "0.0.0.0/0"}, "public range 0.0.0.0/0", {}, None),
-    ("security-network-ingress-disallow-public", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-     {"referencedSecurityGroupId": "sg-1"}, {"cidrIpv4": "0.0.0.0/1"}, "public range 0.0.0.0/1", {}, None),
-    ("security-network-ingress-disallow-public", "gcp:compute/firewall:Firewall",
-     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"]},
-     {"allows": [{"protocol": "tcp"}]}, "no source admits 0.0.0.0/0", {}, None),
-    ("security-network-ingress-disallow-public", "gcp:compute/firewall:Firewall",
-     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["10.0.0.0/8"]},
-     {"allows": [{"protocol": "tcp"}], "sourceRanges": ["::/0"]}, "public range ::/0", {}, None),
-    ("security-network-ingress-disallow-public", "aws:ec2/securityGroup:SecurityGroup",
-     {"ingress": [{"cidrBlocks": ["10.0.0.0/8"]}]}, {"ingress": [{"cidrBlocks": ["0.0.0.0/0"]}]}, "open to", {}, None),
-    ("security-lb-listener-require-tls12", "aws:lb/listener:Listener",
-     {"protocol": "TLS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
-     {"protocol": "TLS", "sslPolicy": "ELBSecurityPolicy-2016-08"}, "allows TLS below 1.2", {}, None),
-    ("security-lb-listener-require-tls12", "aws:lb/listener:Listener",
-     {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-3-2021-06"}, {"protocol": "TCP"}, "not TLS", {}, None),
-    ("security-lb-listener-require-tls12", "gcp:compute/sSLPolicy:SSLPolicy", {"minTlsVersion": "TLS_1_2"},
-     {"minTlsVersion": "TLS_1_0"}, "TLS_1_0", {}, None),
-    ("security-aws-vpcendpointservice-require-acceptance", "aws:ec2/vpcEndpointService:VpcEndpointService",
-     {"acceptanceRequired": True, "allowedPrincipals": ["arn:aws:iam::111122223333:root"]},
-     {"acceptanceRequired": False, "allowedPrincipals": ["*"]}, "without review", {}, None),
-    ("security-aws-vpcendpointservice-require-acceptance",
-     "aws:ec2/vpcEndpointServiceAllowedPrinciple:VpcEndpointServiceAllowedPrinciple",
-     {"principalArn": "arn:aws:iam::111122223333:root"}, {"principalArn": "*"}, "Any AWS principal", {}, None),
-    ("security-gcp-serviceattachment-require-manual-acceptance", "gcp:compute/serviceAttachment:ServiceAttachment",
-     {"connectionPreference": "ACCEPT_MANUAL"}, {"connectionPreference": "ACCEPT_AUTOMATIC"}, "ACCEPT_AUTOMATIC", {}, None),
-    ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicy:RolePolicy",
-     {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})},
-     {"policy": json.dumps({"Statement": [{"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"}]})},
-     "Admin allows every action on '*'", {}, None),
-    ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicy:RolePolicy",
-     {"policy": json.dumps({"Statement": [{"Effect": "Deny", "NotAction": "s3:*", "Resource": "*"}]})},
-     {"policy": json.dumps({"Statement": [{"Sid": "AllBut", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]})},
-     "AllBut allows every action", {}, None),
-    ("security-aws-iam-policy-disallow-admin-wildcard", "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-     {"policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"},
-     {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, "AdministratorAccess", {}, None),
-    ("security-lb-listener-require-tls12", "gcp:compute/regionTargetHttpsProxy:RegionTargetHttpsProxy",
-     {"sslPolicy": "projects/p/regions/r/sslPolicies/tls12"}, {}, "default one accepts TLS 1.0", {}, None),
-    ("security-disk-require-cmk-encryption", LT,
-     {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "kmsKeyId": "arn:k"}}]},
-     {"imageId": "ami-1"}, "No block device mapping", {}, None),
-    ("residency-aws-resource-require-allowed-region", "aws:ec2/vpcPeeringConnection:VpcPeeringConnection",
-     {"peerRegion": "eu-central-1"}, {"peerRegion": "us-east-1"}, "reaches into 'us-east-1'", EU,
-     ({"region": "eu-central-1"}, {"region": "eu-central-1"})),
-    ("security-gcp-storagebucket-require-private-encrypted", "gcp:storage/bucket:Bucket",
-     {"publicAccessPrevention": "enforced", "uniformBucketLevelAccess": True, "encryption": {"defaultKmsKeyName": "k"}},
-     {"publicAccessPrevention": "inherited", "uniformBucketLevelAccess": True, "encryption": {"defaultKmsKeyName": "k"}},
-     "not enforced", {}, None),
-    ("tags-resource-require-standard-tags", "aws:ec2/vpc:Vpc", {"tags": TAGS}, {"tags": {"stack": "dev"}},
-     "Missing tags: environment, team, model, data-classification", {}, None),
-    ("tags-resource-require-standard-tags", "aws:autoscaling/group:Group",
-     {"tags": [{"key": k, "value": v} for k, v in TAGS.items()]}, {"tags": []}, "Missing tags", {}, None),
-    ("tags-resource-require-standard-tags", "gcp:compute/instanceTemplate:InstanceTemplate", {"labels": TAGS},
-     {}, "Missing tags: stack", {}, None),
-    ("tags-resource-require-standard-tags", QUEUED_TPU_TYPE, {**QUEUED, "body": _queued_body(labels=TAGS)},
-     {**QUEUED, "body": _queued_body(labels={})}, "Missing tags: stack", {}, None),
-    ("security-compute-instance-disallow-public-ip", QUEUED_TPU_TYPE, {**QUEUED, "body": _queued_body()},
-     {**QUEUED, "body": _queued_body(external=True)}, "queued TPU node enables external IPs", {}, None),
-    ("residency-gcp-resource-require-allowed-location", QUEUED_TPU_TYPE, {**QUEUED, "zone": "europe-west4-b"},
-     {**QUEUED, "zone": "us-west4-a"}, "'us-west4-a' is outside", {"allowedRegions": ["europe-west4"]}, None),
+    (
+        "residency-aws-resource-require-allowed-region",
+        "aws:ec2/vpc:Vpc",
+        {},
+        {},
+        "outside the allowed regions",
+        EU,
+        ({"region": "eu-central-1"}, {"region": "us-east-1"}),
+    ),
+    (
+        "residency-aws-resource-require-allowed-region",
+        "aws:ec2/vpc:Vpc",
+        {"region": "eu-central-1"},
+        {"region": "us-west-2"},
+        "'us-west-2' is outside",
+        EU,
+        ({"region": "us-east-1"}, {"region": "eu-central-1"}),
+    ),
+    (
+        "residency-aws-resource-require-allowed-region",
+        "pulumi:providers:aws",
+        {"region": "eu-central-1"},
+        {},
+        "cannot be determined",
+        EU,
+        None,
+    ),
+    (
+        "residency-gcp-resource-require-allowed-location",
+        "gcp:kms/keyRing:KeyRing",
+        {"location": "europe-west4"},
+        {"location": "global"},
+        "'global' is outside",
+        {"allowedRegions": ["europe-west4"]},
+        None,
+    ),
+    (
+        "residency-gcp-resource-require-allowed-location",
+        "gcp:tpu/v2Vm:V2Vm",
+        {"zone": "europe-west4-a"},
+        {"zone": "us-central2-b"},
+        "'us-central2-b' is outside",
+        {"allowedRegions": ["europe-west4"]},
+        None,
+    ),
+    (
+        "residency-gcp-resource-require-allowed-location",
+        "gcp:storage/bucket:Bucket",
+        {"location": "EUROPE-WEST4"},
+        {"location": "EU"},
+        "'eu' is outside",
+        {"allowedRegions": ["europe-west4"]},
+        None,
+    ),
+    (
+        "residency-vpn-peer-require-allowed-ip",
+        "aws:ec2/customerGateway:CustomerGateway",
+        {"ipAddress": "203.0.113.10"},
+        {"ipAddress": "198.51.100.7"},
+        "198.51.100.7 is not an allowed peer",
+        {"allowedPeerIps": ["203.0.113.10"]},
+        None,
+    ),
+    (
+        "residency-vpn-peer-require-allowed-ip",
+        "gcp:compute/externalVpnGateway:ExternalVpnGateway",
+        {"interfaces": [{"ipAddress": "203.0.113.10"}]},
+        {"interfaces": [{"ipAddress": "192.0.2.1"}]},
+        "192.0.2.1",
+        {"allowedPeerIps": ["203.0.113.10"]},
+        None,
+    ),
+    (
+        "residency-storage-replica-require-allowed-region",
+        "aws:dynamodb/table:Table",
+        {"replicas": [{"regionName": "eu-central-1"}]},
+        {"replicas": [{"regionName": "us-east-1"}]},
+        "replica in 'us-east-1'",
+        EU,
+        None,
+    ),
+    (
+        "security-compute-instance-disallow-public-ip",
+        LT,
+        {"networkInterfaces": [{"associatePublicIpAddress": "false"}]},
+        {"networkInterfaces": [{"associatePublicIpAddress": "true"}]},
+        "associates a public IP",
+        {},
+        None,
+    ),
+    (
+        "security-compute-instance-disallow-public-ip",
+        "gcp:compute/instanceTemplate:InstanceTemplate",
+        {"networkInterfaces": [{"subnetwork": "s"}]},
+        {"networkInterfaces": [{"accessConfigs": [{}]}]},
+        "external IP",
+        {},
+        None,
+    ),
+    (
+        "security-compute-instance-disallow-public-ip",
+        "gcp:tpu/v2Vm:V2Vm",
+        {"networkConfig": {"enableExternalIps": False}},
+        {"networkConfig": {"enableExternalIps": True}},
+        "external IPs",
+        {},
+        None,
+    ),
+    (
+        "security-compute-instance-disallow-public-ip",
+        "aws:ec2/subnet:Subnet",
+        {"mapPublicIpOnLaunch": False},
+        {"mapPublicIpOnLaunch": True},
+        "maps public IPs",
+        {},
+        None,
+    ),
+    (
+        "security-aws-ec2-require-imdsv2",
+        LT,
+        {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}},
+        {"metadataOptions": {"httpTokens": "optional", "httpPutResponseHopLimit": 2}},
+        "IMDSv2 is not required",
+        {},
+        None,
+    ),
+    (
+        "security-aws-ec2-require-imdsv2",
+        "aws:ec2/instance:Instance",
+        {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}},
+        {},
+        "hop limit is None",
+        {},
+        None,
+    ),
+    (
+        "security-disk-require-cmk-encryption",
+        LT,
+        {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "kmsKeyId": "arn:k"}}]},
+        {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true"}}]},
+        "AWS-managed key",
+        {},
+        None,
+    ),
+    (
+        "security-disk-require-cmk-encryption",
+        "gcp:compute/instanceTemplate:InstanceTemplate",
+        {"disks": [{"diskEncryptionKey": {"kmsKeySelfLink": "projects/p/k"}}]},
+        {"disks": [{"boot": True}]},
+        "Disk 0 is not encrypted",
+        {},
+        None,
+    ),
+    (
+        "security-kms-key-require-rotation",
+        "aws:kms/key:Key",
+        {"enableKeyRotation": True},
+        {"enableKeyRotation": False},
+        "rotation is off",
+        {},
+        None,
+    ),
+    (
+        "security-kms-key-require-rotation",
+        "gcp:kms/cryptoKey:CryptoKey",
+        {"rotationPeriod": "7776000s"},
+        {"rotationPeriod": "63072000s"},
+        "exceeds 365 days",
+        {},
+        None,
+    ),
+    (
+        "security-network-ingress-disallow-public",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        {"cidrIpv4": "10.0.0.0/16"},
+        {"cidrIpv4": "0.0.0.0/0"},
+        "public range 0.0.0.0/0",
+        {},
+        None,
+    ),
+    (
+        "security-network-ingress-disallow-public",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        {"referencedSecurityGroupId": "sg-1"},
+        {"cidrIpv4": "0.0.0.0/1"},
+        "public range 0.0.0.0/1",
+        {},
+        None,
+    ),
+    (
+        "security-network-ingress-disallow-public",
+        "gcp:compute/firewall:Firewall",
+        {"allows": [{"protocol": "tcp"}], "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"]},
+        {"allows": [{"protocol": "tcp"}]},
+        "no source admits 0.0.0.0/0",
+        {},
+        None,
+    ),
+    (
+        "security-network-ingress-disallow-public",
+        "gcp:compute/firewall:Firewall",
+        {"allows": [{"protocol": "tcp"}], "sourceRanges": ["10.0.0.0/8"]},
+        {"allows": [{"protocol": "tcp"}], "sourceRanges": ["::/0"]},
+        "public range ::/0",
+        {},
+        None,
+    ),
+    (
+        "security-network-ingress-disallow-public",
+        "aws:ec2/securityGroup:SecurityGroup",
+        {"ingress": [{"cidrBlocks": ["10.0.0.0/8"]}]},
+        {"ingress": [{"cidrBlocks": ["0.0.0.0/0"]}]},
+        "open to",
+        {},
+        None,
+    ),
+    (
+        "security-lb-listener-require-tls12",
+        "aws:lb/listener:Listener",
+        {"protocol": "TLS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"},
+        {"protocol": "TLS", "sslPolicy": "ELBSecurityPolicy-2016-08"},
+        "allows TLS below 1.2",
+        {},
+        None,
+    ),
+    (
+        "security-lb-listener-require-tls12",
+        "aws:lb/listener:Listener",
+        {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-3-2021-06"},
+        {"protocol": "TCP"},
+        "not TLS",
+        {},
+        None,
+    ),
+    (
+        "security-lb-listener-require-tls12",
+        "gcp:compute/sSLPolicy:SSLPolicy",
+        {"minTlsVersion": "TLS_1_2"},
+        {"minTlsVersion": "TLS_1_0"},
+        "TLS_1_0",
+        {},
+        None,
+    ),
+    (
+        "security-aws-vpcendpointservice-require-acceptance",
+        "aws:ec2/vpcEndpointService:VpcEndpointService",
+        {"acceptanceRequired": True, "allowedPrincipals": ["arn:aws:iam::111122223333:root"]},
+        {"acceptanceRequired": False, "allowedPrincipals": ["*"]},
+        "without review",
+        {},
+        None,
+    ),
+    (
+        "security-aws-vpcendpointservice-require-acceptance",
+        "aws:ec2/vpcEndpointServiceAllowedPrinciple:VpcEndpointServiceAllowedPrinciple",
+        {"principalArn": "arn:aws:iam::111122223333:root"},
+        {"principalArn": "*"},
+        "Any AWS principal",
+        {},
+        None,
+    ),
+    (
+        "security-gcp-serviceattachment-require-manual-acceptance",
+        "gcp:compute/serviceAttachment:ServiceAttachment",
+        {"connectionPreference": "ACCEPT_MANUAL"},
+        {"connectionPreference": "ACCEPT_AUTOMATIC"},
+        "ACCEPT_AUTOMATIC",
+        {},
+        None,
+    ),
+    (
+        "security-aws-iam-policy-disallow-admin-wildcard",
+        "aws:iam/rolePolicy:RolePolicy",
+        {"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})},
+        {"policy": json.dumps({"Statement": [{"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"}]})},
+        "Admin allows every action on '*'",
+        {},
+        None,
+    ),
+    (
+        "security-aws-iam-policy-disallow-admin-wildcard",
+        "aws:iam/rolePolicy:RolePolicy",
+        {"policy": json.dumps({"Statement": [{"Effect": "Deny", "NotAction": "s3:*", "Resource": "*"}]})},
+        {
+            "policy": json.dumps(
+                {"Statement": [{"Sid": "AllBut", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}
+            )
+        },
+        "AllBut allows every action",
+        {},
+        None,
+    ),
+    (
+        "security-aws-iam-policy-disallow-admin-wildcard",
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        {"policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"},
+        {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        "AdministratorAccess",
+        {},
+        None,
+    ),
+    (
+        "security-lb-listener-require-tls12",
+        "gcp:compute/regionTargetHttpsProxy:RegionTargetHttpsProxy",
+        {"sslPolicy": "projects/p/regions/r/sslPolicies/tls12"},
+        {},
+        "default one accepts TLS 1.0",
+        {},
+        None,
+    ),
+    (
+        "security-disk-require-cmk-encryption",
+        LT,
+        {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "kmsKeyId": "arn:k"}}]},
+        {"imageId": "ami-1"},
+        "No block device mapping",
+        {},
+        None,
+    ),
+    (
+        "residency-aws-resource-require-allowed-region",
+        "aws:ec2/vpcPeeringConnection:VpcPeeringConnection",
+        {"peerRegion": "eu-central-1"},
+        {"peerRegion": "us-east-1"},
+        "reaches into 'us-east-1'",
+        EU,
+        ({"region": "eu-central-1"}, {"region": "eu-central-1"}),
+    ),
+    (
+        "security-gcp-storagebucket-require-private-encrypted",
+        "gcp:storage/bucket:Bucket",
+        {
+            "publicAccessPrevention": "enforced",
+            "uniformBucketLevelAccess": True,
+            "encryption": {"defaultKmsKeyName": "k"},
+        },
+        {
+            "publicAccessPrevention": "inherited",
+            "uniformBucketLevelAccess": True,
+            "encryption": {"defaultKmsKeyName": "k"},
+        },
+        "not enforced",
+        {},
+        None,
+    ),
+    (
+        "tags-resource-require-standard-tags",
+        "aws:ec2/vpc:Vpc",
+        {"tags": TAGS},
+        {"tags": {"stack": "dev"}},
+        "Missing tags: environment, team, model, data-classification",
+        {},
+        None,
+    ),
+    (
+        "tags-resource-require-standard-tags",
+        "aws:autoscaling/group:Group",
+        {"tags": [{"key": k, "value": v} for k, v in TAGS.items()]},
+        {"tags": []},
+        "Missing tags",
+        {},
+        None,
+    ),
+    (
+        "tags-resource-require-standard-tags",
+        "gcp:compute/instanceTemplate:InstanceTemplate",
+        {"labels": TAGS},
+        {},
+        "Missing tags: stack",
+        {},
+        None,
+    ),
+    (
+        "tags-resource-require-standard-tags",
+        QUEUED_TPU_TYPE,
+        {**QUEUED, "body": _queued_body(labels=TAGS)},
+        {**QUEUED, "body": _queued_body(labels={})},
+        "Missing tags: stack",
+        {},
+        None,
+    ),
+    (
+        "security-compute-instance-disallow-public-ip",
+        QUEUED_TPU_TYPE,
+        {**QUEUED, "body": _queued_body()},
+        {**QUEUED, "body": _queued_body(external=True)},
+        "queued TPU node enables external IPs",
+        {},
+        None,
+    ),
+    (
+        "residency-gcp-resource-require-allowed-location",
+        QUEUED_TPU_TYPE,
+        {**QUEUED, "zone": "europe-west4-b"},
+        {**QUEUED, "zone": "us-west4-a"},
+        "'us-west4-a' is outside",
+        {"allowedRegions": ["europe-west4"]},
+        None,
+    ),
 ]
 
-POD = {"securityContext": {"runAsNonRoot": True}, "containers": [{
-    "name": "engine", "image": f"vllm/vllm-openai@{DIGEST}",
-    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
-    "resources": {"limits": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1}, "requests": {"nvidia.com/gpu": 1}},
-}]}
+POD = {
+    "securityContext": {"runAsNonRoot": True},
+    "containers": [
+        {
+            "name": "engine",
+            "image": f"vllm/vllm-openai@{DIGEST}",
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+            "resources": {
+                "limits": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1},
+                "requests": {"nvidia.com/gpu": 1},
+            },
+        }
+    ],
+}
 
 
 def _deployment(**pod_changes) -> dict:
@@ -152,13 +455,22 @@ def _deployment(**pod_changes) -> dict:
 
 K8S_CASES = [
     ("security-kubernetes-workload-require-non-root", {"securityContext": {}}, "may run as root"),
-    ("security-kubernetes-workload-disallow-privileged",
-     {"c_securityContext": {"privileged": True, "readOnlyRootFilesystem": True}}, "is privileged"),
+    (
+        "security-kubernetes-workload-disallow-privileged",
+        {"c_securityContext": {"privileged": True, "readOnlyRootFilesystem": True}},
+        "is privileged",
+    ),
     ("security-kubernetes-workload-disallow-host-namespaces", {"hostNetwork": True}, "sets hostNetwork"),
-    ("security-kubernetes-workload-require-readonly-rootfs",
-     {"c_securityContext": {"allowPrivilegeEscalation": False}}, "writable root filesystem"),
-    ("security-kubernetes-workload-require-resource-limits",
-     {"c_resources": {"requests": {"nvidia.com/gpu": 1}}}, "no limit for cpu, memory, nvidia.com/gpu"),
+    (
+        "security-kubernetes-workload-require-readonly-rootfs",
+        {"c_securityContext": {"allowPrivilegeEscalation": False}},
+        "writable root filesystem",
+    ),
+    (
+        "security-kubernetes-workload-require-resource-limits",
+        {"c_resources": {"requests": {"nvidia.com/gpu": 1}}},
+        "no limit for cpu, memory, nvidia.com/gpu",
+    ),
     ("security-kubernetes-workload-require-image-digest", {"c_image": "vllm/vllm-openai:latest"}, "mutable image"),
 ]
 
@@ -212,9 +524,14 @@ def test_stack_requires_known_regions_and_fails_closed_on_unknown():
 def test_s3_replication_only_to_declared_buckets_in_allowed_regions():
     eu_bucket = resource("aws:s3/bucket:Bucket", {"bucket": "eu-copy"}, "eu", prov=provider(region="eu-central-1"))
     us_bucket = resource("aws:s3/bucket:Bucket", {"bucket": "us-copy"}, "us", prov=provider(region="us-east-1"))
+
     def repl(dest):
-        return resource("aws:s3/bucketReplicationConfig:BucketReplicationConfig",
-                        {"rules": [{"destination": {"bucket": f"arn:aws:s3:::{dest}"}}]}, f"to-{dest}")
+        return resource(
+            "aws:s3/bucketReplicationConfig:BucketReplicationConfig",
+            {"rules": [{"destination": {"bucket": f"arn:aws:s3:::{dest}"}}]},
+            f"to-{dest}",
+        )
+
     policy = "residency-aws-s3bucket-disallow-outside-replication"
     assert run_stack(policy, [eu_bucket, repl("eu-copy")], config=EU) == []
     assert "leaves the allowed regions" in run_stack(policy, [us_bucket, repl("us-copy")], config=EU)[0][0]
@@ -223,13 +540,20 @@ def test_s3_replication_only_to_declared_buckets_in_allowed_regions():
 
 def test_s3_buckets_block_public_access_and_encrypt_with_kms():
     bucket = resource("aws:s3/bucket:Bucket", {"bucket": "logs"}, "logs")
-    pab = resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-                   {f: True for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")},
-                   "logs-pab", deps={"bucket": [bucket]})
-    sse = resource("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-                   {"bucket": "logs", "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms",
-                                                                                      "kmsMasterKeyId": "arn:k"}}]},
-                   "logs-sse")
+    pab = resource(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        {f: True for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")},
+        "logs-pab",
+        deps={"bucket": [bucket]},
+    )
+    sse = resource(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        {
+            "bucket": "logs",
+            "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": "arn:k"}}],
+        },
+        "logs-sse",
+    )
     policy = "security-aws-s3bucket-require-private-encrypted"
     assert run_stack(policy, [bucket, pab, sse]) == []
     found = run_stack(policy, [bucket, sse])
@@ -237,9 +561,14 @@ def test_s3_buckets_block_public_access_and_encrypt_with_kms():
 
 
 def _group(name, types, max_size, tags=None, distribution=None):
-    props = {"maxSize": max_size, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
-             "mixedInstancesPolicy": {"launchTemplate": {"overrides": [{"instanceType": t} for t in types]},
-                                      "instancesDistribution": distribution or {}}}
+    props = {
+        "maxSize": max_size,
+        "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
+        "mixedInstancesPolicy": {
+            "launchTemplate": {"overrides": [{"instanceType": t} for t in types]},
+            "instancesDistribution": distribution or {},
+        },
+    }
     return resource("aws:autoscaling/group:Group", props, name)
 
 
@@ -255,13 +584,24 @@ def test_gpu_ceiling_sums_groups_at_max_capacity():
 
 def test_gpu_ceiling_counts_gcp_groups_through_their_template_and_tpu_chips():
     template = resource("gcp:compute/instanceTemplate:InstanceTemplate", {"machineType": "g2-standard-24"}, "tpl")
-    group = resource("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager", {}, "mig",
-                     deps={"versions": [template]})
-    scaler = resource("gcp:compute/regionAutoscaler:RegionAutoscaler",
-                      {"autoscalingPolicy": {"maxReplicas": 5}}, "scaler", deps={"target": [group]})
+    group = resource(
+        "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager", {}, "mig", deps={"versions": [template]}
+    )
+    scaler = resource(
+        "gcp:compute/regionAutoscaler:RegionAutoscaler",
+        {"autoscalingPolicy": {"maxReplicas": 5}},
+        "scaler",
+        deps={"target": [group]},
+    )
     tpu = resource("gcp:tpu/v2Vm:V2Vm", {"acceleratorType": "v6e-8"}, "slice")
-    queued = resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource",
-                      "body": {"tpu": {"nodeSpec": [{"node": {"acceleratorType": "v5litepod-16"}}]}}}, "queued")
+    queued = resource(
+        "pulumi-python:dynamic:Resource",
+        {
+            "resourceType": "tpu.googleapis.com/QueuedResource",
+            "body": {"tpu": {"nodeSpec": [{"node": {"acceleratorType": "v5litepod-16"}}]}},
+        },
+        "queued",
+    )
     config = {"maxGpus": 30, "gpusPerInstanceType": {"g2-standard-24": 2, "v6e-8": 8, "v5litepod-16": 16}}
     found = run_stack("cost-stack-gpu-count-limit", [template, group, scaler, tpu, queued], config=config)
     assert len(found) == 1 and "runs 34 GPUs/TPU chips, above the ceiling of 30" in found[0][0]  # 2x5 + 8 + 16
@@ -279,20 +619,44 @@ def test_batch_groups_must_be_spot():
 def test_gcp_and_tpu_batch_pools_must_be_spot():
     batch = {"workload": "batch"}
     ok = [
-        resource("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": batch, "scheduling": {"provisioningModel": "SPOT"}}, "t"),
+        resource(
+            "gcp:compute/instanceTemplate:InstanceTemplate",
+            {"labels": batch, "scheduling": {"provisioningModel": "SPOT"}},
+            "t",
+        ),
         resource("gcp:tpu/v2Vm:V2Vm", {"labels": batch, "schedulingConfig": {"spot": True}}, "v"),
-        resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource", "body": {
-            "spot": {}, "tpu": {"nodeSpec": [{"node": {"labels": batch}}]}}}, "q"),
+        resource(
+            "pulumi-python:dynamic:Resource",
+            {
+                "resourceType": "tpu.googleapis.com/QueuedResource",
+                "body": {"spot": {}, "tpu": {"nodeSpec": [{"node": {"labels": batch}}]}},
+            },
+            "q",
+        ),
         resource("gcp:tpu/v2Vm:V2Vm", {"labels": {"workload": "serving"}, "schedulingConfig": {"spot": False}}, "s"),
     ]
     assert run_stack("cost-compute-pool-require-spot-for-batch", ok) == []
     bad = [
-        resource("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": batch, "scheduling": {"provisioningModel": "STANDARD"}}, "t"),
+        resource(
+            "gcp:compute/instanceTemplate:InstanceTemplate",
+            {"labels": batch, "scheduling": {"provisioningModel": "STANDARD"}},
+            "t",
+        ),
         resource("gcp:tpu/v2Vm:V2Vm", {"labels": batch, "schedulingConfig": {"spot": False}}, "v"),
-        resource("pulumi-python:dynamic:Resource", {"resourceType": "tpu.googleapis.com/QueuedResource", "body": {
-            "tpu": {"nodeSpec": [{"node": {"labels": batch, "schedulingConfig": {"reserved": True}}}]}}}, "q"),
+        resource(
+            "pulumi-python:dynamic:Resource",
+            {
+                "resourceType": "tpu.googleapis.com/QueuedResource",
+                "body": {"tpu": {"nodeSpec": [{"node": {"labels": batch, "schedulingConfig": {"reserved": True}}}]}},
+            },
+            "q",
+        ),
     ]
-    assert [urn.rsplit("::", 1)[1] for _, urn in run_stack("cost-compute-pool-require-spot-for-batch", bad)] == ["t", "v", "q"]
+    assert [urn.rsplit("::", 1)[1] for _, urn in run_stack("cost-compute-pool-require-spot-for-batch", bad)] == [
+        "t",
+        "v",
+        "q",
+    ]
 
 
 # -- the pack's metadata -------------------------------------------------------------------------
@@ -325,18 +689,27 @@ ADVISORY_BY_DESIGN = {"security-aws-cloudwatch-loggroup-retention-minimum"}
 def test_every_rule_has_a_test_above():
     from test_hardening_rules import HARDENING_CASES, STACK_TESTED
 
-    tested = {c[0] for c in RESOURCE_CASES} | {c[0] for c in K8S_CASES} | {c[0] for c in HARDENING_CASES} | STACK_TESTED | {
-        "residency-stack-require-known-region",
-        "residency-aws-s3bucket-disallow-outside-replication",
-        "security-aws-s3bucket-require-private-encrypted",
-        "cost-stack-gpu-count-limit",
-        "cost-compute-pool-require-spot-for-batch",
-    }
+    tested = (
+        {c[0] for c in RESOURCE_CASES}
+        | {c[0] for c in K8S_CASES}
+        | {c[0] for c in HARDENING_CASES}
+        | STACK_TESTED
+        | {
+            "residency-stack-require-known-region",
+            "residency-aws-s3bucket-disallow-outside-replication",
+            "security-aws-s3bucket-require-private-encrypted",
+            "cost-stack-gpu-count-limit",
+            "cost-compute-pool-require-spot-for-batch",
+        }
+    )
     assert tested == set(RULES)
 
 
 def test_other_dynamic_resources_are_left_alone():
     other = {"resourceType": "something/else", "zone": "us-west4-a"}
-    for policy in ("residency-gcp-resource-require-allowed-location", "tags-resource-require-standard-tags",
-                   "security-compute-instance-disallow-public-ip"):
+    for policy in (
+        "residency-gcp-resource-require-allowed-location",
+        "tags-resource-require-standard-tags",
+        "security-compute-instance-disallow-public-ip",
+    ):
         assert run_resource(policy, "pulumi-python:dynamic:Resource", other, config=EU) == []
