@@ -37,6 +37,27 @@ def tracking(target: float = 10, metric: str = "InFlightRequests") -> TargetTrac
     return TargetTracking("t-track", metric, "Average", target, True, 120)
 
 
+def scale_in_alarm(
+    threshold: float, metric: str = "InFlightRequests", periods: int = 1, idle: bool = False
+) -> AlarmPolicy:
+    """The component's scale-in alarm: Average over 60 s, below the threshold, -1 with a 300 s cooldown."""
+    return AlarmPolicy(
+        "t-scale-in",
+        "t-scale-in",
+        metric,
+        "Average",
+        60,
+        periods,
+        threshold,
+        "LessThanThreshold",
+        False,
+        -1,
+        "ChangeInCapacity",
+        300,
+        idle,
+    )
+
+
 def run(cfg: ScalingConfig, rep: ReplicaModel, arr: np.ndarray, timeout: int = 900):
     return simulate_target(
         cfg, rep, arr, input_tokens=0, output_tokens=10, slo_seconds=10, client_timeout=timeout, seed=0
@@ -102,20 +123,7 @@ def test_a_wake_alarm_on_metrics_only_nodes_publish_cannot_wake():
 def test_a_scale_in_alarm_on_a_signal_that_reads_zero_under_load_is_flagged():
     # 3 nodes, 30 in flight (10 each, far below 100 slots): PendingRequests reads 0, so the alarm
     # (below 1 for one minute) removes a node at t=59 although in-flight per node would be 15 > 12.
-    alarm = AlarmPolicy(
-        "t-scale-in",
-        "t-scale-in",
-        "PendingRequests",
-        "Average",
-        60,
-        1,
-        1.0,
-        "LessThanThreshold",
-        False,
-        -1,
-        "ChangeInCapacity",
-        300,
-    )
+    alarm = scale_in_alarm(1.0, metric="PendingRequests")
     arr = np.full(DAY_SECONDS, 3, dtype=np.int64)
     res = run(config(initial=3, tracking=tracking(12), alarms=(alarm,)), replica(), arr)
     kinds = {(f.kind, f.resource) for f in res.findings}
@@ -124,20 +132,7 @@ def test_a_scale_in_alarm_on_a_signal_that_reads_zero_under_load_is_flagged():
 
 
 def test_an_in_flight_scale_in_alarm_on_the_same_load_is_not_flagged():
-    alarm = AlarmPolicy(
-        "t-scale-in",
-        "t-scale-in",
-        "InFlightRequests",
-        "Average",
-        60,
-        1,
-        6.0,
-        "LessThanThreshold",
-        False,
-        -1,
-        "ChangeInCapacity",
-        300,
-    )
+    alarm = scale_in_alarm(6.0)
     arr = np.full(DAY_SECONDS, 3, dtype=np.int64)
     res = run(config(initial=3, tracking=tracking(12), alarms=(alarm,)), replica(), arr)
     assert res.events == [] and res.findings == []
@@ -146,39 +141,13 @@ def test_an_in_flight_scale_in_alarm_on_the_same_load_is_not_flagged():
 def test_cooldown_arithmetic_of_a_simple_scale_in_policy():
     # Idle fleet of 4: the alarm is in ALARM from the first minute and re-invokes the policy every
     # minute; the simple policy acts at 59, then not before 59 + 300, then 359 + 300, down to min 1.
-    alarm = AlarmPolicy(
-        "t-scale-in",
-        "t-scale-in",
-        "InFlightRequests",
-        "Average",
-        60,
-        1,
-        5.0,
-        "LessThanThreshold",
-        False,
-        -1,
-        "ChangeInCapacity",
-        300,
-    )
+    alarm = scale_in_alarm(5.0)
     res = run(config(initial=4, alarms=(alarm,)), replica(), np.zeros(DAY_SECONDS, dtype=np.int64))
     assert [(e.second, e.after) for e in res.events] == [(59, 3), (359, 2), (659, 1)]
 
 
 def test_evaluation_periods_delay_the_first_scale_in():
-    alarm = AlarmPolicy(
-        "t-scale-in",
-        "t-scale-in",
-        "InFlightRequests",
-        "Average",
-        60,
-        5,
-        5.0,
-        "LessThanThreshold",
-        False,
-        -1,
-        "ChangeInCapacity",
-        300,
-    )
+    alarm = scale_in_alarm(5.0, periods=5)
     res = run(config(initial=2, alarms=(alarm,)), replica(), np.zeros(DAY_SECONDS, dtype=np.int64))
     assert [(e.second, e.after) for e in res.events] == [(299, 1)]  # five one-minute datapoints
 
@@ -353,21 +322,7 @@ def test_the_last_node_stays_while_requests_trickle_in_and_goes_once_idle():
     # node at 59 s (then every request waits a cold start); the component's metric math for a
     # group that may reach zero keeps it. With no requests the peak is 0 and it goes at 59 s.
     def alarm(idle_rule: bool) -> AlarmPolicy:
-        return AlarmPolicy(
-            "t-scale-in",
-            "t-scale-in",
-            "InFlightRequests",
-            "Average",
-            60,
-            1,
-            1.0,
-            "LessThanThreshold",
-            False,
-            -1,
-            "ChangeInCapacity",
-            300,
-            idle_rule,
-        )
+        return scale_in_alarm(1.0, idle=idle_rule)
 
     trickle = np.zeros(DAY_SECONDS, dtype=np.int64)
     trickle[::30] = 1
