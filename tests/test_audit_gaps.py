@@ -17,6 +17,22 @@ VALID = STACKS.parent / "tests" / "spec_corpus" / "valid"
 ASG = "aws:autoscaling/group:Group"
 
 
+# The GCP regions inside the EU jurisdiction, as the catalog lists them.
+EU_GCP = [
+    "europe-central2",
+    "europe-north1",
+    "europe-north2",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west10",
+    "europe-west12",
+    "europe-west3",
+    "europe-west4",
+    "europe-west8",
+    "europe-west9",
+]
+
+
 @pytest.fixture(scope="module")
 def dev() -> Resources:
     return Resources(plan_of_file(str(STACKS / "dev.yaml")))
@@ -73,40 +89,11 @@ def test_policy_config_carries_every_limit_from_the_spec():
     assert derived == {
         "residency-aws-resource-require-allowed-region": {"allowedRegions": eu_aws},
         "residency-gcp-resource-require-allowed-location": {
-            "allowedRegions": [
-                "europe-central2",
-                "europe-north1",
-                "europe-north2",
-                "europe-southwest1",
-                "europe-west1",
-                "europe-west10",
-                "europe-west12",
-                "europe-west3",
-                "europe-west4",
-                "europe-west8",
-                "europe-west9",
-            ],
+            "allowedRegions": EU_GCP,
             "allowedZones": [],
             "allowedMultiRegions": [],
         },
-        "residency-storage-replica-require-allowed-region": {
-            "allowedRegions": sorted(
-                [
-                    *eu_aws,
-                    "europe-central2",
-                    "europe-north1",
-                    "europe-north2",
-                    "europe-southwest1",
-                    "europe-west1",
-                    "europe-west10",
-                    "europe-west12",
-                    "europe-west3",
-                    "europe-west4",
-                    "europe-west8",
-                    "europe-west9",
-                ]
-            )
-        },
+        "residency-storage-replica-require-allowed-region": {"allowedRegions": sorted([*eu_aws, *EU_GCP])},
         "residency-aws-s3bucket-disallow-outside-replication": {"allowedRegions": eu_aws},
         "residency-vpn-peer-require-allowed-ip": {"allowedPeerIps": []},
         "tags-resource-require-standard-tags": {

@@ -321,14 +321,15 @@ def test_the_last_node_stays_while_requests_trickle_in_and_goes_once_idle():
     # every minute's peak is 1 and its average below 1. The plain average alarm removes the only
     # node at 59 s (then every request waits a cold start); the component's metric math for a
     # group that may reach zero keeps it. With no requests the peak is 0 and it goes at 59 s.
-    def alarm(idle_rule: bool) -> AlarmPolicy:
-        return scale_in_alarm(1.0, idle=idle_rule)
-
     trickle = np.zeros(DAY_SECONDS, dtype=np.int64)
     trickle[::30] = 1
-    plain = run(config(min_size=0, initial=1, alarms=(alarm(False),)), replica(), trickle)
+    plain = run(config(min_size=0, initial=1, alarms=(scale_in_alarm(1.0),)), replica(), trickle)
     assert (plain.events[0].second, plain.events[0].after) == (59, 0)
-    kept = run(config(min_size=0, initial=1, alarms=(alarm(True),)), replica(), trickle)
+    kept = run(config(min_size=0, initial=1, alarms=(scale_in_alarm(1.0, idle=True),)), replica(), trickle)
     assert [e for e in kept.events if e.kind == "in"] == []
-    idle = run(config(min_size=0, initial=1, alarms=(alarm(True),)), replica(), np.zeros(DAY_SECONDS, dtype=np.int64))
+    idle = run(
+        config(min_size=0, initial=1, alarms=(scale_in_alarm(1.0, idle=True),)),
+        replica(),
+        np.zeros(DAY_SECONDS, dtype=np.int64),
+    )
     assert [(e.second, e.after) for e in idle.events] == [(59, 0)]
