@@ -559,14 +559,279 @@ class GcpTpuTarget(GcpTargetBase):
         return self.zone.rsplit("-", 1)[0]
 
 
-Target = Annotated[AwsGpuFleetTarget | GcpGpuFleetTarget | GcpTpuTarget, Field(discriminator="kind")]
+# -- on-prem Kubernetes -------------------------------------------------------------------------
+
+DNS_NAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+K8S_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+K8S_NODE_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+K8S_VERSION_PATTERN = r"^1\.(2[6-9]|3[0-9])$"
+COUNTRY_PATTERN = r"^[a-z]{2}$"
+PATTERN_HINTS.update(
+    {
+        K8S_NAME_PATTERN: "must be a Kubernetes name (RFC 1123 label): a-z, 0-9 and '-', at most 63 characters",
+        K8S_NODE_PATTERN: "must be a Kubernetes node name (RFC 1123 subdomain): a-z, 0-9, '-' and '.'",
+        K8S_VERSION_PATTERN: "must be the cluster's Kubernetes minor version, 1.26 to 1.39, like '1.31'",
+        COUNTRY_PATTERN: "must be an ISO 3166-1 country code in lower case, like de or fr",
+    }
+)
+K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
+
+
+class KubernetesCluster(StrictModel):
+    """The existing cluster a target configures. Its credentials never appear in the spec: the
+    kubeconfig is a secret in the stack's Pulumi config (set it with `pulumi config set --secret`, or
+    from an ESC environment's pulumiConfig)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    kubeconfig_config_key: str = Field(
+        default="kubeconfig",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+        description="The stack config key (namespace inferstack) whose secret value is the kubeconfig.",
+    )
+    context: str | None = Field(default=None, min_length=1, max_length=253, description="kubeconfig context to use.")
+    version: str = Field(
+        pattern=K8S_VERSION_PATTERN,
+        description="The cluster's Kubernetes minor version; manifests are validated against its OpenAPI schema.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_credentials(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("kubeconfig", "token", "client_key", "client_certificate", "password"):
+                if key in data:
+                    raise FieldError(
+                        key,
+                        "cluster credentials never go in the spec file (it is committed and printed): store the "
+                        "kubeconfig as a secret, `pulumi config set --secret inferstack:kubeconfig < kubeconfig`, "
+                        "or in an ESC environment's pulumiConfig, and name that key in kubeconfig_config_key",
+                    )
+        return data
+
+
+class WholeGpus(StrictModel):
+    """Each replica gets whole GPUs (tensor parallel across them when the model needs more than one)."""
+
+    mode: Literal["whole"]
+
+
+class MigSharing(StrictModel):
+    """Every GPU of the pool is split into identical MIG instances of one profile; a replica gets one."""
+
+    mode: Literal["mig"]
+    profile: str = Field(description="A MIG profile of the pool's GPU model, e.g. 3g.40gb on an A100 80GB.")
+
+
+class TimeSlicing(StrictModel):
+    """Each GPU is advertised as N devices that share it in time (no memory isolation)."""
+
+    mode: Literal["time-slicing"]
+    replicas: int = Field(ge=2, le=48, description="Devices each GPU is advertised as.")
+
+
+GpuSharing = Annotated[WholeGpus | MigSharing | TimeSlicing, Field(discriminator="mode")]
+
+
+class ReplicaBounds(StrictModel):
+    min: int = Field(
+        ge=1,
+        le=MAX_INSTANCES,
+        description="Replicas always running. At least 1: with no pod, nothing publishes the metric that would "
+        "wake the pool (the overflow gateway, when it exists, carries load elsewhere).",
+    )
+    max: int = Field(ge=1, le=MAX_INSTANCES)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaBounds:
+        if self.max < self.min:
+            raise FieldError("max", f"must be >= min (got {self.max} < {self.min})")
+        return self
+
+
+class NodePool(StrictModel):
+    """GPU nodes of the cluster that serve the target: named nodes (inferstack patches their labels
+    and taints, never owns them) or nodes the cluster already labels (selected, not patched)."""
+
+    nodes: list[Annotated[str, StringConstraints(pattern=K8S_NODE_PATTERN)]] | None = Field(
+        default=None, min_length=1, description="Node names; inferstack labels and taints them with patches."
+    )
+    node_selector: dict[str, str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Labels the cluster already puts on the pool's nodes; such nodes are selected, not patched, "
+        "so their taint and GPU-sharing labels are the cluster's to set.",
+    )
+    node_count: int | None = Field(
+        default=None, ge=1, le=MAX_INSTANCES, description="With node_selector: how many nodes it selects."
+    )
+    gpu: str = Field(description="GPU model of the nodes, from the catalog (e.g. H100-80GB, A100-80GB).")
+    gpus_per_node: int = Field(ge=1, le=16)
+    sharing: GpuSharing = Field(default_factory=lambda: WholeGpus(mode="whole"))
+    replicas: ReplicaBounds
+
+    @model_validator(mode="after")
+    def _one_way_to_select(self) -> NodePool:
+        if (self.nodes is None) == (self.node_selector is None):
+            raise ValueError("set exactly one of 'nodes' (node names) or 'node_selector' (labels the nodes carry)")
+        if self.node_selector is not None and self.node_count is None:
+            raise FieldError("node_count", "with node_selector, say how many nodes it selects (replicas are bounded by it)")
+        if self.nodes is not None and self.node_count is not None:
+            raise FieldError("node_count", "is implied by the list of nodes: remove it")
+        if self.nodes is not None and len(set(self.nodes)) != len(self.nodes):
+            raise FieldError("nodes", "a node is listed twice")
+        return self
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes) if self.nodes is not None else (self.node_count or 0)
+
+
+class S3Weights(StrictModel):
+    """An S3-compatible store inside the site (MinIO, Ceph RGW, ...)."""
+
+    endpoint: str = Field(pattern=r"^https://[^\s/]+(/[^\s]*)?$", description="https URL of the store.")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(default="", pattern=r"^[^\s]*$")
+    credentials_secret: K8sName = Field(
+        description="Secret in the target's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+    )
+    ca_secret: K8sName | None = Field(default=None, description="Secret with the store's CA bundle (ca.crt).")
+    fetch_image: ImageRef = Field(
+        description="Image of the init container that copies the weights (an S3 client such as the AWS CLI or "
+        "rclone, from the site's registry mirror)."
+    )
+
+
+class OnPremWeights(StrictModel):
+    """Where the model's weights are on the site: a claim that holds them, or the site's object store
+    fetched by an init container into a cache volume. Nothing comes from the internet."""
+
+    pvc: K8sName | None = Field(default=None, description="An existing PersistentVolumeClaim holding the weights.")
+    path: str = Field(default="", pattern=r"^[^\s]*$", description="Directory of the weights inside the claim.")
+    s3: S3Weights | None = None
+    cache_gib: int | None = Field(
+        default=None, ge=1, le=65536, description="Size of the cache volume for s3 weights (default: weights x 1.2)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OnPremWeights:
+        if (self.pvc is None) == (self.s3 is None):
+            raise ValueError("set exactly one of 'pvc' (a claim that holds the weights) or 's3' (the site's store)")
+        if self.cache_gib is not None and self.s3 is None:
+            raise FieldError("cache_gib", "only s3 weights are fetched into a cache volume")
+        return self
+
+
+class OnPremAutoscaling(StrictModel):
+    via: Literal["keda", "hpa"] = Field(
+        default="keda",
+        description="keda: a ScaledObject on the engine's metric from Prometheus. hpa: an HPA on a custom "
+        "metric served by the Prometheus adapter (which must expose it).",
+    )
+    signal: Literal["in_flight", "queue_depth"] = Field(default=DEFAULT_SIGNAL)
+    target: float = Field(gt=0, le=100_000, allow_inf_nan=False, description="Per replica.")
+    prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        pattern=r"^https?://[^\s]+$",
+        description="Prometheus that scrapes the engine (KEDA queries it).",
+    )
+    scale_in_cooldown: int = Field(default=300, ge=60, le=3600)
+
+
+class OnPremIngress(StrictModel):
+    """An internal route with TLS in front of the Service, when the spec names a host and a TLS Secret."""
+
+    host: str = Field(pattern=DNS_NAME)
+    tls_secret: K8sName
+    via: Literal["gateway-api", "ingress"] = "gateway-api"
+    gateway: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]+/[a-z0-9-]+$",
+        description="gateway-api: the internal Gateway (namespace/name) the HTTPRoute attaches to.",
+    )
+    ingress_class: str | None = Field(default=None, description="ingress: the internal ingress class.")
+
+    @model_validator(mode="after")
+    def _parent(self) -> OnPremIngress:
+        if self.via == "gateway-api" and self.gateway is None:
+            raise FieldError("gateway", "name the internal Gateway (namespace/name) the route attaches to")
+        if self.via == "ingress" and self.ingress_class is None:
+            raise FieldError("ingress_class", "name the internal ingress class")
+        return self
+
+
+class GpuOperator(StrictModel):
+    chart_version: str = Field(default="v25.10.0", pattern=r"^v?\d+\.\d+\.\d+$")
+    chart_repository: str = Field(
+        default="https://helm.ngc.nvidia.com/nvidia",
+        pattern=r"^(https|oci)://[^\s]+$",
+        description="The chart's repository; an air-gapped site points this at its mirror.",
+    )
+    driver: Literal["operator", "preinstalled"] = Field(
+        default="operator", description="operator: the operator installs the driver; preinstalled: the nodes have it."
+    )
+    driver_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
+    manage: bool = Field(default=True, description="false: the cluster already runs the operator; configure it only.")
+
+
+class OnPremK8sTarget(TargetBase):
+    """GPU nodes of an existing Kubernetes cluster on the team's site, and the engine on them."""
+
+    kind: Literal["onprem-k8s"]
+    location: str = Field(
+        pattern=COUNTRY_PATTERN,
+        description="Country of the site (ISO 3166-1, lower case): residency applies to it as to a cloud region.",
+    )
+    cluster: KubernetesCluster
+    mode: Literal["apply", "render"] = Field(
+        default="apply", description="apply: pulumi-kubernetes applies to the cluster; render: write manifests."
+    )
+    render_dir: str | None = Field(default=None, description="render: the directory the manifests go to.")
+    gitops: Literal["flux", "argocd"] = Field(
+        default="flux", description="render: how the GPU operator chart is declared (Flux HelmRelease or Argo CD Application)."
+    )
+    namespace: K8sName | None = Field(default=None, description="Namespace of the engine (default <stack>-<target>).")
+    registry: str = Field(
+        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9._-]+)*$",
+        description="The site's registry mirror: every image must come from it.",
+    )
+    image: ImageRef | None = Field(default=None, description="This target's engine image (default: serving.image).")
+    pools: dict[Name, NodePool] = Field(min_length=1)
+    weights: OnPremWeights
+    autoscaling: OnPremAutoscaling
+    gpu_operator: GpuOperator = Field(default_factory=GpuOperator)
+    allowed_namespaces: list[K8sName] = Field(
+        default_factory=list,
+        description="Namespaces whose pods may reach the engine (gateway, metrics scraper); all others are denied.",
+    )
+    ingress: OnPremIngress | None = None
+
+    @model_validator(mode="after")
+    def _render_dir(self) -> OnPremK8sTarget:
+        if self.mode == "render" and not self.render_dir:
+            raise FieldError("render_dir", "mode: render writes manifests to a directory: name it")
+        if self.mode == "apply" and self.render_dir is not None:
+            raise FieldError("render_dir", "only mode: render writes a directory: remove it or set mode: render")
+        return self
+
+    @property
+    def cloud(self) -> str:
+        return "onprem"
+
+    @property
+    def region(self) -> str:
+        """Residency treats the site's country like a cloud region (catalog.known_regions)."""
+        return self.location
+
+
+Target = Annotated[AwsGpuFleetTarget | GcpGpuFleetTarget | GcpTpuTarget | OnPremK8sTarget, Field(discriminator="kind")]
 
 
 ACM_ARN = r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$"
 PCA_ARN = r"^arn:aws[a-z-]*:acm-pca:([a-z0-9-]+):\d{12}:certificate-authority/[0-9a-f-]+$"
 GCP_CERT = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/regions/([a-z0-9-]+)/sslCertificates/[a-z]([-a-z0-9]*[a-z0-9])?$"
 PRINCIPAL = r"^(\*|\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+))$"
-DNS_NAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 PATTERN_HINTS.update(
     {
         f"{ACM_ARN}|{GCP_CERT}": "must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>) or "
