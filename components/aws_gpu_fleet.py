@@ -610,3 +610,27 @@ class AwsGpuFleet(pulumi.ComponentResource):
             tags=plan.tags,
             opts=child,
         )
+
+
+def deploy(name: str, plan, ctx) -> dict[str, pulumi.Input]:
+    """The target kind's entry point (inferstack.kinds): one fleet, its stack outputs."""
+    opts = pulumi.ResourceOptions(provider=ctx.aws(plan.region))
+    # One service-linked role per account, declared once for every AWS target of the stack.
+    service_role = ctx.once("aws-autoscaling-service-role", lambda: autoscaling_service_role(plan.tags, opts))
+    fleet = AwsGpuFleet(name, plan, opts=opts, key_depends_on=service_role)
+    # image_id: the AMI the nodes run (pinned; see the spec's ami_id for how to move it)
+    outputs: dict[str, pulumi.Input] = {
+        "asg_name": fleet.asg_name,
+        "vpc_id": fleet.vpc_id,
+        "security_group_id": fleet.security_group_id,
+        "image_id": fleet.image_id,
+    }
+    if fleet.endpoint is not None:
+        outputs |= {
+            "endpoint_service_name": fleet.endpoint.service_name,
+            "endpoint_dns_name": fleet.endpoint.dns_name,
+            "consumer_dns_names": fleet.endpoint.consumer_dns_names,
+            "endpoint_domain": fleet.endpoint.domain_name,
+            "consumer_zone_ids": fleet.endpoint.consumer_zone_ids,
+        }
+    return outputs

@@ -272,3 +272,14 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
                 )
             )
         return backends
+
+
+def endpoint_outputs(endpoint: GcpPrivateEndpoint | None) -> dict[str, pulumi.Input]:
+    """A GCP target's endpoint, as stack outputs (none without an endpoint)."""
+    if endpoint is None:
+        return {}
+    return {
+        "service_attachment": endpoint.service_attachment,
+        "endpoint_address": endpoint.address,
+        "consumer_addresses": endpoint.consumer_addresses,
+    }

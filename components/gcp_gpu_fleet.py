@@ -13,7 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from inferstack.components.gcp_endpoint import GcpPrivateEndpoint
+from inferstack.components.gcp_endpoint import GcpPrivateEndpoint, endpoint_outputs
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
 from inferstack.planning.gcp import KMS_ROTATION_SECONDS, GcpGpuFleetPlan
@@ -289,3 +289,13 @@ class GcpGpuFleet(pulumi.ComponentResource):
             ),
             opts=child,
         )
+
+
+def deploy(name: str, plan, ctx) -> dict[str, pulumi.Input]:
+    """The target kind's entry point (inferstack.kinds): one group, its stack outputs."""
+    group = GcpGpuFleet(name, plan, opts=pulumi.ResourceOptions(provider=ctx.gcp(plan.project, plan.region)))
+    return {
+        "group_name": group.group_name,
+        "service_account": group.service_account,
+        **endpoint_outputs(group.endpoint),
+    }

@@ -25,7 +25,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from inferstack.components.gcp_endpoint import GcpPrivateEndpoint
+from inferstack.components.gcp_endpoint import GcpPrivateEndpoint, endpoint_outputs
 from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, GcpBootDiskKey, node_metadata
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
@@ -163,3 +163,9 @@ class GcpTpuSlice(pulumi.ComponentResource):
             },
             opts=child,
         )
+
+
+def deploy(name: str, plan, ctx) -> dict[str, pulumi.Input]:
+    """The target kind's entry point (inferstack.kinds): the slices, their stack outputs."""
+    tpu = GcpTpuSlice(name, plan, opts=pulumi.ResourceOptions(provider=ctx.gcp(plan.project, plan.region)))
+    return {"nodes": tpu.nodes, "service_account": tpu.service_account, **endpoint_outputs(tpu.endpoint)}

@@ -54,7 +54,7 @@ def _unit_price(price: catalog.Price | None, spot: bool) -> float | None:
     return price.spot if spot else price.on_demand
 
 
-def _estimate_aws(name: str, target: AwsGpuFleetTarget) -> TargetCost:
+def estimate_aws(name: str, target: AwsGpuFleetTarget) -> TargetCost:
     itype = target.instance_types[0]
     price = catalog.aws_instance_types()[itype].prices.get(target.region)
     if price is None:
@@ -66,7 +66,7 @@ def _estimate_aws(name: str, target: AwsGpuFleetTarget) -> TargetCost:
     return TargetCost(name, itype, target.region, low, high, note)
 
 
-def _estimate_gcp_fleet(name: str, target: GcpGpuFleetTarget) -> TargetCost:
+def estimate_gcp_fleet(name: str, target: GcpGpuFleetTarget) -> TargetCost:
     prices = catalog.gcp_prices()
     if target.accelerator is not None:
         gpu = catalog.gcp_guest_accelerators()[target.accelerator.type].gpu
@@ -97,7 +97,7 @@ def _estimate_gcp_fleet(name: str, target: GcpGpuFleetTarget) -> TargetCost:
     )
 
 
-def _estimate_tpu(name: str, target: GcpTpuTarget) -> TargetCost:
+def estimate_tpu(name: str, target: GcpTpuTarget) -> TargetCost:
     """A slice's price; prorated per chip from another slice of its generation when the catalog
     lacks that exact size (TPU prices are linear in chips)."""
     gen = catalog.tpu_generations()[target.generation]
@@ -121,13 +121,6 @@ def _estimate_tpu(name: str, target: GcpTpuTarget) -> TargetCost:
 
 
 def estimate(spec: DeploymentSpec) -> list[TargetCost]:
-    out = []
-    for name in sorted(spec.targets):
-        target = spec.targets[name]
-        if isinstance(target, AwsGpuFleetTarget):
-            out.append(_estimate_aws(name, target))
-        elif isinstance(target, GcpGpuFleetTarget):
-            out.append(_estimate_gcp_fleet(name, target))
-        elif isinstance(target, GcpTpuTarget):
-            out.append(_estimate_tpu(name, target))
-    return out
+    from inferstack.kinds import kind_of  # the table draws its cost hooks from this module
+
+    return [kind_of(spec.targets[name]).cost(name, spec.targets[name]) for name in sorted(spec.targets)]

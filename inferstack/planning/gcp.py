@@ -140,15 +140,29 @@ def plan_signal(signal: str, target: float, engine: catalog.Engine | None = None
 
 
 @dataclass(frozen=True)
-class GcpGpuFleetPlan:
+class GcpTargetPlan:
+    """What every GCP target's plan has: where it runs, what it serves and how it is reached."""
+
     target: str
     project: str
     region: str
+    prefix: str
+    labels: dict[str, str]
+    port: int
+    weights: Weights
+    image: str
+    artifact_repository: ArtifactRepository | None
+    public_ip: bool
+    network: GcpNetworkPlan
+    startup_script: str
+    endpoint: GcpEndpointPlan | None
+
+
+@dataclass(frozen=True)
+class GcpGpuFleetPlan(GcpTargetPlan):
     zones: tuple[str, ...]  # the zones of the region that offer the machine type (catalog), or the spec's
     distribution_shape: str  # the regional group's target distribution shape
-    prefix: str
     group_name: str
-    labels: dict[str, str]
     machine_type: str
     guest_accelerator: tuple[str, int] | None
     gpu_count: int
@@ -161,17 +175,9 @@ class GcpGpuFleetPlan:
     max_size: int
     initial_size: int
     scale_in_cooldown: int
-    port: int
     health_path: str
     initial_delay_seconds: int
     signal: GcpSignal
-    weights: Weights
-    image: str
-    artifact_repository: ArtifactRepository | None
-    public_ip: bool
-    network: GcpNetworkPlan
-    startup_script: str
-    endpoint: GcpEndpointPlan | None
 
 
 def gpu_zones(target: GcpGpuFleetTarget) -> tuple[str, ...]:
@@ -299,13 +305,8 @@ def tpu_data_disk_gib(weights_bytes: int) -> int:
 
 
 @dataclass(frozen=True)
-class GcpTpuPlan:
-    target: str
-    project: str
+class GcpTpuPlan(GcpTargetPlan):
     zone: str
-    region: str
-    prefix: str
-    labels: dict[str, str]
     generation: str
     topology: str
     accelerator_type: str
@@ -313,14 +314,6 @@ class GcpTpuPlan:
     hosts: int
     slices: tuple[str, ...]  # the node name of each slice
     provisioning: str
-    port: int
-    weights: Weights
-    image: str
-    artifact_repository: ArtifactRepository | None
-    public_ip: bool
-    network: GcpNetworkPlan
-    startup_script: str
-    endpoint: GcpEndpointPlan | None
     # One read-write data disk per single-host slice for the weights (None: multi-host slices,
     # whose weights stay on each host's boot disk: a read-write disk attaches to one VM only, and
     # a multi-host node is several VMs; the checks keep such weights small enough).

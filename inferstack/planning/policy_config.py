@@ -11,7 +11,7 @@ from typing import Any
 
 from inferstack import catalog
 from inferstack.planning.naming import standard_tags
-from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget
+from inferstack.spec.models import DeploymentSpec
 
 # The names the pack declares; a test checks each exists in the pack.
 AWS_REGION = "residency-aws-resource-require-allowed-region"
@@ -29,15 +29,11 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
     allowed = spec.residency.allowed_regions
     aws = sorted(r for r in allowed if known.get(r) == "aws")
     gcp = sorted(r for r in allowed if known.get(r) == "gcp")
+    from inferstack.kinds import kind_of
+
     gpus: dict[str, float] = {}
     for target in spec.targets.values():
-        if isinstance(target, AwsGpuFleetTarget):
-            gpus.update({t: catalog.aws_instance_types()[t].gpu_count for t in target.instance_types})
-        elif isinstance(target, GcpGpuFleetTarget) and target.accelerator is None:
-            gpus[target.machine_type] = catalog.gcp_machine_types()[target.machine_type].gpu_count
-        elif isinstance(target, GcpTpuTarget):
-            gen = catalog.tpu_generations()[target.generation]
-            gpus[gen.accelerator_type(target.topology)] = gen.chips_of(target.topology)
+        gpus.update(kind_of(target).accelerators(target))
     gpus = dict(sorted(gpus.items()))
     return {
         AWS_REGION: {"allowedRegions": aws},

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 
 from inferstack import catalog
-from inferstack.planning import aws_fleet, gcp, sizing
-from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget, Traffic
+from inferstack.planning import sizing
+from inferstack.spec.models import DeploymentSpec, Traffic
 
 # -- ESTIMATE of serving capacity (no benchmark behind it; state your own in the spec) ----------
 # Concurrency: what the KV cache left after the weights and overhead holds, at the profile's
@@ -50,22 +50,6 @@ class ReplicaModel:
         return input_tokens / self.prefill_tokens_per_second
 
 
-def _memory_and_accelerators(target) -> tuple[int, float]:
-    if isinstance(target, AwsGpuFleetTarget):
-        it = catalog.aws_instance_types()[target.instance_types[0]]
-        return it.total_accelerator_memory_bytes, it.accelerator_count
-    if isinstance(target, GcpGpuFleetTarget):
-        if target.accelerator is not None:
-            acc = catalog.gcp_guest_accelerators()[target.accelerator.type]
-            return acc.memory_mib * catalog.MIB * target.accelerator.count, target.accelerator.count
-        mt = catalog.gcp_machine_types()[target.machine_type]
-        return mt.total_accelerator_memory_bytes, mt.accelerator_count
-    assert isinstance(target, GcpTpuTarget)
-    gen = catalog.tpu_generations()[target.generation]
-    chips = gen.chips_of(target.topology)
-    return gen.hbm_gib_per_chip * catalog.GIB * chips, chips
-
-
 def warm_start_seconds(instance_types: tuple[str, ...], weights_bytes: int, volume_mib: int) -> int:
     """A stopped warm-pool instance already holds the image and the weights on its EBS root volume:
     boot, then load the weights from disk and warm the engine up (same per-family timings as the
@@ -83,21 +67,15 @@ def warm_start_seconds(instance_types: tuple[str, ...], weights_bytes: int, volu
 
 def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic | None = None) -> ReplicaModel:
     """`traffic`: the profile's token counts size the KV cache per sequence (default: the spec's)."""
+    from inferstack.kinds import kind_of  # the table draws its startup hook from this module
+
     target = spec.targets[name]
     traffic = traffic or spec.traffic
     model_name, model = spec.model_of(name)
     fp = sizing.footprint(model_name, model)
-    warm: int | None = None
-    if isinstance(target, AwsGpuFleetTarget):
-        plan = aws_fleet.plan_aws_fleet(spec, stack, name)
-        startup = plan.readiness.startup_seconds
-        if plan.warm_pool_size:
-            warm = warm_start_seconds(plan.instance_types, fp.weights_bytes, plan.root_volume.throughput_mib)
-    elif isinstance(target, GcpGpuFleetTarget):
-        startup = gcp.plan_gcp_fleet(spec, stack, name).initial_delay_seconds
-    else:
-        startup = sizing.startup_seconds(fp)
-    memory, accelerators = _memory_and_accelerators(target)
+    kind = kind_of(target)
+    startup, warm = kind.startup(spec, stack, name)
+    memory, accelerators = kind.accelerator_memory(target)
     tokens = (traffic.input_tokens + traffic.output_tokens) if traffic else model.context_length
     arch = sizing.architecture_of(model_name, model)
     if arch is not None:

@@ -554,23 +554,20 @@ def simulate_stack(
 ) -> StackResult:
     """Replay `arrivals` (requests per second over the day, the whole stack) through every target's
     scaling configuration as the plan's resources record it."""
+    from inferstack.kinds import kind_of
     from inferstack.planning import cost
     from inferstack.planning.replica import replica_model
     from inferstack.planning.scaling_config import scaling_configs
-    from inferstack.spec.models import GcpTpuTarget, Traffic
+    from inferstack.spec.models import Traffic
 
     traffic = spec.traffic or Traffic()
     configs = scaling_configs(resources)
     prices = {c.target: c for c in cost.estimate(spec)}
     for name, target in spec.targets.items():
-        if name not in configs and isinstance(target, GcpTpuTarget):
+        fixed = kind_of(target).fixed_replicas(target)
+        if name not in configs and fixed is not None:
             configs[name] = ScalingConfig(
-                target=name,
-                cloud="fixed",
-                group=f"{name} (TPU slices)",
-                min_size=target.slices,
-                max_size=target.slices,
-                initial=target.slices,
+                target=name, cloud="fixed", group=f"{name} (TPU slices)", min_size=fixed, max_size=fixed, initial=fixed
             )
     shares = {n: (traffic.targets[n].share if n in traffic.targets else 1.0) for n in configs}
     per_target = split_arrivals(arrivals, shares, seed)

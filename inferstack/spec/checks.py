@@ -33,24 +33,19 @@ _WEIGHTS_SCHEME = {"aws": "s3", "gcp": "gs"}
 
 
 def check_spec(spec: DeploymentSpec) -> list[Finding]:
+    from inferstack.kinds import kind_of  # the table draws its check hooks from this module
+
     findings = list(_check_opt_outs(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
-        findings += _check_region(
-            spec, (*base, "zone" if isinstance(target, GcpTpuTarget) else "region"), target.region, target.cloud
-        )
+        findings += _check_region(spec, (*base, kind_of(target).region_field), target.region, target.cloud)
         findings += _check_image(spec, name)
         if not _check_model_ref(spec, name):
             findings += _check_weights(spec, name)
-        if isinstance(target, AwsGpuFleetTarget):
-            findings += _check_aws_fleet(spec, name, target)
-        elif isinstance(target, GcpGpuFleetTarget):
-            findings += _check_gcp_fleet(spec, name, target)
-        elif isinstance(target, GcpTpuTarget):
-            findings += _check_tpu(spec, name, target)
+        findings += kind_of(target).check(spec, name, target)
     return findings
 
 
@@ -64,7 +59,7 @@ def _check_opt_outs(spec: DeploymentSpec) -> Iterator[Finding]:
             "warning",
         )
     for name, target in spec.targets.items():
-        if target.network.public_ip:
+        if target.cloud != "onprem" and target.network.public_ip:
             yield Finding(
                 ("targets", name, "network", "public_ip"),
                 "serving nodes get public IPs (opt-out of the private-only default); the policy pack flags it",
@@ -126,6 +121,8 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
     yield from _shared_proxy_only_subnets(spec)
     for name, target in sorted(spec.targets.items()):
+        if target.cloud == "onprem":
+            continue  # its entry is a Service and the target's own ingress, inside the site
         owner = "" if isinstance(target, AwsGpuFleetTarget) else target.project
         yield from _endpoint_certificate(
             name, target, (target.cloud, target.region, owner) in seen, ep.private_ca_arn, ca_region
@@ -362,8 +359,8 @@ def _check_weights(spec: DeploymentSpec, name: str) -> list[Finding]:
     or a registry is a mirror job, not something a serving node should reach."""
     target = spec.targets[name]
     model_name, model = spec.model_of(name)
-    want = _WEIGHTS_SCHEME[target.cloud]
-    if model.scheme == want:
+    want = _WEIGHTS_SCHEME.get(target.cloud)
+    if want is None or model.scheme == want:  # on-prem weights come from the site (target.weights)
         return []
     return [
         Finding(
@@ -406,7 +403,7 @@ def _check_signal(spec: DeploymentSpec, loc: Loc, signal: str) -> list[Finding]:
     return []
 
 
-def _check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
+def check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
     if target.capacity.min == 0 and spec.endpoint is None:
@@ -498,7 +495,7 @@ def _check_cloud_cli_image(spec: DeploymentSpec, name: str, target: GcpGpuFleetT
     return []
 
 
-def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
+def check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
     if target.capacity.min == 0:
@@ -596,7 +593,7 @@ def _check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget)
     return out
 
 
-def _check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Finding]:
+def check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Finding]:
     base = ("targets", name)
     out: list[Finding] = []
     if spec.serving.engine != "vllm":

@@ -675,7 +675,9 @@ class NodePool(StrictModel):
         if (self.nodes is None) == (self.node_selector is None):
             raise ValueError("set exactly one of 'nodes' (node names) or 'node_selector' (labels the nodes carry)")
         if self.node_selector is not None and self.node_count is None:
-            raise FieldError("node_count", "with node_selector, say how many nodes it selects (replicas are bounded by it)")
+            raise FieldError(
+                "node_count", "with node_selector, say how many nodes it selects (replicas are bounded by it)"
+            )
         if self.nodes is not None and self.node_count is not None:
             raise FieldError("node_count", "is implied by the list of nodes: remove it")
         if self.nodes is not None and len(set(self.nodes)) != len(self.nodes):
@@ -789,7 +791,8 @@ class OnPremK8sTarget(TargetBase):
     )
     render_dir: str | None = Field(default=None, description="render: the directory the manifests go to.")
     gitops: Literal["flux", "argocd"] = Field(
-        default="flux", description="render: how the GPU operator chart is declared (Flux HelmRelease or Argo CD Application)."
+        default="flux",
+        description="render: how the GPU operator chart is declared (Flux HelmRelease or Argo CD Application).",
     )
     namespace: K8sName | None = Field(default=None, description="Namespace of the engine (default <stack>-<target>).")
     registry: str = Field(
