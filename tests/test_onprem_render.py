@@ -196,3 +196,18 @@ def test_render_of_a_secret_exits_2_and_writes_nothing(tmp_path, monkeypatch, on
     result = _render("onprem.yaml", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "never hold secrets" in result.output
     assert not Path(tmp_path / "out").exists()
+
+
+def test_the_plan_report_shows_kubernetes_objects_as_kind_namespace_name():
+    import io
+
+    from inferstack.offline.report import console_for, print_plan
+
+    buffer = io.StringIO()
+    print_plan(record_plan(onprem_plan("apply")), console_for(buffer))
+    text = buffer.getvalue()
+    assert f"Deployment {NS}/engine-h100  kubernetes:apps/v1:Deployment site-deployment-dev-site-engine-h100" in text
+    assert "Namespace dev-site  kubernetes:core/v1:Namespace" in text
+    assert "ScaledObject dev-site/engine-h100  kubernetes:keda.sh/v1alpha1:ScaledObject" in text
+    assert "Node gpu-1 (patch)  kubernetes:core/v1:NodePatch site-node-gpu-1-taints" in text
+    assert "kubernetes:helm.sh/v3:Release  site-gpu-operator" in text  # not an object: as any resource

@@ -59,7 +59,7 @@ def render_path(body: dict[str, Any]) -> str:
     return f"{CRD_DIR if crd else MANIFEST_DIR}/{name}"
 
 
-def _api_version_kind(token: str, inputs: dict[str, Any]) -> tuple[str, str]:
+def api_version_kind(token: str, inputs: dict[str, Any]) -> tuple[str, str]:
     """apiVersion and kind: from the inputs (every typed class sets them), else from the type
     token kubernetes:<group>/<version>:<Kind> (core/v1 is apiVersion v1; FooPatch patches Foo)."""
     _, group_version, kind = token.split(":", 2)
@@ -67,6 +67,23 @@ def _api_version_kind(token: str, inputs: dict[str, Any]) -> tuple[str, str]:
         group_version = group_version.removeprefix("core/")
     kind = kind.removesuffix("Patch")
     return str(inputs.get("apiVersion") or group_version), str(inputs.get("kind") or kind)
+
+
+def object_label(resource: dict[str, Any]) -> str | None:
+    """`Kind namespace/name` of a resource that is a Kubernetes object (a patch: of the object it
+    patches), None for anything else (a Helm release, a provider, a cloud resource)."""
+    token = resource["type"]
+    meta = resource["inputs"].get("metadata")
+    if (
+        not token.startswith("kubernetes:")
+        or token in _NOT_OBJECTS
+        or not isinstance(meta, dict)
+        or not meta.get("name")
+    ):
+        return None
+    kind = api_version_kind(token, resource["inputs"])[1]
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{kind} {where}{meta['name']}" + (" (patch)" if token.endswith("Patch") else "")
 
 
 def _secret_paths(value: Any, path: str = "") -> Iterable[str]:
@@ -112,7 +129,7 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[RenderedOb
                 "by pulumi up in apply mode, not rendered; a render-mode target declares it as a GitOps object"
             )
             continue
-        api_version, kind = _api_version_kind(r["type"], r["inputs"])
+        api_version, kind = api_version_kind(r["type"], r["inputs"])
         body = {**r["inputs"], "apiVersion": api_version, "kind": kind}
         if not (body.get("metadata") or {}).get("name"):
             raise RenderError(f"{r['type']} {r['name']}: an object without metadata.name cannot be rendered")
