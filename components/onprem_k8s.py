@@ -291,6 +291,7 @@ class OnPremK8s(pulumi.ComponentResource):
             minutes = f"{-(-rollout_timeout(body) // 60)}m"
             extra["custom_timeouts"] = pulumi.CustomTimeouts(create=minutes, update=minutes)
         opts = self._opts(deps, **extra)
+        made: pulumi.CustomResource
         if gvk in CUSTOM_KINDS:
             made = k8s.apiextensions.CustomResource(
                 name,
@@ -364,7 +365,9 @@ class OnPremK8s(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaPatchArgs(
                 name=node, labels=dict(labels) or None, annotations=dict(annotations) or None
             ),
-            spec=k8s.core.v1.NodeSpecPatchArgs(taints=[dict(t) for t in taints]) if taints else None,
+            spec=k8s.core.v1.NodeSpecPatchArgs(taints=[k8s.core.v1.TaintPatchArgs(**t) for t in taints])
+            if taints
+            else None,
             opts=self._opts([]),
         )
 
@@ -390,4 +393,4 @@ class OnPremK8s(pulumi.ComponentResource):
 
 def _namespace_of(namespaces: Mapping[str, pulumi.CustomResource], obj: Manifest | HelmChart) -> list[pulumi.Resource]:
     ns = obj.namespace
-    return [namespaces[ns]] if ns in namespaces else []
+    return [namespaces[ns]] if ns is not None and ns in namespaces else []

@@ -343,7 +343,9 @@ def render(spec: str, out: str, stack: str | None, force: bool) -> None:
     if target.exists() and not target.is_dir():
         _bad_input(f"--out {out}: not a directory")
     if target.is_dir() and any(target.iterdir()) and not force:
-        _bad_input(f"--out {out} is not empty: pass --force to replace the rendered files in it, or name an empty directory")
+        _bad_input(
+            f"--out {out} is not empty: pass --force to replace the rendered files in it, or name an empty directory"
+        )
     if not target.resolve().parent.is_dir():
         _bad_input(f"--out {out}: the directory {target.resolve().parent} does not exist")
     loaded = _load(spec)

@@ -391,9 +391,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     key: sorted(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
                 },
                 custom_timeouts={
-                    op: value
-                    for op in ("create", "update", "delete")
-                    if (value := getattr(request.customTimeouts, op))
+                    op: value for op in ("create", "update", "delete") if (value := getattr(request.customTimeouts, op))
                 },
             )
         )
