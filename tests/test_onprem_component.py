@@ -18,7 +18,7 @@ from inferstack.components.onprem_k8s import (
     resource_name,
 )
 from inferstack.planning.onprem import HelmChart, Manifest
-from onprem_fixture import DEPLOYMENT, MANIFESTS, NS, OP_NS, OPERATOR, meta, onprem_plan, record_plan
+from onprem_fixture import DEPLOYMENT, MANIFESTS, NS, ONPREM_SPEC, OP_NS, OPERATOR, meta, onprem_plan, record_plan
 
 COMPONENT = "urn:pulumi:dev::inferstack::inferstack:onprem:OnPremK8s::site"
 
@@ -231,3 +231,24 @@ def test_two_objects_with_one_name_are_an_error():
     plan = onprem_plan("apply", manifests=(*onprem_plan().manifests, Manifest(DEPLOYMENT)))
     with pytest.raises(ManifestError, match="two objects named 'site-deployment-dev-site-engine-h100'"):
         record_plan(plan)
+
+
+def test_the_offline_engine_answers_the_kubeconfig_key_the_spec_names_with_a_placeholder_secret():
+    from inferstack.offline.engine import OFFLINE_SECRET, offline_config
+    from inferstack.spec.models import DeploymentSpec
+
+    spec = dict(ONPREM_SPEC)
+    target = {
+        **spec["targets"]["site"],
+        "mode": "apply",
+        "cluster": {"version": "1.31", "kubeconfig_config_key": "siteKube"},
+    }
+    del target["render_dir"]
+    spec["targets"] = {"site": target}
+    assert offline_config(DeploymentSpec.model_validate(spec)) == {"inferstack:siteKube": OFFLINE_SECRET}
+    assert offline_config(DeploymentSpec.model_validate(ONPREM_SPEC)) == {"inferstack:kubeconfig": OFFLINE_SECRET}
+
+
+def test_the_placeholder_secret_is_set_for_one_run_only():
+    record_plan(onprem_plan("apply"))  # sets inferstack:siteKubeconfig while it runs
+    assert pulumi.runtime.get_config("inferstack:siteKubeconfig") is None

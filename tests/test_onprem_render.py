@@ -16,39 +16,7 @@ from inferstack.offline import engine
 from inferstack.offline.k8s_render import RenderError, kubernetes_objects, render_path, to_yaml, write
 from inferstack.spec.loader import LoadedSpec
 from inferstack.spec.models import DeploymentSpec
-from onprem_fixture import DEPLOYMENT, MANIFESTS, NS, onprem_plan, record_plan
-
-# An on-prem spec. The spec checks of on-prem targets are another change of issue 10; the CLI
-# tests below load it through pydantic alone.
-ONPREM_SPEC = {
-    "version": 1,
-    "metadata": {"name": "assistant", "team": "ml", "environment": "dev", "data_classification": "internal"},
-    "residency": {"jurisdiction": "eu"},
-    "models": {
-        "llama-3-8b": {
-            "parameters": "8B",
-            "precision": "bf16",
-            "context_length": 8192,
-            "source": "s3://acme-models/meta-llama/Llama-3.1-8B-Instruct/",
-        }
-    },
-    "serving": {"engine": "vllm", "image": "registry.site.example/vllm@sha256:" + "a" * 64, "port": 8000},
-    "targets": {
-        "site": {
-            "kind": "onprem-k8s",
-            "location": "de",
-            "cluster": {"version": "1.31"},
-            "mode": "render",
-            "render_dir": "rendered/site",
-            "registry": "registry.site.example",
-            "pools": {
-                "h100": {"nodes": ["gpu-1"], "gpu": "H100-80GB", "gpus_per_node": 1, "replicas": {"min": 1, "max": 1}}
-            },
-            "weights": {"pvc": "weights"},
-            "autoscaling": {"target": 4},
-        }
-    },
-}
+from onprem_fixture import DEPLOYMENT, MANIFESTS, NS, ONPREM_SPEC, onprem_plan, record_plan
 
 
 @pytest.fixture(scope="module")
