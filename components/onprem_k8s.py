@@ -79,9 +79,10 @@ NO_CLUSTER_KUBECONFIG = json.dumps(
 HELM_TIMEOUT_SECONDS = 600
 HELM_MAX_HISTORY = 10
 
-# pulumi-kubernetes waits for a Deployment's rollout for 10 minutes by default (await logic,
-# `pulumi.com/timeoutSeconds`); a model that loads for longer would fail `pulumi up` while it is
-# still starting. The rollout may take the startup budget of its probes, plus this for scheduling,
+# pulumi-kubernetes waits for a Deployment's rollout for 10 minutes by default; the resource's
+# custom timeouts replace that (provider.go, Create/Update: the await's Timeout is the request's,
+# metadata.TimeoutDuration prefers it to `pulumi.com/timeoutSeconds`). A model that loads for longer
+# than 10 minutes would otherwise fail `pulumi up` while it is still starting. The rollout may take the startup budget of its probes, plus this for scheduling,
 # pulling the image and fetching the weights' first bytes, plus the GPU operator's first install of
 # the driver on a new node.
 ROLLOUT_MARGIN_SECONDS = 20 * 60
@@ -190,8 +191,9 @@ class OnPremK8s(pulumi.ComponentResource):
                 continue
             deps = _namespace_of(namespaces, manifest)
             if manifest.kind == "Deployment":
-                # The engine's pods need the classes they name and the GPUs the operator advertises.
-                deps += self._classes_of(manifest) + ([release] if release is not None else [])
+                # The engine's pods need the classes they name, the pool labels they select nodes by,
+                # and the GPUs the operator advertises.
+                deps += self._classes_of(manifest) + patches + ([release] if release is not None else [])
             self._register(plan, manifest, deps)
 
         self.namespace = pulumi.Output.from_input(plan.namespace)

@@ -170,6 +170,7 @@ def test_namespaced_objects_depend_on_their_namespace_and_the_engine_on_what_it_
         _urn(applied, "kubernetes:node.k8s.io/v1:RuntimeClass", "site-runtimeclass-nvidia"),
         _urn(applied, "kubernetes:scheduling.k8s.io/v1:PriorityClass", "site-priorityclass-dev-site-serving"),
         _urn(applied, "kubernetes:helm.sh/v3:Release", "site-gpu-operator"),
+        *(p["urn"] for p in applied.of_type("kubernetes:core/v1:NodePatch")),
     }
 
 
