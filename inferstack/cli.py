@@ -1,4 +1,5 @@
-"""The `inferstack` command: validate a spec, plan it offline, print its JSON Schema.
+"""The `inferstack` command: validate a spec, plan it offline, render its Kubernetes objects,
+print its JSON Schema.
 
 Exit codes: 0 ok (or advisory violations only), 1 a mandatory policy violation, 2 bad input
 (the spec, a flag, a path, a plan file), 3 the policy check could not run. A user mistake
