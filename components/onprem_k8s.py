@@ -157,6 +157,8 @@ class OnPremK8s(pulumi.ComponentResource):
         super().__init__("inferstack:onprem:OnPremK8s", name, None, opts)
         if plan.mode not in ("apply", "render"):
             raise ManifestError(f"target {plan.target}: mode {plan.mode!r} is neither apply nor render")
+        if plan.mode == "render" and not plan.render_dir:
+            raise ManifestError(f"target {plan.target}: render mode needs the directory to render to")
         if plan.mode == "render" and plan.gpu_operator is not None:
             # A Helm release installs into a cluster even under a rendering provider.
             raise ManifestError(

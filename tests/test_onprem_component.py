@@ -253,3 +253,32 @@ def test_the_offline_engine_answers_the_kubeconfig_key_the_spec_names_with_a_pla
 def test_the_placeholder_secret_is_set_for_one_run_only():
     record_plan(onprem_plan("apply"))  # sets inferstack:siteKubeconfig while it runs
     assert pulumi.runtime.get_config("inferstack:siteKubeconfig") is None
+
+
+def test_render_mode_without_a_directory_is_an_error():
+    with pytest.raises(ManifestError, match="render mode needs the directory"):
+        record_plan(onprem_plan("render", render_dir=None))
+
+
+def test_the_mocks_echo_kubernetes_objects_and_report_a_deployed_release():
+    from pulumi.runtime.mocks import MockResourceArgs
+
+    from inferstack.offline.mocks import CloudMocks
+
+    mocks = CloudMocks()
+    rid, state = mocks.new_resource(
+        MockResourceArgs("kubernetes:apps/v1:Deployment", "d", {"metadata": {"name": "e", "namespace": NS}}, None, "")
+    )
+    assert rid == f"{NS}/e" and state["metadata"]["name"] == "e" and state["metadata"]["uid"]
+    assert "arn" not in state
+    rid, state = mocks.new_resource(
+        MockResourceArgs(
+            "kubernetes:helm.sh/v3:Release",
+            "r",
+            {"name": "gpu-operator", "namespace": OP_NS, "chart": "gpu-operator", "version": "v25.10.0"},
+            None,
+            "",
+        )
+    )
+    assert rid == f"{OP_NS}/gpu-operator"
+    assert state["status"]["status"] == "deployed" and state["status"]["version"] == "v25.10.0"
