@@ -179,3 +179,12 @@ def test_the_plan_report_shows_kubernetes_objects_as_kind_namespace_name():
     assert "ScaledObject dev-site/engine-h100  kubernetes:keda.sh/v1alpha1:ScaledObject" in text
     assert "Node gpu-1 (patch)  kubernetes:core/v1:NodePatch site-node-gpu-1-taints" in text
     assert "kubernetes:helm.sh/v3:Release  site-gpu-operator" in text  # not an object: as any resource
+
+
+def test_strings_are_styled_as_the_provider_styles_them():
+    body = {"a": "true", "b": "", "c": "8000", "d": "*x", "e": "a: b", "f": "plain text", "g": "x\ny\n", "h": "1.5"}
+    assert to_yaml(body) == (
+        'a: "true"\nb: ""\nc: "8000"\nd: \'*x\'\ne: \'a: b\'\nf: plain text\ng: |\n  x\n  y\nh: "1.5"\n'
+    )
+    long = {"description": "word " * 40}
+    assert to_yaml(long).count("\n") == 1  # never folded

@@ -13,8 +13,8 @@ registered), keys sorted. Patch resources are written as the object they patch w
 patched fields, as the provider does (a NodePatch is a `Node` with labels, annotations and taints).
 Helm releases are not Kubernetes objects (the provider installs them, it never renders them).
 
-The content is the same data; the formatting is PyYAML's, not Go's (quoting style and line
-folding may differ, keys are sorted in both). A plan with a secret value in an object renders
+The content is the same data, keys sorted in both; the formatting follows go-yaml's choices of
+string style (`to_yaml`), and never folds long lines, which Go may. A plan with a secret value in an object renders
 nothing: a file committed for GitOps never holds a secret (the provider would write it in clear).
 """
 
@@ -151,18 +151,32 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[RenderedOb
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block style; multi-line strings (config files inside ConfigMaps) as literal blocks."""
+    """Block style, keys sorted, no line folding, and strings styled as go-yaml v2 styles them (the
+    provider's serializer, sigs.k8s.io/yaml over go.yaml.in/yaml/v2, encode.go `stringv`): a
+    multi-line string as a literal block, a string that would read as another type ("true", "8000",
+    "") double-quoted, anything else plain when YAML allows it. Both emitters are ports of libyaml,
+    so the fallbacks (single quotes for a string plain style cannot carry) agree too."""
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value and not any(c in value for c in "\t\r") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    if "\n" in value:
+        style: str | None = "|"
+    elif dumper.resolve(yaml.ScalarNode, value, (True, False)) != _STR_TAG:
+        style = '"'
+    else:
+        style = None
+    return dumper.represent_scalar(_STR_TAG, value, style=style)
 
 
 _Dumper.add_representer(str, _str)
 
 
 def to_yaml(body: dict[str, Any]) -> str:
+    """An object as YAML. Go folds long strings at 80 columns unless the process opted out
+    (go-yaml v2.4 `FutureLineWrap`); a manifest reads and diffs better unfolded, so this never folds."""
     return yaml.dump(
         body, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=2**31 - 1
     )
