@@ -170,7 +170,8 @@ class OnPremK8s(pulumi.ComponentResource):
         for manifest in plan.manifests:
             self._check(plan, manifest, names)
 
-        # Namespaces and cluster-wide classes first: every namespaced object depends on its namespace.
+        # Namespaces first: every namespaced object of the plan depends on its namespace (so Pulumi also
+        # deletes the objects before the namespace that holds them).
         namespaces: dict[str, pulumi.CustomResource] = {}
         for manifest in plan.manifests:
             if manifest.kind == "Namespace":
