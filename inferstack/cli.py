@@ -1,4 +1,5 @@
-"""The `inferstack` command: validate a spec, plan it offline, print its JSON Schema.
+"""The `inferstack` command: validate a spec, plan it offline, render its Kubernetes objects,
+print its JSON Schema.
 
 Exit codes: 0 ok (or advisory violations only), 1 a mandatory policy violation, 2 bad input
 (the spec, a flag, a path, a plan file), 3 the policy check could not run. A user mistake
@@ -325,6 +326,49 @@ def check(plan_file: str, config_file: str | None, fmt: str) -> None:
         print_policy(report, console_for())
     if report.mandatory:
         sys.exit(EXIT_VIOLATION)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the manifests to.")
+@click.option("--stack", help="Stack name (default: the spec file's name).")
+@click.option("--force", is_flag=True, help="Write into a non-empty directory, replacing its rendered YAML files.")
+def render(spec: str, out: str, stack: str | None, force: bool) -> None:
+    """Write the Kubernetes objects of a stack's on-prem targets from the offline plan: one YAML
+    file per object, in the layout pulumi-kubernetes' render mode writes (<out>/<target>/0-crd and
+    1-manifest), ready to commit for GitOps. Nothing is applied."""
+    from inferstack.offline.engine import run_program
+    from inferstack.offline.k8s_render import RenderError, kubernetes_objects, write
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        _bad_input(f"--out {out}: not a directory")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        _bad_input(
+            f"--out {out} is not empty: pass --force to replace the rendered files in it, or name an empty directory"
+        )
+    if not target.resolve().parent.is_dir():
+        _bad_input(f"--out {out}: the directory {target.resolve().parent} does not exist")
+    loaded = _load(spec)
+    _check_stack_name(stack or loaded.stack, given=bool(stack))
+    onprem = sorted(name for name, t in loaded.spec.targets.items() if t.kind == "onprem-k8s")
+    if not onprem:
+        _bad_input(f"{spec} has no onprem-k8s target: only on-prem targets have Kubernetes objects to render")
+    try:
+        planned = run_program(loaded, stack)
+        objects, notes = kubernetes_objects(planned.resources)
+    except (CloudCheckError, RenderError) as error:
+        _bad_input(str(error))
+    if not objects:
+        _bad_input(f"the plan of {spec} registers no Kubernetes object (targets {', '.join(onprem)})")
+    try:
+        written = write(objects, target, replace=force)
+    except OSError as e:
+        _bad_input(f"cannot write to {out}: {e.strerror}")
+    for note in notes:
+        _err().print(f"[yellow]note[/]: {escape(note)}")
+    targets = sorted({o.directory for o in objects})
+    click.echo(f"{len(written)} object(s) written to {out} ({', '.join(f'{out}/{t}' for t in targets)})")
 
 
 @main.command("policy-config")

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import EXAMPLE_STACKS, plan_of_file
+from onprem_fixture import onprem_plan, record_plan
 
 Check = Callable[[Any], Iterator[str]]
 AUTO_SUFFIX = "-0a1b2c3"  # what Pulumi's auto-naming appends: '-' and 7 random characters
@@ -199,6 +200,41 @@ TPU_DESCRIPTION = text(0, 512)
 # line of prose), not the API's: a description past it is a bug here, not a refusal there.
 GCP_DESCRIPTION = text(0, 2048)
 
+# Kubernetes ("Object Names and IDs", kubernetes.io/docs/concepts/overview/working-with-objects/names/;
+# "Labels and Selectors": syntax and character set; "Annotations": syntax and character set).
+# Most objects are named by a DNS subdomain (RFC 1123: at most 253 lower-case alphanumerics, '-'
+# and '.', alphanumeric at both ends); namespaces by an RFC 1123 label (63, no '.'); Services by an
+# RFC 1035 label (63, a letter first). Label and annotation keys are an optional DNS-subdomain
+# prefix and '/', then a name of at most 63 alphanumerics, '-', '_' and '.' (alphanumeric at both
+# ends); label values are at most 63 of the same, or empty. Taint keys and values follow the label
+# rules (kubectl taint; API validation of Taint).
+K8S_SUBDOMAIN = regex(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", "a DNS subdomain", 253)
+K8S_LABEL_NAME = regex(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "an RFC 1123 label", 63)
+K8S_SERVICE_NAME = regex(r"[a-z]([-a-z0-9]*[a-z0-9])?", "an RFC 1035 label", 63)
+_K8S_NAME_PART = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+K8S_QUALIFIED_NAME = regex(
+    rf"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_K8S_NAME_PART}",
+    "a qualified name (prefix/ and a name of at most 63)",
+    253 + 1 + 63,
+)
+K8S_LABEL_VALUE = regex(rf"({_K8S_NAME_PART})?", "a label value (at most 63)", 63)
+K8S_LABELS = mapping(K8S_QUALIFIED_NAME, K8S_LABEL_VALUE)
+K8S_ANNOTATIONS = mapping(K8S_QUALIFIED_NAME, text(0, 256 * 1024))
+# Helm release names: at most 53 characters (Helm, pkg/action: releaseNameMaxLen = 53, the room
+# charts leave for suffixes on the objects named after the release), a DNS subdomain.
+HELM_RELEASE_NAME = both(K8S_SUBDOMAIN, text(1, 53))
+
+
+def _k8s(name: Check = K8S_SUBDOMAIN, *extra: Rule) -> tuple[Rule, ...]:
+    """An object's metadata: its name, namespace, labels and annotations, and the pod template's."""
+    return (
+        Rule("metadata.name", name),
+        Rule("metadata.namespace", K8S_LABEL_NAME),
+        Rule("metadata.labels", K8S_LABELS),
+        Rule("metadata.annotations", K8S_ANNOTATIONS),
+        *extra,
+    )
+
 
 # -- the table ---------------------------------------------------------------------------------
 
@@ -329,6 +365,32 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     ),
     "pulumi:providers:aws": (),
     "pulumi:providers:gcp": (),
+    # Kubernetes (on-prem targets)
+    "kubernetes:core/v1:Namespace": _k8s(K8S_LABEL_NAME),
+    "kubernetes:core/v1:ConfigMap": _k8s(),
+    "kubernetes:core/v1:Service": _k8s(K8S_SERVICE_NAME),
+    "kubernetes:core/v1:ResourceQuota": _k8s(),
+    "kubernetes:core/v1:LimitRange": _k8s(),
+    "kubernetes:core/v1:NodePatch": _k8s(
+        K8S_SUBDOMAIN, Rule("spec.taints[].key", K8S_QUALIFIED_NAME), Rule("spec.taints[].value", K8S_LABEL_VALUE)
+    ),
+    "kubernetes:apps/v1:Deployment": _k8s(K8S_SUBDOMAIN, Rule("spec.template.metadata.labels", K8S_LABELS)),
+    "kubernetes:policy/v1:PodDisruptionBudget": _k8s(),
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": _k8s(),
+    "kubernetes:networking.k8s.io/v1:Ingress": _k8s(),
+    # PriorityClass.description is free text (no limit in the API).
+    "kubernetes:scheduling.k8s.io/v1:PriorityClass": _k8s(K8S_SUBDOMAIN, Rule("description", text(0, 2048))),
+    "kubernetes:node.k8s.io/v1:RuntimeClass": _k8s(K8S_SUBDOMAIN, Rule("handler", K8S_LABEL_NAME)),
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": _k8s(),
+    "kubernetes:keda.sh/v1alpha1:ScaledObject": _k8s(),
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": _k8s(),
+    "kubernetes:source.toolkit.fluxcd.io/v1:HelmRepository": _k8s(),
+    "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease": _k8s(),
+    "kubernetes:argoproj.io/v1alpha1:Application": _k8s(),
+    "kubernetes:monitoring.coreos.com/v1:ServiceMonitor": _k8s(),
+    "kubernetes:monitoring.coreos.com/v1:PrometheusRule": _k8s(),
+    "kubernetes:helm.sh/v3:Release": _rules(Rule("name", HELM_RELEASE_NAME), Rule("namespace", K8S_LABEL_NAME)),
+    "pulumi:providers:kubernetes": (),
 }
 
 # Name-like inputs that name ANOTHER resource (checked where that resource is registered) or a
@@ -404,15 +466,25 @@ def uncovered(resource: dict[str, Any]) -> list[str]:
     return [f"{token}.{key}" for key in resource["inputs"] if NAME_LIKE.search(key) and key not in covered]
 
 
+def onprem_resources() -> list[dict[str, Any]]:
+    """The on-prem component's resources over the hand-built plan with every kind, in both modes
+    (until an example stack has an on-prem target, this is where the Kubernetes rules run)."""
+    return [r for mode in ("apply", "render") for r in record_plan(onprem_plan(mode)).resources if r["custom"]]
+
+
 def all_resources() -> list[dict[str, Any]]:
     """Every cloud resource (components are Pulumi's own and have no API limits)."""
-    return [r for path in EXAMPLE_STACKS for r in plan_of_file(str(path)).resources if r["custom"]]
+    return [r for path in EXAMPLE_STACKS for r in plan_of_file(str(path)).resources if r["custom"]] + onprem_resources()
 
 
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS, ids=lambda p: p.stem)
 def test_every_name_description_tag_and_label_is_within_its_documented_limit(stack):
     found = [p for r in plan_of_file(str(stack)).resources if r["custom"] for p in problems(r)]
     assert found == []
+
+
+def test_every_kubernetes_name_and_label_of_the_onprem_component_is_within_its_limit():
+    assert [p for r in onprem_resources() for p in problems(r)] == []
 
 
 def test_the_table_covers_every_named_property():
@@ -469,6 +541,20 @@ def test_an_unknown_resource_type_with_a_name_fails_until_the_table_covers_it():
         _resource("gcp:compute/forwardingRule:ForwardingRule", labels={"Team": "x"}),
         _resource("gcp:serviceaccount/account:Account", accountId="is-a"),
         _resource("gcp:tpu/v2Vm:V2Vm", description="d" * 513),
+        _resource("kubernetes:core/v1:Service", metadata={"name": "8000-engine", "namespace": "a"}),
+        _resource("kubernetes:core/v1:Namespace", metadata={"name": "dev.site"}),
+        _resource("kubernetes:core/v1:ConfigMap", metadata={"name": "Config", "namespace": "a"}),
+        _resource("kubernetes:apps/v1:Deployment", metadata={"name": "e", "labels": {"model": "m" * 64}}),
+        _resource("kubernetes:apps/v1:Deployment", metadata={"name": "e", "labels": {"team": "ml platform"}}),
+        _resource(
+            "kubernetes:apps/v1:Deployment",
+            metadata={"name": "e"},
+            spec={"template": {"metadata": {"labels": {"-bad": "x"}}}},
+        ),
+        _resource(
+            "kubernetes:core/v1:NodePatch", metadata={"name": "n"}, spec={"taints": [{"key": "a b", "value": "v"}]}
+        ),
+        _resource("kubernetes:helm.sh/v3:Release", name="g" * 54, namespace="gpu-operator"),
         _resource(
             "pulumi-python:dynamic:Resource",
             queuedResourceId="q",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pulumi.runtime import config as pulumi_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings
 from pulumi.runtime.stack import run_in_stack
@@ -23,6 +24,7 @@ from inferstack.offline.mocks import CloudMocks, RecordingMonitor
 from inferstack.planning import cost
 from inferstack.planning.cost import TargetCost
 from inferstack.spec.loader import LoadedSpec
+from inferstack.spec.models import DeploymentSpec
 
 PLAN_VERSION = 1
 PROJECT = "inferstack"
@@ -96,17 +98,37 @@ class PlanDocument(BaseModel):
     policy: _PolicySection | None = None
 
 
-def record(program: Callable[[], None], stack: str) -> RecordingMonitor:
-    """Run any Pulumi program under the recording mocks and return the monitor that saw it."""
+# What a secret in the stack's config reads as offline: a placeholder, masked in every plan like
+# any secret. Offline no real credential is ever read (nor the PULUMI_CONFIG of the shell).
+OFFLINE_SECRET = "offline-placeholder-secret"
+
+
+def offline_config(spec: DeploymentSpec) -> dict[str, str]:
+    """The stack config the program reads, as the offline engine answers it: a placeholder secret
+    for each config key the spec names (an on-prem cluster's kubeconfig)."""
+    keys = {getattr(getattr(t, "cluster", None), "kubeconfig_config_key", None) for t in spec.targets.values()}
+    return {f"{PROJECT}:{key}": OFFLINE_SECRET for key in sorted(k for k in keys if k)}
+
+
+def record(program: Callable[[], None], stack: str, secrets: dict[str, str] | None = None) -> RecordingMonitor:
+    """Run any Pulumi program under the recording mocks and return the monitor that saw it.
+
+    `secrets`: stack config values it reads (full keys, `inferstack:<key>`), set for this run only.
+    """
     with _LOCK:
         settings.reset_options(project=PROJECT, stack=stack)
+        before = dict(pulumi_config.CONFIG.get())
+        pulumi_config.set_all_config({**before, **(secrets or {})})
         mocks = CloudMocks()
         monitor = RecordingMonitor(mocks)
         pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
         settings.ROOT.set(None)  # set_mocks made a root stack for unit tests; run_in_stack makes its own
         # run_in_stack is what the real language host runs: a root Stack resource, the program,
         # then the stack's outputs registered once every resource has been.
-        _sync_await(run_in_stack(program))
+        try:
+            _sync_await(run_in_stack(program))
+        finally:
+            pulumi_config.set_all_config(before)
     return monitor
 
 
@@ -115,7 +137,7 @@ def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
     from inferstack.program import build
 
     stack = stack or loaded.stack
-    monitor = record(lambda: build(loaded.spec, stack), stack)
+    monitor = record(lambda: build(loaded.spec, stack), stack, offline_config(loaded.spec))
     resources = sorted((r.to_json() for r in monitor.registrations), key=lambda r: r["urn"])
     return Plan(
         stack=stack,

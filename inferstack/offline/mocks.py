@@ -104,6 +104,8 @@ class CloudMocks(pulumi_mocks.Mocks):
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
         if typ.startswith("pulumi:providers:"):
             return f"{name}-provider", inputs
+        if typ.startswith("kubernetes:"):
+            return self._kubernetes_resource(typ, name, inputs)
         region = self.region_of(args.provider)
         uid = _digest(typ, name, region)
         rid = _ID_PREFIX.get(typ, "") + uid
@@ -177,6 +179,30 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["ipAddress"] = f"10.{int(uid[:2], 16)}.{int(uid[2:4], 16)}.10"
         if typ == "gcp:compute/instanceTemplate:InstanceTemplate":
             state["selfLinkUnique"] = f"{state['selfLink']}?uniqueId={int(uid[:12], 16)}"
+        return rid, state
+
+    @staticmethod
+    def _kubernetes_resource(typ: str, name: str, inputs: dict) -> tuple[str, dict]:
+        """Kubernetes objects echo their inputs, with the id the provider gives them ("<namespace>/
+        <name>", or the name of a cluster-scoped object) and the uid the API server would; a Helm
+        release reports itself deployed, as the provider's `status` output does."""
+        state = dict(inputs)
+        if typ == "kubernetes:helm.sh/v3:Release":
+            namespace = inputs.get("namespace") or "default"
+            state["status"] = {
+                "name": inputs.get("name", name),
+                "namespace": namespace,
+                "chart": inputs.get("chart"),
+                "version": inputs.get("version"),
+                "revision": 1,
+                "status": "deployed",
+            }
+            return f"{namespace}/{inputs.get('name', name)}", state
+        meta = dict(inputs.get("metadata") or {})
+        h = _digest(typ, name, n=32)
+        meta.setdefault("uid", f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+        state["metadata"] = meta
+        rid = f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name", name))
         return rid, state
 
     # -- data sources -------------------------------------------------------------------------
@@ -292,6 +318,7 @@ class Registration:
     delete_before_replace: bool
     retain_on_delete: bool
     property_dependencies: dict[str, list[str]]
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # create/update/delete, when set
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -309,6 +336,8 @@ class Registration:
                 "dependsOn": self.depends_on,
                 "deleteBeforeReplace": self.delete_before_replace,
                 "retainOnDelete": self.retain_on_delete,
+                # Only when set, so plans of resources without them read as they always did.
+                **({"customTimeouts": self.custom_timeouts} if self.custom_timeouts else {}),
             },
         }
 
@@ -360,6 +389,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 property_dependencies={
                     key: sorted(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
+                },
+                custom_timeouts={
+                    op: value for op in ("create", "update", "delete") if (value := getattr(request.customTimeouts, op))
                 },
             )
         )

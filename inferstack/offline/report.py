@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from inferstack.offline.engine import Plan
+from inferstack.offline.k8s_render import object_label
 from inferstack.offline.policy import PolicyReport
 
 # Lines are never wrapped when output goes to a file or a CI log: a URN or a type token split over
@@ -39,6 +40,9 @@ def _label(resource: dict) -> str:
     if options["ignoreChanges"]:
         flags.append("ignores " + ", ".join(options["ignoreChanges"]))
     suffix = f"  [yellow]({escape('; '.join(flags))})[/]" if flags else ""
+    if (k8s := object_label(resource)) is not None:
+        # A Kubernetes object reads as the cluster names it; the Pulumi type and name after it.
+        return f"[cyan]{escape(k8s)}[/]  [dim]{escape(resource['type'])} {escape(resource['name'])}[/]{suffix}"
     if resource["custom"]:
         return f"[cyan]{escape(resource['type'])}[/]  {escape(resource['name'])}{suffix}"
     return f"[bold]{escape(resource['name'])}[/]  [magenta]{escape(resource['type'])}[/]{suffix}"
