@@ -399,3 +399,15 @@ class OnPremK8s(pulumi.ComponentResource):
 def _namespace_of(namespaces: Mapping[str, pulumi.CustomResource], obj: Manifest | HelmChart) -> list[pulumi.Resource]:
     ns = obj.namespace
     return [namespaces[ns]] if ns is not None and ns in namespaces else []
+
+
+def deploy(name: str, plan: OnPremPlan, ctx) -> dict[str, pulumi.Input]:
+    """The target kind's entry point (inferstack.kinds): the target's objects, its stack outputs.
+    The component makes its own Kubernetes provider (one per cluster), so `ctx` gives it nothing."""
+    site = OnPremK8s(name, plan)
+    outputs: dict[str, pulumi.Input] = {"namespace": site.namespace}
+    if site.service_name is not None:
+        outputs |= {"service_name": site.service_name, "service_dns": site.service_dns}
+    if site.render_dir is not None:
+        outputs["render_dir"] = site.render_dir
+    return outputs
