@@ -22,6 +22,7 @@ from inferstack.spec.models import (
     GcpTargetBase,
     GcpTpuTarget,
     Model,
+    OnPremK8sTarget,
     image_digest,
 )
 
@@ -36,6 +37,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings = list(_check_opt_outs(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
+    findings += list(_check_onprem_namespaces(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
@@ -309,6 +311,8 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
         )
     elif target.cloud == "gcp" and ar:
         out += _check_region(spec, loc, ar.group(1), "gcp", what="the image's Artifact Registry")
+    elif isinstance(target, OnPremK8sTarget):
+        out += _onprem_registry(target, loc, image)
     elif isinstance(target, GcpTargetBase) and not target.network.cloud_nat:
         out.append(
             Finding(
@@ -317,7 +321,37 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
                 "(<region>-docker.pkg.dev) over Private Google Access; mirror the image or set network.cloud_nat",
             )
         )
+    if isinstance(target, OnPremK8sTarget) and target.weights.s3 is not None:
+        fetch_loc = ("targets", name, "weights", "s3", "fetch_image")
+        out += _onprem_registry(target, fetch_loc, target.weights.s3.fetch_image)
     return out
+
+
+def _onprem_registry(target: OnPremK8sTarget, loc: Loc, image: str) -> list[Finding]:
+    """A site's nodes pull from its registry mirror only: an image elsewhere would need a route out."""
+    if image.startswith(f"{target.registry}/"):
+        return []
+    return [
+        Finding(
+            loc,
+            f"the site pulls images from its registry mirror {target.registry!r} only: mirror {image.split('@')[0]!r} "
+            f"there and use {target.registry}/<repository>@sha256:<digest>",
+        )
+    ]
+
+
+def _check_onprem_namespaces(spec: DeploymentSpec) -> Iterator[Finding]:
+    """Each on-prem target owns its namespace (quota, network policies, Pod Security labels)."""
+    seen: dict[str, str] = {}
+    for name, target in spec.targets.items():
+        if isinstance(target, OnPremK8sTarget) and target.namespace is not None:
+            if target.namespace in seen:
+                yield Finding(
+                    ("targets", name, "namespace"),
+                    f"target {seen[target.namespace]!r} already uses namespace {target.namespace!r}: each target "
+                    "owns its namespace (its quota and network policies), so name another",
+                )
+            seen.setdefault(target.namespace, name)
 
 
 def _check_arn_regions(spec: DeploymentSpec) -> Iterator[Finding]:
