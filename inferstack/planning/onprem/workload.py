@@ -589,7 +589,7 @@ class _Workload:
         weights = self.target.weights
         if weights.pvc is not None:
             volumes.append({"name": "weights", "persistentVolumeClaim": {"claimName": weights.pvc, "readOnly": True}})
-            mount = {"name": "weights", "mountPath": model_dir, "readOnly": True}
+            mount: dict[str, Any] = {"name": "weights", "mountPath": model_dir, "readOnly": True}
             if weights.path.strip("/"):
                 mount["subPath"] = weights.path.strip("/")
             mounts.append(mount)
@@ -615,7 +615,7 @@ class _Workload:
             {"name": "AWS_RESPONSE_CHECKSUM_VALIDATION", "value": "when_required"},
             {"name": "HOME", "value": "/tmp"},
         ]
-        init_mounts = [
+        init_mounts: list[dict[str, Any]] = [
             {"name": "weights", "mountPath": MODELS_DIR},
             {"name": "scratch-tmp", "mountPath": "/tmp"},
         ]
@@ -719,7 +719,7 @@ class _Workload:
         they would give back busy replicas; the autoscaler follows the largest recommendation, and
         the busy-pods signal (1 per busy replica) never recommends fewer than are busy."""
         auto = self.target.autoscaling
-        out = [(auto.signal, auto.target)]
+        out: list[tuple[str, float]] = [(auto.signal, auto.target)]
         if auto.signal == "queue_depth":
             out.append(("busy", SCALE_IN_IDLE_IN_FLIGHT))
         return out
