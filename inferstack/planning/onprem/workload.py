@@ -179,12 +179,11 @@ def prometheus_adapter_rules(engine_name: str) -> list[dict[str, Any]]:
     running, waiting = engine.running_metric, engine.queue_metric
     if running is None or waiting is None:
         return []
-    resources = {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
 
     def rule(series: str, name: str, query: str) -> dict[str, Any]:
         return {
             "seriesQuery": f'{series}{{namespace!="",pod!=""}}',
-            "resources": resources,
+            "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
             "name": {"matches": f"^{re.escape(series)}$", "as": name},
             "metricsQuery": query,
         }
