@@ -691,7 +691,7 @@ def test_images_must_come_from_the_sites_registry():
 def test_two_targets_cannot_share_a_namespace():
     tree = make_spec(namespace="llm").model_dump(mode="json", exclude_none=True)
     tree["targets"]["other"] = {**tree["targets"]["site"]}
-    findings = list(checks._check_onprem_namespaces(DeploymentSpec.model_validate(tree)))
+    findings = list(checks._check_onprem_workload(DeploymentSpec.model_validate(tree)))
     assert [f.loc for f in findings] == [("targets", "other", "namespace")]
 
 
@@ -713,3 +713,21 @@ def test_listener_and_controller_namespace_belong_to_their_entry():
         )
     with pytest.raises(Exception, match="admits the Gateway's namespace"):
         make_spec(ingress={"host": "a.example.com", "tls_secret": "t", "gateway": "g/w", "controller_namespace": "x"})
+
+
+def test_on_prem_scaling_needs_the_engines_request_gauges():
+    tree = make_spec().model_dump(mode="json", exclude_none=True)
+    tree["serving"]["engine"] = "tensorrt-llm"
+    findings = list(checks._check_onprem_workload(DeploymentSpec.model_validate(tree)))
+    assert [(f.loc, f.severity) for f in findings] == [(("targets", "site", "autoscaling", "signal"), "error")]
+    assert "vllm" in findings[0].message
+    assert list(checks._check_onprem_workload(make_spec())) == []
+
+
+def test_an_ingress_whose_controller_is_not_admitted_is_flagged():
+    ingress = {"host": "llm.site.example", "tls_secret": "t", "via": "ingress", "ingress_class": "nginx"}
+    findings = list(checks._check_onprem_workload(make_spec(ingress=ingress, allowed_namespaces=[])))
+    assert [(f.loc, f.severity) for f in findings] == [
+        (("targets", "site", "ingress", "controller_namespace"), "warning")
+    ]
+    assert list(checks._check_onprem_workload(make_spec(ingress=ingress))) == []  # allowed_namespaces may hold it

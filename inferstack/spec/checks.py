@@ -37,7 +37,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings = list(_check_opt_outs(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
-    findings += list(_check_onprem_namespaces(spec))
+    findings += list(_check_onprem_workload(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
@@ -340,11 +340,33 @@ def _onprem_registry(target: OnPremK8sTarget, loc: Loc, image: str) -> list[Find
     ]
 
 
-def _check_onprem_namespaces(spec: DeploymentSpec) -> Iterator[Finding]:
-    """Each on-prem target owns its namespace (quota, network policies, Pod Security labels)."""
+def _check_onprem_workload(spec: DeploymentSpec) -> Iterator[Finding]:
+    """What the on-prem workload needs of a spec (planning.onprem.workload): a namespace per
+    target, request gauges for its signal, and a route into the namespace for its entry."""
     seen: dict[str, str] = {}
     for name, target in spec.targets.items():
-        if isinstance(target, OnPremK8sTarget) and target.namespace is not None:
+        if not isinstance(target, OnPremK8sTarget):
+            continue
+        engine = catalog.engines()[spec.serving.engine]
+        # Both signals read both gauges: queue_depth scales out on waiting requests and keeps
+        # replicas with requests in flight (running + waiting).
+        if engine.queue_metric is None or engine.running_metric is None:
+            with_gauges = sorted(n for n, e in catalog.engines().items() if e.queue_metric and e.running_metric)
+            yield Finding(
+                ("targets", name, "autoscaling", "signal"),
+                f"{engine.name} publishes no running/waiting-requests gauges, and on-prem pools scale on the "
+                f"engine's own load ({target.autoscaling.signal}): serve with {', '.join(with_gauges)}",
+            )
+        ingress = target.ingress
+        if ingress is not None and ingress.via == "ingress" and not ingress.controller_namespace:
+            if not target.allowed_namespaces:
+                yield Finding(
+                    ("targets", name, "ingress", "controller_namespace"),
+                    "the engine's NetworkPolicy admits no namespace, so the ingress controller cannot reach it: "
+                    "name the controller's namespace here (or list it in allowed_namespaces)",
+                    "warning",
+                )
+        if target.namespace is not None:
             if target.namespace in seen:
                 yield Finding(
                     ("targets", name, "namespace"),
