@@ -15,6 +15,16 @@ What runs, in one namespace per target:
   the site's object store when the weights come from it;
 - a ServiceMonitor so Prometheus scrapes the engine, and a KEDA ScaledObject or an HPA per pool;
 - an HTTPRoute on the site's internal Gateway, or an Ingress, when the spec names a host.
+
+Sources (read 2026-12): Kubernetes API reference and the OpenAPI schemas of 1.26, 1.31 and 1.37
+(every core object here validates strictly against them with kubernetes-validate); "Pod Security
+Standards" and "Enforce Pod Security Standards with Namespace Labels" (kubernetes.io); KEDA's
+"Prometheus" scaler page and the ScaledObject CRD (kedacore/keda v2.20, keda.sh_scaledobjects.yaml);
+Gateway API's HTTPRoute and ReferenceGrant CRDs (standard channel, gateway-api 2026.06: HTTPRoute
+v1 with rules[].timeouts, ReferenceGrant v1beta1 as the storage version), the "HTTP timeouts"
+guide and GEP-709 (cross-namespace references); the Prometheus Operator's ServiceMonitor CRD
+(monitoring.coreos.com/v1); prometheus-adapter docs/config.md. The custom resources validate
+against those CRDs' schemas.
 """
 
 from __future__ import annotations
