@@ -275,6 +275,13 @@ def _minutes(seconds: float) -> int:
     return -(-math.ceil(seconds) // 60) * 60
 
 
+def drain_seconds(context_length: int) -> int:
+    """How long a replica that is leaving keeps serving: a streamed reply of a full context at a
+    slow decode rate, in whole minutes, within the NLB's deregistration delay. The on-prem pods'
+    termination grace and their route's timeout use the same bound."""
+    return max(MIN_DRAIN_SECONDS, min(MAX_DRAIN_SECONDS, _minutes(context_length / SLOW_DECODE_TOKENS_PER_SECOND)))
+
+
 def plan_readiness(
     weights_bytes: int,
     instance_types: tuple[str, ...],
@@ -301,7 +308,7 @@ def plan_readiness(
         )
     startup = override_seconds or _minutes(worst)
     hook = max(MIN_HOOK_SECONDS, min(MAX_HOOK_SECONDS, _minutes(startup * HOOK_TIMEOUT_MARGIN)))
-    drain = max(MIN_DRAIN_SECONDS, min(MAX_DRAIN_SECONDS, _minutes(context_length / SLOW_DECODE_TOKENS_PER_SECOND)))
+    drain = drain_seconds(context_length)
     return Readiness(
         startup_seconds=startup,
         launch_hook_timeout=hook,

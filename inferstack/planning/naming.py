@@ -57,3 +57,38 @@ def gcp_name(*parts: str, limit: int = 63) -> str:
         return name.rstrip("-")
     digest = hashlib.sha256(name.encode()).hexdigest()[:5]
     return f"{name[: limit - 6].rstrip('-')}-{digest}"
+
+
+# Kubernetes names and labels (API reference, "Object Names and IDs" and "Labels and Selectors",
+# v1.31): a DNS-1123 label is at most 63 characters of a-z, 0-9 and '-', starting and ending with
+# an alphanumeric; a label value is at most 63 characters of A-Z, a-z, 0-9, '-', '_' and '.',
+# starting and ending with an alphanumeric (or empty).
+_K8S_NAME_BAD = re.compile(r"[^a-z0-9-]+")
+_K8S_VALUE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+_K8S_LIMIT = 63
+
+
+def _cut(value: str, limit: int, strip: str) -> str:
+    """`value` within `limit` characters; a value cut to fit keeps a hash of the whole, so two long
+    values never collide."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:5]
+    return f"{value[: limit - 6].rstrip(strip)}-{digest}"
+
+
+def k8s_name(*parts: str, limit: int = _K8S_LIMIT) -> str:
+    """A Kubernetes object name valid as a DNS-1123 label (namespaces, Services, and every name
+    that ends up in a label or a pod's hostname)."""
+    name = _K8S_NAME_BAD.sub("-", "-".join(parts).lower()).strip("-") or "x"
+    return _cut(name, limit, "-")
+
+
+def k8s_labels(tags: dict[str, str]) -> dict[str, str]:
+    """Tags as Kubernetes labels: keys are already valid label names (standard_tags); values are
+    made valid label values (a Pulumi stack name may hold characters a label may not)."""
+    out = {}
+    for key, value in tags.items():
+        clean = _K8S_VALUE_BAD.sub("-", value).strip("-_.")
+        out[key] = _cut(clean, _K8S_LIMIT, "-_.")
+    return out

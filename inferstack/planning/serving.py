@@ -33,7 +33,17 @@ def engine_args(spec: DeploymentSpec, model_name: str, model: Model) -> list[str
 #   a scratch .so there; nosuid and nodev keep it from being more than scratch space.
 ENGINE_CACHE_VOLUME = "inferstack-cache"
 ENGINE_CACHE_DIR = "/cache"
-ENGINE_TMPFS = "/tmp:rw,exec,nosuid,nodev,size=16g"
+ENGINE_TMP_DIR = "/tmp"
+ENGINE_TMP_GIB = 16
+ENGINE_TMPFS = f"{ENGINE_TMP_DIR}:rw,exec,nosuid,nodev,size={ENGINE_TMP_GIB}g"
+# The writable places as (path, GiB) pairs, for platforms that mount volumes rather than pass
+# `docker run` flags (on-prem Kubernetes: one emptyDir each). The compile caches get room for
+# Triton, Inductor and vLLM kernels of a large model.
+ENGINE_CACHE_GIB = 32
+ENGINE_WRITABLE_DIRS = ((ENGINE_CACHE_DIR, ENGINE_CACHE_GIB), (ENGINE_TMP_DIR, ENGINE_TMP_GIB))
+# Shared memory for NCCL and the engine's worker processes: what the cloud nodes pass as
+# `--shm-size 16g` (templates/*.sh.j2).
+ENGINE_SHM_GIB = 16
 COMMON_ENGINE_ENV = {
     "HOME": ENGINE_CACHE_DIR,
     "XDG_CACHE_HOME": ENGINE_CACHE_DIR,

@@ -22,6 +22,7 @@ from inferstack.spec.models import (
     GcpTargetBase,
     GcpTpuTarget,
     Model,
+    OnPremK8sTarget,
     image_digest,
 )
 
@@ -38,6 +39,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings = list(_check_opt_outs(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
+    findings += list(_check_onprem_workload(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
@@ -306,6 +308,8 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
         )
     elif target.cloud == "gcp" and ar:
         out += _check_region(spec, loc, ar.group(1), "gcp", what="the image's Artifact Registry")
+    elif isinstance(target, OnPremK8sTarget):
+        out += _onprem_registry(target, loc, image)
     elif isinstance(target, GcpTargetBase) and not target.network.cloud_nat:
         out.append(
             Finding(
@@ -314,7 +318,59 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
                 "(<region>-docker.pkg.dev) over Private Google Access; mirror the image or set network.cloud_nat",
             )
         )
+    if isinstance(target, OnPremK8sTarget) and target.weights.s3 is not None:
+        fetch_loc = ("targets", name, "weights", "s3", "fetch_image")
+        out += _onprem_registry(target, fetch_loc, target.weights.s3.fetch_image)
     return out
+
+
+def _onprem_registry(target: OnPremK8sTarget, loc: Loc, image: str) -> list[Finding]:
+    """A site's nodes pull from its registry mirror only: an image elsewhere would need a route out."""
+    if image.startswith(f"{target.registry}/"):
+        return []
+    return [
+        Finding(
+            loc,
+            f"the site pulls images from its registry mirror {target.registry!r} only: mirror {image.split('@')[0]!r} "
+            f"there and use {target.registry}/<repository>@sha256:<digest>",
+        )
+    ]
+
+
+def _check_onprem_workload(spec: DeploymentSpec) -> Iterator[Finding]:
+    """What the on-prem workload needs of a spec (planning.onprem.workload): a namespace per
+    target, request gauges for its signal, and a route into the namespace for its entry."""
+    seen: dict[str, str] = {}
+    for name, target in spec.targets.items():
+        if not isinstance(target, OnPremK8sTarget):
+            continue
+        engine = catalog.engines()[spec.serving.engine]
+        # Both signals read both gauges: queue_depth scales out on waiting requests and keeps
+        # replicas with requests in flight (running + waiting).
+        if engine.queue_metric is None or engine.running_metric is None:
+            with_gauges = sorted(n for n, e in catalog.engines().items() if e.queue_metric and e.running_metric)
+            yield Finding(
+                ("targets", name, "autoscaling", "signal"),
+                f"{engine.name} publishes no running/waiting-requests gauges, and on-prem pools scale on the "
+                f"engine's own load ({target.autoscaling.signal}): serve with {', '.join(with_gauges)}",
+            )
+        ingress = target.ingress
+        if ingress is not None and ingress.via == "ingress" and not ingress.controller_namespace:
+            if not target.allowed_namespaces:
+                yield Finding(
+                    ("targets", name, "ingress", "controller_namespace"),
+                    "the engine's NetworkPolicy admits no namespace, so the ingress controller cannot reach it: "
+                    "name the controller's namespace here (or list it in allowed_namespaces)",
+                    "warning",
+                )
+        if target.namespace is not None:
+            if target.namespace in seen:
+                yield Finding(
+                    ("targets", name, "namespace"),
+                    f"target {seen[target.namespace]!r} already uses namespace {target.namespace!r}: each target "
+                    "owns its namespace (its quota and network policies), so name another",
+                )
+            seen.setdefault(target.namespace, name)
 
 
 def _check_arn_regions(spec: DeploymentSpec) -> Iterator[Finding]:

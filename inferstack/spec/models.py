@@ -700,8 +700,13 @@ class S3Weights(StrictModel):
     )
     ca_secret: K8sName | None = Field(default=None, description="Secret with the store's CA bundle (ca.crt).")
     fetch_image: ImageRef = Field(
-        description="Image of the init container that copies the weights (an S3 client such as the AWS CLI or "
-        "rclone, from the site's registry mirror)."
+        description="Image of the init container that copies the weights, from the site's registry mirror: it runs "
+        "`aws s3 sync` (AWS CLI v2 on the PATH, e.g. a mirror of amazon/aws-cli), as a non-root user."
+    )
+    region: str = Field(
+        default="us-east-1",
+        pattern=r"^[a-z0-9-]{1,32}$",
+        description="The signing region the store expects (MinIO and Ceph RGW accept us-east-1 unless configured).",
     )
 
 
@@ -722,6 +727,8 @@ class OnPremWeights(StrictModel):
             raise ValueError("set exactly one of 'pvc' (a claim that holds the weights) or 's3' (the site's store)")
         if self.cache_gib is not None and self.s3 is None:
             raise FieldError("cache_gib", "only s3 weights are fetched into a cache volume")
+        if ".." in self.path.split("/"):
+            raise FieldError("path", "must stay inside the claim: a path with '..' is refused (a volume's subPath)")
         return self
 
 
@@ -753,6 +760,16 @@ class OnPremIngress(StrictModel):
         description="gateway-api: the internal Gateway (namespace/name) the HTTPRoute attaches to.",
     )
     ingress_class: str | None = Field(default=None, description="ingress: the internal ingress class.")
+    listener: K8sName | None = Field(
+        default=None,
+        description="gateway-api: the Gateway listener (sectionName) to attach to; default: every listener that "
+        "admits the route.",
+    )
+    controller_namespace: K8sName | None = Field(
+        default=None,
+        description="ingress: the namespace of the ingress controller's pods, admitted to the engine by its "
+        "NetworkPolicy (gateway-api admits the Gateway's namespace).",
+    )
 
     @model_validator(mode="after")
     def _parent(self) -> OnPremIngress:
@@ -760,6 +777,12 @@ class OnPremIngress(StrictModel):
             raise FieldError("gateway", "name the internal Gateway (namespace/name) the route attaches to")
         if self.via == "ingress" and self.ingress_class is None:
             raise FieldError("ingress_class", "name the internal ingress class")
+        if self.via == "ingress" and self.listener is not None:
+            raise FieldError("listener", "is a Gateway listener: only via: gateway-api attaches to one")
+        if self.via == "gateway-api" and self.controller_namespace is not None:
+            raise FieldError(
+                "controller_namespace", "gateway-api admits the Gateway's namespace: list others in allowed_namespaces"
+            )
         return self
 
 
