@@ -150,6 +150,9 @@ def drop_all_capabilities(args, config) -> Iterator[str]:
 def seccomp(args, config) -> Iterator[str]:
     spec = pod_spec(args)
     pod = get(spec, "securityContext", "seccompProfile", "type")
+    if pod not in (None, "RuntimeDefault", "Localhost"):
+        # Admission rejects an Unconfined pod-level profile even when every container overrides it.
+        yield f"The pod's seccomp profile is {pod}."
     for c in containers(spec):
         kind = get(c, "securityContext", "seccompProfile", "type") or pod
         if kind not in ("RuntimeDefault", "Localhost"):
@@ -191,6 +194,90 @@ def no_host_path(args, config) -> Iterator[str]:
     for volume in items(pod_spec(args), "volumes"):
         if get(volume, "hostPath") is not None:
             yield f"Volume {get(volume, 'name', default='?')} mounts the node's {get(volume, 'hostPath', 'path')!r}."
+
+
+RESTRICTED_VOLUME_TYPES = (
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+)
+
+
+@workload_rule(
+    "security-kubernetes-workload-require-restricted-volume-types",
+    "Volumes are of the types `restricted` allows (configMap, csi, downwardAPI, emptyDir, ephemeral, "
+    "persistentVolumeClaim, projected, secret); network and in-tree volumes go through a claim.",
+    "mount network storage (nfs, iscsi, ...) through a PersistentVolume and its claim.",
+)
+def restricted_volume_types(args, config) -> Iterator[str]:
+    for volume in items(pod_spec(args), "volumes"):
+        kinds = [k for k in (volume or {}) if k != "name" and k not in RESTRICTED_VOLUME_TYPES]
+        # hostPath has a rule of its own, with a stronger severity.
+        for kind in (k for k in kinds if k != "hostPath"):
+            yield f"Volume {get(volume, 'name', default='?')} is of type {kind}, which restricted pods may not mount."
+
+
+# Sysctls the baseline standard allows (namespaced, safe) as of Kubernetes 1.29+.
+SAFE_SYSCTLS = (
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+)
+SELINUX_TYPES = ("", "container_t", "container_init_t", "container_kvm_t", "container_engine_t")
+
+
+def _unsafe_context(where: str, ctx: Any) -> Iterator[str]:
+    """The baseline controls a pod or container security context can break."""
+    if truthy(get(ctx, "windowsOptions", "hostProcess")):
+        yield f"{where} runs as a Windows HostProcess."
+    if get(ctx, "appArmorProfile", "type") not in (None, "RuntimeDefault", "Localhost"):
+        yield f"{where} sets AppArmor profile {get(ctx, 'appArmorProfile', 'type')}."
+    selinux = get(ctx, "seLinuxOptions") or {}
+    if (get(selinux, "type") or "") not in SELINUX_TYPES or get(selinux, "user") or get(selinux, "role"):
+        yield f"{where} sets custom SELinux options {dict(selinux)}."
+    if get(ctx, "procMount") not in (None, "Default"):
+        yield f"{where} unmasks /proc (procMount {get(ctx, 'procMount')})."
+
+
+@workload_rule(
+    "security-kubernetes-workload-disallow-unsafe-options",
+    "No pod breaks the rest of the baseline standard: Windows HostProcess, AppArmor unconfined, custom "
+    "SELinux user, role or type, unmasked /proc, unsafe sysctls, probes or hooks aimed at another host.",
+    "remove the option: the runtime's defaults (RuntimeDefault AppArmor, container_t, masked /proc) are what "
+    "restricted requires.",
+)
+def unsafe_options(args, config) -> Iterator[str]:
+    spec = pod_spec(args)
+    yield from _unsafe_context("The pod", get(spec, "securityContext"))
+    for sysctl in items(spec, "securityContext", "sysctls"):
+        if get(sysctl, "name") not in SAFE_SYSCTLS:
+            yield f"The pod sets the unsafe sysctl {get(sysctl, 'name')}."
+    annotations = get(args.props, *WORKLOADS[args.resource_type][:-1], "metadata", "annotations") or {}
+    for key, value in annotations.items():
+        if str(key).startswith("container.apparmor.security.beta.kubernetes.io/") and not (
+            value == "runtime/default" or str(value).startswith("localhost/")
+        ):
+            yield f"Annotation {key} sets AppArmor profile {value}."
+    for c in containers(spec):
+        yield from _unsafe_context(f"Container {_name(c)}", get(c, "securityContext"))
+        handlers = [get(c, p) for p in ("livenessProbe", "readinessProbe", "startupProbe")]
+        handlers += [get(c, "lifecycle", hook) for hook in ("postStart", "preStop")]
+        for handler in filter(None, handlers):
+            host = get(handler, "httpGet", "host") or get(handler, "tcpSocket", "host")
+            if host:
+                yield f"Container {_name(c)} probes or hooks another host ({host})."
 
 
 @workload_rule(

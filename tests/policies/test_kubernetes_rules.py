@@ -143,6 +143,14 @@ WORKLOAD_CASES: list[tuple[str, Callable[[dict], Any], str | None]] = [
         _ctx(engine, seccompProfile={"type": "Localhost", "localhostProfile": "profiles/engine.json"}),
         None,
     ),
+    (
+        "security-kubernetes-workload-require-seccomp-profile",
+        lambda p: [
+            p["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+            [c["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}) for c in (engine(p), init(p))],
+        ],
+        "The pod's seccomp profile is Unconfined",
+    ),
     ("security-kubernetes-workload-disallow-host-namespaces", _set(_pod, hostNetwork=True), "sets hostNetwork"),
     ("security-kubernetes-workload-disallow-host-namespaces", _set(_pod, hostPID=True), "sets hostPID"),
     (
@@ -154,6 +162,61 @@ WORKLOAD_CASES: list[tuple[str, Callable[[dict], Any], str | None]] = [
         "security-kubernetes-workload-disallow-hostpath-volumes",
         lambda p: p["volumes"].append({"name": "models", "hostPath": {"path": "/models"}}),
         "Volume models mounts the node's '/models'",
+    ),
+    (
+        "security-kubernetes-workload-require-restricted-volume-types",
+        lambda p: p["volumes"].append({"name": "models", "nfs": {"server": "nas.site", "path": "/models"}}),
+        "Volume models is of type nfs",
+    ),
+    (
+        "security-kubernetes-workload-require-restricted-volume-types",
+        lambda p: p["volumes"].append({"name": "weights", "persistentVolumeClaim": {"claimName": "weights"}}),
+        None,
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        lambda p: p["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "65536"}]),
+        "unsafe sysctl kernel.msgmax",
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        lambda p: p["securityContext"].update(sysctls=[{"name": "net.ipv4.tcp_keepalive_time", "value": "60"}]),
+        None,
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        _ctx(engine, procMount="Unmasked"),
+        "engine unmasks /proc",
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        _ctx(init, seLinuxOptions={"type": "spc_t"}),
+        "fetch-weights sets custom SELinux options",
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        _ctx(engine, seLinuxOptions={"level": "s0:c123,c456"}),
+        None,
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        lambda p: p["securityContext"].update(appArmorProfile={"type": "Unconfined"}),
+        "The pod sets AppArmor profile Unconfined",
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        _ctx(engine, windowsOptions={"hostProcess": True}),
+        "Windows HostProcess",
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        _set(engine, startupProbe={"httpGet": {"path": "/health", "port": 8000, "host": "10.0.0.1"}}),
+        "probes or hooks another host (10.0.0.1)",
+    ),
+    (
+        "security-kubernetes-workload-disallow-unsafe-options",
+        _set(engine, startupProbe={"httpGet": {"path": "/health", "port": 8000}, "failureThreshold": 120}),
+        None,
     ),
     (
         "security-kubernetes-workload-require-readonly-rootfs",
@@ -226,6 +289,16 @@ def test_workload_rule(policy, change, words):
         else:
             assert any(words in m for m in found), found
             assert all(" Fix: " in m for m in found)
+
+
+def test_apparmor_annotations_must_keep_a_profile():
+    policy, kind = "security-kubernetes-workload-disallow-unsafe-options", "kubernetes:apps/v1:Deployment"
+    for value, ok in (("runtime/default", True), ("localhost/engine", True), ("unconfined", False)):
+        props = workload(kind)
+        annotations = {"container.apparmor.security.beta.kubernetes.io/engine": value}
+        props["spec"]["template"]["metadata"]["annotations"] = annotations
+        found = run_resource(policy, kind, props)
+        assert (found == []) is ok and (ok or "sets AppArmor profile unconfined" in found[0]), found
 
 
 def test_image_digests_are_required_in_production_and_where_the_environment_is_unknown():
