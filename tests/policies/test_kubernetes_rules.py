@@ -20,7 +20,16 @@ from inferstack.policy_pack.inferstack_policies.kubernetes import WORKLOADS
 from policy_harness import resource, run_resource, run_stack
 
 DIGEST = "sha256:" + "a" * 64
-LABELS = {"environment": "prod", "workload": "serving", "managed-by": "inferstack"}
+# The standard labels (planning/naming.py standard_tags) the on-prem planner puts on every object.
+LABELS = {
+    "stack": "prod",
+    "environment": "prod",
+    "team": "ml",
+    "model": "llama-3-8b",
+    "data-classification": "internal",
+    "workload": "serving",
+    "managed-by": "inferstack",
+}
 GPU = "nvidia.com/gpu"
 
 # A pod of the engine as the on-prem target runs it: restricted, on the NVIDIA runtime class, with
@@ -522,6 +531,15 @@ def test_object_rule(policy, token, good, bad, words):
     found = run_resource(policy, token, bad)
     assert any(words in m for m in found), found
     assert all(" Fix: " in m for m in found)
+
+
+def test_kubernetes_objects_carry_the_standard_labels_except_releases_and_node_patches():
+    policy = "tags-resource-require-standard-tags"
+    assert run_resource(policy, SERVICE, SERVICE_PROPS | {"metadata": {"labels": LABELS}}) == []
+    found = run_resource(policy, "kubernetes:keda.sh/v1alpha1:ScaledObject", {"metadata": {"labels": {"stack": "p"}}})
+    assert found and "Missing tags: environment, team, model, data-classification" in found[0]
+    assert run_resource(policy, RELEASE, OPERATOR) == []
+    assert run_resource(policy, "kubernetes:core/v1:NodePatch", {"metadata": {"name": "gpu-node-1"}}) == []
 
 
 def test_argo_git_sources_are_not_charts():
