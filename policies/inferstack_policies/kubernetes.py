@@ -516,18 +516,28 @@ def service_internal(args: ResourceValidationArgs, config: Mapping[str, Any]) ->
 @resource_rule(
     "security-kubernetes-ingress-require-tls",
     "Routes into the cluster terminate TLS: every Ingress host is covered by a `tls` entry with a Secret, "
-    "and every Gateway listener speaks HTTPS or TLS.",
+    "every Gateway listener speaks HTTPS or TLS, and an HTTPRoute attaches to one named (HTTPS) listener.",
     severity=Severity.HIGH,
     remediation="add spec.tls with the host and its certificate Secret (the spec's ingress.tls_secret); "
-    "attach routes only to HTTPS listeners.",
-    types=(INGRESS, f"{GATEWAY_API}v1:Gateway"),
+    "attach routes only to HTTPS listeners, by parentRefs[].sectionName.",
+    types=(INGRESS, f"{GATEWAY_API}v1:Gateway", f"{GATEWAY_API}v1:HTTPRoute"),
 )
 def ingress_tls(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
-    if args.resource_type != INGRESS:
-        # Gateway API v1 Gateway: listeners[].protocol (gateway-api.sigs.k8s.io, API reference v1).
+    # Gateway API v1 (gateway-api.sigs.k8s.io, API reference): a Gateway's listeners[].protocol;
+    # a route's parentRefs[].sectionName names one listener, and when it is empty the route
+    # attaches to every listener of the Gateway, a plain HTTP one included.
+    if args.resource_type.endswith(":Gateway"):
         for listener in items(args.props, "spec", "listeners"):
             if get(listener, "protocol") not in ("HTTPS", "TLS"):
                 yield f"Listener {get(listener, 'name', default='?')} speaks {get(listener, 'protocol')!r}, not TLS."
+        return
+    if args.resource_type.endswith(":HTTPRoute"):
+        for parent in items(args.props, "spec", "parentRefs"):
+            if (get(parent, "kind") or "Gateway") == "Gateway" and not get(parent, "sectionName"):
+                yield (
+                    f"The route attaches to every listener of Gateway {get(parent, 'name')!r} (no sectionName), "
+                    "plain HTTP ones included."
+                )
         return
     tls = list(items(args.props, "spec", "tls"))
     if not tls:

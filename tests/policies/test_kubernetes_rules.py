@@ -377,6 +377,7 @@ def test_namespace_location_fails_closed_without_config_and_on_unknown_values():
 SERVICE = "kubernetes:core/v1:Service"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART_V4 = "kubernetes:helm.sh/v4:Chart"
 FLUX_RELEASE = "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease"
@@ -470,6 +471,13 @@ OBJECT_CASES = [
         {"spec": {"listeners": [{"name": "https", "protocol": "HTTPS", "port": 443}]}},
         {"spec": {"listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]}},
         "Listener http speaks 'HTTP'",
+    ),
+    (
+        TLS,
+        HTTPROUTE,
+        {"spec": {"parentRefs": [{"name": "internal", "namespace": "gateway", "sectionName": "https"}]}},
+        {"spec": {"parentRefs": [{"name": "internal", "namespace": "gateway"}]}},
+        "attaches to every listener of Gateway 'internal'",
     ),
     (PINNED, RELEASE, OPERATOR, _with(OPERATOR, "version", None), "pins no chart version"),
     (PINNED, RELEASE, OPERATOR, _with(OPERATOR, "version", "^25.0.0"), "'^25.0.0', not one exact version"),
