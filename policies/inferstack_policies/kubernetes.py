@@ -95,7 +95,9 @@ def workload_rule(name: str, description: str, remediation: str, severity: Sever
 
 # -- the restricted Pod Security Standard, control by control ----------------------------------
 # Kubernetes docs, "Pod Security Standards" (kubernetes.io/docs/concepts/security/pod-security-standards,
-# v1.31): the fields each control restricts and the values it allows.
+# read 2026-12): the fields each control restricts and the values it allows. Where the allowed set
+# grew with the version (safe sysctls in 1.27/1.29, container_engine_t in 1.31), the rules take the
+# newest: Pod Security admission of an older cluster is then stricter than the pack, never looser.
 
 
 @workload_rule(
@@ -222,7 +224,7 @@ def restricted_volume_types(args, config) -> Iterator[str]:
             yield f"Volume {get(volume, 'name', default='?')} is of type {kind}, which restricted pods may not mount."
 
 
-# Sysctls the baseline standard allows (namespaced, safe) as of Kubernetes 1.29+.
+# Sysctls the baseline standard allows (namespaced, safe) as of Kubernetes 1.29.
 SAFE_SYSCTLS = (
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
