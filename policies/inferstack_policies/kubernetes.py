@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
 from ._rules import K8S_LOCATION_LABEL, K8S_NAMESPACE, get, items, resource_rule, stack_rule, truthy
@@ -43,6 +43,7 @@ WORKLOADS = {
 NAMESPACE = K8S_NAMESPACE
 SERVICE = "kubernetes:core/v1:Service"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+RESOURCE_QUOTA = "kubernetes:core/v1:ResourceQuota"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 GATEWAY_API = "kubernetes:gateway.networking.k8s.io/"
 
@@ -491,6 +492,41 @@ def default_deny(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterat
     for namespace, urn in sorted(engine.items()):
         if namespace not in denied:
             yield f"Namespace {namespace} runs the engine with no default-deny ingress NetworkPolicy.", urn
+
+
+@stack_rule(
+    "cost-kubernetes-namespace-require-gpu-quota",
+    "Every GPU resource (nvidia.com/*) the stack's pods ask for is capped in their namespace by a "
+    "ResourceQuota (`requests.<resource>`), so a runaway autoscaler cannot take the cluster's shared GPUs.",
+    severity=Severity.MEDIUM,
+    enforcement=EnforcementLevel.ADVISORY,
+    remediation="add a ResourceQuota to the namespace with spec.hard `requests.nvidia.com/gpu` (or the MIG "
+    "resource) at the replicas the pool may run times the devices each takes.",
+)
+def gpu_quota(args: StackValidationArgs, config: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+    # Kubernetes docs, "Resource Quotas" > quota for extended resources: extended resources cannot
+    # be overcommitted, so only `requests.<name>` quota items are allowed (limits.* is rejected).
+    capped: set[tuple[str, str]] = set()
+    for r in args.resources:
+        if r.resource_type == RESOURCE_QUOTA:
+            for item in get(r.props, "spec", "hard") or {}:
+                if str(item).startswith(f"limits.{_GPU_RESOURCE}"):
+                    yield f"ResourceQuota {r.name} caps {item}: the API server only accepts requests.* for GPUs.", r.urn
+                elif str(item).startswith(f"requests.{_GPU_RESOURCE}"):
+                    capped.add((_namespace(r.props), str(item).removeprefix("requests.")))
+    for r in args.resources:
+        if r.resource_type not in WORKLOADS:
+            continue
+        spec = get(r.props, *WORKLOADS[r.resource_type]) or {}
+        asked = {
+            str(res)
+            for c in containers(spec)
+            for part in ("limits", "requests")
+            for res in get(c, "resources", part) or {}
+            if str(res).startswith(_GPU_RESOURCE)
+        }
+        for resource in sorted(asked - {res for ns, res in capped if ns == _namespace(r.props)}):
+            yield f"{r.name} asks for {resource} in {_namespace(r.props)}, where no ResourceQuota caps it.", r.urn
 
 
 # -- exposure -----------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def on_prem_objects(change: Callable[[dict], None] = lambda objects: None) -> Ca
         k8s.core.v1.Namespace("gpu-operator", metadata=o["system-ns"]["metadata"])
         k8s.apps.v1.Deployment("engine", metadata=o["engine"]["metadata"], spec=o["engine"]["spec"])
         k8s.networking.v1.NetworkPolicy("deny", metadata=o["deny"]["metadata"], spec=o["deny"]["spec"])
+        k8s.core.v1.ResourceQuota("gpus", metadata=_meta("gpus"), spec={"hard": {"requests.nvidia.com/gpu": "2"}})
         k8s.core.v1.Service("svc", metadata=o["svc"]["metadata"], spec=o["svc"]["spec"])
         k8s.networking.v1.Ingress("ingress", metadata=o["ingress"]["metadata"], spec=o["ingress"]["spec"])
         op = o["operator"]

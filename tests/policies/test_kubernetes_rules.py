@@ -619,4 +619,34 @@ def test_unknown_namespaces_fail_closed():
     assert found and "unknown at preview" in found[0][0]
 
 
-K8S_TESTED = {c[0] for c in WORKLOAD_CASES} | {c[0] for c in NAMESPACE_CASES} | {c[0] for c in OBJECT_CASES} | {DENY}
+QUOTA = "cost-kubernetes-namespace-require-gpu-quota"
+
+
+def quota(*hard: str, namespace_: str = "llm") -> Any:
+    props = {"metadata": {"name": "gpus", "namespace": namespace_}, "spec": {"hard": dict.fromkeys(hard, "8")}}
+    return resource("kubernetes:core/v1:ResourceQuota", props, "gpus")
+
+
+def test_gpus_the_pods_ask_for_are_capped_by_a_quota_in_their_namespace():
+    deployment = resource("kubernetes:apps/v1:Deployment", workload("kubernetes:apps/v1:Deployment"), "engine")
+    assert run_stack(QUOTA, [deployment, quota("requests.nvidia.com/gpu", "requests.memory")]) == []
+    for quotas in ([], [quota("requests.nvidia.com/gpu", namespace_="other")], [quota("requests.memory")]):
+        found = run_stack(QUOTA, [deployment, *quotas])
+        assert (
+            len(found) == 1 and "engine asks for nvidia.com/gpu in llm, where no ResourceQuota caps it" in found[0][0]
+        )
+    mig = workload(
+        "kubernetes:apps/v1:Deployment",
+        _set(engine, resources={"limits": {"cpu": "8", "memory": "8Gi", "nvidia.com/mig-3g.40gb": 1}}),
+    )
+    found = run_stack(
+        QUOTA, [resource("kubernetes:apps/v1:Deployment", mig, "engine"), quota("requests.nvidia.com/gpu")]
+    )
+    assert "asks for nvidia.com/mig-3g.40gb" in found[0][0]
+    found = run_stack(QUOTA, [deployment, quota("requests.nvidia.com/gpu", "limits.nvidia.com/gpu")])
+    assert len(found) == 1 and "only accepts requests.* for GPUs" in found[0][0]
+
+
+K8S_TESTED = (
+    {c[0] for c in WORKLOAD_CASES} | {c[0] for c in NAMESPACE_CASES} | {c[0] for c in OBJECT_CASES} | {DENY, QUOTA}
+)
