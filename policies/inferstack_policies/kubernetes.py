@@ -1,7 +1,8 @@
 """Kubernetes (the on-prem target and overflow gateways): every pod passes the `restricted` Pod
 Security Standard, namespaces say which standard they enforce, the engine's namespaces deny
-traffic by default, GPUs are limited, images are pinned in production, nothing is exposed
-outside the cluster without a stated reason, and charts are pinned and fetched over TLS.
+traffic by default, GPUs are limited per container and capped per namespace (an advisory cost
+rule), images are pinned in production, nothing is exposed outside the cluster without a stated
+reason, and charts are pinned and fetched over TLS.
 
 Resource types are pulumi-kubernetes tokens: `kubernetes:<group>/<version>:<Kind>` with the core
 group spelled `core`; custom resources (`apiextensions.CustomResource`) register as
