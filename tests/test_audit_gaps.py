@@ -101,6 +101,8 @@ def test_policy_config_carries_every_limit_from_the_spec():
         },
         "cost-stack-gpu-count-limit": {"maxGpus": 12, "gpusPerInstanceType": {"g5.xlarge": 1, "g6.xlarge": 1}},
         "security-aws-cloudwatch-loggroup-retention-minimum": {"minLogRetentionDays": 30},
+        # The eu jurisdiction lists no on-prem site yet: every namespace is blocked (fail closed).
+        "residency-kubernetes-namespace-require-allowed-location": {"allowedLocations": []},
     }
 
 

@@ -22,6 +22,7 @@ VPN_PEERS = "residency-vpn-peer-require-allowed-ip"
 TAGS = "tags-resource-require-standard-tags"
 GPU_LIMIT = "cost-stack-gpu-count-limit"
 LOG_RETENTION = "security-aws-cloudwatch-loggroup-retention-minimum"
+K8S_LOCATION = "residency-kubernetes-namespace-require-allowed-location"
 
 
 def derive(spec: DeploymentSpec) -> dict[str, Any]:
@@ -46,4 +47,7 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
         # The retention the spec chose for its environment (a year in production unless set):
         # a log group the program keeps shorter than the stack's own setting is reported.
         LOG_RETENTION: {"minLogRetentionDays": spec.log_retention_days()},
+        # On-prem sites: the allowed places that are not cloud regions (the site countries the
+        # catalog lists per jurisdiction); none yet means every namespace is blocked, closed.
+        K8S_LOCATION: {"allowedLocations": sorted(r for r in allowed if known.get(r) not in ("aws", "gcp"))},
     }

@@ -174,6 +174,9 @@ GCP_TEMPLATES = (
     "gcp:compute/instance:Instance",
 )
 TPU_VM = "gcp:tpu/v2Vm:V2Vm"
+K8S_NAMESPACE = "kubernetes:core/v1:Namespace"
+# The site's country on every namespace inferstack's on-prem planner creates: residency reads it.
+K8S_LOCATION_LABEL = "inferstack.io/location"
 
 # inferstack creates Cloud TPU queued resources through a Pulumi dynamic provider (pulumi-gcp's
 # resource lacks the node's service account, metadata and labels); rules recognise them by the

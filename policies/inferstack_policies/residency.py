@@ -13,7 +13,17 @@ from typing import Any
 from pulumi_policy import ResourceValidationArgs, Severity, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
-from ._rules import DYNAMIC, get, is_queued_tpu, items, provider_of, resource_rule, stack_rule
+from ._rules import (
+    DYNAMIC,
+    K8S_LOCATION_LABEL,
+    K8S_NAMESPACE,
+    get,
+    is_queued_tpu,
+    items,
+    provider_of,
+    resource_rule,
+    stack_rule,
+)
 
 REGIONS_SCHEMA = {
     "type": "array",
@@ -213,3 +223,31 @@ def regions_known(args: StackValidationArgs, config: Mapping[str, Any]) -> Itera
                     yield f"{r.resource_type} {r.name} names no location and its provider none.", r.urn
         except RegionUnknown:
             yield f"{r.resource_type} {r.name}: its region is unknown at preview.", r.urn
+
+
+@resource_rule(
+    "residency-kubernetes-namespace-require-allowed-location",
+    f"Every Kubernetes namespace the stack declares names its site's location ({K8S_LOCATION_LABEL} label), "
+    "and that location is allowed; a namespace without the label fails closed.",
+    severity=Severity.CRITICAL,
+    remediation=f"run the target on a site whose country is inside the spec's residency, and keep the "
+    f"{K8S_LOCATION_LABEL} label inferstack puts on its namespaces.",
+    types=(K8S_NAMESPACE,),
+    config={
+        "allowedLocations": {
+            **REGIONS_SCHEMA,
+            "description": "Site locations (countries) data may live in (inferstack policy-config derives them "
+            "from the spec's residency).",
+        }
+    },
+)
+def k8s_namespace_location(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:
+    try:
+        location = get(args.props, "metadata", "labels", K8S_LOCATION_LABEL)
+    except UnknownValueError:
+        yield f"Its {K8S_LOCATION_LABEL} label is unknown at preview, so its location cannot be checked."
+        return
+    if not location:
+        yield f"It has no {K8S_LOCATION_LABEL} label: where its data lives cannot be checked."
+    elif location not in config["allowedLocations"]:
+        yield f"Location {location!r} is outside the allowed locations {sorted(config['allowedLocations'])}."

@@ -60,6 +60,14 @@ GCP_LABELED = frozenset(
 )
 
 
+# Kubernetes objects carry the standard labels in metadata.labels. Left out: Helm releases and
+# charts (not API objects: the chart labels what it installs) and node patches (the node is not
+# inferstack's; a patch adds only the pool's scheduling labels).
+K8S_UNLABELED = frozenset(
+    {"kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:core/v1:NodePatch"}
+)
+
+
 def tags_of(args: ResourceValidationArgs) -> dict[str, Any] | None:
     """The tags (AWS) or labels (GCP) a resource declares; None when it cannot carry any."""
     token = args.resource_type
@@ -72,15 +80,17 @@ def tags_of(args: ResourceValidationArgs) -> dict[str, Any] | None:
     if is_queued_tpu(token, args.props):
         nodes = queued_tpu_nodes(token, args.props)
         return dict(get(nodes[0], "labels") or {}) if nodes else {}
+    if provider_of(token) == "kubernetes" and not token.startswith("pulumi:providers:") and token not in K8S_UNLABELED:
+        return dict(get(args.props, "metadata", "labels") or {})
     return None
 
 
 @resource_rule(
     "tags-resource-require-standard-tags",
-    "Every taggable resource carries the standard tags (labels on GCP) for cost attribution.",
+    "Every taggable resource carries the standard tags (labels on GCP and Kubernetes) for cost attribution.",
     severity=Severity.MEDIUM,
     remediation="tag it with stack, environment, team, model and data-classification (inferstack does so by default).",
-    types=("aws:", "gcp:", DYNAMIC),
+    types=("aws:", "gcp:", "kubernetes:", DYNAMIC),
     config={"requiredTags": {"type": "array", "items": {"type": "string"}, "default": REQUIRED_TAGS}},
 )
 def standard_tags(args: ResourceValidationArgs, config: Mapping[str, Any]) -> Iterator[str]:

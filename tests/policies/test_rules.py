@@ -426,54 +426,6 @@ RESOURCE_CASES = [
     ),
 ]
 
-POD = {
-    "securityContext": {"runAsNonRoot": True},
-    "containers": [
-        {
-            "name": "engine",
-            "image": f"vllm/vllm-openai@{DIGEST}",
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
-            "resources": {
-                "limits": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 1},
-                "requests": {"nvidia.com/gpu": 1},
-            },
-        }
-    ],
-}
-
-
-def _deployment(**pod_changes) -> dict:
-    pod = json.loads(json.dumps(POD))
-    container = pod["containers"][0]
-    for key, value in pod_changes.items():
-        if key.startswith("c_"):
-            container[key[2:]] = value
-        else:
-            pod[key] = value
-    return {"spec": {"template": {"spec": pod}}}
-
-
-K8S_CASES = [
-    ("security-kubernetes-workload-require-non-root", {"securityContext": {}}, "may run as root"),
-    (
-        "security-kubernetes-workload-disallow-privileged",
-        {"c_securityContext": {"privileged": True, "readOnlyRootFilesystem": True}},
-        "is privileged",
-    ),
-    ("security-kubernetes-workload-disallow-host-namespaces", {"hostNetwork": True}, "sets hostNetwork"),
-    (
-        "security-kubernetes-workload-require-readonly-rootfs",
-        {"c_securityContext": {"allowPrivilegeEscalation": False}},
-        "writable root filesystem",
-    ),
-    (
-        "security-kubernetes-workload-require-resource-limits",
-        {"c_resources": {"requests": {"nvidia.com/gpu": 1}}},
-        "no limit for cpu, memory, nvidia.com/gpu",
-    ),
-    ("security-kubernetes-workload-require-image-digest", {"c_image": "vllm/vllm-openai:latest"}, "mutable image"),
-]
-
 
 @pytest.mark.parametrize(
     ("policy", "token", "good", "bad", "words", "config", "providers"),
@@ -487,14 +439,6 @@ def test_resource_rule(policy, token, good, bad, words, config, providers):
     found = run_resource(policy, token, bad, config=config, prov=bad_provider)
     assert found and any(words in m for m in found), found
     assert all(" Fix: " in m for m in found)  # every message carries its remediation
-
-
-@pytest.mark.parametrize(("policy", "change", "words"), K8S_CASES, ids=[c[0] for c in K8S_CASES])
-def test_kubernetes_rule(policy, change, words):
-    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
-        assert run_resource(policy, kind, _deployment()) == []
-        found = run_resource(policy, kind, _deployment(**change))
-        assert any(words in m for m in found), found
 
 
 def test_residency_fails_closed_without_config():
@@ -688,10 +632,11 @@ ADVISORY_BY_DESIGN = {"security-aws-cloudwatch-loggroup-retention-minimum"}
 
 def test_every_rule_has_a_test_above():
     from test_hardening_rules import HARDENING_CASES, STACK_TESTED
+    from test_kubernetes_rules import K8S_TESTED
 
     tested = (
         {c[0] for c in RESOURCE_CASES}
-        | {c[0] for c in K8S_CASES}
+        | K8S_TESTED
         | {c[0] for c in HARDENING_CASES}
         | STACK_TESTED
         | {
