@@ -773,6 +773,11 @@ class GpuOperator(StrictModel):
     )
     driver_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
     manage: bool = Field(default=True, description="false: the cluster already runs the operator; configure it only.")
+    namespace: K8sName = Field(
+        default="gpu-operator",
+        description="The operator's own namespace (labelled privileged for Pod Security: its driver, toolkit and "
+        "device-plugin pods need host access); with manage: false, the namespace the cluster's operator runs in.",
+    )
 
 
 class OnPremK8sTarget(TargetBase):
