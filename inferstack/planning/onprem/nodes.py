@@ -51,7 +51,6 @@ PRIVILEGED_PSS = {f"pod-security.kubernetes.io/{mode}": "privileged" for mode in
 FLUX_SOURCE_API = "source.toolkit.fluxcd.io/v1"
 FLUX_HELM_API = "helm.toolkit.fluxcd.io/v2"
 ARGOCD_API = "argoproj.io/v1alpha1"
-FLUX_NAMESPACE = "flux-system"
 ARGOCD_NAMESPACE = "argocd"
 # Images the chart pulls, by values key, and their public repositories (values.yaml v25.10.0).
 _IMAGES = {
@@ -101,7 +100,7 @@ def config_text(data: Any) -> str:
     out = io.StringIO()
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.sort_base_mapping_type_on_output = False
     yaml.dump(data, out)
     return out.getvalue()
 
@@ -215,21 +214,31 @@ def _oci(url: str) -> bool:
 
 
 def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tuple[Manifest, ...]:
-    """The operator chart as a GitOps object, pointing at the site's chart repository."""
+    """The operator chart as a GitOps object, pointing at the site's chart repository.
+
+    Flux: a HelmRepository and a HelmRelease in the operator's namespace (no cross-namespace
+    source reference, which hardened Flux installs refuse), with the chart's CRDs created and
+    replaced on upgrade (`crds: CreateReplace`; Helm itself never upgrades CRDs). fluxcd.io,
+    "Helm Releases" and "Helm Repositories" (an OCI registry is `type: oci`).
+    Argo CD: an Application in the argocd namespace; values as `valuesObject`, an OCI chart
+    repository named without its `oci://` scheme (argo-cd.readthedocs.io, user guide "Helm"); and
+    server-side apply, because the ClusterPolicy CRD is too large for client-side apply's
+    last-applied annotation (NVIDIA/gpu-operator issue #194).
+    """
     op = target.gpu_operator
     ns = op.namespace
     values = operator_values(target)
     if target.gitops == "flux":
-        repo_name = f"{RELEASE}-charts"
+        repo_name = f"{CHART}-charts"
         repository: dict[str, Any] = {"interval": "1h", "url": op.chart_repository}
         if _oci(op.chart_repository):
-            repository["type"] = "oci"  # Flux "Helm Repositories": OCI registries take type: oci
+            repository["type"] = "oci"
         return (
             Manifest(
                 {
                     "apiVersion": FLUX_SOURCE_API,
                     "kind": "HelmRepository",
-                    "metadata": _metadata(repo_name, FLUX_NAMESPACE, labels),
+                    "metadata": _metadata(repo_name, ns, labels),
                     "spec": repository,
                 }
             ),
@@ -237,19 +246,17 @@ def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tupl
                 {
                     "apiVersion": FLUX_HELM_API,
                     "kind": "HelmRelease",
-                    "metadata": _metadata(RELEASE, FLUX_NAMESPACE, labels),
+                    "metadata": _metadata(RELEASE, ns, labels),
                     "spec": {
                         "interval": "10m",
                         "releaseName": RELEASE,
-                        "targetNamespace": ns,
                         "chart": {
                             "spec": {
                                 "chart": CHART,
                                 "version": op.chart_version,
-                                "sourceRef": {"kind": "HelmRepository", "name": repo_name, "namespace": FLUX_NAMESPACE},
+                                "sourceRef": {"kind": "HelmRepository", "name": repo_name},
                             }
                         },
-                        # The chart ships its CRDs (ClusterPolicy, NVIDIADriver); keep them current.
                         "install": {"crds": "CreateReplace"},
                         "upgrade": {"crds": "CreateReplace"},
                         "values": values,
@@ -257,9 +264,6 @@ def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tupl
                 }
             ),
         )
-    # Argo CD names Helm OCI repositories without the scheme (the repository is registered
-    # with enableOCI); an https repository is named by its URL.
-    repo_url = op.chart_repository.removeprefix("oci://")
     return (
         Manifest(
             {
@@ -269,14 +273,13 @@ def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tupl
                 "spec": {
                     "project": "default",
                     "source": {
-                        "repoURL": repo_url,
+                        "repoURL": op.chart_repository.removeprefix("oci://"),
                         "chart": CHART,
                         "targetRevision": op.chart_version,
                         "helm": {"releaseName": RELEASE, "valuesObject": values},
                     },
                     "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
-                    # The namespace is declared with its Pod Security labels next to this object.
-                    "syncPolicy": {"syncOptions": ["CreateNamespace=false", "ServerSideApply=true"]},
+                    "syncPolicy": {"syncOptions": ["ServerSideApply=true"]},
                 },
             }
         ),
