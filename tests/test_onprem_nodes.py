@@ -543,10 +543,14 @@ def test_a_cluster_operator_gets_warnings_about_what_it_must_read_and_tolerate()
         (
             {"jurisdiction": "eu"},
             "us",
-            "region 'us' is outside residency jurisdiction 'eu'; allowed site countries: at, be",
+            "site country 'us' is outside residency jurisdiction 'eu'; allowed site countries: at, be",
         ),
         ({"regions": ["de"]}, "de", None),
-        ({"regions": ["de"]}, "fr", "region 'fr' is outside residency regions ['de']; allowed site countries: de"),
+        (
+            {"regions": ["de"]},
+            "fr",
+            "site country 'fr' is outside residency regions ['de']; allowed site countries: de",
+        ),
         ({"jurisdiction": "uk"}, "gb", None),
         ({"jurisdiction": "eu"}, "xx", "unknown site country 'xx'"),
     ],

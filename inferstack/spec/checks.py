@@ -246,16 +246,15 @@ def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what:
         kind = "site country" if cloud == "onprem" else f"{cloud.upper()} region"
         return [Finding(loc, f"unknown {kind} {region!r}{of}{did_you_mean(region, known)}")]
     if known[region] != cloud:
-        return [
-            Finding(loc, f"{region!r}{of} is {_article(known[region])} region; this needs {_article(cloud)} region")
-        ]
+        return [Finding(loc, f"{region!r}{of} is {_article(known[region])}; this needs {_article(cloud)}")]
     allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
     if spec.residency.jurisdiction is not None:
         # A jurisdiction's site countries are not cloud regions (the pack's region lists leave them out).
         allowed |= catalog.jurisdictions()[spec.residency.jurisdiction].sites
     if region not in allowed:
         inside = sorted(r for r in allowed if known.get(r) == cloud)
-        subject = f"{what} is in {region!r}, which" if what else f"region {region!r}"
+        place = "site country" if cloud == "onprem" else "region"
+        subject = f"{what} is in {region!r}, which" if what else f"{place} {region!r}"
         return [
             Finding(
                 loc,
@@ -268,7 +267,7 @@ def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what:
 
 
 def _article(cloud: str) -> str:
-    return {"aws": "an AWS", "gcp": "a GCP", "onprem": "an on-prem site's"}[cloud]
+    return {"aws": "an AWS region", "gcp": "a GCP region", "onprem": "an on-prem site's country"}[cloud]
 
 
 def _image_loc(spec: DeploymentSpec, name: str) -> Loc:

@@ -145,7 +145,12 @@ def device_plugin_configs(pools: tuple[PoolPlan, ...]) -> dict[str, dict[str, An
 def node_patches(pools: tuple[PoolPlan, ...]) -> tuple[NodePatch, ...]:
     """Labels and the dedicated taint for every named node, sorted by node name. A MIG-capable GPU
     in a whole-GPU or time-slicing pool gets all-disabled, so a node that was split before is
-    returned to whole GPUs; a pool selected by the cluster's labels is not patched."""
+    returned to whole GPUs; a pool selected by the cluster's labels is not patched.
+
+    Labels merge key by key under server-side apply, but a Node's `spec.taints` is an atomic list
+    (k8s.io/api core/v1 types.go, `+listType=atomic`): whoever applies it owns all of it. The
+    patch must therefore be applied without forcing conflicts, so that a node whose taints another
+    manager owns fails the apply loudly instead of losing that manager's taints."""
     patches = []
     for pool in pools:
         gpu = catalog.gpu_models()[pool.gpu]
