@@ -561,3 +561,17 @@ def test_the_site_location_is_checked_against_residency(residency, location, pro
     data["targets"]["site"]["location"] = location
     found = [f.message for f in findings(spec_of(data))]
     assert found == [] if problem is None else found[0].startswith(problem), found
+
+
+@pytest.mark.parametrize(
+    ("selector", "problem"),
+    [
+        ({"gpu": "h100", "example.com/rack": "r-1"}, None),
+        ({"gpu": "h100 sxm"}, "targets.site.pools.c.node_selector.gpu: 'h100 sxm' is not a label value"),
+        ({"-gpu": "h100"}, "targets.site.pools.c.node_selector.-gpu: is not a label key"),
+        ({"gpu": "x" * 64}, "targets.site.pools.c.node_selector.gpu:"),
+    ],
+)
+def test_a_selector_must_be_labels_the_api_server_accepts(selector, problem):
+    found = errors(with_pools({"c": pool("H100-80GB", node_selector=selector, node_count=1)}))
+    assert found == [] if problem is None else found[0].startswith(problem), found

@@ -670,12 +670,38 @@ def _check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> l
                 )
             )
             continue
+        out += _selector_syntax(loc, pool)
         sharing = _pool_sharing(loc, pool, gpu)
         out += sharing
         if not sharing and resolved:
             out += _pool_fit(spec, name, pool_name, pool, gpu, loc)
     out += _operator_kept(name, target)
     out += [f for f in _check_onprem_nodes(spec) if f.loc[1] == name]
+    return out
+
+
+# Label syntax (Kubernetes "Labels and Selectors": an optional DNS-subdomain prefix and '/', a name of
+# at most 63 characters; a value of at most 63, possibly empty; alphanumeric at both ends).
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+
+
+def _selector_syntax(loc: Loc, pool: NodePool) -> list[Finding]:
+    """A selector the API server would refuse fails the Deployment at apply time: say it now."""
+    out = []
+    for key, value in sorted((pool.node_selector or {}).items()):
+        if not _LABEL_KEY.match(key):
+            out.append(
+                Finding((*loc, "node_selector", key), "is not a label key: [prefix/]name, name at most 63 characters")
+            )
+        elif not _LABEL_VALUE.match(value):
+            out.append(
+                Finding(
+                    (*loc, "node_selector", key),
+                    f"{value!r} is not a label value: at most 63 of a-z, A-Z, 0-9, '-', '_', '.', alphanumeric at both ends",
+                )
+            )
     return out
 
 
