@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -575,3 +576,57 @@ def test_the_site_location_is_checked_against_residency(residency, location, pro
 def test_a_selector_must_be_labels_the_api_server_accepts(selector, problem):
     found = errors(with_pools({"c": pool("H100-80GB", node_selector=selector, node_count=1)}))
     assert found == [] if problem is None else found[0].startswith(problem), found
+
+
+# -- against the operator's own files (tests/onprem_data, copied from NVIDIA/gpu-operator v25.10.0) --
+
+DATA = Path(__file__).parent / "onprem_data"
+
+
+def _load(name: str) -> Any:
+    return YAML(typ="safe").load((DATA / name).read_text())
+
+
+def _paths(node: Any, prefix: tuple = ()) -> set[tuple]:
+    """The key paths of a values tree, lists and their items counting as leaves."""
+    if not isinstance(node, dict) or not node:
+        return {prefix}
+    out = set()
+    for key, value in node.items():
+        out |= _paths(value, (*prefix, key))
+    return out
+
+
+def test_every_value_inferstack_sets_is_a_key_of_the_chart():
+    chart = _load("gpu-operator-v25.10.0-values.yaml")
+    chart["node-feature-discovery"].update(_load("gpu-operator-v25.10.0-nfd-values.yaml"))
+    known = _paths(chart)
+    prefixes = {p[:i] for p in known for i in range(1, len(p) + 1)}
+    ours = _paths(nodes_mod.operator_values(mixed_site(gpu_operator={"driver_version": "570.172.08"}).targets["site"]))
+    # A key the chart leaves empty ({} or unset) may take a subtree; every other path must be the chart's.
+    unknown = sorted(p for p in ours if p not in known and not any(p[:i] in known for i in range(1, len(p))))
+    assert unknown == [], "values the chart v25.10.0 does not have"
+    assert all(p[:-1] in prefixes or len(p) == 1 for p in ours)
+
+
+def test_the_catalog_profiles_agree_with_the_operators_default_mig_config():
+    configs = YAML(typ="safe").load(
+        _load("gpu-operator-v25.10.0-default-mig-parted-config.yaml")["data"]["config.yaml"]
+    )
+    entries = configs["mig-configs"]
+    for gpu in catalog.gpu_models().values():
+        for profile in gpu.mig_profiles.values():
+            entry = entries[nodes_mod.mig_config_name(profile.name)]
+            counts = {e["mig-devices"][profile.name] for e in entry}
+            assert profile.instances in counts, (gpu.name, profile.name, counts)
+            assert entry[0]["mig-enabled"] is True
+
+
+def test_the_mig_config_map_has_the_shape_of_the_operators_default():
+    default = YAML(typ="safe").load(
+        _load("gpu-operator-v25.10.0-default-mig-parted-config.yaml")["data"]["config.yaml"]
+    )
+    ours = YAML(typ="safe").load(manifest(config_of(mixed_site()), "ConfigMap", MIG_CONFIG_MAP)["data"]["config.yaml"])
+    assert ours["version"] == default["version"] == "v1"
+    assert ours["mig-configs"]["all-disabled"] == default["mig-configs"]["all-disabled"]
+    assert ours["mig-configs"]["all-3g.40gb"] == default["mig-configs"]["all-3g.40gb"]
