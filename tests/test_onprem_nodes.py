@@ -233,9 +233,8 @@ def mixed_site(**target: Any) -> DeploymentSpec:
     )
 
 
-def config_of(spec: DeploymentSpec):
-    target = spec.targets["site"]
-    return plan_node_config(target, plan_pools(spec, "site"), LABELS)
+def config_of(spec: DeploymentSpec, name: str = "site"):
+    return plan_node_config(spec, name, LABELS)
 
 
 def manifest(config, kind: str, name: str | None = None) -> dict:
@@ -630,3 +629,41 @@ def test_the_mig_config_map_has_the_shape_of_the_operators_default():
     assert ours["version"] == default["version"] == "v1"
     assert ours["mig-configs"]["all-disabled"] == default["mig-configs"]["all-disabled"]
     assert ours["mig-configs"]["all-3g.40gb"] == default["mig-configs"]["all-3g.40gb"]
+
+
+def two_targets_on_one_cluster(**other: Any) -> DeploymentSpec:
+    data = base()
+    small = {"parameters": "8B", "precision": "bf16", "context_length": 8192, "source": "s3://models-eu/8b/"}
+    data["models"]["llama-3-8b"] = small
+    data["targets"]["site"]["model"] = "llama-3-70b"
+    data["targets"]["zone-b"] = {
+        **copy.deepcopy(data["targets"]["site"]),
+        "model": "llama-3-8b",
+        "pools": {"a100": pool("A100-80GB", sharing={"mode": "mig", "profile": "2g.20gb"}, nodes=["a-1"])},
+        **other,
+    }
+    return spec_of(data)
+
+
+def test_targets_on_one_cluster_share_one_operator_declared_by_the_first():
+    spec = two_targets_on_one_cluster()
+    first, second = config_of(spec, "site"), config_of(spec, "zone-b")
+    assert first.gpu_operator is not None and second.gpu_operator is None and second.manifests == ()
+    assert [p.node for p in second.node_patches] == ["a-1"]
+    assert [p.node for p in first.node_patches] == ["gpu-node-1", "gpu-node-2"]
+    mig = YAML(typ="safe").load(manifest(first, "ConfigMap", MIG_CONFIG_MAP)["data"]["config.yaml"])
+    assert "all-2g.20gb" in mig["mig-configs"]  # the second target's profile, in the first's map
+    assert findings(spec) == [] and checks._check_onprem(spec, "zone-b", spec.targets["zone-b"]) == []
+
+
+def test_targets_on_one_cluster_must_agree_on_the_operator():
+    spec = two_targets_on_one_cluster(gpu_operator={"driver": "preinstalled"})
+    (problem,) = checks._check_onprem(spec, "zone-b", spec.targets["zone-b"])
+    assert problem.loc == ("targets", "zone-b", "gpu_operator")
+    assert "one GPU operator, declared by 'site'" in problem.message
+    # Another cluster (another context) has its own operator.
+    other = two_targets_on_one_cluster(
+        gpu_operator={"driver": "preinstalled"}, cluster={"version": "1.31", "context": "b"}
+    )
+    assert checks._check_onprem(other, "zone-b", other.targets["zone-b"]) == []
+    assert config_of(other, "zone-b").gpu_operator is not None

@@ -676,6 +676,7 @@ def _check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> l
         if not sharing and resolved:
             out += _pool_fit(spec, name, pool_name, pool, gpu, loc)
     out += _operator_kept(name, target)
+    out += _cluster_shared(spec, name, target)
     out += [f for f in _check_onprem_nodes(spec) if f.loc[1] == name]
     return out
 
@@ -850,6 +851,25 @@ def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
             )
         )
     return out
+
+
+def _cluster_shared(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> list[Finding]:
+    """Targets on one cluster share its GPU operator, which the first of them declares."""
+    from inferstack.planning.onprem.nodes import cluster_peers
+
+    owner = cluster_peers(spec, name)[0]
+    owner_target = spec.targets[owner]
+    assert isinstance(owner_target, OnPremK8sTarget)
+    if owner == name or owner_target.gpu_operator == target.gpu_operator:
+        return []
+    return [
+        Finding(
+            ("targets", name, "gpu_operator"),
+            f"targets {owner!r} and {name!r} are on one cluster (kubeconfig key "
+            f"{target.cluster.kubeconfig_config_key!r}, context {target.cluster.context!r}), which runs one GPU "
+            f"operator, declared by {owner!r}: give both the same gpu_operator section",
+        )
+    ]
 
 
 def _check_onprem_nodes(spec: DeploymentSpec) -> list[Finding]:

@@ -34,8 +34,8 @@ from ruamel.yaml import YAML
 
 from inferstack import catalog
 from inferstack.planning.onprem import HelmChart, Manifest, NodePatch, PoolPlan
-from inferstack.planning.onprem.pools import DEDICATED_TAINT, GPU_RESOURCE, MIG_STRATEGY
-from inferstack.spec.models import OnPremK8sTarget
+from inferstack.planning.onprem.pools import DEDICATED_TAINT, GPU_RESOURCE, MIG_STRATEGY, plan_pools
+from inferstack.spec.models import DeploymentSpec, OnPremK8sTarget
 
 CHART = "gpu-operator"
 RELEASE = "gpu-operator"
@@ -291,10 +291,35 @@ def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tupl
     )
 
 
-def plan_node_config(target: OnPremK8sTarget, pools: tuple[PoolPlan, ...], labels: Mapping[str, str]) -> NodeConfig:
-    """Patches, the operator (a Helm release in apply mode, a GitOps object in render mode) and its
-    config maps. With gpu_operator.manage false the cluster's operator and its namespace are
-    kept; the config maps are still written there for it to be pointed at (spec checks warn)."""
+def cluster_peers(spec: DeploymentSpec, name: str) -> tuple[str, ...]:
+    """The on-prem targets on the same cluster as `name` (same kubeconfig key and context), in name
+    order. A cluster has one GPU operator and one MIG and one device-plugin config map: the first
+    of its targets declares them, for the pools of all of them (the spec checks that their
+    gpu_operator sections agree)."""
+    here = spec.targets[name]
+    assert isinstance(here, OnPremK8sTarget)
+    key = (here.cluster.kubeconfig_config_key, here.cluster.context)
+    return tuple(
+        n
+        for n in sorted(spec.targets)
+        if isinstance(t := spec.targets[n], OnPremK8sTarget)
+        and (t.cluster.kubeconfig_config_key, t.cluster.context) == key
+    )
+
+
+def plan_node_config(spec: DeploymentSpec, name: str, labels: Mapping[str, str]) -> NodeConfig:
+    """Patches for the target's named nodes; and, from the first target on its cluster, the
+    operator (a Helm release in apply mode, a GitOps object in render mode) and its config maps,
+    covering every pool on the cluster. With gpu_operator.manage false the cluster's operator and
+    its namespace are kept; the config maps are still written there for it to read (the spec
+    checks warn)."""
+    target = spec.targets[name]
+    assert isinstance(target, OnPremK8sTarget)
+    patches = node_patches(plan_pools(spec, name))
+    peers = cluster_peers(spec, name)
+    if peers[0] != name:
+        return NodeConfig(patches, None, ())
+    pools = tuple(pool for peer in peers for pool in plan_pools(spec, peer))
     op = target.gpu_operator
     ns = op.namespace
     manifests: list[Manifest] = []
@@ -340,4 +365,4 @@ def plan_node_config(target: OnPremK8sTarget, pools: tuple[PoolPlan, ...], label
             repository=op.chart_repository,
             values=operator_values(target),
         )
-    return NodeConfig(node_patches(pools), chart, tuple(manifests))
+    return NodeConfig(patches, chart, tuple(manifests))

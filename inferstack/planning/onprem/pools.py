@@ -73,6 +73,7 @@ def plan_pool(spec: DeploymentSpec, name: str, pool_name: str, pool: NodePool) -
     sharing = pool.sharing
     mig_profile = time_slices = None
     if isinstance(sharing, MigSharing):
+        # A CUDA process uses one MIG device, so a replica is one slice, never several.
         profile = gpu.mig_profiles[sharing.profile]
         mig_profile = profile.name
         resource = mig_resource(profile.name)
