@@ -25,6 +25,7 @@ GPU Operator docs ("GPU Operator with MIG", "Time-Slicing GPUs in Kubernetes"):
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -204,7 +205,8 @@ def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
         "image": {"repository": mirrored(_NFD_IMAGE, target.registry)},
         "worker": {"tolerations": [_CONTROL_PLANE_TOLERATION, *tolerations]},
     }
-    return dict(sorted(values.items()))
+    # A fresh tree per call: the module's toleration dicts are never shared with a caller.
+    return copy.deepcopy(dict(sorted(values.items())))
 
 
 def _metadata(name: str, namespace: str | None, labels: Mapping[str, str]) -> dict[str, Any]:
