@@ -321,6 +321,7 @@ def test_the_operator_is_a_pinned_release_with_values_from_the_spec():
     assert v["operator"]["runtimeClass"] == nodes_mod.RUNTIME_CLASS == "nvidia"
     # Every image comes from the site's mirror, at the public path below it.
     assert v["toolkit"]["repository"] == "registry.site.example/mirror/nvidia/k8s"
+    assert v["operator"]["initContainer"]["repository"] == "registry.site.example/mirror/nvidia"
     assert v["migManager"]["repository"] == "registry.site.example/mirror/nvidia/cloud-native"
     assert (
         v["node-feature-discovery"]["image"]["repository"] == "registry.site.example/mirror/nfd/node-feature-discovery"

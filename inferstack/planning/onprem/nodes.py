@@ -179,6 +179,7 @@ def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
     op = target.gpu_operator
     values: dict[str, Any] = {key: {"repository": mirrored(repo, target.registry)} for key, repo in _IMAGES.items()}
     values["operator"]["runtimeClass"] = RUNTIME_CLASS
+    values["operator"]["initContainer"] = {"repository": mirrored(_IMAGES["operator"], target.registry)}  # cuda
     values["driver"]["enabled"] = op.driver == "operator"
     values["driver"]["manager"] = {"repository": mirrored(_DRIVER_MANAGER_IMAGE, target.registry)}
     if op.driver_version is not None:
