@@ -668,3 +668,23 @@ def test_targets_on_one_cluster_must_agree_on_the_operator():
     )
     assert checks._check_onprem(other, "zone-b", other.targets["zone-b"]) == []
     assert config_of(other, "zone-b").gpu_operator is not None
+
+
+def _merged(base_tree: Any, over: Any) -> Any:
+    if isinstance(base_tree, dict) and isinstance(over, dict):
+        return {k: _merged(base_tree.get(k), over.get(k)) if k in over else base_tree[k] for k in {*base_tree, *over}}
+    return over
+
+
+def test_every_component_the_chart_deploys_pulls_from_the_mirror():
+    chart = _load("gpu-operator-v25.10.0-values.yaml")
+    ours = nodes_mod.operator_values(mixed_site().targets["site"])
+    merged = _merged(chart, ours)
+    pulled = {
+        (key, sub): value
+        for key, component in merged.items()
+        if isinstance(component, dict) and component.get("enabled", True) is not False
+        for sub, value in _walk(component)
+        if sub == "repository" and value
+    }
+    assert pulled and all(v.startswith("registry.site.example/mirror/") for v in pulled.values()), pulled

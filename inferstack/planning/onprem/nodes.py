@@ -197,9 +197,10 @@ def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
     # object_controls.go transformDevicePluginCtrForCDI), not whatever NVIDIA_VISIBLE_DEVICES says.
     values["cdi"] = {"enabled": True}
     values["psa"] = {"enabled": False}  # inferstack labels the namespace (module docstring)
-    # No VM passthrough or vGPU stack on serving nodes: fewer privileged operands.
-    values["sandboxWorkloads"] = {"enabled": False}
-    values["vgpuManager"] = {"enabled": False}
+    # No VM passthrough or vGPU stack on serving nodes: fewer privileged operands, and no image
+    # the mirror would have to carry.
+    for key in ("sandboxWorkloads", "vgpuManager", "vgpuDeviceManager", "vfioManager", "sandboxDevicePlugin"):
+        values[key] = {"enabled": False}
     tolerations = [_GPU_TOLERATION, _DEDICATED_TOLERATION]
     values["daemonsets"] = {"tolerations": tolerations}
     values["node-feature-discovery"] = {
