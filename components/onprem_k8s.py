@@ -50,6 +50,7 @@ CUSTOM_KINDS: frozenset[tuple[str, str]] = frozenset(
     {
         ("keda.sh/v1alpha1", "ScaledObject"),
         ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
         ("source.toolkit.fluxcd.io/v1", "HelmRepository"),
         ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
         ("argoproj.io/v1alpha1", "Application"),

@@ -9,7 +9,7 @@ The hooks are what the cross-cutting parts of inferstack need of a target:
 - `check(spec, name, target)`: the kind's own spec checks (findings);
 - `cost(name, target)`: $/hour at min and max;
 - `accelerators(target)`: accelerators per shape, for the pack's GPU guardrail;
-- `accelerator_memory(target)`: (bytes, accelerators) one replica has, for the replica model;
+- `accelerator_memory(spec, name)`: (bytes, accelerators) one replica has, for the replica model;
 - `startup(spec, stack, name)`: seconds a new replica takes to serve, and a warm start if any;
 - `fixed_replicas(target)`: replicas of a kind without an autoscaler (None: the plan's scaling
   configuration says).
@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from inferstack import catalog
 from inferstack.planning import aws_fleet, cost, gcp, sizing
+from inferstack.planning.onprem.plan import plan_onprem
 from inferstack.spec import checks
 from inferstack.spec.models import (
     AwsGpuFleetTarget,
     DeploymentSpec,
     GcpGpuFleetTarget,
     GcpTpuTarget,
+    OnPremK8sTarget,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class TargetKind:
     check: Callable[[DeploymentSpec, str, Any], list[checks.Finding]]
     cost: Callable[[str, Any], cost.TargetCost]
     accelerators: Callable[[Any], Mapping[str, float]]
-    accelerator_memory: Callable[[Any], tuple[int, float]]
+    accelerator_memory: Callable[[DeploymentSpec, str], tuple[int, float]]
     startup: Callable[[DeploymentSpec, str, str], tuple[int, int | None]]
     fixed_replicas: Callable[[Any], int | None] = lambda target: None
     region_field: str = "region"  # the spec field residency findings point at
@@ -65,12 +67,16 @@ class TargetKind:
         return importlib.import_module(self.component).deploy(name, plan, ctx)
 
 
-def _aws_memory(target: AwsGpuFleetTarget) -> tuple[int, float]:
+def _aws_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+    target = spec.targets[name]
+    assert isinstance(target, AwsGpuFleetTarget)
     it = catalog.aws_instance_types()[target.instance_types[0]]
     return it.total_accelerator_memory_bytes, it.accelerator_count
 
 
-def _gcp_memory(target: GcpGpuFleetTarget) -> tuple[int, float]:
+def _gcp_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+    target = spec.targets[name]
+    assert isinstance(target, GcpGpuFleetTarget)
     if target.accelerator is not None:
         acc = catalog.gcp_guest_accelerators()[target.accelerator.type]
         return acc.memory_mib * catalog.MIB * target.accelerator.count, target.accelerator.count
@@ -78,10 +84,20 @@ def _gcp_memory(target: GcpGpuFleetTarget) -> tuple[int, float]:
     return mt.total_accelerator_memory_bytes, mt.accelerator_count
 
 
-def _tpu_memory(target: GcpTpuTarget) -> tuple[int, float]:
+def _tpu_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+    target = spec.targets[name]
+    assert isinstance(target, GcpTpuTarget)
     gen = catalog.tpu_generations()[target.generation]
     chips = gen.chips_of(target.topology)
     return gen.hbm_gib_per_chip * catalog.GIB * chips, chips
+
+
+def _onprem_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+    """The smallest replica of the target's pools (a MIG slice, a time slice or whole GPUs)."""
+    from inferstack.planning.onprem.pools import plan_pools
+
+    pool = min(plan_pools(spec, name), key=lambda p: (p.memory_bytes_per_device * p.devices_per_replica, p.name))
+    return pool.memory_bytes_per_device * pool.devices_per_replica, pool.devices_per_replica
 
 
 def _aws_accelerators(target: AwsGpuFleetTarget) -> dict[str, float]:
@@ -156,6 +172,20 @@ KINDS: dict[str, TargetKind] = {
             startup=_estimated_startup,
             fixed_replicas=lambda target: target.slices,
             region_field="zone",
+        ),
+        TargetKind(
+            kind="onprem-k8s",
+            model=OnPremK8sTarget,
+            plan=plan_onprem,
+            component="inferstack.components.onprem_k8s",
+            check=checks.check_onprem,
+            cost=cost.estimate_onprem,
+            # Owned GPUs: the pack's GPU ceiling is about what the stack may rent, and a site's
+            # pools are bounded by the nodes they list (the spec rejects more replicas).
+            accelerators=lambda target: {},
+            accelerator_memory=_onprem_memory,
+            startup=_estimated_startup,
+            region_field="location",
         ),
     )
 }

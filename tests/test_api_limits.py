@@ -384,6 +384,7 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": _k8s(),
     "kubernetes:keda.sh/v1alpha1:ScaledObject": _k8s(),
     "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": _k8s(),
+    "kubernetes:gateway.networking.k8s.io/v1beta1:ReferenceGrant": _k8s(),
     "kubernetes:source.toolkit.fluxcd.io/v1:HelmRepository": _k8s(),
     "kubernetes:helm.toolkit.fluxcd.io/v2:HelmRelease": _k8s(),
     "kubernetes:argoproj.io/v1alpha1:Application": _k8s(),

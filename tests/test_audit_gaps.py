@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import DEV_NO_ENDPOINT, STACKS, Resources, plan_of_file, plan_of_text
+from inferstack import catalog
 from inferstack.errors import SpecError
 from inferstack.offline.engine import record
 from inferstack.planning import policy_config
@@ -101,8 +102,10 @@ def test_policy_config_carries_every_limit_from_the_spec():
         },
         "cost-stack-gpu-count-limit": {"maxGpus": 12, "gpusPerInstanceType": {"g5.xlarge": 1, "g6.xlarge": 1}},
         "security-aws-cloudwatch-loggroup-retention-minimum": {"minLogRetentionDays": 30},
-        # The eu jurisdiction lists no on-prem site yet: every namespace is blocked (fail closed).
-        "residency-kubernetes-namespace-require-allowed-location": {"allowedLocations": []},
+        # An on-prem site may be in any EU member state.
+        "residency-kubernetes-namespace-require-allowed-location": {
+            "allowedLocations": sorted(catalog.jurisdictions()["eu"].sites)
+        },
     }
 
 

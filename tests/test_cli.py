@@ -21,7 +21,8 @@ def test_every_example_stack_plans(spec):
     result = run("plan", str(spec))
     assert result.exit_code == 0, result.output
     assert any(
-        f"inferstack:{t}" in result.output for t in ("fleet:AwsGpuFleet", "fleet:GcpGpuFleet", "tpu:GcpTpuSlice")
+        f"inferstack:{t}" in result.output
+        for t in ("fleet:AwsGpuFleet", "fleet:GcpGpuFleet", "tpu:GcpTpuSlice", "onprem:OnPremK8s")
     )
     assert any(line.endswith(" components") and "resources," in line for line in result.output.splitlines())
     assert "policy inferstack@0.1.0: passed: 0 mandatory" in result.output.splitlines()[-1]

@@ -471,7 +471,12 @@ def test_s3_weights_are_fetched_by_a_restricted_init_container_into_a_sized_cach
 
 def test_network_policies_deny_by_default_and_admit_only_named_namespaces():
     spec = make_spec(
-        ingress={"host": "llm.site.example", "tls_secret": "llm-tls", "gateway": "gateway-system/internal"}
+        ingress={
+            "host": "llm.site.example",
+            "tls_secret": "llm-tls",
+            "gateway": "gateway-system/internal",
+            "listener": "https",
+        }
     )
     policies = {p["metadata"]["name"]: p["spec"] for p in bodies(plan(spec), "NetworkPolicy")}
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
@@ -657,7 +662,9 @@ def test_or_an_ingress_with_tls_whose_controller_is_admitted():
 
 
 def test_apply_order_puts_what_pods_need_first():
-    spec = make_spec(ingress={"host": "llm.site.example", "tls_secret": "t", "gateway": "gw/internal"})
+    spec = make_spec(
+        ingress={"host": "llm.site.example", "tls_secret": "t", "gateway": "gw/internal", "listener": "https"}
+    )
     kinds = [m.kind for m in plan(spec, (make_pool(), MIG_POOL))]
     assert kinds[0] == "Namespace"
     first_pod = kinds.index("Deployment")
@@ -712,7 +719,21 @@ def test_listener_and_controller_namespace_belong_to_their_entry():
             }
         )
     with pytest.raises(Exception, match="admits the Gateway's namespace"):
-        make_spec(ingress={"host": "a.example.com", "tls_secret": "t", "gateway": "g/w", "controller_namespace": "x"})
+        make_spec(
+            ingress={
+                "host": "a.example.com",
+                "tls_secret": "t",
+                "gateway": "g/w",
+                "listener": "https",
+                "controller_namespace": "x",
+            }
+        )
+
+
+def test_a_gateway_route_must_name_its_https_listener():
+    """Without sectionName a route attaches to every listener of the Gateway, plain HTTP ones too."""
+    with pytest.raises(Exception, match="HTTPS listener"):
+        make_spec(ingress={"host": "a.example.com", "tls_secret": "t", "gateway": "g/w"})
 
 
 def test_on_prem_scaling_needs_the_engines_request_gauges():

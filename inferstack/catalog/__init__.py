@@ -106,28 +106,41 @@ class Jurisdiction:
     name: str
     aws: tuple[str, ...]
     gcp: tuple[str, ...]
+    onprem: tuple[str, ...] = ()  # countries (ISO 3166-1, lower case) an on-prem site may be in
 
     @property
     def regions(self) -> frozenset[str]:
+        """Cloud regions only: the policy pack's region lists are built from these."""
         return frozenset(self.aws) | frozenset(self.gcp)
+
+    @property
+    def sites(self) -> frozenset[str]:
+        return frozenset(self.onprem)
 
 
 @cache
 def jurisdictions() -> dict[str, Jurisdiction]:
     data = _yaml("regions.yaml")["jurisdictions"]
     return {
-        name: Jurisdiction(name=name, aws=tuple(v.get("aws", ())), gcp=tuple(v.get("gcp", ())))
+        name: Jurisdiction(
+            name=name,
+            aws=tuple(v.get("aws", ())),
+            gcp=tuple(v.get("gcp", ())),
+            onprem=tuple(v.get("onprem", ())),
+        )
         for name, v in data.items()
     }
 
 
 @cache
 def known_regions() -> dict[str, str]:
-    """Every region the catalog knows, mapped to its cloud (``aws`` or ``gcp``)."""
+    """Every region the catalog knows, mapped to its cloud (``aws``, ``gcp``, or ``onprem`` for
+    the country of an on-prem site, which residency treats like a region)."""
     out: dict[str, str] = {}
     for j in jurisdictions().values():
         out.update({r: "aws" for r in j.aws})
         out.update({r: "gcp" for r in j.gcp})
+        out.update({c: "onprem" for c in j.onprem})
     return out
 
 
@@ -177,6 +190,7 @@ class ModelArchitecture:
     kv_heads: int
     head_dim: int
     parameters: int = 0  # 0: unknown (an architecture the spec gives)
+    attention_heads: int = 0  # 0: unknown; tensor parallelism must divide it
 
 
 @cache
@@ -189,6 +203,7 @@ def model_architectures() -> dict[str, ModelArchitecture]:
             kv_heads=int(row["kv_heads"]),
             head_dim=int(row["head_dim"]),
             parameters=int(row["params"]),
+            attention_heads=int(row["attn_heads"]),
         )
         for row in _csv_rows("model_architectures.csv")
     }
@@ -410,3 +425,48 @@ def gcp_node_timings_of(machine_type: str) -> GcpNodeTimings:
     data = _gcp_node()
     facts = data["families"].get(machine_type.split("-", 1)[0], data["default"])
     return GcpNodeTimings(**facts)
+
+
+@dataclass(frozen=True)
+class MigProfile:
+    """One MIG profile of a GPU model: the memory of one instance and how many fit on a GPU."""
+
+    name: str  # e.g. 3g.40gb
+    memory_mib: int
+    instances: int  # instances of this profile alone on one GPU
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A datacenter GPU a site owns (data/gpus.yaml)."""
+
+    name: str
+    memory_mib: int
+    watts: int  # maximum board power
+    time_slicing: bool
+    mig_profiles: dict[str, MigProfile] = field(default_factory=dict, compare=False)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * MIB
+
+    @property
+    def supports_mig(self) -> bool:
+        return bool(self.mig_profiles)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.memory_mib / 1024:.0f} GiB)"
+
+
+@cache
+def gpu_models() -> dict[str, GpuModel]:
+    """GPU models for on-prem pools, keyed by catalog name (H100-80GB, A100-80GB, L40S, ...)."""
+    out = {}
+    for name, v in _yaml("gpus.yaml")["gpus"].items():
+        memory = int(v["memory_mib"])
+        profiles = {
+            p: MigProfile(p, memory * int(f["memory_eighths"]) // 8, int(f["instances"]))
+            for p, f in (v.get("mig") or {}).items()
+        }
+        out[name] = GpuModel(name, memory, int(v["watts"]), bool(v["time_slicing"]), profiles)
+    return out

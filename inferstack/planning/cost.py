@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferstack import catalog
-from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget
+from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget, OnPremK8sTarget
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,13 @@ def estimate_tpu(name: str, target: GcpTpuTarget) -> TargetCost:
         return TargetCost(name, accel, target.region, None, None, f"no catalog price for {gen.name} in {target.region}")
     hourly = round(unit * target.slices, 2)
     return TargetCost(name, accel, target.region, hourly, hourly, note)
+
+
+def estimate_onprem(name: str, target: OnPremK8sTarget) -> TargetCost:
+    """A site's GPUs are owned: the catalog has no hourly price for them, and the plan says so
+    rather than pricing them at zero."""
+    shape = ", ".join(f"{p.size}x {p.gpus_per_node}x {p.gpu}" for _, p in sorted(target.pools.items()))
+    return TargetCost(name, shape, target.location, None, None, "owned GPUs: no hourly price in the catalog")
 
 
 def estimate(spec: DeploymentSpec) -> list[TargetCost]:

@@ -47,7 +47,6 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
         # The retention the spec chose for its environment (a year in production unless set):
         # a log group the program keeps shorter than the stack's own setting is reported.
         LOG_RETENTION: {"minLogRetentionDays": spec.log_retention_days()},
-        # On-prem sites: the allowed places that are not cloud regions (the site countries the
-        # catalog lists per jurisdiction); none yet means every namespace is blocked, closed.
-        K8S_LOCATION: {"allowedLocations": sorted(r for r in allowed if known.get(r) not in ("aws", "gcp"))},
+        # On-prem sites: the countries residency allows a site in (none: every namespace is blocked).
+        K8S_LOCATION: {"allowedLocations": sorted(spec.residency.allowed_sites)},
     }

@@ -75,7 +75,7 @@ def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic 
     fp = sizing.footprint(model_name, model)
     kind = kind_of(target)
     startup, warm = kind.startup(spec, stack, name)
-    memory, accelerators = kind.accelerator_memory(target)
+    memory, accelerators = kind.accelerator_memory(spec, name)
     tokens = (traffic.input_tokens + traffic.output_tokens) if traffic else model.context_length
     arch = sizing.architecture_of(model_name, model)
     if arch is not None:

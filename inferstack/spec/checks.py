@@ -21,8 +21,11 @@ from inferstack.spec.models import (
     GcpNetwork,
     GcpTargetBase,
     GcpTpuTarget,
+    MigSharing,
     Model,
+    NodePool,
     OnPremK8sTarget,
+    TimeSlicing,
     image_digest,
 )
 
@@ -236,27 +239,28 @@ def _check_region(spec: DeploymentSpec, loc: Loc, region: str, cloud: str, what:
     known = catalog.known_regions()
     of = f" (the region of {what})" if what else ""
     if region not in known:
-        return [Finding(loc, f"unknown {cloud.upper()} region {region!r}{of}{did_you_mean(region, known)}")]
+        kind = "site country" if cloud == "onprem" else f"{cloud.upper()} region"
+        return [Finding(loc, f"unknown {kind} {region!r}{of}{did_you_mean(region, known)}")]
     if known[region] != cloud:
-        return [
-            Finding(loc, f"{region!r}{of} is {_article(known[region])} region; this needs {_article(cloud)} region")
-        ]
-    allowed = spec.residency.allowed_regions | set(spec.residency.exceptions)
+        return [Finding(loc, f"{region!r}{of} is {_article(known[region])}; this needs {_article(cloud)}")]
+    allowed = spec.residency.allowed_regions | spec.residency.allowed_sites | set(spec.residency.exceptions)
     if region not in allowed:
         inside = sorted(r for r in allowed if known.get(r) == cloud)
-        subject = f"{what} is in {region!r}, which" if what else f"region {region!r}"
+        place = "site country" if cloud == "onprem" else "region"
+        subject = f"{what} is in {region!r}, which" if what else f"{place} {region!r}"
         return [
             Finding(
                 loc,
                 f"{subject} is outside residency {spec.residency.describe()}; "
-                f"allowed {cloud.upper()} regions: {', '.join(inside) or 'none'}",
+                f"allowed {'site countries' if cloud == 'onprem' else f'{cloud.upper()} regions'}: "
+                f"{', '.join(inside) or 'none'}",
             )
         ]
     return []
 
 
 def _article(cloud: str) -> str:
-    return {"aws": "an AWS", "gcp": "a GCP"}[cloud]
+    return {"aws": "an AWS region", "gcp": "a GCP region", "onprem": "an on-prem site's country"}[cloud]
 
 
 def _image_loc(spec: DeploymentSpec, name: str) -> Loc:
@@ -691,3 +695,249 @@ def _tpu_boot_disk(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> lis
             f"{TPU_BOOT_DISK_WEIGHTS_GIB} GiB): use a single-host topology, whose weights go to a data disk",
         )
     ]
+
+
+def check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> list[Finding]:
+    """Each pool against the GPU catalog: the model, its sharing, the fit of the model in what a
+    replica gets, and the replicas the pool's devices can hold; nodes claimed twice; the operator
+    the pools rely on when the cluster runs its own."""
+    out: list[Finding] = []
+    resolved = not _check_model_ref(spec, name)
+    gpus = catalog.gpu_models()
+    for pool_name in sorted(target.pools):
+        pool = target.pools[pool_name]
+        loc: Loc = ("targets", name, "pools", pool_name)
+        gpu = gpus.get(pool.gpu)
+        if gpu is None:
+            out.append(
+                Finding(
+                    (*loc, "gpu"),
+                    f"unknown GPU model {pool.gpu!r}{did_you_mean(pool.gpu, gpus)} "
+                    f"(the catalog knows: {', '.join(sorted(gpus))})",
+                )
+            )
+            continue
+        out += _selector_syntax(loc, pool)
+        sharing = _pool_sharing(loc, pool, gpu)
+        out += sharing
+        if not sharing and resolved:
+            out += _pool_fit(spec, name, pool_name, pool, gpu, loc)
+    out += _operator_kept(name, target)
+    out += _cluster_shared(spec, name, target)
+    out += [f for f in _check_onprem_nodes(spec) if f.loc[1] == name]
+    return out
+
+
+# Label syntax (Kubernetes "Labels and Selectors": an optional DNS-subdomain prefix and '/', a name of
+# at most 63 characters; a value of at most 63, possibly empty; alphanumeric at both ends).
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+
+
+def _selector_syntax(loc: Loc, pool: NodePool) -> list[Finding]:
+    """A selector the API server would refuse fails the Deployment at apply time: say it now."""
+    out = []
+    for key, value in sorted((pool.node_selector or {}).items()):
+        if not _LABEL_KEY.match(key):
+            out.append(
+                Finding((*loc, "node_selector", key), "is not a label key: [prefix/]name, name at most 63 characters")
+            )
+        elif not _LABEL_VALUE.match(value):
+            out.append(
+                Finding(
+                    (*loc, "node_selector", key),
+                    f"{value!r} is not a label value: at most 63 of a-z, A-Z, 0-9, '-', '_', '.', alphanumeric at both ends",
+                )
+            )
+    return out
+
+
+def _pool_sharing(loc: Loc, pool: NodePool, gpu: catalog.GpuModel) -> list[Finding]:
+    from inferstack.planning.onprem.nodes import (
+        DEVICE_PLUGIN_CONFIG_LABEL,
+        MIG_CONFIG_LABEL,
+        mig_config_name,
+        time_slicing_config_name,
+    )
+
+    where = (*loc, "sharing")
+    sharing = pool.sharing
+    if isinstance(sharing, MigSharing):
+        if not gpu.supports_mig:
+            capable = sorted(g.name for g in catalog.gpu_models().values() if g.supports_mig)
+            return [
+                Finding(
+                    (*where, "mode"),
+                    f"{gpu.name} does not support MIG (NVIDIA MIG User Guide, Supported GPUs); GPUs in the catalog "
+                    f"that do: {', '.join(capable)}. Use mode: whole or time-slicing",
+                )
+            ]
+        if sharing.profile not in gpu.mig_profiles:
+            profiles = ", ".join(
+                f"{p.name} ({p.instances} per GPU, {p.memory_mib / 1024:.0f} GiB)" for p in gpu.mig_profiles.values()
+            )
+            return [
+                Finding(
+                    (*where, "profile"),
+                    f"{gpu.name} has no MIG profile {sharing.profile!r}"
+                    f"{did_you_mean(sharing.profile, gpu.mig_profiles)}; its profiles: {profiles}",
+                )
+            ]
+        label, value = MIG_CONFIG_LABEL, mig_config_name(sharing.profile)
+    elif isinstance(sharing, TimeSlicing):
+        if not gpu.time_slicing:
+            return [
+                Finding((*where, "mode"), f"{gpu.name} cannot be time-sliced by the device plugin; use mode: whole")
+            ]
+        label, value = DEVICE_PLUGIN_CONFIG_LABEL, time_slicing_config_name(sharing.replicas)
+    else:
+        return []
+    # Nodes chosen by the cluster's labels are not patched, so inferstack cannot put the label that
+    # makes the operator split them; the selector must require it, or the Deployment would land
+    # on nodes whose GPUs are not shared the way the replicas are sized.
+    selector = pool.node_selector
+    if selector is not None and selector.get(label) != value:
+        return [
+            Finding(
+                (*loc, "node_selector"),
+                f"a {sharing.mode} pool selected by labels is not patched by inferstack: label its nodes "
+                f"{label}={value} (the config inferstack writes for the GPU operator) and add that label to "
+                "node_selector, so only nodes configured that way are selected",
+            )
+        ]
+    return []
+
+
+def _pool_fit(
+    spec: DeploymentSpec, name: str, pool_name: str, pool: NodePool, gpu: catalog.GpuModel, loc: Loc
+) -> list[Finding]:
+    from inferstack.planning.onprem.pools import plan_pool, tensor_parallel_degree
+
+    model_name, model = spec.model_of(name)
+    fp = sizing.footprint(model_name, model)
+    needs = f"{model_name} in {model.precision} needs {fp.describe()} at {model.context_length} tokens of context"
+    advice = "a lower precision or a shorter context"
+    if pool.sharing.mode == "whole":
+        if tensor_parallel_degree(spec, name, gpu, pool.gpus_per_node) is None:
+            usable = int(gpu.memory_bytes * pool.gpus_per_node * sizing.USABLE_FRACTION)
+            arch = sizing.architecture_of(model_name, model)
+            heads = arch.attention_heads if arch is not None else 0
+            why = (
+                f"; tensor parallelism must also divide its {heads} attention heads"
+                if heads and fp.total_bytes <= usable
+                else ""
+            )
+            return [
+                Finding(
+                    (*loc, "gpus_per_node"),
+                    f"{needs}; one node of {pool.gpus_per_node}x {gpu.describe()} offers {usable / GIB:.1f} GiB "
+                    f"usable{why}. A replica runs on one node: use a node with more or larger GPUs, {advice}",
+                )
+            ]
+    else:
+        plan = plan_pool(spec, name, pool_name, pool)
+        usable = int(plan.memory_bytes_per_device * sizing.USABLE_FRACTION)
+        if fp.total_bytes > usable:
+            what = (
+                f"a {plan.mig_profile} MIG slice of {gpu.name}"
+                if plan.mig_profile
+                else f"one of {plan.time_slices} time slices of {gpu.describe()} (they share its memory)"
+            )
+            return [
+                Finding(
+                    (*loc, "sharing"),
+                    f"{needs}; {what} offers {usable / GIB:.1f} GiB usable. Use a larger MIG profile, fewer time "
+                    f"slices or whole GPUs, {advice}",
+                )
+            ]
+    plan = plan_pool(spec, name, pool_name, pool)
+    holds = plan.max_replicas_on_pool
+    if pool.replicas.max > holds:
+        per_node = plan.devices_per_node // plan.devices_per_replica
+        return [
+            Finding(
+                (*loc, "replicas", "max"),
+                f"the pool holds at most {holds} replicas ({plan.node_count} nodes x {per_node} per node: "
+                f"{plan.devices_per_node} {plan.resource} per node, {plan.devices_per_replica} per replica); "
+                f"got max {pool.replicas.max}. Lower max or add nodes",
+            )
+        ]
+    return []
+
+
+def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
+    """With gpu_operator.manage false, the cluster's operator must be set up for what inferstack
+    writes: its config maps and the dedicated taint. Said once, as warnings."""
+    from inferstack.planning.onprem.nodes import DEVICE_PLUGIN_CONFIG_MAP, MIG_CONFIG_MAP
+    from inferstack.planning.onprem.pools import DEDICATED_TAINT
+
+    if target.gpu_operator.manage:
+        return []
+    loc = ("targets", name, "gpu_operator", "manage")
+    out = []
+    modes = {p.sharing.mode for p in target.pools.values()}
+    if modes - {"whole"}:
+        out.append(
+            Finding(
+                loc,
+                f"the cluster's GPU operator must read inferstack's config maps in {target.gpu_operator.namespace}: "
+                f"migManager.config.name={MIG_CONFIG_MAP}, devicePlugin.config.name={DEVICE_PLUGIN_CONFIG_MAP} "
+                "(default 'default') and mig.strategy=mixed, or the pools' MIG and time-slicing labels select nothing",
+                "warning",
+            )
+        )
+    if any(p.nodes is not None for p in target.pools.values()):
+        out.append(
+            Finding(
+                loc,
+                f"named pools' nodes get the NoSchedule taint {DEDICATED_TAINT}: the cluster's GPU operator must "
+                "tolerate it (daemonsets.tolerations, and its node-feature-discovery workers), or its device plugin "
+                "leaves those nodes without GPUs",
+                "warning",
+            )
+        )
+    return out
+
+
+def _cluster_shared(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> list[Finding]:
+    """Targets on one cluster share its GPU operator, which the first of them declares."""
+    from inferstack.planning.onprem.nodes import cluster_peers
+
+    owner = cluster_peers(spec, name)[0]
+    owner_target = spec.targets[owner]
+    assert isinstance(owner_target, OnPremK8sTarget)
+    if owner == name or owner_target.gpu_operator == target.gpu_operator:
+        return []
+    return [
+        Finding(
+            ("targets", name, "gpu_operator"),
+            f"targets {owner!r} and {name!r} are on one cluster (kubeconfig key "
+            f"{target.cluster.kubeconfig_config_key!r}, context {target.cluster.context!r}), which runs one GPU "
+            f"operator, declared by {owner!r}: give both the same gpu_operator section",
+        )
+    ]
+
+
+def _check_onprem_nodes(spec: DeploymentSpec) -> list[Finding]:
+    """A node belongs to one pool: two pools (of one target or two) would both size their replicas
+    on its GPUs, and their labels and taints would overwrite each other."""
+    seen: dict[str, str] = {}
+    out = []
+    for name in sorted(spec.targets):
+        target = spec.targets[name]
+        if not isinstance(target, OnPremK8sTarget):
+            continue
+        for pool_name in sorted(target.pools):
+            for i, node in enumerate(target.pools[pool_name].nodes or ()):
+                here = f"targets.{name}.pools.{pool_name}"
+                if node in seen:
+                    out.append(
+                        Finding(
+                            ("targets", name, "pools", pool_name, "nodes", i),
+                            f"node {node!r} is already in {seen[node]}; a node belongs to one pool",
+                        )
+                    )
+                else:
+                    seen[node] = here
+    return out

@@ -131,6 +131,14 @@ class Residency(StrictModel):
             return catalog.jurisdictions()[self.jurisdiction].regions
         return frozenset(self.regions or ())
 
+    @property
+    def allowed_sites(self) -> frozenset[str]:
+        """Countries an on-prem site may be in: the jurisdiction's, or those the regions list names
+        (exceptions excluded, as for regions)."""
+        if self.jurisdiction is not None:
+            return catalog.jurisdictions()[self.jurisdiction].sites
+        return frozenset(r for r in self.regions or () if catalog.known_regions().get(r) == "onprem")
+
     def describe(self) -> str:
         return f"jurisdiction {self.jurisdiction!r}" if self.jurisdiction else f"regions {sorted(self.regions or ())}"
 
@@ -762,8 +770,8 @@ class OnPremIngress(StrictModel):
     ingress_class: str | None = Field(default=None, description="ingress: the internal ingress class.")
     listener: K8sName | None = Field(
         default=None,
-        description="gateway-api: the Gateway listener (sectionName) to attach to; default: every listener that "
-        "admits the route.",
+        description="gateway-api (required): the Gateway's HTTPS listener (the route's sectionName). Without it "
+        "a route attaches to every listener that admits it, plain HTTP included.",
     )
     controller_namespace: K8sName | None = Field(
         default=None,
@@ -775,6 +783,12 @@ class OnPremIngress(StrictModel):
     def _parent(self) -> OnPremIngress:
         if self.via == "gateway-api" and self.gateway is None:
             raise FieldError("gateway", "name the internal Gateway (namespace/name) the route attaches to")
+        if self.via == "gateway-api" and self.listener is None:
+            raise FieldError(
+                "listener",
+                "name the Gateway's HTTPS listener (its sectionName): a route without one attaches to every "
+                "listener of the Gateway, plain HTTP ones included",
+            )
         if self.via == "ingress" and self.ingress_class is None:
             raise FieldError("ingress_class", "name the internal ingress class")
         if self.via == "ingress" and self.listener is not None:
@@ -798,6 +812,11 @@ class GpuOperator(StrictModel):
     )
     driver_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
     manage: bool = Field(default=True, description="false: the cluster already runs the operator; configure it only.")
+    namespace: K8sName = Field(
+        default="gpu-operator",
+        description="The operator's own namespace (labelled privileged for Pod Security: its driver, toolkit and "
+        "device-plugin pods need host access); with manage: false, the namespace the cluster's operator runs in.",
+    )
 
 
 class OnPremK8sTarget(TargetBase):

@@ -31,8 +31,7 @@ from inferstack import catalog
 from inferstack.offline.engine import record
 from inferstack.offline.policy import analyze
 from inferstack.planning import policy_config
-from inferstack.spec.loader import load_spec
-from inferstack.spec.models import Residency
+from inferstack.spec.loader import load_spec, parse_spec
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
@@ -99,21 +98,28 @@ def _plan(program: Callable[[], None]) -> dict:
 
 
 @pytest.fixture
-def config(monkeypatch) -> dict:
-    """The config `inferstack policy-config` derives for an EU spec once the catalog lists a German site."""
-    known = {**catalog.known_regions(), "de": "onprem"}
-    monkeypatch.setattr(catalog, "known_regions", lambda: known)
-    monkeypatch.setattr(Residency, "allowed_regions", property(lambda self: frozenset({"eu-central-1", "de"})))
+def config() -> dict:
+    """The config `inferstack policy-config` derives for an EU spec."""
     return policy_config.derive(load_spec(STACKS / "prod.yaml").spec)
 
 
 def test_the_derived_config_allows_the_residencys_site_locations_only(config):
-    assert config[policy_config.K8S_LOCATION] == {"allowedLocations": ["de"]}
+    allowed = config[policy_config.K8S_LOCATION]["allowedLocations"]
+    assert allowed == sorted(catalog.jurisdictions()["eu"].sites)
+    assert "de" in allowed and "us" not in allowed and "gb" not in allowed
 
 
-def test_no_site_location_in_the_residency_blocks_every_namespace():
-    config = policy_config.derive(load_spec(STACKS / "prod.yaml").spec)
-    assert config[policy_config.K8S_LOCATION] == {"allowedLocations": []}
+def test_a_residency_of_regions_allows_the_sites_it_lists():
+    text = (STACKS / "dev.yaml").read_text()
+    only_regions = text.replace("  jurisdiction: eu\n", "  regions: [eu-central-1]\n")
+    with_site = text.replace("  jurisdiction: eu\n", "  regions: [eu-central-1, de]\n")
+    assert only_regions != text
+    assert policy_config.derive(parse_spec(only_regions, "dev.yaml").spec)[policy_config.K8S_LOCATION] == {
+        "allowedLocations": []
+    }
+    assert policy_config.derive(parse_spec(with_site, "dev.yaml").spec)[policy_config.K8S_LOCATION] == {
+        "allowedLocations": ["de"]
+    }
 
 
 def test_the_sdk_registers_the_tokens_the_rules_match():

@@ -76,7 +76,7 @@ class PoolPlan:
     sharing: str  # whole | mig | time-slicing
     mig_profile: str | None
     time_slices: int | None
-    resource: str  # the extended resource a replica requests: nvidia.com/gpu or nvidia.com/mig-<profile>
+    resource: str  # the extended resource a replica requests: nvidia.com/gpu, nvidia.com/mig-<profile> or nvidia.com/gpu.shared (time slices)
     devices_per_node: int  # schedulable units of `resource` per node
     devices_per_replica: int  # tensor-parallel degree (whole GPUs) or 1 (a MIG slice, a time slice)
     memory_bytes_per_device: int  # accelerator memory one device gives a replica

@@ -540,6 +540,7 @@ class _Workload:
         probe = {"httpGet": {"path": self.engine.health_path, "port": ENGINE_PORT_NAME}}
         memory = quantity_gib(self.memory_gib(pool))
         devices = str(pool.devices_per_replica)
+        cpu = str(ENGINE_CPU_PER_DEVICE * pool.devices_per_replica)
         return {
             "name": "engine",
             "image": self.image,
@@ -548,13 +549,16 @@ class _Workload:
             "env": [{"name": k, "value": v} for k, v in sorted(engine_env(self.spec.serving.engine).items())],
             "resources": {
                 "requests": {
-                    "cpu": str(ENGINE_CPU_PER_DEVICE * pool.devices_per_replica),
+                    "cpu": cpu,
                     "memory": memory,
                     "ephemeral-storage": quantity_gib(self.ephemeral_gib()),
                     pool.resource: devices,
                 },
                 # Extended resources: request = limit, and the limit is what the device plugin allocates.
-                "limits": {"memory": memory, pool.resource: devices},
+                # CPU and memory limits equal their requests, in whole CPUs: the pod is Guaranteed, the
+                # last the kubelet evicts under node pressure, and a kubelet with the static CPU
+                # manager gives it exclusive cores, so the limit never throttles the tokenizer.
+                "limits": {"cpu": cpu, "memory": memory, pool.resource: devices},
             },
             "securityContext": restricted_container_security_context(),
             "startupProbe": {
@@ -653,8 +657,8 @@ class _Workload:
             ],
             "env": env,
             "resources": {
-                "requests": {"cpu": "1", "memory": quantity_gib(FETCH_MEMORY_GIB / 2)},
-                "limits": {"memory": quantity_gib(FETCH_MEMORY_GIB)},
+                "requests": {"cpu": "1", "memory": quantity_gib(FETCH_MEMORY_GIB)},
+                "limits": {"cpu": "1", "memory": quantity_gib(FETCH_MEMORY_GIB)},
             },
             "securityContext": restricted_container_security_context(),
             "volumeMounts": init_mounts,
