@@ -397,16 +397,26 @@ def _crd_errors(obj: Mapping[str, Any], crd: CrdSchema, version: str) -> Iterato
 NOT_OBJECTS = {
     "kubernetes:helm.sh/v3:Release": "a Helm release: the chart's objects are made by Helm from its values",
 }
+# pulumi-kubernetes components whose objects only exist at deploy time (the provider builds them
+# in Construct, which mocks do not run), so no offline check sees them: an error, not a skip.
+# A ConfigGroup given `objs` is the exception: its objects are in its inputs and are checked.
+OPAQUE_COMPONENTS = ("kubernetes:helm.sh/v4:Chart", "kubernetes:yaml/", "kubernetes:kustomize/")
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 
 
 def plan_objects(resources: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, tuple[str, str], dict[str, Any]]]:
-    """(logical name, (apiVersion, kind) of the type token, object body) of every Kubernetes object
-    a plan registers. The token says what the provider creates (`kubernetes:apps/v1:Deployment` ->
-    apps/v1 Deployment; `core/v1` is `v1`; a `...Patch` patches the kind before it; a
-    CustomResource's token is its own apiVersion and kind); the body is the inputs, named as the
-    provider would name it."""
+    """(logical name, (apiVersion, kind) it is registered as, object body) of every Kubernetes
+    object a plan registers. The type token says what the provider creates
+    (`kubernetes:apps/v1:Deployment` -> apps/v1 Deployment; `core/v1` is `v1`; a `...Patch`
+    patches the kind before it; a CustomResource's token is its own apiVersion and kind); the body
+    is the inputs, named as the provider would name it. A ConfigGroup's `objs` are objects too."""
     for resource in resources:
         token = resource["type"]
+        if token == CONFIG_GROUP:
+            for i, obj in enumerate(resource["inputs"].get("objs") or []):
+                body = copy.deepcopy(dict(obj))
+                yield f"{resource['name']}.objs[{i}]", (body.get("apiVersion"), body.get("kind")), body
+            continue
         if not token.startswith("kubernetes:") or not resource.get("custom") or token in NOT_OBJECTS:
             continue
         _, group_version, kind = token.split(":")
@@ -420,12 +430,28 @@ def plan_objects(resources: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, 
         yield resource["name"], expected, body
 
 
+def opaque_resources(resources: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Kubernetes components whose objects no offline check can see."""
+    errors = []
+    for resource in resources:
+        token, inputs = resource["type"], resource.get("inputs") or {}
+        if token == CONFIG_GROUP and not ({"yaml", "files"} & {k for k, v in inputs.items() if v}):
+            continue
+        if token.startswith(OPAQUE_COMPONENTS):
+            errors.append(
+                f"{resource['name']}: {token} makes its objects at deploy time, where no test sees them; "
+                "register the objects themselves (a ConfigGroup with `objs`, or one resource per object)"
+            )
+    return errors
+
+
 def plan_errors(resources: Iterable[Mapping[str, Any]], versions: Iterable[str]) -> list[str]:
     """Every problem of every Kubernetes object of a plan, on every given cluster version."""
+    resources = list(resources)
     versions = sorted(set(versions))
-    errors = []
+    errors = opaque_resources(resources)
     for logical, (api_version, kind), body in plan_objects(resources):
-        if (body["apiVersion"], body["kind"]) != (api_version, kind):
+        if (body.get("apiVersion"), body.get("kind")) != (api_version, kind):
             errors.append(
                 f"{logical}: registered as {api_version} {kind} but its body says {body['apiVersion']} {body['kind']}"
             )

@@ -845,3 +845,26 @@ def test_a_token_that_disagrees_with_the_body_fails():
     assert any("registered as apps/v1 Deployment but its body says apps/v1beta2 Deployment" in e for e in errors), (
         errors
     )
+
+
+def test_a_config_groups_objects_are_checked_and_opaque_components_are_errors():
+    group = {
+        "type": "kubernetes:yaml/v2:ConfigGroup",
+        "name": "extras",
+        "custom": False,
+        "inputs": {"objs": [BUILTIN["ConfigMap"], changed(BUILTIN["Service"], ("spec", "ports", 0, "port"), "80")]},
+    }
+    errors = plan_errors([group], {"1.31"})
+    assert len(errors) == 1 and errors[0].startswith("[1.31] extras.objs[1]: v1 Service engine: spec.ports[0].port"), (
+        errors
+    )
+    chart = {"type": "kubernetes:helm.sh/v4:Chart", "name": "gpu-operator", "custom": False, "inputs": {"chart": "x"}}
+    from_yaml = {
+        "type": "kubernetes:yaml/v2:ConfigGroup",
+        "name": "raw",
+        "custom": False,
+        "inputs": {"yaml": "kind: X"},
+    }
+    errors = plan_errors([chart, from_yaml], {"1.31"})
+    assert [e.split(":")[0] for e in errors] == ["gpu-operator", "raw"], errors
+    assert all("makes its objects at deploy time" in e for e in errors)
