@@ -14,19 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import k8s_schemas
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-from k8s_schemas import plan_errors, plan_objects, validate
 
+import k8s_schemas
 from conftest import EXAMPLE_STACKS, plan_of_file
 from inferstack.offline.engine import record
 from inferstack.spec.loader import load_spec
 from inferstack.spec.models import OnPremK8sTarget
+from k8s_schemas import plan_errors, plan_objects, validate
 
 VERSION = "1.31"
-SUPPORTED = [f"1.{minor}" for minor in range(26, 38)]  # what the spec allows and kubernetes-validate ships
+# Versions in the spec's range (1.26-1.39) that kubernetes-validate ships schemas for.
+SUPPORTED = [f"1.{minor}" for minor in range(26, 38)]
 DELETE = object()
 LABELS = {"app.kubernetes.io/name": "engine", "inferstack.dev/stack": "onprem"}
 
