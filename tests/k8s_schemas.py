@@ -7,15 +7,14 @@ says so in the tests instead, and returns every problem it finds (an empty list 
 - built-in kinds through kubernetes-validate (the OpenAPI schemas of each Kubernetes minor
   version, bundled in the wheel, read offline) in strict mode: a field the schema does not name is
   an error, as it is for `kubectl apply --validate=strict` (server-side field validation);
-- custom resources through the openAPIV3Schema of their CRD (see tests/data/crds/README.md for
-  where the schemas come from and where they are kept) with `jsonschema`, made strict the way the
-  API server treats a structural schema: an object schema that does not set
-  `x-kubernetes-preserve-unknown-fields` has no other fields (the server prunes them; strict field
-  validation rejects them), `x-kubernetes-int-or-string` is an integer or a string, `nullable`
-  admits null, an `x-kubernetes-embedded-resource` carries apiVersion, kind and metadata. This is
-  what kubeconform's openapi2jsonschema does for kubectl's behaviour (additionalProperties: false
-  on every object with properties), extended to property-less objects, which the API server prunes
-  whole;
+- custom resources (the eight kinds of CUSTOM_RESOURCES) through the validators of the
+  @kubernetes-models npm packages, pinned in package.json (tests/crd_validators.md: which
+  package, which upstream version): ajv validators compiled from the OpenAPI schema of each
+  project's Go API types (types, required fields, enums, patterns). They do not close objects, so
+  tests/crd_validate.mjs watches which fields the validator reads and reports any other field of
+  an object it looked into, as the API server's strict field validation does; maps and free-form
+  objects (a HelmRelease's values) stay open. The object's metadata is checked against the
+  cluster version's ObjectMeta through kubernetes-validate;
 - an apiVersion/kind that is neither a built-in of that version nor a CRD here is an error:
   nothing is skipped silently;
 - the metadata rules the schemas do not express (apimachinery's validation, Kubernetes
@@ -24,7 +23,8 @@ says so in the tests instead, and returns every problem it finds (an empty list 
   namespace only on namespaced kinds, label keys and values (qualified names, 63 characters),
   annotation keys and their total size (256 KiB).
 
-Limits: CEL rules (`x-kubernetes-validations`) and `format` are not evaluated, and admission
+Limits: CEL rules (`x-kubernetes-validations`) are not evaluated, the custom resources' schemas
+are the Go types' (not the CRD YAML, see the README), and admission
 (Pod Security, quotas, webhooks) is not simulated; the policy pack and the other tests own those.
 """
 
@@ -32,26 +32,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 from kubernetes_validate.utils import VersionNotSupportedError, all_versions
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# The CRD schemas (JSON, one file per apiVersion/kind, see tests/data/crds/README.md). Schemas
-# brought from other repositories are kept in the steering repository's shared/data/crds, which
-# sits beside the checkout (/work/shared here, a copy beside the clone in CI); the environment
-# variable points elsewhere for a one-off run.
-CRD_DIR_ENV = "INFERSTACK_CRD_SCHEMAS"
-DEFAULT_CRD_DIR = ROOT.parent / "shared" / "data" / "crds"
 
 # pulumi-kubernetes names an object that has no metadata.name "<logical name>-<8 hex>"
 # (provider/pkg/metadata/naming.go AssignNameIfAutonamable -> resource.NewUniqueName, 8 random
@@ -134,10 +125,10 @@ def validate(obj: Mapping[str, Any], version: str) -> list[str]:
         return [
             f"{where}: kubernetes-validate {kubernetes_validate.__version__} has no schema for Kubernetes {version} (it has {', '.join(supported)})"
         ]
-    crd = crd_schemas(str(crd_dir())).get((api_version, kind))
-    if crd is not None:
-        errors = list(_crd_errors(obj, crd, version))
-        cluster_scoped = crd.scope == "Cluster"
+    scope = CUSTOM_RESOURCES.get((api_version, kind))
+    if scope is not None:
+        errors = list(_crd_errors(obj, version))
+        cluster_scoped = scope == "Cluster"
     else:
         errors = list(_builtin_errors(obj, version))
         cluster_scoped = kind in CLUSTER_SCOPED
@@ -150,8 +141,8 @@ def _builtin_errors(obj: Mapping[str, Any], version: str) -> Iterator[str]:
         kubernetes_validate.validate(dict(obj), version, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
         yield (
-            f"unknown apiVersion/kind: not a built-in kind of Kubernetes {version} and no CRD schema for it in "
-            f"{crd_dir()} (tests/data/crds/README.md says how to add one)"
+            f"unknown apiVersion/kind: not a built-in kind of Kubernetes {version} and not one of the custom "
+            "resources in CUSTOM_RESOURCES (tests/crd_validators.md says how to add one)"
         )
     except kubernetes_validate.ValidationError as e:
         yield f"{_path(e.absolute_path)}: {e.message}"
@@ -306,89 +297,48 @@ def _annotation_maps(obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
 
 # -- custom resources ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class CrdSchema:
-    api_version: str
-    kind: str
-    scope: str  # Namespaced | Cluster
-    source: Mapping[str, Any]
-    validator: jsonschema.protocols.Validator
-
-
-def crd_dir() -> Path:
-    return Path(os.environ.get(CRD_DIR_ENV) or DEFAULT_CRD_DIR)
-
-
-@cache
-def crd_schemas(directory: str) -> dict[tuple[str, str], CrdSchema]:
-    """The CRD schemas in `directory`, made strict; {} when there is none (then every custom
-    resource is reported as unknown, never passed)."""
-    found: dict[tuple[str, str], CrdSchema] = {}
-    for path in sorted(Path(directory).glob("*.json")):
-        doc = json.loads(path.read_text())
-        schema = strict_crd_schema(doc["openAPIV3Schema"])
-        jsonschema.Draft4Validator.check_schema(schema)
-        key = (doc["apiVersion"], doc["kind"])
-        found[key] = CrdSchema(*key, doc["scope"], doc.get("source", {}), jsonschema.Draft4Validator(schema))
-    return found
+# The custom resources an inferstack plan may produce, and their CRD's scope (spec.scope of the
+# upstream CRDs: all eight are namespaced). Only these apiVersions are accepted: an older served
+# version (Gateway API v1beta1, Flux helm v2beta2) is an error, like any other unknown kind.
+CUSTOM_RESOURCES: dict[tuple[str, str], str] = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "Namespaced",
+    ("gateway.networking.k8s.io/v1", "Gateway"): "Namespaced",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "Namespaced",
+    ("source.toolkit.fluxcd.io/v1", "HelmRepository"): "Namespaced",
+    ("helm.toolkit.fluxcd.io/v2", "HelmRelease"): "Namespaced",
+    ("argoproj.io/v1alpha1", "Application"): "Namespaced",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "Namespaced",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "Namespaced",
+}
+# The validators come from the npm packages pinned in package.json (`npm ci` at the repository
+# root, as .ci/run does); tests/crd_validate.mjs runs them (tests/crd_validators.md).
+CRD_VALIDATOR = ROOT / "tests" / "crd_validate.mjs"
+NODE_MODULES = ROOT / "node_modules"
 
 
-def strict_crd_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The CRD's structural schema as a strict JSON schema (OpenAPI v3.0 is JSON schema draft 4
-    plus Kubernetes' extensions). The object's own metadata is left open here and checked as an
-    ObjectMeta (the API server does the same: a CRD cannot constrain metadata beyond name)."""
-    root = copy.deepcopy(dict(schema))
-    root.setdefault("properties", {})["metadata"] = {"type": "object"}
-    _tighten(root, skip={"metadata"})
-    return root
-
-
-def _tighten(node: dict[str, Any], skip: Iterable[str] = ()) -> None:
-    if node.get("x-kubernetes-int-or-string") and "anyOf" not in node and "type" not in node:
-        node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if isinstance(node.get("pattern"), str):
-        node["pattern"] = python_pattern(node["pattern"])
-    if node.get("nullable") and isinstance(node.get("type"), str):
-        node["type"] = [node["type"], "null"]
-    if node.get("x-kubernetes-embedded-resource"):
-        props = node.setdefault("properties", {})
-        props.setdefault("apiVersion", {"type": "string"})
-        props.setdefault("kind", {"type": "string"})
-        props.setdefault("metadata", {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
-    is_object = node.get("type") in ("object", ["object", "null"]) or "properties" in node
-    if is_object and not node.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in node:
-        node["additionalProperties"] = False
-    for key, child in node.get("properties", {}).items():
-        if key not in skip and isinstance(child, dict):
-            _tighten(child)
-    if isinstance(node.get("items"), dict):
-        _tighten(node["items"])
-    if isinstance(node.get("additionalProperties"), dict):
-        _tighten(node["additionalProperties"])
-    # allOf/anyOf/oneOf/not in a structural schema only add value validations over fields the
-    # structural part declares (Kubernetes "Specifying a structural schema"): they are left as
-    # they are, since closing them would refuse the fields the other branches name.
-
-
-def python_pattern(pattern: str) -> str:
-    """CRD patterns are Go (RE2) regular expressions; RE2 takes an inline flag group such as `(?i)`
-    anywhere, Python only at the start, where it means the same for these anchored patterns."""
-    flags = re.findall(r"\(\?[aiLmsux]+\)", pattern)
-    for flag in flags:
-        pattern = pattern.replace(flag, "", 1)
-    return "".join(flags) + pattern
-
-
-def _crd_errors(obj: Mapping[str, Any], crd: CrdSchema, version: str) -> Iterator[str]:
-    errors = sorted(crd.validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
-    for e in errors:
-        yield f"{_path(e.absolute_path)}: {e.message}"
+def _crd_errors(obj: Mapping[str, Any], version: str) -> Iterator[str]:
+    for problem in custom_resource_problems(json.dumps(obj, sort_keys=True)):
+        yield f"{_path(problem['path'])}: {problem['message']}"
     metadata = obj.get("metadata")
     if isinstance(metadata, Mapping):
         # ObjectMeta's own schema of that version, strict, through a kind that has nothing else required.
         carrier = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": dict(metadata)}
         yield from _builtin_errors(carrier, version)
+
+
+@cache
+def custom_resource_problems(obj_json: str) -> list[dict[str, Any]]:
+    """The problems the package validators find in one custom resource (JSON text, so that the
+    same object on several cluster versions is validated once)."""
+    if not (NODE_MODULES / "@kubernetes-models").is_dir():
+        return [{"path": [], "message": f"no CRD validators: {NODE_MODULES} is missing; run `npm ci` (package.json)"}]
+    run = subprocess.run(
+        ["node", str(CRD_VALIDATOR)], input=f"[{obj_json}]", capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"{CRD_VALIDATOR.name} failed ({run.returncode}): {run.stderr.strip()}")
+    problems: list[dict[str, Any]] = json.loads(run.stdout)[0]
+    return problems
 
 
 # -- plans -----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -23,7 +23,7 @@ from conftest import EXAMPLE_STACKS, plan_of_file
 from inferstack.offline.engine import record
 from inferstack.spec.loader import load_spec
 from inferstack.spec.models import OnPremK8sTarget
-from k8s_schemas import plan_errors, plan_objects, validate
+from k8s_schemas import ROOT, plan_errors, plan_objects, validate
 
 VERSION = "1.31"
 # Versions in the spec's range (1.26-1.39) that kubernetes-validate ships schemas for.
@@ -424,112 +424,6 @@ def test_a_version_without_schemas_is_an_error_not_an_older_schema(version):
     assert len(errors) == 1 and f"has no schema for Kubernetes {version}" in errors[0]
 
 
-# -- how a CRD schema is made strict (a CRD of our own, so this runs without the shared data) ------
-
-WIDGET_SCHEMA = {
-    "type": "object",
-    "required": ["spec"],
-    "properties": {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
-        "metadata": {"type": "object"},
-        "spec": {
-            "type": "object",
-            "required": ["size"],
-            "properties": {
-                "size": {"x-kubernetes-int-or-string": True},
-                "note": {"type": "string", "nullable": True},
-                "mode": {"type": "string", "pattern": "^(?i)(fast|slow)$"},
-                "values": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                "open": {
-                    "type": "object",
-                    "x-kubernetes-preserve-unknown-fields": True,
-                    "properties": {"inner": {"type": "object", "properties": {"a": {"type": "integer"}}}},
-                },
-                "empty": {"type": "object"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "template": {
-                    "type": "object",
-                    "x-kubernetes-embedded-resource": True,
-                    "properties": {"spec": {"type": "object"}},
-                },
-                "oneOfThem": {
-                    "type": "object",
-                    "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
-                    "oneOf": [{"required": ["a"]}, {"required": ["b"]}],
-                },
-                "items": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}}}},
-            },
-        },
-        "status": {"type": "object"},
-    },
-}
-
-
-@pytest.fixture
-def widget_crd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict], list[str]]:
-    doc = {"apiVersion": "example.com/v1", "kind": "Widget", "scope": "Namespaced", "openAPIV3Schema": WIDGET_SCHEMA}
-    (tmp_path / "example.com_v1_Widget.json").write_text(json.dumps(doc))
-    monkeypatch.setenv(k8s_schemas.CRD_DIR_ENV, str(tmp_path))
-
-    def check(spec: dict, **metadata: Any) -> list[str]:
-        obj = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", **metadata}, "spec": spec}
-        return validate(obj, VERSION)
-
-    return check
-
-
-def test_a_crd_schema_closes_objects_that_do_not_preserve_unknown_fields(widget_crd):
-    assert widget_crd({"size": 1}) == []
-    assert "'colour' was unexpected" in widget_crd({"size": 1, "colour": "red"})[0]
-    assert "'extra' was unexpected" in widget_crd({"size": 1, "items": [{"n": 1, "extra": 2}]})[0]
-    # an object with no properties keeps no fields (the API server prunes them all)
-    assert "'anything' was unexpected" in widget_crd({"size": 1, "empty": {"anything": 1}})[0]
-    # nested properties of a preserving object are still closed (pruning applies per node)
-    assert "'b' was unexpected" in widget_crd({"size": 1, "open": {"inner": {"a": 1, "b": 2}}})[0]
-
-
-def test_a_crd_schema_keeps_what_it_preserves_and_maps(widget_crd):
-    spec = {"size": 1, "values": {"driver": {"enabled": False}}, "open": {"x": [1]}, "labels": {"a": "b"}}
-    assert widget_crd(spec) == []
-    assert "is not of type 'string'" in widget_crd({"size": 1, "labels": {"a": 1}})[0]
-
-
-def test_int_or_string_nullable_and_patterns(widget_crd):
-    assert widget_crd({"size": "10%"}) == []
-    assert widget_crd({"size": 3, "note": None, "mode": "FAST"}) == []
-    assert any("is not valid under any of the given schemas" in e for e in widget_crd({"size": True}))
-    assert any("is not valid under any of the given schemas" in e for e in widget_crd({"size": 1.5}))
-    assert any("does not match" in e for e in widget_crd({"size": 1, "mode": "medium"}))
-
-
-def test_embedded_resources_and_junctors(widget_crd):
-    template = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}
-    assert widget_crd({"size": 1, "template": template}) == []
-    assert widget_crd({"size": 1, "oneOfThem": {"b": "x"}}) == []
-    assert widget_crd({"size": 1, "oneOfThem": {}})
-
-
-def test_a_crd_object_is_reported_for_required_fields_and_its_metadata(widget_crd):
-    assert "'size' is a required property" in widget_crd({})[0]
-    errors = widget_crd({"size": 1}, labelz={"a": "b"}, labels={"bad key": "v"})
-    assert any("metadata: Additional properties are not allowed ('labelz' was unexpected)" in e for e in errors), errors
-    assert any("metadata.labels: key 'bad key'" in e for e in errors), errors
-
-
-def test_without_crd_schemas_a_custom_resource_is_unknown_not_passed(tmp_path, monkeypatch):
-    monkeypatch.setenv(k8s_schemas.CRD_DIR_ENV, str(tmp_path / "absent"))
-    errors = validate(
-        {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": meta("x"), "spec": {}}, VERSION
-    )
-    assert len(errors) == 1 and "unknown apiVersion/kind" in errors[0] and "README" in errors[0]
-
-
-def test_go_patterns_become_python_patterns():
-    assert k8s_schemas.python_pattern("^(?i)(abort|warn)?$") == "(?i)^(abort|warn)?$"
-    assert k8s_schemas.python_pattern("^[a-z]+$") == "^[a-z]+$"
-
-
 # -- the published CRDs ---------------------------------------------------------------------------
 
 CR_VALID: dict[tuple[str, str], dict] = {
@@ -699,24 +593,16 @@ CR_BROKEN: dict[tuple[str, str], list[tuple[tuple, dict, str]]] = {
 
 
 def custom_resource(api_version: str, kind: str) -> dict:
-    return {"apiVersion": api_version, "kind": kind, "metadata": meta(kind.lower()), **CR_VALID[(api_version, kind)]}
+    body = copy.deepcopy(CR_VALID[(api_version, kind)])
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta(kind.lower()), **body}
 
 
-def needs_crd_schemas(api_version: str, kind: str) -> None:
-    if (api_version, kind) not in k8s_schemas.crd_schemas(str(k8s_schemas.crd_dir())):
-        pytest.skip(
-            f"no CRD schema for {api_version} {kind} in {k8s_schemas.crd_dir()} "
-            "(tests/data/crds/README.md: the schemas live in shared/data/crds)"
-        )
-
-
-def test_every_published_crd_has_broken_examples():
-    assert set(CR_BROKEN) == set(CR_VALID)
+def test_every_custom_resource_has_valid_and_broken_examples():
+    assert set(CR_BROKEN) == set(CR_VALID) == set(k8s_schemas.CUSTOM_RESOURCES)
 
 
 @pytest.mark.parametrize(("api_version", "kind"), sorted(CR_VALID), ids="/".join)
 def test_a_valid_custom_resource_passes(api_version, kind):
-    needs_crd_schemas(api_version, kind)
     assert validate(custom_resource(api_version, kind), VERSION) == []
 
 
@@ -726,15 +612,78 @@ def test_a_valid_custom_resource_passes(api_version, kind):
     ids=lambda v: v if isinstance(v, str) and "/" not in v else "",
 )
 def test_a_broken_custom_resource_is_reported(api_version, kind, path, how, says):
-    needs_crd_schemas(api_version, kind)
     errors = validate(changed(custom_resource(api_version, kind), path, **how), VERSION)
     assert any(says in e for e in errors), errors
 
 
-def test_the_crd_data_names_its_source():
-    for (api_version, kind), crd in k8s_schemas.crd_schemas(str(k8s_schemas.crd_dir())).items():
-        assert {"repository", "path", "tag", "commit", "date"} <= set(crd.source), (api_version, kind)
-        assert crd.scope in ("Namespaced", "Cluster")
+def test_maps_and_free_form_fields_stay_open_and_nested_objects_close():
+    """What the validator enumerates is a map, what it never looks into is free-form (a
+    HelmRelease's values, apiextensions JSON): any key; an object it reads is closed, however deep."""
+    release = custom_resource("helm.toolkit.fluxcd.io/v2", "HelmRelease")
+    release["spec"]["values"] = {"anything": {"at": ["any", {"depth": 1}]}}
+    assert validate(release, VERSION) == []
+    monitor = custom_resource("monitoring.coreos.com/v1", "ServiceMonitor")
+    monitor["spec"]["selector"]["matchLabels"]["team.example/any-key"] = "v"
+    assert validate(monitor, VERSION) == []
+    scaler = custom_resource("keda.sh/v1alpha1", "ScaledObject")
+    behavior = scaler["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    behavior["scaleDown"]["stabilisationWindowSeconds"] = 600
+    errors = validate(scaler, VERSION)
+    assert len(errors) == 1, errors
+    assert "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown: Additional properties" in errors[0]
+    assert "'stabilisationWindowSeconds' was unexpected" in errors[0]
+
+
+def test_enums_and_a_custom_resources_metadata_are_checked():
+    route = changed(
+        custom_resource("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("spec", "rules", 0, "matches", 0, "path", "type"),
+        "Prefix",
+    )
+    assert any("spec.rules[0].matches[0].path.type: 'Prefix' is not one of" in e for e in validate(route, VERSION))
+    scaler = custom_resource("keda.sh/v1alpha1", "ScaledObject")
+    scaler["metadata"] = {**scaler["metadata"], "labelz": {"a": "b"}, "labels": {"bad key": "v"}}
+    errors = validate(scaler, VERSION)
+    assert [e for e in errors if "'labelz' was unexpected" in e] == [
+        "keda.sh/v1alpha1 ScaledObject scaledobject: metadata: Additional properties are not allowed ('labelz' was unexpected)"
+    ], errors  # once, from the version's ObjectMeta
+    assert any("metadata.labels: key 'bad key'" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [
+        ("gateway.networking.k8s.io/v1beta1", "HTTPRoute"),
+        ("helm.toolkit.fluxcd.io/v2beta2", "HelmRelease"),
+        ("keda.sh/v1alpha1", "ScaledJob"),
+    ],
+)
+def test_another_version_or_kind_of_a_custom_resource_is_unknown_not_passed(api_version, kind):
+    errors = validate({"apiVersion": api_version, "kind": kind, "metadata": meta("x"), "spec": {}}, VERSION)
+    assert len(errors) == 1 and "unknown apiVersion/kind" in errors[0] and "crd_validators.md" in errors[0], errors
+
+
+def test_without_the_npm_packages_a_custom_resource_fails(monkeypatch, tmp_path):
+    monkeypatch.setattr(k8s_schemas, "NODE_MODULES", tmp_path / "node_modules")
+    k8s_schemas.custom_resource_problems.cache_clear()
+    try:
+        errors = validate(custom_resource("keda.sh/v1alpha1", "ScaledObject"), VERSION)
+    finally:
+        k8s_schemas.custom_resource_problems.cache_clear()
+    assert len(errors) == 1 and "run `npm ci`" in errors[0], errors
+
+
+def test_the_validator_packages_are_pinned_and_listed():
+    """package.json pins each package exactly (package-lock.json holds the tree), and the README
+    names each with the upstream version it carries."""
+    pins = json.loads((ROOT / "package.json").read_text())["devDependencies"]
+    lock = json.loads((ROOT / "package-lock.json").read_text())["packages"]
+    readme = (ROOT / "tests" / "crd_validators.md").read_text()
+    assert pins
+    for name, version in pins.items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), (name, version)
+        assert lock[f"node_modules/{name}"]["version"] == version
+        assert f"`{name}` {version}" in readme, name
 
 
 # -- every Kubernetes object of every example plan ---------------------------------------------
@@ -826,7 +775,6 @@ def test_the_example_check_fails_on_an_invalid_object(recorded):
 
 
 def test_a_recorded_custom_resource_is_validated_by_its_crd(recorded):
-    needs_crd_schemas("keda.sh/v1alpha1", "ScaledObject")
     assert_valid_kubernetes_objects(recorded[False], {"1.31"})
 
 
