@@ -752,3 +752,35 @@ def test_an_ingress_whose_controller_is_not_admitted_is_flagged():
         (("targets", "site", "ingress", "controller_namespace"), "warning")
     ]
     assert list(checks._check_onprem_workload(make_spec(ingress=ingress))) == []  # allowed_namespaces may hold it
+
+
+def test_time_sliced_replicas_each_take_their_share_of_the_gpu_memory():
+    """Replicas on one time-sliced GPU start together; an engine that takes 90% of the memory would
+    leave the others nothing to allocate. The spec's own arguments still come last (they win)."""
+    shared = make_pool(
+        name="l40s",
+        gpu="L40S",
+        sharing="time-slicing",
+        time_slices=4,
+        resource="nvidia.com/gpu.shared",
+        devices_per_node=32,
+        devices_per_replica=1,
+    )
+    spec = make_spec()
+    tree = spec.model_dump(mode="json", exclude_none=True)
+    tree["serving"]["args"] = ["--enable-prefix-caching"]
+    (deployment,) = bodies(plan(DeploymentSpec.model_validate(tree), (shared,)), "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.225"  # 0.9 / 4
+    assert args[-1] == "--enable-prefix-caching"
+    (whole,) = bodies(plan(make_spec(), (make_pool(),)), "Deployment")
+    assert "--gpu-memory-utilization" not in whole["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_an_engine_with_no_memory_bound_may_not_time_slice():
+    tree = make_spec().model_dump(mode="json", exclude_none=True)
+    tree["serving"]["engine"] = "tensorrt-llm"
+    tree["targets"]["site"]["pools"]["h100"]["sharing"] = {"mode": "time-slicing", "replicas": 2}
+    spec = DeploymentSpec.model_validate(tree)
+    problems = checks.check_onprem(spec, "site", spec.targets["site"])
+    assert any("bound their share" in f.message for f in problems), problems

@@ -162,6 +162,7 @@ class Engine:
     entrypoint: tuple[str, ...]
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # offline and no-telemetry switches, sorted by name
+    memory_fraction_arg: str | None = None  # bounds the engine's share of a GPU's memory
 
 
 @cache
@@ -176,6 +177,7 @@ def engines() -> dict[str, Engine]:
             entrypoint=tuple(v["entrypoint"]),
             args=tuple(v["args"]),
             env=tuple(sorted((k, str(val)) for k, val in v["env"].items())),
+            memory_fraction_arg=v["memory_fraction_arg"],
         )
         for name, v in _yaml("engines.yaml").items()
     }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from inferstack import catalog
+from inferstack.planning import sizing
 from inferstack.spec.models import DeploymentSpec, Model
 
 
-def engine_args(spec: DeploymentSpec, model_name: str, model: Model) -> list[str]:
+def engine_args(spec: DeploymentSpec, model_name: str, model: Model, platform_args: tuple[str, ...] = ()) -> list[str]:
     """The engine's command line: the catalog's arguments for the engine, then the spec's own.
 
     ``{tensor_parallel}`` stays a placeholder: a mixed fleet's instance types carry different
@@ -20,7 +23,18 @@ def engine_args(spec: DeploymentSpec, model_name: str, model: Model) -> list[str
         "context_length": str(model.context_length),
     }
     args = [a.format(**values, tensor_parallel="{tensor_parallel}") for a in engine.args]
-    return [*engine.entrypoint, *args, *spec.serving.args]
+    # `platform_args`: what the platform decides (a GPU's memory share); the spec's own come last.
+    return [*engine.entrypoint, *args, *platform_args, *spec.serving.args]
+
+
+def memory_fraction_args(engine: catalog.Engine, replicas_per_gpu: int) -> tuple[str, ...]:
+    """Replicas that time-slice one GPU share its memory: each engine takes its share of the usable
+    fraction the fit check counts on (sizing.USABLE_FRACTION), or the first to start takes it all
+    and the others fail to allocate. The checks refuse time-slicing for an engine with no such flag."""
+    if replicas_per_gpu <= 1 or engine.memory_fraction_arg is None:
+        return ()
+    share = math.floor(sizing.USABLE_FRACTION / replicas_per_gpu * 1000) / 1000
+    return (engine.memory_fraction_arg, f"{share:.3f}")
 
 
 # The engine's writable places. Its root filesystem is read-only; compiled kernels (Triton,

@@ -64,7 +64,7 @@ def _check_opt_outs(spec: DeploymentSpec) -> Iterator[Finding]:
             "warning",
         )
     for name, target in spec.targets.items():
-        if target.cloud != "onprem" and target.network.public_ip:
+        if not isinstance(target, OnPremK8sTarget) and target.network.public_ip:
             yield Finding(
                 ("targets", name, "network", "public_ip"),
                 "serving nodes get public IPs (opt-out of the private-only default); the policy pack flags it",
@@ -126,7 +126,7 @@ def _check_endpoint(spec: DeploymentSpec) -> Iterator[Finding]:
     ca_region = region_of_certificate(ep.private_ca_arn) if ep.private_ca_arn else None
     yield from _shared_proxy_only_subnets(spec)
     for name, target in sorted(spec.targets.items()):
-        if target.cloud == "onprem":
+        if isinstance(target, OnPremK8sTarget):
             continue  # its entry is a Service and the target's own ingress, inside the site
         owner = "" if isinstance(target, AwsGpuFleetTarget) else target.project
         yield from _endpoint_certificate(
@@ -719,6 +719,16 @@ def check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> li
             continue
         out += _selector_syntax(loc, pool)
         sharing = _pool_sharing(loc, pool, gpu)
+        engine = catalog.engines()[spec.serving.engine]
+        if isinstance(pool.sharing, TimeSlicing) and engine.memory_fraction_arg is None:
+            sharing.append(
+                Finding(
+                    (*loc, "sharing", "mode"),
+                    f"replicas that time-slice a GPU must each bound their share of its memory, and "
+                    f"{engine.name} has no flag for it (the first replica to start would take the whole GPU): "
+                    "use mode: whole or mig, or an engine such as vllm",
+                )
+            )
         out += sharing
         if not sharing and resolved:
             out += _pool_fit(spec, name, pool_name, pool, gpu, loc)

@@ -746,7 +746,11 @@ class OnPremAutoscaling(StrictModel):
         description="keda: a ScaledObject on the engine's metric from Prometheus. hpa: an HPA on a custom "
         "metric served by the Prometheus adapter (which must expose it).",
     )
-    signal: Literal["in_flight", "queue_depth"] = Field(default=DEFAULT_SIGNAL)
+    signal: Literal["in_flight", "queue_depth"] = Field(
+        default="in_flight",
+        description="in_flight (default): running plus waiting requests per replica; queue_depth: waiting ones "
+        "(scale-in still waits for replicas to be idle). The engine's own gauges, scraped by Prometheus.",
+    )
     target: float = Field(gt=0, le=100_000, allow_inf_nan=False, description="Per replica.")
     prometheus_url: str = Field(
         default="http://prometheus-operated.monitoring.svc:9090",

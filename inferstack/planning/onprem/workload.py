@@ -46,6 +46,7 @@ from inferstack.planning.serving import (
     ENGINE_WRITABLE_DIRS,
     engine_args,
     engine_env,
+    memory_fraction_args,
 )
 from inferstack.spec.models import DeploymentSpec, OnPremK8sTarget
 
@@ -536,7 +537,10 @@ class _Workload:
 
     def engine_container(self, pool: PoolPlan, mounts: list[dict[str, Any]]) -> dict[str, Any]:
         tp = str(pool.devices_per_replica)
-        args = [tp if a == "{tensor_parallel}" else a for a in engine_args(self.spec, self.model_name, self.model)]
+        shares = memory_fraction_args(self.engine, pool.time_slices or 1)
+        args = [
+            tp if a == "{tensor_parallel}" else a for a in engine_args(self.spec, self.model_name, self.model, shares)
+        ]
         probe = {"httpGet": {"path": self.engine.health_path, "port": ENGINE_PORT_NAME}}
         memory = quantity_gib(self.memory_gib(pool))
         devices = str(pool.devices_per_replica)
