@@ -784,3 +784,11 @@ def test_an_engine_with_no_memory_bound_may_not_time_slice():
     spec = DeploymentSpec.model_validate(tree)
     problems = checks.check_onprem(spec, "site", spec.targets["site"])
     assert any("bound their share" in f.message for f in problems), problems
+
+
+def test_a_tagged_fetch_image_is_an_error_in_production():
+    tagged = {**S3_WEIGHTS["s3"], "fetch_image": "registry.site.example/aws-cli:2.17"}
+    spec = make_spec(weights={"s3": tagged})
+    assert spec.metadata.is_production
+    problems = [f for f in checks.check_spec(spec) if f.loc[-1] == "fetch_image"]
+    assert any("pin the image by digest" in f.message and f.severity == "error" for f in problems), problems

@@ -114,6 +114,15 @@ def test_a_mutable_image_tag_is_a_warning_not_an_error():
     assert warning.render("tagged.yaml") == f"tagged.yaml:{warning.line}: warning: serving.image: {warning.message}"
 
 
+def test_a_mutable_image_tag_is_an_error_in_production():
+    text = MINIMAL.replace(DIGEST_IMAGE, "123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm-openai:v0.6.3")
+    text = text.replace("environment: dev", "environment: prod")
+    assert "environment: prod" in text
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "tagged.yaml")
+    assert "required in environment 'prod'" in str(err.value) and "serving.image" in str(err.value)
+
+
 def test_parameters_8b_parses_to_eight_billion():
     assert "parameters: 8B" in MINIMAL
     assert parse_spec(MINIMAL).spec.models["llama-3-8b"].parameters == 8_000_000_000

@@ -275,11 +275,14 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
     loc = _image_loc(spec, name)
     out = []
     if image_digest(image) is None:
+        # In production a tag is an error: what runs must be what was reviewed (the policy pack
+        # requires digests there too). Elsewhere it is said, and allowed.
         out.append(
             Finding(
                 loc,
-                "a tag is mutable, so two nodes may run different engines: pin the image by digest (repo@sha256:...)",
-                "warning",
+                "a tag is mutable, so two nodes may run different engines: pin the image by digest (repo@sha256:...)"
+                + (f" (required in environment {spec.metadata.environment!r})" if spec.metadata.is_production else ""),
+                "error" if spec.metadata.is_production else "warning",
             )
         )
     ecr, ar = _ECR_REGION.match(image), _ARTIFACT_REGISTRY.match(image)
@@ -325,6 +328,14 @@ def _check_image(spec: DeploymentSpec, name: str) -> list[Finding]:
     if isinstance(target, OnPremK8sTarget) and target.weights.s3 is not None:
         fetch_loc = ("targets", name, "weights", "s3", "fetch_image")
         out += _onprem_registry(target, fetch_loc, target.weights.s3.fetch_image)
+        if spec.metadata.is_production and image_digest(target.weights.s3.fetch_image) is None:
+            out.append(
+                Finding(
+                    fetch_loc,
+                    f"pin the image by digest (repo@sha256:...): a tag is mutable, and environment "
+                    f"{spec.metadata.environment!r} runs only reviewed images",
+                )
+            )
     return out
 
 

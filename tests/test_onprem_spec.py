@@ -1,0 +1,58 @@
+"""The onprem-k8s spec through the CLI: the example validates, and what the issue says the spec
+rejects exits 2 with the field and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import STACKS
+from inferstack.cli import main
+
+EXAMPLE = (STACKS / "onprem.yaml").read_text()
+
+
+def _validate(tmp_path, text: str):
+    path = tmp_path / "onprem.yaml"
+    path.write_text(text)
+    return CliRunner().invoke(main, ["validate", str(path)])
+
+
+def test_the_example_validates(tmp_path):
+    result = _validate(tmp_path, EXAMPLE)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # A kubeconfig is a credential: never in the spec file.
+        (
+            "      context: muc-gpu-prod\n",
+            "      context: muc-gpu-prod\n      kubeconfig: apiVersion v1\n",
+            "cluster credentials never go in the spec file",
+        ),
+        # A location outside residency (the EU).
+        ("    location: de\n", "    location: us\n", "outside residency"),
+        # A MIG profile that does not exist for the A100 80GB.
+        ("profile: 3g.40gb", "profile: 3g.20gb", "has no MIG profile '3g.20gb'"),
+        # More replicas than the pool's devices hold (one node of 8 GPUs x 2 slices = 16).
+        ("        replicas: {min: 2, max: 16}\n    weights", "        replicas: {min: 2, max: 17}\n    weights", "max"),
+        # A model that does not fit a 3g.40gb slice.
+        ("    parameters: 8B", "    parameters: 70B", "a 3g.40gb MIG slice of A100-80GB offers"),
+        # A tag in production.
+        (
+            "vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a",
+            "vllm-openai:v0.9",
+            "pin the image by digest",
+        ),
+        # An image from outside the site's mirror.
+        ("image: registry.muc.acme.internal/mirror/", "image: docker.io/", "registry mirror"),
+    ],
+)
+def test_the_spec_rejects(tmp_path, old, new, expected):
+    assert old in EXAMPLE
+    result = _validate(tmp_path, EXAMPLE.replace(old, new, 1))
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
