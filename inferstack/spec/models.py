@@ -1085,6 +1085,165 @@ class Observability(StrictModel):
         return v
 
 
+# -- hybrid overflow -----------------------------------------------------------------------------
+
+Classification = Literal["public", "internal", "confidential", "restricted"]
+# Data of these classifications never leaves the primary site, whatever the spec says.
+NEVER_OVERFLOW: frozenset[str] = frozenset({"confidential", "restricted"})
+HEADER_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+PATTERN_HINTS[HEADER_PATTERN] = "must be a lower-case HTTP header name: a-z, 0-9 and '-'"
+
+
+class OverflowTrigger(StrictModel):
+    """When allowed requests spill from the primary to the burst targets. Any one condition fires it."""
+
+    pending_requests: int | None = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="Requests waiting on the primary (its engines' queues, summed) above this...",
+    )
+    for_seconds: int = Field(default=30, ge=5, le=3600, description="...for this long.")
+    p95_latency_ms: int | None = Field(
+        default=None, ge=100, le=600_000, description="Or the primary's p95 request latency above this."
+    )
+    primary_unhealthy: bool = Field(default=True, description="Or the primary has no healthy replica.")
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> OverflowTrigger:
+        if self.pending_requests is None and self.p95_latency_ms is None and not self.primary_unhealthy:
+            raise ValueError("no condition would ever fire: set pending_requests, p95_latency_ms or primary_unhealthy")
+        return self
+
+
+class AwsVpnLink(StrictModel):
+    tunnel_inside_cidrs: list[str] = Field(
+        min_length=2,
+        max_length=2,
+        description="One /30 inside 169.254.0.0/16 per tunnel (AWS reserves some: see the checks).",
+    )
+    transit_gateway_id: str | None = Field(
+        default=None,
+        pattern=r"^tgw-[0-9a-f]{8,17}$",
+        description="Attach the VPN to this transit gateway instead of a virtual private gateway on the VPC.",
+    )
+    preshared_keys_config_key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+        description="Take the tunnels' pre-shared keys (a list of two) from this secret stack config key "
+        "instead of generating them in the stack.",
+    )
+
+
+class GcpVpnLink(StrictModel):
+    tunnel_inside_cidrs: list[str] = Field(
+        min_length=2,
+        max_length=4,
+        description="One /30 inside 169.254.0.0/16 per tunnel: two, or four with two site devices.",
+    )
+    router_asn: int = Field(default=64514, ge=64512, le=65534, description="The Cloud Router's private ASN.")
+    preshared_keys_config_key: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+        description="Take the pre-shared keys (one per tunnel) from this secret stack config key.",
+    )
+
+
+class OverflowLink(StrictModel):
+    """The site's side of the site-to-site VPN, and each cloud's tunnel ranges."""
+
+    site_public_ips: list[str] = Field(
+        min_length=1, max_length=2, description="The public address of each of the site's VPN devices."
+    )
+    site_asn: int = Field(ge=1, le=4_294_967_294, description="The site's BGP ASN.")
+    onprem_cidrs: list[str] = Field(min_length=1, description="The site's networks the clouds route back to.")
+    aws: AwsVpnLink | None = None
+    gcp: GcpVpnLink | None = None
+
+    @field_validator("site_public_ips")
+    @classmethod
+    def _public(cls, v: list[str]) -> list[str]:
+        for i, ip in enumerate(v):
+            try:
+                addr = ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise FieldError((i,), f"{ip!r} is not an IPv4 address") from None
+            if not addr.is_global:
+                raise FieldError((i,), f"{ip} is not a public address: the clouds' VPN endpoints reach the site on it")
+        return v
+
+
+class OverflowGateway(StrictModel):
+    """Envoy in front of the primary's engines on the cluster, and the publisher beside it."""
+
+    image: ImageRef = Field(description="Envoy, from the site's registry mirror, by digest.")
+    publisher_image: ImageRef = Field(
+        description="The metric publisher's image (bash, curl, jq, the AWS CLI v2 with aws_signing_helper "
+        "for IAM Roles Anywhere, and gcloud), from the site's registry mirror, by digest."
+    )
+    replicas: int = Field(default=2, ge=2, le=20, description="Gateway pods (at least 2: it is the front door).")
+    tls_secret: K8sName = Field(description="Secret (tls.crt, tls.key) of the gateway's own TLS listener.")
+    client_certificate_secret: K8sName = Field(
+        description="Secret (tls.crt, tls.key) the publisher presents to IAM Roles Anywhere; issued by the site CA."
+    )
+    site_ca_config_key: str = Field(
+        default="siteCaPem",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+        description="Stack config key holding the site CA's PEM: the Roles Anywhere trust anchor.",
+    )
+    cloud_ca_secret: K8sName = Field(
+        description="Secret (ca.crt) with the CA that issued the burst endpoints' certificates: Envoy verifies them."
+    )
+    service_account_issuer: str = Field(
+        pattern=r"^https://[^\s]+$",
+        description="The cluster's service account token issuer (GCP Workload Identity Federation trusts it).",
+    )
+    jwks_config_key: str = Field(
+        default="clusterJwks",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+        description="Stack config key holding the cluster's JWKS (GCP WIF verifies its tokens without reaching it).",
+    )
+    overflow_timeout_seconds: int = Field(
+        default=900,
+        ge=30,
+        le=3600,
+        description="How long an overflowed request may wait for a burst target, cold start included.",
+    )
+    short_timeout_reason: str | None = Field(
+        default=None,
+        min_length=10,
+        description="Why overflow_timeout_seconds may be shorter than a burst target's cold start.",
+    )
+
+
+class Overflow(StrictModel):
+    """Steady traffic on the primary (an on-prem target), spikes spilled to cloud targets that sit
+    at zero when idle, over a private link; data that must stay on-prem never leaves."""
+
+    primary: Name = Field(description="The onprem-k8s target that serves the baseline.")
+    burst: list[Name] = Field(min_length=1, description="Cloud targets, in order of preference.")
+    trigger: OverflowTrigger = Field(default_factory=OverflowTrigger)
+    classifications: list[Classification] = Field(
+        default_factory=lambda: ["public", "internal"],
+        description="Data classifications allowed to leave the primary. confidential and restricted never do.",
+    )
+    classification_header: str = Field(
+        default="x-data-classification",
+        pattern=HEADER_PATTERN,
+        description="The request header carrying its classification; a request without it counts as the stack's.",
+    )
+    link: OverflowLink
+    gateway: OverflowGateway
+
+    @field_validator("classifications")
+    @classmethod
+    def _never_leave(cls, v: list[str]) -> list[str]:
+        for i, c in enumerate(v):
+            if c in NEVER_OVERFLOW:
+                raise FieldError((i,), f"{c} data never leaves the primary site: allow public and internal only")
+        return v
+
+
 class Guardrails(StrictModel):
     """Limits the policy pack checks (advisory): inferstack policy-config passes them on."""
 
@@ -1113,6 +1272,9 @@ class DeploymentSpec(StrictModel):
         default=None, description="A day of traffic for `inferstack simulate` and `plan`'s verdict."
     )
     endpoint: Endpoint | None = Field(default=None, description="Private endpoint for every cloud target.")
+    overflow: Overflow | None = Field(
+        default=None, description="Hybrid overflow: the on-prem primary, its cloud burst targets and the link."
+    )
 
     def image_of(self, target_name: str) -> str | None:
         """The engine image a target runs: its own, else serving.image."""
