@@ -272,3 +272,20 @@ def test_sha256_identifies_the_text():
     a, b = parse_spec(MINIMAL), parse_spec(MINIMAL + "\n# a comment\n")
     assert a.spec == b.spec
     assert a.sha256 != b.sha256
+
+
+def test_a_model_loads_on_each_cloud_from_the_copy_in_that_clouds_store():
+    from inferstack.spec.models import Model
+
+    model = Model(
+        parameters=8_000_000_000,
+        precision="bf16",
+        context_length=8192,
+        source="s3://models-eu/llama/8b/",
+        mirrors=["gs://models-europe-west4/llama/8b"],
+    )
+    assert model.copy_in("s3") == ("models-eu", "llama/8b")
+    assert model.copy_in("gs") == ("models-europe-west4", "llama/8b")
+    assert model.uri_in("hf") is None
+    with pytest.raises(ValueError, match="s3://bucket/prefix or gs://bucket/prefix"):
+        Model(parameters=8, precision="bf16", context_length=8, source="s3://a-b/c", mirrors=["hf://org/model"])

@@ -339,7 +339,8 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
     ecr = parse_ecr(image)
     asg_name = prefix
     log_group = log_group_name(spec, stack, name)
-    weights_uri = f"s3://{model.bucket}/{model.prefix}/" if model.prefix else f"s3://{model.bucket}/"
+    weights_bucket, weights_prefix = model.copy_in("s3")
+    weights_uri = f"s3://{weights_bucket}/{weights_prefix}/" if weights_prefix else f"s3://{weights_bucket}/"
     user_data = render(
         "aws_user_data.sh.j2",
         stack=stack,
@@ -374,8 +375,8 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         log_retention_days=spec.log_retention_days(),
         tags=standard_tags(spec, stack, model_name, target.workload),
         model_name=model_name,
-        weights_bucket=model.bucket,
-        weights_prefix=model.prefix,
+        weights_bucket=weights_bucket,
+        weights_prefix=weights_prefix,
         weights_kms_key_arn=model.source_kms_key_arn,
         image=image,
         ecr=ecr,

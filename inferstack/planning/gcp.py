@@ -230,7 +230,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         machine = catalog.gcp_machine_types()[target.machine_type]
         guest, gpus, disk_type = None, machine.gpu_count, machine.boot_disk_type
     signal = plan_signal(target.autoscaling.signal, target.autoscaling.target, engine)
-    weights = Weights(model.bucket, model.prefix)
+    weights = Weights(*model.copy_in("gs"))
     script = render(
         "gcp_startup.sh.j2",
         stack=stack,
@@ -392,7 +392,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
     model_name, model = spec.model_of(name)
     gen = catalog.tpu_generations()[target.generation]
     prefix = resource_prefix(spec, stack, name)
-    weights = Weights(model.bucket, model.prefix)
+    weights = Weights(*model.copy_in("gs"))
     hosts = gen.hosts(target.topology)
     weights_bytes = sizing.footprint(model_name, model).weights_bytes
     data_disk = tpu_data_disk_gib(weights_bytes) if hosts == 1 else None

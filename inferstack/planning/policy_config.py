@@ -41,7 +41,8 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
         GCP_LOCATION: {"allowedRegions": gcp, "allowedZones": [], "allowedMultiRegions": []},
         REPLICAS: {"allowedRegions": sorted(allowed)},
         S3_REPLICATION: {"allowedRegions": aws},
-        VPN_PEERS: {"allowedPeerIps": []},
+        # The overflow link's site devices: the only VPN peers the stack may have.
+        VPN_PEERS: {"allowedPeerIps": sorted(spec.overflow.link.site_public_ips) if spec.overflow else []},
         TAGS: {"requiredTags": [k for k in standard_tags(spec, "-", "-") if k not in ("managed-by", "workload")]},
         GPU_LIMIT: {"maxGpus": spec.guardrails.max_gpus, "gpusPerInstanceType": gpus},
         # The retention the spec chose for its environment (a year in production unless set):

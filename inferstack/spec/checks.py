@@ -43,6 +43,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
     findings += list(_check_onprem_workload(spec))
+    findings += list(check_overflow(spec))
     for name, target in spec.targets.items():
         base = ("targets", name)
         findings += _check_model_ref(spec, name)
@@ -431,14 +432,14 @@ def _check_weights(spec: DeploymentSpec, name: str) -> list[Finding]:
     target = spec.targets[name]
     model_name, model = spec.model_of(name)
     want = _WEIGHTS_SCHEME.get(target.cloud)
-    if want is None or model.scheme == want:  # on-prem weights come from the site (target.weights)
+    if want is None or model.uri_in(want) is not None:  # on-prem weights come from the site (target.weights)
         return []
     return [
         Finding(
             ("models", model_name, "source"),
             f"target {name!r} runs on {target.cloud.upper()} and loads weights from {want}:// only "
-            f"(with its own identity, over a private route); mirror {model.scheme}:// weights to {want}:// "
-            "in the target's region",
+            f"(with its own identity, over a private route); copy the weights to {want}:// in the target's "
+            f"region and list that copy in the model's mirrors",
         )
     ]
 
@@ -569,8 +570,10 @@ def _check_cloud_cli_image(spec: DeploymentSpec, name: str, target: GcpGpuFleetT
 def check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) -> list[Finding]:
     base = ("targets", name)
     out = _check_signal(spec, (*base, "autoscaling", "signal"), target.autoscaling.signal)
-    if target.capacity.min == 0:
-        # Why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
+    burst = spec.overflow is not None and name in spec.overflow.burst
+    if target.capacity.min == 0 and not burst:
+        # A burst target of the overflow may sit at zero: the gateway's publisher writes its group
+        # metric (planning.overflow.publisher). Otherwise, why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
         # at zero"). The internal load balancer's request counts are not a documented autoscaler
         # input for a group with no backends, and clients would get 503s until a node is healthy.
         out.append(
@@ -962,3 +965,158 @@ def _check_onprem_nodes(spec: DeploymentSpec) -> list[Finding]:
                 else:
                     seen[node] = here
     return out
+
+
+# -- hybrid overflow ------------------------------------------------------------------------------
+
+_BURST_KINDS = ("aws-gpu-fleet", "gcp-gpu-fleet", "gcp-tpu")
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
+
+
+def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
+    """The overflow section against the targets it names: an on-prem primary, cloud burst targets
+    behind the private endpoint, a link for each cloud they are in, networks apart from the site's,
+    and an overflow timeout that outlasts a burst target's cold start (or says why not)."""
+    from inferstack.kinds import kind_of
+
+    ov = spec.overflow
+    if ov is None:
+        return
+    base = ("overflow",)
+    primary = spec.targets.get(ov.primary)
+    if primary is None:
+        yield Finding((*base, "primary"), f"no target named {ov.primary!r}{did_you_mean(ov.primary, spec.targets)}")
+    elif not isinstance(primary, OnPremK8sTarget):
+        yield Finding(
+            (*base, "primary"), f"{ov.primary!r} is a {primary.kind} target; the primary is an onprem-k8s target"
+        )
+    seen: set[str] = set()
+    clouds: set[str] = set()
+    for i, name in enumerate(ov.burst):
+        loc = (*base, "burst", i)
+        target = spec.targets.get(name)
+        if name in seen:
+            yield Finding(loc, f"{name!r} is listed twice")
+            continue
+        seen.add(name)
+        if target is None:
+            yield Finding(loc, f"no target named {name!r}{did_you_mean(name, spec.targets)}")
+            continue
+        if target.kind not in _BURST_KINDS:
+            yield Finding(loc, f"{name!r} is a {target.kind} target; burst targets are {', '.join(_BURST_KINDS)}")
+            continue
+        clouds.add(target.cloud)
+        if spec.endpoint is None:
+            yield Finding(
+                loc,
+                f"burst target {name!r} is reachable only through its private endpoint: add the endpoint section",
+            )
+        if isinstance(target, GcpTpuTarget) and target.provisioning != "on-demand":
+            yield Finding(
+                loc,
+                f"{name!r} is a queued TPU slice: its address exists only once capacity arrives, so it "
+                "cannot burst behind an endpoint; use a single-host on-demand slice",
+            )
+        startup, _ = kind_of(target).startup(spec, _stack_for_checks(spec), name)
+        timeout = ov.gateway.overflow_timeout_seconds
+        if startup > timeout and ov.gateway.short_timeout_reason is None:
+            yield Finding(
+                (*base, "gateway", "overflow_timeout_seconds"),
+                f"burst target {name!r} takes about {startup} s from zero to its first token (its start-up "
+                f"estimate), longer than the overflow timeout of {timeout} s: the first overflowed requests "
+                f"would time out while it starts. Raise the timeout above {startup} s, or say why not in "
+                "short_timeout_reason",
+            )
+    if spec.endpoint is not None and spec.endpoint.private_dns_name is None and seen:
+        yield Finding(
+            ("endpoint", "private_dns_name"),
+            "the overflow gateway verifies each burst endpoint's certificate by name: set private_dns_name "
+            "(each burst target answers to <target>.<name> when there are several), and cover it in the certificates",
+        )
+    yield from _overflow_link(spec, clouds)
+    if spec.metadata.data_classification not in ov.classifications:
+        yield Finding(
+            (*base, "classifications"),
+            f"the stack's own data is {spec.metadata.data_classification}, which may not leave the primary: only "
+            f"requests labelled {', '.join(ov.classifications)} in {ov.classification_header} will overflow",
+            "warning",
+        )
+
+
+def _stack_for_checks(spec: DeploymentSpec) -> str:
+    """Start-up estimates do not depend on the stack's name; the metadata name stands in."""
+    return spec.metadata.name
+
+
+def _overflow_link(spec: DeploymentSpec, clouds: set[str]) -> Iterator[Finding]:
+    ov = spec.overflow
+    assert ov is not None
+    link = ov.link
+    loc = ("overflow", "link")
+    for cloud in ("aws", "gcp"):
+        side = getattr(link, cloud)
+        if cloud in clouds and side is None:
+            yield Finding((*loc, cloud), f"a burst target is in {cloud.upper()}: give its tunnel inside ranges here")
+        elif cloud not in clouds and side is not None:
+            yield Finding((*loc, cloud), f"no burst target is in {cloud.upper()}: remove this section")
+    devices = len(link.site_public_ips)
+    if link.aws is not None and len(link.aws.tunnel_inside_cidrs) != 2 * devices:
+        yield Finding(
+            (*loc, "aws", "tunnel_inside_cidrs"),
+            f"AWS gives each site device a VPN connection of two tunnels: {2 * devices} ranges for {devices} "
+            f"device(s), got {len(link.aws.tunnel_inside_cidrs)}",
+        )
+    if link.gcp is not None and len(link.gcp.tunnel_inside_cidrs) not in (2, 2 * devices):
+        yield Finding(
+            (*loc, "gcp", "tunnel_inside_cidrs"),
+            f"HA VPN needs two tunnels (four with two site devices): got {len(link.gcp.tunnel_inside_cidrs)}",
+        )
+    inside: list[tuple[Loc, ipaddress.IPv4Network]] = []
+    for cloud in ("aws", "gcp"):
+        side = getattr(link, cloud)
+        for i, cidr in enumerate(side.tunnel_inside_cidrs if side is not None else ()):
+            where = (*loc, cloud, "tunnel_inside_cidrs", i)
+            try:
+                net = ipaddress.IPv4Network(cidr)
+            except ValueError:
+                yield Finding(where, f"{cidr!r} is not an IPv4 range like 169.254.10.0/30")
+                continue
+            if net.prefixlen != 30 or not net.subnet_of(LINK_LOCAL):
+                yield Finding(where, f"{cidr} must be a /30 inside 169.254.0.0/16 (a BGP session's two addresses)")
+                continue
+            clash = next((other for other_loc, other in inside if net.overlaps(other)), None)
+            if clash is not None:
+                yield Finding(where, f"{cidr} overlaps {clash}: each tunnel needs its own range")
+            inside.append((where, net))
+    site: list[ipaddress.IPv4Network] = []
+    for i, cidr in enumerate(link.onprem_cidrs):
+        try:
+            site.append(ipaddress.IPv4Network(cidr))
+        except ValueError:
+            yield Finding((*loc, "onprem_cidrs", i), f"{cidr!r} is not an IPv4 range like 10.20.0.0/16")
+    for name, ranges in _cloud_ranges(spec):
+        for net in site:
+            for cloud_range in ranges:
+                if net.overlaps(cloud_range):
+                    yield Finding(
+                        (*loc, "onprem_cidrs"),
+                        f"the site's {net} overlaps {cloud_range} of burst target {name!r}: routes over the "
+                        "link would be ambiguous; renumber one side",
+                    )
+
+
+def _cloud_ranges(spec: DeploymentSpec) -> Iterator[tuple[str, list[ipaddress.IPv4Network]]]:
+    """The address ranges of each burst target's network that the link routes to."""
+    from inferstack.planning.aws_fleet import DEFAULT_VPC_CIDR
+    from inferstack.planning.endpoint import endpoint_ranges
+
+    assert spec.overflow is not None
+    for name in spec.overflow.burst:
+        target = spec.targets.get(name)
+        if isinstance(target, AwsGpuFleetTarget) and target.network.creates_vpc:
+            yield name, [ipaddress.IPv4Network(target.network.cidr or DEFAULT_VPC_CIDR)]
+        elif isinstance(target, GcpTargetBase) and target.network.creates_network:
+            yield (
+                name,
+                [ipaddress.IPv4Network(r) for r in (target.network.subnet_cidr, *endpoint_ranges(target.network))],
+            )

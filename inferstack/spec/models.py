@@ -178,12 +178,25 @@ class Model(StrictModel):
     precision: Literal["bf16", "fp16", "fp8", "int8", "int4"]
     context_length: int = Field(gt=0, le=2_000_000)
     source: str = Field(description="Weights: s3://bucket/prefix, gs://bucket/prefix, hf://org/name or oci://...")
+    mirrors: list[str] = Field(
+        default_factory=list,
+        description="Copies of the same weights in other clouds' stores (s3://, gs://): a model served on "
+        "both clouds (a hybrid stack's burst targets) loads on each from the copy in that cloud's store.",
+    )
     source_kms_key_arn: str | None = Field(
         default=None,
         pattern=KMS_KEY_ARN,
         description="The KMS key of SSE-KMS weights in S3: serving nodes may decrypt with it, through S3 only.",
     )
     architecture: Architecture | None = None
+
+    @field_validator("mirrors")
+    @classmethod
+    def _mirror_uris(cls, v: list[str]) -> list[str]:
+        for i, uri in enumerate(v):
+            if not re.match(r"^(s3|gs)://", uri) or not _WEIGHTS_URI.match(uri):
+                raise FieldError((i,), f"must be s3://bucket/prefix or gs://bucket/prefix (got {uri!r})")
+        return v
 
     @field_validator("source")
     @classmethod
@@ -200,13 +213,31 @@ class Model(StrictModel):
 
     @property
     def bucket(self) -> str:
-        return self.source.split("://", 1)[1].split("/", 1)[0]
+        return _bucket(self.source)
 
     @property
     def prefix(self) -> str:
         """Key prefix inside the bucket, without slashes at either end ('' for the whole bucket)."""
-        rest = self.source.split("://", 1)[1]
-        return rest.split("/", 1)[1].strip("/") if "/" in rest else ""
+        return _prefix(self.source)
+
+    def uri_in(self, scheme: str) -> str | None:
+        """The copy a target loads from its own cloud's store: the source, else the first mirror."""
+        return next((u for u in (self.source, *self.mirrors) if u.split("://", 1)[0] == scheme), None)
+
+    def copy_in(self, scheme: str) -> tuple[str, str]:
+        """(bucket, prefix) of the copy in `scheme`'s store; the checks guarantee there is one."""
+        uri = self.uri_in(scheme)
+        assert uri is not None, f"no {scheme}:// copy of the weights (the spec checks require one)"
+        return _bucket(uri), _prefix(uri)
+
+
+def _bucket(uri: str) -> str:
+    return uri.split("://", 1)[1].split("/", 1)[0]
+
+
+def _prefix(uri: str) -> str:
+    rest = uri.split("://", 1)[1]
+    return rest.split("/", 1)[1].strip("/") if "/" in rest else ""
 
 
 _IMAGE = re.compile(
@@ -1090,6 +1121,7 @@ class Observability(StrictModel):
 Classification = Literal["public", "internal", "confidential", "restricted"]
 # Data of these classifications never leaves the primary site, whatever the spec says.
 NEVER_OVERFLOW: frozenset[str] = frozenset({"confidential", "restricted"})
+OVERFLOW_BY_DEFAULT: tuple[Classification, ...] = ("public", "internal")
 HEADER_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PATTERN_HINTS[HEADER_PATTERN] = "must be a lower-case HTTP header name: a-z, 0-9 and '-'"
 
@@ -1119,8 +1151,9 @@ class OverflowTrigger(StrictModel):
 class AwsVpnLink(StrictModel):
     tunnel_inside_cidrs: list[str] = Field(
         min_length=2,
-        max_length=2,
-        description="One /30 inside 169.254.0.0/16 per tunnel (AWS reserves some: see the checks).",
+        max_length=4,
+        description="One /30 inside 169.254.0.0/16 per tunnel: two per site device (each device gets a VPN "
+        "connection of two tunnels). AWS reserves some ranges: see the checks.",
     )
     transit_gateway_id: str | None = Field(
         default=None,
@@ -1149,6 +1182,24 @@ class GcpVpnLink(StrictModel):
     )
 
 
+# Ranges a VPN device facing the internet cannot have (RFC 1918, shared CGNAT space, loopback, link-local,
+# "this network", multicast, reserved). Documentation ranges (RFC 5737) pass: examples use them.
+_NOT_ON_THE_INTERNET = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+)
+
+
 class OverflowLink(StrictModel):
     """The site's side of the site-to-site VPN, and each cloud's tunnel ranges."""
 
@@ -1168,7 +1219,7 @@ class OverflowLink(StrictModel):
                 addr = ipaddress.IPv4Address(ip)
             except ValueError:
                 raise FieldError((i,), f"{ip!r} is not an IPv4 address") from None
-            if not addr.is_global:
+            if any(addr in net for net in _NOT_ON_THE_INTERNET):
                 raise FieldError((i,), f"{ip} is not a public address: the clouds' VPN endpoints reach the site on it")
         return v
 
@@ -1224,7 +1275,7 @@ class Overflow(StrictModel):
     burst: list[Name] = Field(min_length=1, description="Cloud targets, in order of preference.")
     trigger: OverflowTrigger = Field(default_factory=OverflowTrigger)
     classifications: list[Classification] = Field(
-        default_factory=lambda: ["public", "internal"],
+        default_factory=lambda: list(OVERFLOW_BY_DEFAULT),
         description="Data classifications allowed to leave the primary. confidential and restricted never do.",
     )
     classification_header: str = Field(
