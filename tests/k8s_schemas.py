@@ -7,7 +7,7 @@ says so in the tests instead, and returns every problem it finds (an empty list 
 - built-in kinds through kubernetes-validate (the OpenAPI schemas of each Kubernetes minor
   version, bundled in the wheel, read offline) in strict mode: a field the schema does not name is
   an error, as it is for `kubectl apply --validate=strict` (server-side field validation);
-- custom resources (the eight kinds of CUSTOM_RESOURCES) through the validators of the
+- custom resources (the nine kinds of CUSTOM_RESOURCES) through the validators of the
   @kubernetes-models npm packages, pinned in package.json (tests/crd_validators.md: which
   package, which upstream version): ajv validators compiled from the OpenAPI schema of each
   project's Go API types (types, required fields, enums, patterns). They do not close objects, so
@@ -298,7 +298,7 @@ def _annotation_maps(obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
 # -- custom resources ------------------------------------------------------------------------
 
 # The custom resources an inferstack plan may produce, and their CRD's scope (spec.scope of the
-# upstream CRDs: all eight are namespaced). Only these apiVersions are accepted: an older served
+# upstream CRDs: all nine are namespaced). Only these apiVersions are accepted: an older served
 # version (Gateway API v1beta1, Flux helm v2beta2) is an error, like any other unknown kind.
 CUSTOM_RESOURCES: dict[tuple[str, str], str] = {
     ("keda.sh/v1alpha1", "ScaledObject"): "Namespaced",

@@ -26,7 +26,7 @@ from inferstack.spec.models import OnPremK8sTarget
 from k8s_schemas import ROOT, plan_errors, plan_objects, validate
 
 VERSION = "1.31"
-# Versions in the spec's range (1.26-1.39) that kubernetes-validate ships schemas for.
+# The spec's range (1.26-1.37): every version kubernetes-validate ships schemas for.
 SUPPORTED = [f"1.{minor}" for minor in range(26, 38)]
 DELETE = object()
 LABELS = {"app.kubernetes.io/name": "engine", "inferstack.dev/stack": "onprem"}

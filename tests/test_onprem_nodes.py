@@ -525,15 +525,16 @@ def test_a_selected_time_sliced_pool_must_select_the_device_plugin_label():
 
 def test_a_cluster_operator_gets_warnings_about_what_it_must_read_and_tolerate():
     kept = findings(mixed_site(gpu_operator={"manage": False}))
-    assert [f.severity for f in kept] == ["warning", "warning"]
+    assert [f.severity for f in kept] == ["warning", "warning", "warning"]
     assert {f.loc for f in kept} == {("targets", "site", "gpu_operator", "manage")}
     assert MIG_CONFIG_MAP in kept[0].message and "mig.strategy=mixed" in kept[0].message
-    assert DEDICATED_TAINT in kept[1].message
-    # A whole-GPU pool selected by the cluster's labels needs neither.
+    assert "runtimeClassName 'nvidia'" in kept[1].message
+    assert DEDICATED_TAINT in kept[2].message
+    # A whole-GPU pool selected by the cluster's labels needs only the runtime class.
     whole = with_pools(
         {"c": pool("H100-80GB", node_selector={"g": "h100"}, node_count=2)}, {"gpu_operator": {"manage": False}}
     )
-    assert findings(whole) == []
+    assert [f.message for f in findings(whole)] == [kept[1].message]
 
 
 @pytest.mark.parametrize(

@@ -893,7 +893,7 @@ def _pool_fit(
 def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
     """With gpu_operator.manage false, the cluster's operator must be set up for what inferstack
     writes: its config maps and the dedicated taint. Said once, as warnings."""
-    from inferstack.planning.onprem.nodes import DEVICE_PLUGIN_CONFIG_MAP, MIG_CONFIG_MAP
+    from inferstack.planning.onprem.nodes import DEVICE_PLUGIN_CONFIG_MAP, MIG_CONFIG_MAP, RUNTIME_CLASS
     from inferstack.planning.onprem.pools import DEDICATED_TAINT
 
     if target.gpu_operator.manage:
@@ -911,6 +911,14 @@ def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
                 "warning",
             )
         )
+    out.append(
+        Finding(
+            loc,
+            f"the engine's pods run with runtimeClassName {RUNTIME_CLASS!r}: the cluster's GPU operator must "
+            f"provide that RuntimeClass (operator.runtimeClass={RUNTIME_CLASS}, its default)",
+            "warning",
+        )
+    )
     if any(p.nodes is not None for p in target.pools.values()):
         out.append(
             Finding(

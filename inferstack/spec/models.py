@@ -603,13 +603,13 @@ class GcpTpuTarget(GcpTargetBase):
 DNS_NAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 K8S_NODE_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
-K8S_VERSION_PATTERN = r"^1\.(2[6-9]|3[0-9])$"
+K8S_VERSION_PATTERN = r"^1\.(2[6-9]|3[0-7])$"
 COUNTRY_PATTERN = r"^[a-z]{2}$"
 PATTERN_HINTS.update(
     {
         K8S_NAME_PATTERN: "must be a Kubernetes name (RFC 1123 label): a-z, 0-9 and '-', at most 63 characters",
         K8S_NODE_PATTERN: "must be a Kubernetes node name (RFC 1123 subdomain): a-z, 0-9, '-' and '.'",
-        K8S_VERSION_PATTERN: "must be the cluster's Kubernetes minor version, 1.26 to 1.39, like '1.31'",
+        K8S_VERSION_PATTERN: "must be the cluster's Kubernetes minor version, 1.26 to 1.37 (the versions whose OpenAPI schemas inferstack validates manifests against), like '1.31'",
         COUNTRY_PATTERN: "must be an ISO 3166-1 country code in lower case, like de or fr",
     }
 )
