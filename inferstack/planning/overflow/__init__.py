@@ -41,4 +41,4 @@ class BurstUpstream:
     host: str  # the name Envoy connects to and verifies (SNI and certificate)
     port: int
     cold_start_seconds: int  # from zero to serving: the start-up estimate of the target's kind
-    wake: WakeMetric
+    wake: WakeMetric | None  # None: a target with no autoscaler (TPU slices), always serving
