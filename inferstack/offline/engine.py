@@ -41,6 +41,7 @@ class Plan:
     cost: list[TargetCost] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     policy: dict[str, Any] | None = None  # the policy check's config and report, once it ran
+    overflow: dict[str, Any] | None = None  # the hybrid overflow's trigger and burst targets, when set
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class Plan:
             "outputs": self.outputs,
             "cost": [c.to_json() for c in self.cost],
             **({"policy": self.policy} if self.policy is not None else {}),
+            **({"overflow": self.overflow} if self.overflow is not None else {}),
         }
 
     def dumps(self) -> str:
@@ -134,6 +136,7 @@ def record(program: Callable[[], None], stack: str, secrets: dict[str, str] | No
 
 def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
     """Run `inferstack.program.build` for a loaded spec under mocks; return what it registered."""
+    from inferstack.planning.overflow.plan import describe
     from inferstack.program import build
 
     stack = stack or loaded.stack
@@ -147,4 +150,5 @@ def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
         outputs=monitor.stack_outputs,
         cost=cost.estimate(loaded.spec),
         warnings=[w.render(loaded.path) for w in loaded.warnings],
+        overflow=describe(loaded.spec, stack) if loaded.spec.overflow is not None else None,
     )

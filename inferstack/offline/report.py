@@ -89,6 +89,23 @@ def cost_table(plan: Plan) -> Table:
     return table
 
 
+def overflow_table(overflow: dict) -> Table:
+    title = (
+        f"overflow from {overflow['primary']} when {overflow['trigger']}; "
+        f"{', '.join(overflow['classifications'])} data only ({overflow['classificationHeader']}); "
+        f"overflowed requests wait up to {overflow['overflowTimeoutSeconds']} s"
+    )
+    table = Table("burst", "endpoint", "from zero to first token", "wakes on", title=title, box=None)
+    for b in overflow["burst"]:
+        table.add_row(
+            f"{b['target']} ({b['cloud']} {b['region']})",
+            b["endpoint"],
+            f"~{b['coldStartSeconds']} s (estimate)",
+            b["wakesOn"] or "(always serving)",
+        )
+    return table
+
+
 def print_plan(plan: Plan, console: Console) -> None:
     console.print(render_tree(plan))
     if plan.outputs:
@@ -98,6 +115,8 @@ def print_plan(plan: Plan, console: Console) -> None:
     console.print(type_table(plan))
     if plan.cost:
         console.print(cost_table(plan))
+    if plan.overflow is not None:
+        console.print(overflow_table(plan.overflow))
     console.print(f"[bold]{summary(plan)}[/]", highlight=False)
 
 

@@ -65,3 +65,39 @@ def plan_upstreams(spec: DeploymentSpec, stack: str) -> tuple[BurstUpstream, ...
             )
         )
     return tuple(out)
+
+
+def describe(spec: DeploymentSpec, stack: str) -> dict:
+    """The overflow as the plan shows it: the trigger beside each burst target's time from zero to
+    its first token (AWS refuses a warm pool on spot or mixed groups, so burst fleets start cold)."""
+    ov = spec.overflow
+    assert ov is not None
+    trigger = ov.trigger
+    conditions = []
+    if trigger.pending_requests is not None:
+        conditions.append(f"more than {trigger.pending_requests} requests waiting for {trigger.for_seconds} s")
+    if trigger.p95_latency_ms is not None:
+        conditions.append(f"p95 latency above {trigger.p95_latency_ms} ms")
+    if trigger.primary_unhealthy:
+        conditions.append("no healthy replica on the primary")
+    return {
+        "primary": ov.primary,
+        "trigger": " or ".join(conditions),
+        "classifications": list(ov.classifications),
+        "classificationHeader": ov.classification_header,
+        "overflowTimeoutSeconds": ov.gateway.overflow_timeout_seconds,
+        "burst": [
+            {
+                "target": u.target,
+                "cloud": u.cloud,
+                "region": u.region,
+                "endpoint": f"{u.host}:{u.port}",
+                "coldStartSeconds": u.cold_start_seconds,
+                "wakesOn": None
+                if u.wake is None
+                else f"{u.wake.namespace + '/' if u.wake.namespace else ''}{u.wake.name} "
+                + ",".join(f"{k}={v}" for k, v in sorted(u.wake.dimensions.items())),
+            }
+            for u in plan_upstreams(spec, stack)
+        ],
+    }
