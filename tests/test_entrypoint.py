@@ -34,3 +34,14 @@ def test_main_reports_a_bad_spec_as_a_run_error_before_creating_anything(tmp_pat
     (tmp_path / "stacks" / "bad.yaml").write_text((STACKS / "dev.yaml").read_text().replace("max: 4", "max: 0"))
     with pytest.raises(pulumi.RunError, match=r"stacks/bad.yaml:\d+: targets.burst.capacity.max"):
         _run_main("bad.yaml", "bad", tmp_path)
+
+
+def test_every_package_of_the_source_tree_is_installed():
+    """A package left out of pyproject's list is missing from a non-editable install."""
+    import tomllib
+
+    from conftest import ROOT
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "inferstack").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
