@@ -16,7 +16,7 @@ REGION = "europe-west4"
 NETWORK = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/networks/assistant-dev-chat"
 SUBNET = "10.80.0.0/20"
 FORWARDING_RULE = f"projects/{PROJECT}/regions/{REGION}/forwardingRules/assistant-dev-chat-ilb"
-SITE_IPS = ("198.51.100.10", "198.51.100.20")
+SITE_IPS = ("84.17.40.10", "84.17.40.20")
 INSIDE = ("169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30", "169.254.13.0/30")
 LABELS = {"stack": "dev", "team": "ml", "workload": "overflow-link", "managed-by": "inferstack"}
 
