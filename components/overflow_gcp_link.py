@@ -21,6 +21,7 @@ Everything else of the network stays closed to the site by its deny-all VPC rule
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pulumi
 import pulumi_gcp as gcp
@@ -77,16 +78,15 @@ class GcpOverflowLink(pulumi.ComponentResource):
         (self link or id). All three come from the target's components at run time."""
         super().__init__("inferstack:overflow:GcpOverflowLink", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        where = {"project": plan.project, "region": plan.region}
-
         gateway = gcp.compute.HaVpnGateway(
             f"{name}-gateway",
             network=network,
             stack_type="IPV4_ONLY",
             description=f"inferstack: HA VPN from the site to {plan.target}",
             labels=plan.labels,
+            project=plan.project,
+            region=plan.region,
             opts=child,
-            **where,
         )
         # A global resource by the API's design (externalVpnGateways has no region); it only
         # records the site's public addresses. Everything that carries traffic is regional.
@@ -120,8 +120,9 @@ class GcpOverflowLink(pulumi.ComponentResource):
                     gcp.compute.RouterBgpAdvertisedIpRangeArgs(range=r, description=why) for r, why in ranges
                 ],
             ),
+            project=plan.project,
+            region=plan.region,
             opts=child,
-            **where,
         )
         secrets = self._preshared_keys(name, plan)
         for tunnel, secret in zip(plan.tunnels, secrets, strict=True):
@@ -137,7 +138,8 @@ class GcpOverflowLink(pulumi.ComponentResource):
                 description=f"inferstack: HA VPN interface {tunnel.ha_interface} to site device {tunnel.site_interface}",
                 labels=plan.labels,
                 opts=child,
-                **where,
+                project=plan.project,
+                region=plan.region,
             )
             interface = gcp.compute.RouterInterface(
                 f"{name}-bgp-{tunnel.index}",
@@ -145,7 +147,8 @@ class GcpOverflowLink(pulumi.ComponentResource):
                 ip_range=f"{tunnel.cloud_router_ip}/30",
                 vpn_tunnel=vpn.name,
                 opts=child,
-                **where,
+                project=plan.project,
+                region=plan.region,
             )
             gcp.compute.RouterPeer(
                 f"{name}-peer-{tunnel.index}",
@@ -156,12 +159,13 @@ class GcpOverflowLink(pulumi.ComponentResource):
                 peer_asn=plan.site_asn,
                 advertised_route_priority=ADVERTISED_ROUTE_PRIORITY,
                 opts=child,
-                **where,
+                project=plan.project,
+                region=plan.region,
             )
         self._firewall(name, plan, network, forwarding_rule, child)
 
         self.ha_vpn_interfaces = gateway.vpn_interfaces.apply(
-            lambda interfaces: [i.ip_address for i in sorted(interfaces or [], key=lambda i: i.id or 0)]
+            lambda interfaces: [i.ip_address for i in sorted(interfaces or [], key=lambda i: i.id or 0) if i.ip_address]
         )
         self.router_asn = pulumi.Output.from_input(plan.router_asn)
         self.tunnels = self.ha_vpn_interfaces.apply(lambda ips: site_tunnels(plan, ips))
@@ -183,7 +187,7 @@ class GcpOverflowLink(pulumi.ComponentResource):
         if key is not None:
             value = pulumi.Config(CONFIG_NAMESPACE).require_secret(key)
             keys = value.apply(lambda v: parse_preshared_keys(v, count, key))
-            return [pulumi.Output.secret(keys.apply(lambda ks, i=i: ks[i])) for i in range(count)]
+            return [pulumi.Output.secret(keys.apply(_nth(i))) for i in range(count)]
         return [
             pulumi.Output.secret(
                 random.RandomPassword(
@@ -197,12 +201,12 @@ class GcpOverflowLink(pulumi.ComponentResource):
         ]
 
     def _firewall(self, name, plan: GcpLinkPlan, network, forwarding_rule, child) -> None:
-        where = {"project": plan.project, "region": plan.region}
         policy = gcp.compute.RegionNetworkFirewallPolicy(
             f"{name}-policy",
             description=f"inferstack: the site reaches only {plan.target}'s endpoint",
+            project=plan.project,
+            region=plan.region,
             opts=child,
-            **where,
         )
         # One regional network firewall policy per network and region: an existing network that
         # already has one refuses this association (the plan cannot see it; the API says so).
@@ -210,8 +214,9 @@ class GcpOverflowLink(pulumi.ComponentResource):
             f"{name}-policy",
             attachment_target=network,
             firewall_policy=policy.id,
+            project=plan.project,
+            region=plan.region,
             opts=child,
-            **where,
         )
         port = [str(plan.listener_port)]
         rules = (
@@ -239,8 +244,13 @@ class GcpOverflowLink(pulumi.ComponentResource):
                 ),
                 enable_logging=True,
                 opts=child,
-                **where,
+                project=plan.project,
+                region=plan.region,
             )
+
+
+def _nth(i: int) -> Callable[[list[str]], str]:
+    return lambda keys: keys[i]
 
 
 def site_tunnels(plan: GcpLinkPlan, ha_ips: list[str]) -> list[dict]:

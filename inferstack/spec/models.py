@@ -1090,6 +1090,7 @@ class Observability(StrictModel):
 Classification = Literal["public", "internal", "confidential", "restricted"]
 # Data of these classifications never leaves the primary site, whatever the spec says.
 NEVER_OVERFLOW: frozenset[str] = frozenset({"confidential", "restricted"})
+DEFAULT_OVERFLOW_CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal")
 HEADER_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PATTERN_HINTS[HEADER_PATTERN] = "must be a lower-case HTTP header name: a-z, 0-9 and '-'"
 
@@ -1297,7 +1298,7 @@ class Overflow(StrictModel):
     burst: list[Name] = Field(min_length=1, description="Cloud targets, in order of preference.")
     trigger: OverflowTrigger = Field(default_factory=OverflowTrigger)
     classifications: list[Classification] = Field(
-        default_factory=lambda: ["public", "internal"],
+        default_factory=lambda: list(DEFAULT_OVERFLOW_CLASSIFICATIONS),
         description="Data classifications allowed to leave the primary. confidential and restricted never do.",
     )
     classification_header: str = Field(

@@ -105,21 +105,17 @@ def plan_tunnels(devices: int, inside_cidrs: list[str] | tuple[str, ...]) -> tup
     return tuple(tunnels)
 
 
-def is_gcp_burst_target(target) -> bool:
-    """A GCP target the link can serve: a fleet, or a TPU slice on one host, on demand (a queued
-    or multi-host slice is refused as a burst target by the spec's checks)."""
-    return isinstance(target, (GcpGpuFleetTarget, GcpTpuTarget))
-
-
 def plan_gcp_link(spec: DeploymentSpec, stack: str, name: str) -> GcpLinkPlan | None:
     """The link of one burst target; None when the spec has no GCP link or the target is not a
-    GCP burst target. The spec's checks guarantee the target has a private endpoint."""
+    GCP one. A GCP burst target is a fleet, or a TPU slice on one host, on demand: the spec's
+    checks refuse a queued or multi-host slice as a burst target, and one without an endpoint."""
     overflow = spec.overflow
     if overflow is None or overflow.link.gcp is None or name not in overflow.burst:
         return None
     target = spec.targets[name]
-    if not is_gcp_burst_target(target):
+    if not isinstance(target, (GcpGpuFleetTarget, GcpTpuTarget)):
         return None
+    gcp = overflow.link.gcp
     endpoint = plan_gcp_endpoint(spec, stack, name)
     assert endpoint is not None  # a burst target without a private endpoint is a spec error
     link = overflow.link
@@ -133,10 +129,10 @@ def plan_gcp_link(spec: DeploymentSpec, stack: str, name: str) -> GcpLinkPlan | 
         labels=gcp_labels(standard_tags(spec, stack, model_name, "overflow-link")),
         site_public_ips=tuple(link.site_public_ips),
         site_asn=link.site_asn,
-        router_asn=link.gcp.router_asn,
+        router_asn=gcp.router_asn,
         onprem_cidrs=tuple(link.onprem_cidrs),
-        tunnels=plan_tunnels(len(link.site_public_ips), link.gcp.tunnel_inside_cidrs),
+        tunnels=plan_tunnels(len(link.site_public_ips), gcp.tunnel_inside_cidrs),
         listener_port=endpoint.listener_port,
         psc_cidr=endpoint.psc_cidr,
-        preshared_keys_config_key=link.gcp.preshared_keys_config_key,
+        preshared_keys_config_key=gcp.preshared_keys_config_key,
     )
