@@ -1176,9 +1176,9 @@ class GcpVpnLink(StrictModel):
     tunnel_inside_cidrs: list[str] = Field(
         min_length=2,
         max_length=4,
-        description="One /30 inside 169.254.0.0/16 per tunnel: two, or four with two site devices "
-        "(a full mesh: each HA VPN interface to each device). The Cloud Router takes the first host, "
-        "the site the second.",
+        # Four make a full mesh (each HA VPN interface to each device); in each /30 the Cloud
+        # Router takes the first host and the site the second (planning.overflow.gcp_link).
+        description="One /30 inside 169.254.0.0/16 per tunnel: two, or four with two site devices.",
     )
     router_asn: int = Field(default=64514, ge=64512, le=65534, description="The Cloud Router's private ASN.")
     preshared_keys_config_key: str | None = Field(
