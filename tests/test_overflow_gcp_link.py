@@ -14,12 +14,14 @@ import yaml
 from conftest import Resources
 from gcplink_fixture import FORWARDING_RULE, NETWORK, PROJECT, REGION, SITE_IPS, SUBNET, link_plan, record_link
 from inferstack.components.overflow_gcp_link import PresharedKeysError, parse_preshared_keys
+from inferstack.errors import SpecError, format_loc
 from inferstack.planning.overflow.gcp_link import (
     RESTRICTED_GOOGLE_APIS,
     plan_gcp_link,
     plan_tunnels,
     tunnel_pairs,
 )
+from inferstack.spec.loader import parse_spec
 from inferstack.spec.models import DeploymentSpec, OverflowLink
 
 COMPONENT = "urn:pulumi:dev::inferstack::inferstack:overflow:GcpOverflowLink::chat-link"
@@ -375,3 +377,29 @@ def test_no_plan_for_a_target_that_is_not_a_gcp_burst_target():
         }
     )
     assert plan_gcp_link(no_gcp, "research", "chat") is None
+
+
+def _spec_error(link: dict) -> list[tuple[str, str]]:
+    spec = _hybrid_spec().model_dump(mode="json", exclude_none=True)
+    spec["overflow"]["link"] = link
+    with pytest.raises(SpecError) as e:
+        parse_spec(yaml.safe_dump(spec), "hybrid.yaml")
+    assert all(f.line is not None for f in e.value.findings)
+    return [(format_loc(f.loc), f.message) for f in e.value.findings]
+
+
+def test_a_bad_link_is_a_spec_error_naming_the_field_and_its_line():
+    two = {"site_public_ips": ["84.17.40.10", "84.17.40.20"], "site_asn": 65010, "onprem_cidrs": ["10.20.0.0/16"]}
+    found = _spec_error({**two, "gcp": {"tunnel_inside_cidrs": ["169.254.10.0/30", "169.254.169.252/30"]}})
+    assert found == [
+        (
+            "overflow.link.gcp.tunnel_inside_cidrs[1]",
+            "169.254.169.252/30 holds 169.254.169.254, the VMs' metadata server: pick another /30",
+        )
+    ]
+    found = _spec_error(
+        {**two, "gcp": {"tunnel_inside_cidrs": ["169.254.10.0/30", "169.254.11.0/30", "169.254.12.0/30"]}}
+    )
+    assert found == [
+        ("overflow.link.gcp.tunnel_inside_cidrs", "3 tunnels do not fit 2 site device(s): give 2, or 4 for a full mesh")
+    ]
