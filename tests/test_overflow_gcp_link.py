@@ -17,6 +17,7 @@ from inferstack.components.overflow_gcp_link import PresharedKeysError, parse_pr
 from inferstack.errors import SpecError, format_loc
 from inferstack.planning.overflow.gcp_link import (
     RESTRICTED_GOOGLE_APIS,
+    gcp_link_findings,
     plan_gcp_link,
     plan_tunnels,
     tunnel_pairs,
@@ -402,4 +403,34 @@ def test_a_bad_link_is_a_spec_error_naming_the_field_and_its_line():
     )
     assert found == [
         ("overflow.link.gcp.tunnel_inside_cidrs", "3 tunnels do not fit 2 site device(s): give 2, or 4 for a full mesh")
+    ]
+
+
+def _findings(spec: DeploymentSpec) -> list[tuple[str, str, str]]:
+    return [(format_loc(f.loc), f.severity, f.message) for f in gcp_link_findings(spec)]
+
+
+def _with_overflow(spec: DeploymentSpec, **changes) -> DeploymentSpec:
+    assert spec.overflow is not None
+    link = changes.pop("link", {})
+    overflow = spec.overflow.model_copy(update={**changes, "link": spec.overflow.link.model_copy(update=link)})
+    return spec.model_copy(update={"overflow": overflow})
+
+
+def test_cross_section_rules_of_the_gcp_link():
+    spec = _hybrid_spec()
+    assert _findings(spec) == []
+    assert _findings(_with_overflow(spec, link={"gcp": None})) == [
+        ("overflow.link", "error", "burst target 'chat' is in GCP: add link.gcp with the tunnels' inside ranges")
+    ]
+    assert _findings(_with_overflow(spec, burst=["muc"])) == [
+        ("overflow.link.gcp", "warning", "no burst target is in GCP: link.gcp is unused")
+    ]
+    (second,) = _findings(_with_overflow(spec, burst=["chat", "reasoning"]))
+    assert second[:2] == ("overflow.burst[1]", "error") and "second GCP burst target" in second[2]
+    # chat's network: 10.80.0.0/20, its proxy-only /23 and PSC NAT /24 right after
+    overlapping = _findings(_with_overflow(spec, link={"onprem_cidrs": ["10.20.0.0/16", "10.80.16.0/22"]}))
+    assert [(loc, msg.split(":")[0]) for loc, _, msg in overlapping] == [
+        ("overflow.link.onprem_cidrs[1]", "10.80.16.0/22 overlaps 'chat''s proxy-only subnet 10.80.16.0/23"),
+        ("overflow.link.onprem_cidrs[1]", "10.80.16.0/22 overlaps 'chat''s PSC NAT subnet 10.80.18.0/24"),
     ]

@@ -18,9 +18,11 @@ the target's region, as is the endpoint, so the two never differ and the forward
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from inferstack.planning.endpoint import plan_gcp_endpoint
+from inferstack.errors import Finding
+from inferstack.planning.endpoint import endpoint_ranges, plan_gcp_endpoint
 from inferstack.planning.naming import gcp_labels, gcp_name, resource_prefix, standard_tags
 from inferstack.spec.models import DeploymentSpec, GcpGpuFleetTarget, GcpTpuTarget
 
@@ -136,3 +138,51 @@ def plan_gcp_link(spec: DeploymentSpec, stack: str, name: str) -> GcpLinkPlan | 
         psc_cidr=endpoint.psc_cidr,
         preshared_keys_config_key=gcp.preshared_keys_config_key,
     )
+
+
+def gcp_link_findings(spec: DeploymentSpec) -> Iterator[Finding]:
+    """The GCP link's rules that cross the spec's sections, for the spec's checks to run: a GCP
+    burst target needs `link.gcp`; one set of inside ranges serves one link, so one GCP burst
+    target (a second would repeat the site's BGP addresses); the site's networks may not overlap
+    the target's private, proxy-only or PSC NAT ranges the stack creates (the routes would clash)."""
+    overflow = spec.overflow
+    if overflow is None:
+        return
+    gcp_burst = [
+        (i, name)
+        for i, name in enumerate(overflow.burst)
+        if isinstance(spec.targets.get(name), (GcpGpuFleetTarget, GcpTpuTarget))
+    ]
+    if gcp_burst and overflow.link.gcp is None:
+        yield Finding(
+            ("overflow", "link"),
+            f"burst target {gcp_burst[0][1]!r} is in GCP: add link.gcp with the tunnels' inside ranges",
+        )
+    if overflow.link.gcp is not None and not gcp_burst:
+        yield Finding(("overflow", "link", "gcp"), "no burst target is in GCP: link.gcp is unused", "warning")
+    for i, name in gcp_burst[1:]:
+        yield Finding(
+            ("overflow", "burst", i),
+            f"{name!r} would be a second GCP burst target: each gets its own HA VPN and BGP sessions, and "
+            f"link.gcp.tunnel_inside_cidrs holds the ranges of one; keep one GCP burst target ({gcp_burst[0][1]!r})",
+        )
+    for _, name in gcp_burst:
+        target = spec.targets[name]
+        assert isinstance(target, (GcpGpuFleetTarget, GcpTpuTarget))
+        net = target.network
+        if not net.creates_network:
+            continue  # an existing network's ranges are known at deploy time only
+        proxy, psc = endpoint_ranges(net)
+        ours = {"private subnet": net.subnet_cidr, "proxy-only subnet": proxy, "PSC NAT subnet": psc}
+        for j, cidr in enumerate(overflow.link.onprem_cidrs):
+            try:
+                site = ipaddress.IPv4Network(cidr, strict=False)
+            except ValueError:
+                continue  # not a range: the field's own rule reports it
+            for what, theirs in ours.items():
+                if site.overlaps(ipaddress.IPv4Network(theirs)):
+                    yield Finding(
+                        ("overflow", "link", "onprem_cidrs", j),
+                        f"{cidr} overlaps {name!r}'s {what} {theirs}: the site and the cloud network need "
+                        "distinct ranges",
+                    )
