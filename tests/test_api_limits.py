@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import EXAMPLE_STACKS, plan_of_file
+from gcplink_fixture import link_plan, record_link
 from onprem_fixture import onprem_plan, record_plan
 
 Check = Callable[[Any], Iterator[str]]
@@ -322,7 +323,11 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "gcp:compute/address:Address": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:compute/disk:Disk": _rules(Rule("name", GCP_NAME), Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:compute/firewall:Firewall": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
+    "gcp:compute/externalVpnGateway:ExternalVpnGateway": _rules(
+        AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS
+    ),
     "gcp:compute/forwardingRule:ForwardingRule": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
+    "gcp:compute/haVpnGateway:HaVpnGateway": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:compute/healthCheck:HealthCheck": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
     "gcp:compute/instanceTemplate:InstanceTemplate": _rules(
         Rule("name", GCP_NAME),
@@ -338,6 +343,16 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
         AUTO_GCP_NAME, Rule("portName", GCP_NAME), Rule("description", GCP_DESCRIPTION)
     ),
     "gcp:compute/regionHealthCheck:RegionHealthCheck": _rules(AUTO_GCP_NAME),
+    # Network firewall policies (Compute API, regionNetworkFirewallPolicies): the policy's name is
+    # RFC 1035, 1-63; an association's name and a rule's ruleName and description state no limit,
+    # so the names get the RFC 1035 rule the other Compute names do and descriptions inferstack's bound.
+    "gcp:compute/regionNetworkFirewallPolicy:RegionNetworkFirewallPolicy": _rules(
+        AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)
+    ),
+    "gcp:compute/regionNetworkFirewallPolicyAssociation:RegionNetworkFirewallPolicyAssociation": _rules(AUTO_GCP_NAME),
+    "gcp:compute/regionNetworkFirewallPolicyRule:RegionNetworkFirewallPolicyRule": _rules(
+        Rule("ruleName", GCP_NAME), Rule("description", GCP_DESCRIPTION)
+    ),
     "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": _rules(
         AUTO_GCP_NAME,
         Rule("baseInstanceName", GCP_BASE_INSTANCE_NAME),
@@ -346,8 +361,15 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "gcp:compute/regionSslPolicy:RegionSslPolicy": _rules(AUTO_GCP_NAME),
     "gcp:compute/regionTargetHttpsProxy:RegionTargetHttpsProxy": _rules(AUTO_GCP_NAME),
     "gcp:compute/regionUrlMap:RegionUrlMap": _rules(AUTO_GCP_NAME),
+    # Cloud Router (Compute API, routers): the router's name, and each interface's and BGP peer's
+    # name, are RFC 1035, 1-63.
+    "gcp:compute/router:Router": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
+    "gcp:compute/routerInterface:RouterInterface": _rules(AUTO_GCP_NAME),
+    "gcp:compute/routerPeer:RouterPeer": _rules(AUTO_GCP_NAME),
     "gcp:compute/serviceAttachment:ServiceAttachment": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
     "gcp:compute/subnetwork:Subnetwork": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION)),
+    # VPN tunnels (Compute API, vpnTunnels): name RFC 1035, 1-63; labels as everywhere.
+    "gcp:compute/vPNTunnel:VPNTunnel": _rules(AUTO_GCP_NAME, Rule("description", GCP_DESCRIPTION), LABELS),
     "gcp:kms/cryptoKey:CryptoKey": _rules(Rule("name", GCP_KMS_ID, auto=True), LABELS),
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": (),
     "gcp:kms/keyRing:KeyRing": _rules(Rule("name", GCP_KMS_ID, auto=True)),
@@ -363,6 +385,8 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
         Rule("body.tpu.nodeSpec[].node.description", TPU_DESCRIPTION),
         Rule("body.tpu.nodeSpec[].node.labels", GCP_LABELS),
     ),
+    # pulumi-random's RandomPassword names nothing in any cloud (its result is a secret).
+    "random:index/randomPassword:RandomPassword": (),
     "pulumi:providers:aws": (),
     "pulumi:providers:gcp": (),
     # Kubernetes (on-prem targets)
@@ -473,9 +497,19 @@ def onprem_resources() -> list[dict[str, Any]]:
     return [r for mode in ("apply", "render") for r in record_plan(onprem_plan(mode)).resources if r["custom"]]
 
 
+def gcp_link_resources() -> list[dict[str, Any]]:
+    """The GCP overflow link over the hand-built plan with four tunnels (until an example stack
+    has an overflow section, this is where its resources' limits run)."""
+    return [r for r in record_link(link_plan(devices=2, tunnels=4)).resources if r["custom"]]
+
+
 def all_resources() -> list[dict[str, Any]]:
     """Every cloud resource (components are Pulumi's own and have no API limits)."""
-    return [r for path in EXAMPLE_STACKS for r in plan_of_file(str(path)).resources if r["custom"]] + onprem_resources()
+    return (
+        [r for path in EXAMPLE_STACKS for r in plan_of_file(str(path)).resources if r["custom"]]
+        + onprem_resources()
+        + gcp_link_resources()
+    )
 
 
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS, ids=lambda p: p.stem)
@@ -486,6 +520,10 @@ def test_every_name_description_tag_and_label_is_within_its_documented_limit(sta
 
 def test_every_kubernetes_name_and_label_of_the_onprem_component_is_within_its_limit():
     assert [p for r in onprem_resources() for p in problems(r)] == []
+
+
+def test_every_name_description_and_label_of_the_gcp_overflow_link_is_within_its_limit():
+    assert [p for r in gcp_link_resources() for p in problems(r)] == []
 
 
 def test_the_table_covers_every_named_property():
@@ -542,6 +580,8 @@ def test_an_unknown_resource_type_with_a_name_fails_until_the_table_covers_it():
         _resource("gcp:compute/forwardingRule:ForwardingRule", labels={"Team": "x"}),
         _resource("gcp:serviceaccount/account:Account", accountId="is-a"),
         _resource("gcp:tpu/v2Vm:V2Vm", description="d" * 513),
+        _resource("gcp:compute/vPNTunnel:VPNTunnel", logical="t" * 56),  # no room for the auto-name suffix
+        _resource("gcp:compute/routerPeer:RouterPeer", name="Peer-0"),
         _resource("kubernetes:core/v1:Service", metadata={"name": "8000-engine", "namespace": "a"}),
         _resource("kubernetes:core/v1:Namespace", metadata={"name": "dev.site"}),
         _resource("kubernetes:core/v1:ConfigMap", metadata={"name": "Config", "namespace": "a"}),

@@ -108,6 +108,10 @@ class CloudMocks(pulumi_mocks.Mocks):
             return self._kubernetes_resource(typ, name, inputs)
         region = self.region_of(args.provider)
         uid = _digest(typ, name, region)
+        if typ == "random:index/randomPassword:RandomPassword":
+            # Offline nothing secret is generated: a fixed placeholder of the asked length, which the
+            # program must still carry as a secret (plans mask it).
+            return f"{name}-{uid[:7]}", {**inputs, "result": "x" * int(inputs.get("length", 16))}
         rid = _ID_PREFIX.get(typ, "") + uid
         module, _, kind = typ.partition(":")[2].partition(":")
         service = module.split("/")[0]
@@ -175,6 +179,12 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["instanceGroup"] = f"{state['selfLink'].rsplit('/', 2)[0]}/instanceGroups/{state['name']}"
         if typ == "gcp:compute/address:Address":
             state["address"] = f"10.{int(uid[:2], 16)}.{int(uid[2:4], 16)}.20"
+        if typ == "gcp:compute/haVpnGateway:HaVpnGateway":
+            # Google allocates one public address per interface; offline, documentation addresses
+            # (RFC 5737 TEST-NET-3), derived from the URN like every other mock output.
+            state["vpnInterfaces"] = [
+                {"id": i, "ipAddress": f"203.0.113.{int(uid[i * 2 : i * 2 + 2], 16) % 250 + 1}"} for i in (0, 1)
+            ]
         if typ == "gcp:compute/forwardingRule:ForwardingRule" and "ipAddress" not in state:
             state["ipAddress"] = f"10.{int(uid[:2], 16)}.{int(uid[2:4], 16)}.10"
         if typ == "gcp:compute/instanceTemplate:InstanceTemplate":

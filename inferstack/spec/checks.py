@@ -986,6 +986,7 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
     behind the private endpoint, a link for each cloud they are in, networks apart from the site's,
     and an overflow timeout that outlasts a burst target's cold start (or says why not)."""
     from inferstack.kinds import kind_of
+    from inferstack.planning.overflow.gcp_link import gcp_link_findings
 
     ov = spec.overflow
     if ov is None:
@@ -1042,6 +1043,7 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
             "(each burst target answers to <target>.<name> when there are several), and cover it in the certificates",
         )
     yield from _overflow_link(spec, clouds)
+    yield from gcp_link_findings(spec)
     if spec.metadata.data_classification not in ov.classifications:
         yield Finding(
             (*base, "classifications"),

@@ -1121,7 +1121,7 @@ class Observability(StrictModel):
 Classification = Literal["public", "internal", "confidential", "restricted"]
 # Data of these classifications never leaves the primary site, whatever the spec says.
 NEVER_OVERFLOW: frozenset[str] = frozenset({"confidential", "restricted"})
-OVERFLOW_BY_DEFAULT: tuple[Classification, ...] = ("public", "internal")
+DEFAULT_OVERFLOW_CLASSIFICATIONS: tuple[Classification, ...] = ("public", "internal")
 HEADER_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PATTERN_HINTS[HEADER_PATTERN] = "must be a lower-case HTTP header name: a-z, 0-9 and '-'"
 
@@ -1168,10 +1168,48 @@ class AwsVpnLink(StrictModel):
     )
 
 
+# A Cloud Router interface's IPv4 range "must be in the RFC3927 link-local IP address space"
+# (Compute API, routers: interfaces[].ipRange), and both BGP addresses of a session share one /30
+# ("Create an HA VPN gateway to a peer VPN gateway": link-local addresses in the same /30 of
+# 169.254.0.0/16). 169.254.169.254 is the metadata server of every Compute Engine VM ("About VM
+# metadata"): a /30 holding it would give a BGP neighbour the address the VMs' metadata requests go to.
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
+GCP_RESERVED_INSIDE = (ipaddress.IPv4Network("169.254.169.252/30"),)
+
+
+def _network_or_none(cidr: str) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(cidr, strict=False)
+    except ValueError:
+        return None  # reported by the field's own validator
+
+
+def gcp_inside_cidrs(cidrs: list[str]) -> list[str]:
+    """Each tunnel's inside range: a /30 network of 169.254.0.0/16, none reserved, no two overlapping."""
+    nets: list[ipaddress.IPv4Network] = []
+    for i, cidr in enumerate(cidrs):
+        try:
+            net = ipaddress.IPv4Network(cidr)
+        except ValueError:
+            raise FieldError((i,), f"{cidr!r} is not an IPv4 network like 169.254.10.0/30") from None
+        if net.prefixlen != 30 or not net.subnet_of(LINK_LOCAL):
+            raise FieldError((i,), f"{cidr} must be a /30 inside 169.254.0.0/16, like 169.254.10.0/30")
+        for reserved in GCP_RESERVED_INSIDE:
+            if net.overlaps(reserved):
+                raise FieldError((i,), f"{cidr} holds 169.254.169.254, the VMs' metadata server: pick another /30")
+        for j, other in enumerate(nets):
+            if net.overlaps(other):
+                raise FieldError((i,), f"{cidr} is tunnel_inside_cidrs[{j}] again: each tunnel needs its own /30")
+        nets.append(net)
+    return cidrs
+
+
 class GcpVpnLink(StrictModel):
     tunnel_inside_cidrs: list[str] = Field(
         min_length=2,
         max_length=4,
+        # Four make a full mesh (each HA VPN interface to each device); in each /30 the Cloud
+        # Router takes the first host and the site the second (planning.overflow.gcp_link).
         description="One /30 inside 169.254.0.0/16 per tunnel: two, or four with two site devices.",
     )
     router_asn: int = Field(default=64514, ge=64512, le=65534, description="The Cloud Router's private ASN.")
@@ -1180,6 +1218,11 @@ class GcpVpnLink(StrictModel):
         pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
         description="Take the pre-shared keys (one per tunnel) from this secret stack config key.",
     )
+
+    @field_validator("tunnel_inside_cidrs")
+    @classmethod
+    def _inside(cls, v: list[str]) -> list[str]:
+        return gcp_inside_cidrs(v)
 
 
 # Ranges a VPN device facing the internet cannot have (RFC 1918, shared CGNAT space, loopback, link-local,
@@ -1222,6 +1265,36 @@ class OverflowLink(StrictModel):
             if any(addr in net for net in _NOT_ON_THE_INTERNET):
                 raise FieldError((i,), f"{ip} is not a public address: the clouds' VPN endpoints reach the site on it")
         return v
+
+    @model_validator(mode="after")
+    def _gcp_tunnels_fit_the_site(self) -> OverflowLink:
+        """HA VPN's tunnels pair its two interfaces with the site's devices ("HA VPN topologies"):
+        one device takes a tunnel from each interface; two devices take one each (interface 0 to
+        device 0, 1 to 1) or, as a full mesh, two each."""
+        if self.gcp is None:
+            return self
+        tunnels, devices = len(self.gcp.tunnel_inside_cidrs), len(self.site_public_ips)
+        allowed = (2,) if devices == 1 else (2, 4)
+        if tunnels not in allowed:
+            raise FieldError(
+                ("gcp", "tunnel_inside_cidrs"),
+                f"{tunnels} tunnels do not fit {devices} site device(s): give "
+                + ("2 (one from each HA VPN interface to the device)" if devices == 1 else "2, or 4 for a full mesh"),
+            )
+        if self.gcp.router_asn == self.site_asn:
+            raise FieldError(
+                ("gcp", "router_asn"), f"the Cloud Router needs an ASN of its own, not the site's ({self.site_asn})"
+            )
+        if self.aws is not None:
+            # One site device ends both clouds' tunnels: a BGP neighbour address may not repeat.
+            aws = [_network_or_none(c) for c in self.aws.tunnel_inside_cidrs]
+            for i, cidr in enumerate(self.gcp.tunnel_inside_cidrs):
+                if any(a is not None and ipaddress.IPv4Network(cidr).overlaps(a) for a in aws):
+                    raise FieldError(
+                        ("gcp", "tunnel_inside_cidrs", i),
+                        f"{cidr} is an AWS tunnel's inside range too: pick another /30",
+                    )
+        return self
 
 
 class OverflowGateway(StrictModel):
@@ -1275,7 +1348,7 @@ class Overflow(StrictModel):
     burst: list[Name] = Field(min_length=1, description="Cloud targets, in order of preference.")
     trigger: OverflowTrigger = Field(default_factory=OverflowTrigger)
     classifications: list[Classification] = Field(
-        default_factory=lambda: list(OVERFLOW_BY_DEFAULT),
+        default_factory=lambda: list(DEFAULT_OVERFLOW_CLASSIFICATIONS),
         description="Data classifications allowed to leave the primary. confidential and restricted never do.",
     )
     classification_header: str = Field(
