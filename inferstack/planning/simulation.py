@@ -31,6 +31,7 @@ import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -450,7 +451,7 @@ def simulate_target(
             if t % pa.polling == 0:
                 polled, ready_at_poll = dict(scraped), ready_at_scrape
             if t % pa.sync == pa.sync - 1:
-                values, ready = (polled, ready_at_poll) if pa.via == "keda" else (scraped, ready_at_scrape)
+                values, reporting = (polled, ready_at_poll) if pa.via == "keda" else (scraped, ready_at_scrape)
                 if any(values.get(m.signal, 0.0) > 0 for m in pa.metrics):
                     last_active = t
                 if pa.via == "keda" and desired == 0:
@@ -463,7 +464,7 @@ def simulate_target(
                 else:
                     want = max(
                         (
-                            hpa_recommendation(pa, values.get(m.signal, 0.0), m.target, ready, desired)
+                            hpa_recommendation(pa, values.get(m.signal, 0.0), m.target, reporting, desired)
                             for m in pa.metrics
                         ),
                         default=desired,
@@ -480,7 +481,7 @@ def simulate_target(
                     if new != desired:
                         before = desired
                         sig = ", ".join(f"{m.signal} {values.get(m.signal, 0.0):g}" for m in pa.metrics)
-                        why = f"its metrics read {sig} over {ready} ready pods"
+                        why = f"its metrics read {sig} over {reporting} ready pods"
                         set_desired(new, t, "out" if new > desired else "in", pa.resource, pa.resource, why)
                         pod_changes.append((t, desired - before))
                         while pod_changes and pod_changes[0][0] <= t - horizon:
@@ -768,7 +769,7 @@ def overflow_spill(
     seconds = len(pending)
     active = np.zeros(seconds, dtype=bool)
     spilled = {b.target: np.zeros(seconds, dtype=np.int64) for b in bursts}
-    held = {b.target: deque() for b in bursts}  # (release second, count)
+    held: dict[str, deque[tuple[int, int]]] = {b.target: deque() for b in bursts}  # (release second, count)
     in_flight = dict.fromkeys(spilled, 0)
     run = 0
     for t in range(seconds):
@@ -845,7 +846,7 @@ def simulate_stack(
     per_target = split_arrivals(arrivals, shares, seed)
     out = StackResult(stack, profile, seed, [])
     order = sorted(shares)
-    kw = {
+    kw: dict[str, Any] = {
         "input_tokens": traffic.input_tokens,
         "output_tokens": traffic.output_tokens,
         "slo_seconds": traffic.slo_ttft_seconds,
@@ -904,8 +905,8 @@ def simulate_stack(
             out.notes.append("overflow trigger on p95 latency: not rehearsed (pending requests and health are)")
         primary_arr = per_target[spill.primary]
         first = run(spill.primary, primary_arr)
-        pending = np.sum([r.pending for r in first], axis=0)
-        serving = np.sum([r.serving for r in first], axis=0)
+        pending = np.sum([r.pending for r in first if r.pending is not None], axis=0)
+        serving = np.sum([r.serving for r in first if r.serving is not None], axis=0)
         caps = []
         late: dict[str, Finding] = {}
         for b in bursts:
