@@ -4,6 +4,7 @@ overflow's spill to the burst targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -346,3 +347,17 @@ def test_simulate_and_plan_on_the_onprem_example():
     lines = [line for line in r.output.splitlines() if line.startswith("simulate: ")]
     assert [line.split(":")[1].strip() for line in lines] == ["muc/a100", "muc/h100"]
     assert all(": ok, p95 time to first token" in line for line in lines)
+
+
+def test_a_queue_signal_alone_gives_back_busy_pods_and_the_busy_trigger_holds_them():
+    # Three pods of 10 slots, 3 requests/s of 10 s: 30 in flight, nothing waits, so queue_depth reads
+    # 0 and asks for the minimum; after the 300 s window a pod goes while each holds 10 in flight.
+    # With the busy-pods trigger the workload plans beside it (target 1 per pod), 3 busy pods ask 3.
+    arr = load(0, 20_000)
+    queue_only = PodAutoscaler("p-scaler", "hpa", (PodMetric("queue_depth", 4.0),), DEFAULT_SCALE_UP, ONE_PER_300)
+    res = run(pool(pods=queue_only, initial=3), replica(slots=10), arr)
+    assert "scale-in-under-load" in {f.kind for f in res.findings}
+    with_busy = dataclasses.replace(queue_only, metrics=(PodMetric("queue_depth", 4.0), PodMetric("busy", 1.0)))
+    held = run(pool(pods=with_busy, initial=3), replica(slots=10), arr)
+    assert [e.second for e in held.events if e.kind == "in"] == [20_309, 20_609]  # only once the load ends
+    assert all(f.kind != "scale-in-under-load" for f in held.findings)
