@@ -66,7 +66,8 @@ def print_result(result: StackResult, console: Console) -> None:
                 f"{t.target}: start-up {r.startup_seconds}s"
                 + (f", warm-pool start {r.warm_start_seconds}s" if r.warm_start_seconds else "")
                 + f", {r.concurrent_sequences} sequences, {r.output_tokens_per_second:g} output tokens/s"
-                + f" per replica ({r.formula})",
+                + f" per replica ({r.formula})"
+                + (f"; at most {r.device_cap} replicas ({r.cap_reason})" if r.device_cap is not None else ""),
                 highlight=False,
             )
     findings = result.findings

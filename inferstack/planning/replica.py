@@ -9,11 +9,13 @@ is the ESTIMATE below, kept in one place beside the sizing figures for the sizin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from inferstack import catalog
 from inferstack.planning import sizing
+from inferstack.planning.onprem import PoolPlan
 from inferstack.spec.models import DeploymentSpec, Traffic
 
 # -- ESTIMATE of serving capacity (no benchmark behind it; state your own in the spec) ----------
@@ -40,6 +42,10 @@ class ReplicaModel:
     prefill_tokens_per_second: float
     estimated: bool  # capacity from the estimate above rather than the spec
     formula: str
+    # On-prem pools: replicas the pool's devices hold at once (nothing else caps a pool: its nodes
+    # exist, no node boots), and how that figure comes about.
+    device_cap: int | None = None
+    cap_reason: str | None = None
 
     def service_seconds(self, input_tokens: int, output_tokens: int) -> int:
         """Seconds a request holds one of the replica's slots (prefill + decode at full batch)."""
@@ -70,12 +76,42 @@ def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic 
     from inferstack.kinds import kind_of  # the table draws its startup hook from this module
 
     target = spec.targets[name]
-    traffic = traffic or spec.traffic
-    model_name, model = spec.model_of(name)
-    fp = sizing.footprint(model_name, model)
     kind = kind_of(target)
     startup, warm = kind.startup(spec, stack, name)
     memory, accelerators = kind.accelerator_memory(spec, name)
+    return _model(spec, name, name, traffic, startup, warm, memory, accelerators)
+
+
+def pool_replica_model(spec: DeploymentSpec, name: str, pool: PoolPlan, traffic: Traffic | None = None) -> ReplicaModel:
+    """One replica of an on-prem pool (`pool` from planning.onprem.pools.plan_pools): the memory its
+    devices give it (whole GPUs at the tensor-parallel degree, a MIG slice, or a time slice's share),
+    the start-up budget the workload's startup probe allows (a pod starts on a node that is already
+    up: pulling the image and loading the weights, no boot), and the pool's devices as its cap."""
+    fp = sizing.footprint(*spec.model_of(name))
+    startup = spec.serving.health_check_grace_seconds or sizing.startup_seconds(fp)  # workload.startup_seconds
+    memory = pool.memory_bytes_per_device * pool.devices_per_replica
+    # Prefill runs on the replica's GPUs; a MIG or time slice counts as one (an estimate either way).
+    rep = _model(spec, name, f"{name}/{pool.name}", traffic, startup, None, memory, pool.devices_per_replica)
+    cap = pool.max_replicas_on_pool
+    why = (
+        f"{pool.node_count} node(s) x {pool.devices_per_node} {pool.resource} / {pool.devices_per_replica} per replica"
+    )
+    return dataclasses.replace(rep, device_cap=cap, cap_reason=why)
+
+
+def _model(
+    spec: DeploymentSpec,
+    name: str,
+    label: str,
+    traffic: Traffic | None,
+    startup: int,
+    warm: int | None,
+    memory: int,
+    accelerators: float,
+) -> ReplicaModel:
+    traffic = traffic or spec.traffic
+    model_name, model = spec.model_of(name)
+    fp = sizing.footprint(model_name, model)
     tokens = (traffic.input_tokens + traffic.output_tokens) if traffic else model.context_length
     arch = sizing.architecture_of(model_name, model)
     if arch is not None:
@@ -96,7 +132,7 @@ def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic 
         else "from the spec's traffic.targets.replica"
     )
     return ReplicaModel(
-        target=name,
+        target=label,
         startup_seconds=startup,
         warm_start_seconds=warm,
         concurrent_sequences=seqs,

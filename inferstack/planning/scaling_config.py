@@ -20,6 +20,23 @@ LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 # the last 600 s (Compute Engine API, AutoscalingPolicy.stabilizationPeriodSec: "The default
 # stabilization period is 600 seconds"; "Understanding autoscaler decisions").
 GCP_STABILIZATION_SECONDS = 600
+KEDA_SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+K8S_HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+ONPREM_COMPONENT = ":onprem:OnPremK8s::"
+POOL_LABEL = "inferstack.io/pool"  # planning.onprem.pools.POOL_LABEL (not imported: this module stays pure)
+# The HPA controller's loop: kube-controller-manager --horizontal-pod-autoscaler-sync-period, default
+# 15 s; it leaves the scale alone while the usage ratio is within 0.1 of 1 (kubernetes.io, "Horizontal
+# Pod Autoscaling", "Algorithm details"; the tolerance became configurable per HPA in 1.33, KEP-4951,
+# which inferstack does not set).
+HPA_SYNC_SECONDS = 15
+HPA_TOLERANCE = 0.1
+# KEDA ScaledObject defaults (keda.sh, "ScaledObject specification"): pollingInterval 30 s,
+# cooldownPeriod 300 s (the wait before scaling to zero, used only when minReplicaCount is 0),
+# minReplicaCount 0, maxReplicaCount 100.
+KEDA_DEFAULT_POLLING = 30
+KEDA_DEFAULT_COOLDOWN = 300
+KEDA_DEFAULT_MIN = 0
+KEDA_DEFAULT_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,59 @@ class GcpAutoscaler:
 
 
 @dataclass(frozen=True)
+class ScalingPolicy:
+    """HPAScalingPolicy: at most `value` pods (type Pods) or `value`% of the replicas at the start of
+    the period (type Percent) added or removed within any `period` seconds."""
+
+    type: str  # Pods | Percent
+    value: int
+    period: int
+
+
+@dataclass(frozen=True)
+class ScalingRules:
+    """HPAScalingRules for one direction (autoscaling/v2 HorizontalPodAutoscalerBehavior)."""
+
+    stabilization: int
+    policies: tuple[ScalingPolicy, ...]
+    select: str = "Max"  # Max | Min | Disabled
+
+
+# The HPA's default behavior when the object sets none (kubernetes.io, "Horizontal Pod Autoscaling",
+# "Default Behavior"; HPAScalingRules.stabilizationWindowSeconds: "For scale up: 0 ... For scale
+# down: 300"): scale up by 100% or 4 pods per 15 s, whichever is more, at once; scale down by 100%
+# per 15 s after 300 s of stabilization.
+DEFAULT_SCALE_UP = ScalingRules(0, (ScalingPolicy("Percent", 100, 15), ScalingPolicy("Pods", 4, 15)))
+DEFAULT_SCALE_DOWN = ScalingRules(300, (ScalingPolicy("Percent", 100, 15),))
+
+
+@dataclass(frozen=True)
+class PodMetric:
+    """One metric of a pod autoscaler: the load signal it carries (in_flight = running + waiting,
+    queue_depth = waiting, busy = pods with a request in flight; planning.onprem.workload) and the
+    per-replica target (AverageValue)."""
+
+    signal: str
+    target: float
+
+
+@dataclass(frozen=True)
+class PodAutoscaler:
+    """An on-prem pool's HPA, or the HPA a KEDA ScaledObject creates and feeds (an External metric
+    of type AverageValue per trigger)."""
+
+    resource: str
+    via: str  # "keda" | "hpa"
+    metrics: tuple[PodMetric, ...]
+    scale_up: ScalingRules = DEFAULT_SCALE_UP
+    scale_down: ScalingRules = DEFAULT_SCALE_DOWN
+    sync: int = HPA_SYNC_SECONDS
+    polling: int = HPA_SYNC_SECONDS  # KEDA: how often the triggers' queries are read
+    cooldown: int = KEDA_DEFAULT_COOLDOWN  # KEDA: last activity to zero replicas (minReplicaCount 0 only)
+    tolerance: float = HPA_TOLERANCE
+
+
+@dataclass(frozen=True)
 class ScalingConfig:
     target: str
     cloud: str  # "aws", "gcp" or "fixed" (nothing scales it)
@@ -94,6 +164,7 @@ class ScalingConfig:
     autoscaler: GcpAutoscaler | None = None
     spot: bool = False
     notes: tuple[str, ...] = field(default=())
+    pods: PodAutoscaler | None = None  # on-prem: the pool's HPA or KEDA ScaledObject
 
 
 def _target_of(resource: dict[str, Any]) -> str | None:
@@ -269,6 +340,103 @@ def _gcp(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
         ),
         spot=spot,
     )
+
+
+def _signal_of_query(query: str) -> str:
+    """Which load a KEDA trigger's PromQL measures, from the shape planning.onprem.workload
+    .prometheus_query gives each signal: busy counts pods (`count(... > 0)`), in_flight adds the
+    running and the waiting gauges, queue_depth sums the waiting gauge alone."""
+    if query.lstrip().startswith("count("):
+        return "busy"
+    if " + " in query:
+        return "in_flight"
+    return "queue_depth"
+
+
+# The Prometheus adapter's metric names (planning.onprem.workload.ADAPTER_METRICS) to signals.
+_ADAPTER_SIGNALS = {
+    "inferstack_in_flight_requests": "in_flight",
+    "inferstack_waiting_requests": "queue_depth",
+    "inferstack_busy": "busy",
+}
+
+
+def _rules(raw: dict[str, Any] | None, default: ScalingRules) -> ScalingRules:
+    """A direction's behavior; a field it leaves out takes the HPA's default for that direction."""
+    if not raw:
+        return default
+    policies = tuple(
+        ScalingPolicy(str(p["type"]), int(p["value"]), int(p["periodSeconds"])) for p in raw.get("policies") or []
+    )
+    return ScalingRules(
+        stabilization=int(raw.get("stabilizationWindowSeconds", default.stabilization)),
+        policies=policies or default.policies,
+        select=str(raw.get("selectPolicy", default.select)),
+    )
+
+
+def _onprem_pool(target: str, r: dict[str, Any]) -> tuple[str, ScalingConfig]:
+    body = r["inputs"]
+    meta, spec = body.get("metadata") or {}, body["spec"]
+    pool = (meta.get("labels") or {}).get(POOL_LABEL) or spec["scaleTargetRef"]["name"]
+    if r["type"] == KEDA_SCALED_OBJECT:
+        behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get("behavior") or {}
+        metrics = tuple(
+            PodMetric(_signal_of_query(t["metadata"]["query"]), float(t["metadata"]["threshold"]))
+            for t in spec.get("triggers") or []
+            if t.get("type") == "prometheus"
+        )
+        lo = int(spec.get("minReplicaCount", KEDA_DEFAULT_MIN))
+        hi = int(spec.get("maxReplicaCount", KEDA_DEFAULT_MAX))
+        pods = PodAutoscaler(
+            resource=r["name"],
+            via="keda",
+            metrics=metrics,
+            scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP),
+            scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN),
+            polling=int(spec.get("pollingInterval", KEDA_DEFAULT_POLLING)),
+            cooldown=int(spec.get("cooldownPeriod", KEDA_DEFAULT_COOLDOWN)),
+        )
+    else:
+        behavior = spec.get("behavior") or {}
+        metrics = tuple(
+            PodMetric(_ADAPTER_SIGNALS[m["pods"]["metric"]["name"]], float(m["pods"]["target"]["averageValue"]))
+            for m in spec.get("metrics") or []
+            if m.get("type") == "Pods" and m["pods"]["metric"]["name"] in _ADAPTER_SIGNALS
+        )
+        lo, hi = int(spec.get("minReplicas", 1)), int(spec["maxReplicas"])  # minReplicas defaults to 1
+        pods = PodAutoscaler(
+            resource=r["name"],
+            via="hpa",
+            metrics=metrics,
+            scale_up=_rules(behavior.get("scaleUp"), DEFAULT_SCALE_UP),
+            scale_down=_rules(behavior.get("scaleDown"), DEFAULT_SCALE_DOWN),
+        )
+    return pool, ScalingConfig(
+        target=f"{target}/{pool}",
+        cloud="onprem",
+        group=spec["scaleTargetRef"]["name"],
+        min_size=lo,
+        max_size=hi,
+        initial=lo,  # the Deployment sets no replicas: the autoscaler brings it to its minimum at once
+        pods=pods,
+    )
+
+
+def onprem_scaling_configs(resources: list[dict[str, Any]]) -> dict[str, dict[str, ScalingConfig]]:
+    """Each on-prem target's pools (target -> pool -> configuration), from the KEDA ScaledObjects or
+    HPAs its component registers, one per pool's Deployment."""
+    out: dict[str, dict[str, ScalingConfig]] = {}
+    for r in resources:
+        if r["type"] not in (KEDA_SCALED_OBJECT, K8S_HPA):
+            continue
+        parent = r.get("parent") or ""
+        if ONPREM_COMPONENT not in parent:
+            continue
+        target = parent.rsplit("::", 1)[-1]
+        pool, cfg = _onprem_pool(target, r)
+        out.setdefault(target, {})[pool] = cfg
+    return out
 
 
 def scaling_configs(resources: list[dict[str, Any]]) -> dict[str, ScalingConfig]:

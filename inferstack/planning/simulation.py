@@ -19,20 +19,29 @@ Model, per target (see /work/notes/wt-simulate.md for its limits):
 - GCP: the autoscaler recommends ceil(metric sum / assignment) (per-group metric) or
   ceil(nodes × average / target) every minute; scale-in follows the largest recommendation of the
   stabilization period (scaling_config.GCP_STABILIZATION_SECONDS unless the plan sets one) and at most scale_in_max VMs per scale-in window.
+- On-prem (each pool its own group): the HPA algorithm every sync period (15 s), see `hpa_step`;
+  a KEDA-fed HPA reads the triggers' values as of KEDA's last poll (pollingInterval), an HPA the
+  Prometheus adapter's as of the last scrape. A pod starts on a node that is already up (start-up =
+  the startup probe's budget, no boot), and a pool never holds more replicas than its devices.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from inferstack.planning.replica import ReplicaModel
-from inferstack.planning.scaling_config import ScalingConfig
+from inferstack.planning.scaling_config import PodAutoscaler, ScalingConfig, ScalingRules
 
 AGENT_PERIOD = 15  # the node agents' publishing period (aws_user_data / gcp startup agents)
+# On-prem: Prometheus scrapes the engines every 15 s (the ServiceMonitor's interval,
+# planning.onprem.workload.service_monitor), so the autoscaler sees the load as of the last scrape.
+SCRAPE_PERIOD = 15
 MINUTE = 60
 # Target tracking's high alarm (created and managed by Auto Scaling, not in the plan): 3 breaching
 # one-minute datapoints, as the alarms AWS creates show ("3 datapoints within 3 minutes"). Not found
@@ -90,6 +99,9 @@ class TargetResult:
     replica: ReplicaModel | None = None
     # Per-minute series for the plot: replicas in service, desired, queue depth, mean wait.
     series: dict[str, list[float]] = field(default_factory=dict)
+    # Per second, for the overflow trigger: requests waiting, and replicas serving.
+    pending: np.ndarray | None = None
+    serving: np.ndarray | None = None
 
     def to_json(self) -> dict:
         r = self.replica
@@ -113,6 +125,7 @@ class TargetResult:
                 "outputTokensPerSecond": r.output_tokens_per_second,
                 "estimated": r.estimated,
                 "formula": r.formula,
+                "deviceCap": r.device_cap,
             },
             "events": [e.to_json() for e in self.events],
             "findings": [f.to_json() for f in self.findings],
@@ -155,6 +168,87 @@ def _compare(value: float, op: str, threshold: float) -> bool:
         "GreaterThanThreshold": value > threshold,
         "GreaterThanOrEqualToThreshold": value >= threshold,
     }[op]
+
+
+# -- the HPA algorithm (kubernetes.io, "Horizontal Pod Autoscaling": "Algorithm details",
+# "Stabilization window", "Scaling policies"; k8s.io/kubernetes pkg/controller/podautoscaler) ------
+
+
+def hpa_recommendation(pods: PodAutoscaler, total: float, target: float, ready: int, current: int) -> int:
+    """Replicas one AverageValue metric asks for. `total`: the metric summed over the pods that report
+    it (`ready`); `current`: the scale's replicas (starting pods included).
+
+    desired = ceil(current × metric / target), where metric / target is the usage ratio, and nothing
+    changes while the ratio is within the tolerance (0.1) of 1. KEDA feeds an External metric: the
+    ratio is total / (target × current). An HPA's Pods metric averages over the pods that report it;
+    pods that do not yet (starting) count as 0 on a scale-up and as the target on a scale-down, and a
+    change that this would reverse is dropped."""
+    tol = pods.tolerance
+    if pods.via == "keda":
+        if current == 0:
+            return 0
+        if abs(total / (target * current) - 1.0) <= tol:
+            return current
+        return math.ceil(total / target)
+    if ready == 0:
+        return current  # no pod reports the metric: the HPA cannot compute and keeps the scale
+    ratio = total / (target * ready)
+    if abs(ratio - 1.0) <= tol:
+        return current
+    missing = max(0, current - ready)
+    filled = total if ratio > 1.0 else total + missing * target
+    new_ratio = filled / (target * (ready + missing))
+    if abs(new_ratio - 1.0) <= tol or (ratio > 1.0) != (new_ratio > 1.0):
+        return current
+    return math.ceil(new_ratio * (ready + missing))
+
+
+def hpa_stabilize(
+    recommendations: list[tuple[int, int]], t: int, desired: int, current: int, pods: PodAutoscaler
+) -> int:
+    """The stabilization windows: scale up to at most the smallest recommendation of the scale-up
+    window, down to at least the largest of the scale-down window (`recommendations`: (second,
+    replicas) of earlier syncs; `desired` is this sync's)."""
+    up = min([r for s, r in recommendations if s > t - pods.scale_up.stabilization] + [desired])
+    down = max([r for s, r in recommendations if s > t - pods.scale_down.stabilization] + [desired])
+    out = current
+    if out < up:
+        out = up
+    if out > down:
+        out = down
+    return out
+
+
+def hpa_limit(changes: list[tuple[int, int]], t: int, wanted: int, current: int, rules: ScalingRules) -> int:
+    """The scaling policies of the direction `wanted` moves in (`changes`: (second, replicas added,
+    negative when removed) of earlier scalings). Each policy bounds the change over its period from
+    the replicas the period began with: Pods by `value`, Percent by value% (up: rounded up; down:
+    truncated); selectPolicy Max takes the policy allowing the largest change, Min the smallest,
+    Disabled allows none."""
+    if wanted == current or rules.select == "Disabled":
+        return current
+    bounds = []
+    if wanted > current:
+        for p in rules.policies:
+            start = current - sum(d for s, d in changes if s > t - p.period and d > 0)
+            bounds.append(start + p.value if p.type == "Pods" else math.ceil(start * (1 + p.value / 100)))
+        bound = max(bounds) if rules.select == "Max" else min(bounds)
+        return max(current, min(wanted, bound))
+    for p in rules.policies:
+        start = current - sum(d for s, d in changes if s > t - p.period and d < 0)
+        bounds.append(start - p.value if p.type == "Pods" else int(start * (1 - p.value / 100)))
+    bound = min(bounds) if rules.select == "Max" else max(bounds)
+    return min(current, max(wanted, bound))
+
+
+def _pod_signals(busy: int, queued: int, in_service: int) -> dict[str, float]:
+    """The pool's load as the queries sum it over its serving pods: in flight (running + waiting),
+    waiting, and busy pods (least-outstanding spreading gives each request its own pod first)."""
+    return {
+        "in_flight": float(busy + queued),
+        "queue_depth": float(queued),
+        "busy": float(min(in_service, busy + queued)),
+    }
 
 
 def simulate_target(
@@ -233,6 +327,16 @@ def simulate_target(
         request_target = cfg.tracking.target
     elif cfg.autoscaler and _counts_in_flight(cfg.autoscaler.metric):
         request_target = cfg.autoscaler.target
+    elif cfg.pods:
+        request_target = next((m.target for m in cfg.pods.metrics if m.signal == "in_flight"), None)
+    ready_at_scrape = ready_at_poll = 0
+    scraped: dict[str, float] = {}  # on-prem: the load as of Prometheus's last scrape
+    polled: dict[str, float] = {}  # ... and as of KEDA's last poll
+    pod_recs: list[tuple[int, int]] = []
+    pod_changes: list[tuple[int, int]] = []
+    last_active = 0
+    pending_s = np.zeros(seconds, dtype=np.int64)
+    serving_s = np.zeros(seconds, dtype=np.int64)
 
     def _under_load(in_flight: int, nodes: int, remaining: int) -> bool:
         if in_flight / nodes >= BUSY_SHARE * slots:
@@ -337,6 +441,51 @@ def simulate_target(
             if head[1] == 0:
                 queue.popleft()
         replica_seconds += in_service + len(starting)
+        pending_s[t] = queued
+        serving_s[t] = in_service
+        if cfg.pods is not None:
+            pa = cfg.pods
+            if t % SCRAPE_PERIOD == 0:
+                scraped = _pod_signals(busy, queued, in_service) if in_service else {}
+                ready_at_scrape = in_service
+            if t % pa.polling == 0:
+                polled, ready_at_poll = dict(scraped), ready_at_scrape
+            if t % pa.sync == pa.sync - 1:
+                values, reporting = (polled, ready_at_poll) if pa.via == "keda" else (scraped, ready_at_scrape)
+                if any(values.get(m.signal, 0.0) > 0 for m in pa.metrics):
+                    last_active = t
+                if pa.via == "keda" and desired == 0:
+                    # KEDA activates 0 -> 1 itself when a trigger reads above its activation
+                    # threshold (0); the HPA takes over from one replica.
+                    if cfg.max_size and any(values.get(m.signal, 0.0) > 0 for m in pa.metrics):
+                        set_desired(1, t, "wake", pa.resource)
+                elif pa.via == "keda" and cfg.min_size == 0 and t - last_active >= pa.cooldown:
+                    set_desired(0, t, "in", pa.resource, pa.resource, "its triggers read 0 for the cooldown")
+                else:
+                    want = max(
+                        (
+                            hpa_recommendation(pa, values.get(m.signal, 0.0), m.target, reporting, desired)
+                            for m in pa.metrics
+                        ),
+                        default=desired,
+                    )
+                    stable = hpa_stabilize(pod_recs, t, want, desired, pa)
+                    pod_recs.append((t, want))
+                    horizon = max(pa.scale_up.stabilization, pa.scale_down.stabilization, 1800)
+                    while pod_recs and pod_recs[0][0] <= t - horizon:
+                        pod_recs.pop(0)
+                    rules = pa.scale_up if stable > desired else pa.scale_down
+                    new = hpa_limit(pod_changes, t, stable, desired, rules)
+                    # The HPA KEDA creates has minReplicas of at least 1 (KEDA itself goes to zero).
+                    new = max(1, cfg.min_size, min(cfg.max_size, new))
+                    if new != desired:
+                        before = desired
+                        sig = ", ".join(f"{m.signal} {values.get(m.signal, 0.0):g}" for m in pa.metrics)
+                        why = f"its metrics read {sig} over {reporting} ready pods"
+                        set_desired(new, t, "out" if new > desired else "in", pa.resource, pa.resource, why)
+                        pod_changes.append((t, desired - before))
+                        while pod_changes and pod_changes[0][0] <= t - horizon:
+                            pod_changes.pop(0)
         if t % AGENT_PERIOD == 0 and in_service:
             running = min(busy, in_service * slots) / in_service
             waiting = queued / in_service
@@ -421,6 +570,7 @@ def simulate_target(
     if hourly_price is not None:
         res.cost_usd = round(res.replica_hours * hourly_price, 2)
     res.series = series
+    res.pending, res.serving = pending_s, serving_s
     _findings(cfg, res, over_slo_outside_zero, at_max_when_late)
     res.findings = _merge(res.findings)
     return res
@@ -447,11 +597,11 @@ def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int
         # Only the load balancer reports demand at zero: the InferStack metrics a wake alarm also
         # reads come from nodes (none at zero) or a front door that does not exist yet.
         waking = cfg.wake is not None and cfg.wake.load_balancer
-        if cfg.autoscaler is not None:
-            waking = False  # nodes publish nothing at zero, and nothing else publishes the group's metric
+        if cfg.autoscaler is not None or cfg.pods is not None:
+            waking = False  # nodes (pods) publish nothing at zero, and nothing else publishes the group's metric
         stuck = res.requests and res.served == 0 and cfg.initial == 0
         if not waking and (zero_episodes or stuck or res.refused):
-            resource = cfg.autoscaler.resource if cfg.autoscaler else cfg.group
+            resource = cfg.autoscaler.resource if cfg.autoscaler else cfg.pods.resource if cfg.pods else cfg.group
             res.findings.append(
                 Finding(
                     "cannot-wake-from-zero",
@@ -463,7 +613,11 @@ def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int
     ins = [e for e in res.events if e.kind == "in"]
     outs = [e for e in res.events if e.kind in ("out", "wake")]
     cooldowns = [a.cooldown for a in cfg.alarms if a.adjustment < 0] or (
-        [cfg.autoscaler.scale_in_window] if cfg.autoscaler else []
+        [cfg.autoscaler.scale_in_window]
+        if cfg.autoscaler
+        else [cfg.pods.scale_down.stabilization]
+        if cfg.pods and cfg.pods.scale_down.stabilization
+        else []
     )
     if cooldowns:
         window = max(cooldowns)
@@ -480,16 +634,28 @@ def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int
             )
     if res.requests and late > KEEP_UP_TOLERANCE * res.requests:
         at_max = late_at_max > late / 2
+        rep = res.replica
+        capped = at_max and rep is not None and rep.device_cap is not None and cfg.max_size >= rep.device_cap
         resource = (
             cfg.group
             if at_max
-            else (cfg.tracking.resource if cfg.tracking else cfg.autoscaler.resource if cfg.autoscaler else cfg.group)
+            else (
+                cfg.tracking.resource
+                if cfg.tracking
+                else cfg.autoscaler.resource
+                if cfg.autoscaler
+                else cfg.pods.resource
+                if cfg.pods
+                else cfg.group
+            )
         )
-        why = (
-            f"the group is at its maximum ({cfg.max_size})"
-            if at_max
-            else f"new nodes take {res.replica.startup_seconds if res.replica else '?'}s to serve"
-        )
+        if capped:
+            assert rep is not None
+            why = f"the pool's devices cap it at {rep.device_cap} replicas ({rep.cap_reason})"
+        elif at_max:
+            why = f"the group is at its maximum ({cfg.max_size})"
+        else:
+            why = f"new {'pods' if cfg.pods else 'nodes'} take {rep.startup_seconds if rep else '?'}s to serve"
         res.findings.append(
             Finding(
                 "cannot-keep-up",
@@ -549,19 +715,121 @@ def split_arrivals(arrivals: np.ndarray, shares: dict[str, float], seed: int) ->
     return {n: counts[:, i].astype(np.int64) for i, n in enumerate(names)}
 
 
+@dataclass(frozen=True)
+class OverflowTrigger:
+    """The overflow trigger as the rehearsal applies it. The lead wires it from the plan once the
+    gateway lands (the gateway's configuration is what will fire); until then `simulate_stack`
+    builds it from the spec's `overflow.trigger` and `overflow.gateway`."""
+
+    pending_requests: int | None  # waiting on the primary above this...
+    for_seconds: int  # ...for this long
+    primary_unhealthy: bool  # or the primary has no serving replica
+    overflow_timeout_seconds: int | None = None  # the gateway's wait for a burst target
+    short_timeout_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BurstCapacity:
+    """A burst target as the spill sees it: requests it may hold at once (its maximum replicas ×
+    concurrent sequences) and how long each holds a slot."""
+
+    target: str
+    max_in_flight: int
+    service_seconds: int
+
+
+@dataclass
+class Overflow:
+    active: np.ndarray  # per second: the trigger fired
+    spilled: dict[str, np.ndarray]  # per burst target, requests sent to it per second
+
+    @property
+    def seconds_active(self) -> int:
+        return int(self.active.sum())
+
+
+def overflow_spill(
+    pending: np.ndarray,
+    arrivals: np.ndarray,
+    trigger: OverflowTrigger,
+    bursts: list[BurstCapacity],
+    serving: np.ndarray | None = None,
+) -> Overflow:
+    """When the overflow is active and which arrivals it sends to which burst target. Pure.
+
+    - Active at second t when the primary's pending requests have been above N at every second of
+      the last T (a run above N that began at s activates at s + T), or, with primary_unhealthy,
+      while the primary has no serving replica (`serving`).
+    - While active, the arrivals of that second beyond what the primary's queue holds below N spill
+      (min(arrivals, pending - N); all of them when the primary is unhealthy).
+    - Each spilled request goes to the first burst target, in preference order, with a free slot:
+      a target holds at most max_in_flight spilled requests, each for its service seconds (the
+      burst target's queueing at cold start is its own simulation's business). A request no burst
+      target has room for stays on the primary."""
+    seconds = len(pending)
+    active = np.zeros(seconds, dtype=bool)
+    spilled = {b.target: np.zeros(seconds, dtype=np.int64) for b in bursts}
+    held: dict[str, deque[tuple[int, int]]] = {b.target: deque() for b in bursts}  # (release second, count)
+    in_flight = dict.fromkeys(spilled, 0)
+    run = 0
+    for t in range(seconds):
+        for b in bursts:
+            q = held[b.target]
+            while q and q[0][0] <= t:
+                in_flight[b.target] -= q.popleft()[1]
+        n = trigger.pending_requests
+        run = run + 1 if n is not None and pending[t] > n else 0
+        down = trigger.primary_unhealthy and serving is not None and serving[t] == 0
+        if not (down or (n is not None and run > trigger.for_seconds)):
+            continue
+        active[t] = True
+        excess = int(arrivals[t]) if down else min(int(arrivals[t]), int(pending[t]) - (n or 0))
+        for b in bursts:
+            if excess <= 0:
+                break
+            k = min(excess, b.max_in_flight - in_flight[b.target])
+            if k > 0:
+                spilled[b.target][t] += k
+                in_flight[b.target] += k
+                held[b.target].append((t + b.service_seconds, k))
+                excess -= k
+    return Overflow(active, spilled)
+
+
+def split_by_capacity(arrivals: np.ndarray, capacity: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """An on-prem target's arrivals over its pools, in proportion to each pool's capacity at its
+    maximum: min(maxReplicas, what its devices hold) × concurrent sequences / service seconds."""
+    return split_arrivals(arrivals, capacity, seed)
+
+
 def simulate_stack(
-    spec, stack: str, resources: list[dict], arrivals: np.ndarray, *, seed: int = 0, profile: str = "spec"
+    spec,
+    stack: str,
+    resources: list[dict],
+    arrivals: np.ndarray,
+    *,
+    seed: int = 0,
+    profile: str = "spec",
+    overflow: OverflowTrigger | None = None,
 ) -> StackResult:
     """Replay `arrivals` (requests per second over the day, the whole stack) through every target's
-    scaling configuration as the plan's resources record it."""
+    scaling configuration as the plan's resources record it.
+
+    An on-prem target's pools are each a group; the target's share splits over them in proportion
+    to their capacity (split_by_capacity). With `spec.overflow`, the burst targets receive only what
+    the primary spills (their traffic share defaults to 0): the primary runs once on its share,
+    `overflow_spill` takes its pending queue, and the primary runs again without the spilled requests.
+    `overflow`: the trigger; None builds it from the spec (the lead wires it from the plan)."""
     from inferstack.kinds import kind_of
     from inferstack.planning import cost
-    from inferstack.planning.replica import replica_model
-    from inferstack.planning.scaling_config import scaling_configs
+    from inferstack.planning.onprem.pools import plan_pools
+    from inferstack.planning.replica import pool_replica_model, replica_model
+    from inferstack.planning.scaling_config import onprem_scaling_configs, scaling_configs
     from inferstack.spec.models import Traffic
 
     traffic = spec.traffic or Traffic()
     configs = scaling_configs(resources)
+    pools = onprem_scaling_configs(resources)
     prices = {c.target: c for c in cost.estimate(spec)}
     for name, target in spec.targets.items():
         fixed = kind_of(target).fixed_replicas(target)
@@ -569,31 +837,116 @@ def simulate_stack(
             configs[name] = ScalingConfig(
                 target=name, cloud="fixed", group=f"{name} (TPU slices)", min_size=fixed, max_size=fixed, initial=fixed
             )
-    shares = {n: (traffic.targets[n].share if n in traffic.targets else 1.0) for n in configs}
+    spill = getattr(spec, "overflow", None)
+    bursts = list(spill.burst) if spill is not None else []
+    shares = {
+        n: (traffic.targets[n].share if n in traffic.targets else 0.0 if n in bursts else 1.0)
+        for n in sorted(set(configs) | set(pools))
+    }
     per_target = split_arrivals(arrivals, shares, seed)
     out = StackResult(stack, profile, seed, [])
-    out.notes.append("overflow timeout vs burst start-up: not rehearsed (no hybrid overflow exists yet)")
-    for i, name in enumerate(sorted(configs)):
+    order = sorted(shares)
+    kw: dict[str, Any] = {
+        "input_tokens": traffic.input_tokens,
+        "output_tokens": traffic.output_tokens,
+        "slo_seconds": traffic.slo_ttft_seconds,
+        "client_timeout": traffic.client_timeout_seconds,
+        "spot_rate_per_hour": traffic.spot_interruptions_per_hour,
+    }
+
+    def run_cloud(name: str, arr: np.ndarray) -> TargetResult:
         cfg = configs[name]
         rep = replica_model(spec, stack, name, traffic)
         price = prices.get(name)
         hourly = None
         if price is not None and price.hourly_max is not None and cfg.max_size:
             hourly = price.hourly_max / cfg.max_size  # blended per replica at the fleet's spot/on-demand mix
-        out.targets.append(
-            simulate_target(
-                cfg,
-                rep,
-                per_target[name],
-                input_tokens=traffic.input_tokens,
-                output_tokens=traffic.output_tokens,
-                slo_seconds=traffic.slo_ttft_seconds,
-                client_timeout=traffic.client_timeout_seconds,
-                spot_rate_per_hour=traffic.spot_interruptions_per_hour,
-                seed=seed + 101 * i,
-                hourly_price=hourly,
+        return simulate_target(cfg, rep, arr, seed=seed + 101 * order.index(name), hourly_price=hourly, **kw)
+
+    def run_onprem(name: str, arr: np.ndarray) -> list[TargetResult]:
+        plans = {p.name: p for p in plan_pools(spec, name)}
+        models, cfgs, capacity = {}, {}, {}
+        for pool, cfg in sorted(pools[name].items()):
+            rep = pool_replica_model(spec, name, plans[pool], traffic)
+            cap = rep.device_cap if rep.device_cap is not None else cfg.max_size
+            if cfg.max_size > cap:  # the spec refuses this; a saved plan from elsewhere may not
+                out.notes.append(
+                    f"{cfg.target}: {cfg.pods.resource if cfg.pods else cfg.group} allows "
+                    f"{cfg.max_size} replicas, the pool's devices hold {cap}"
+                )
+            cfgs[pool] = dataclasses.replace(cfg, max_size=min(cfg.max_size, cap), initial=min(cfg.initial, cap))
+            models[pool] = rep
+            capacity[pool] = (
+                cfgs[pool].max_size
+                * rep.concurrent_sequences
+                / rep.service_seconds(traffic.input_tokens, traffic.output_tokens)
             )
+        split = split_by_capacity(arr, capacity, seed + 13 * order.index(name))
+        return [
+            simulate_target(
+                cfgs[p], models[p], split[p], seed=seed + 101 * order.index(name) + 7 * i, hourly_price=None, **kw
+            )
+            for i, p in enumerate(sorted(cfgs))
+        ]
+
+    def run(name: str, arr: np.ndarray) -> list[TargetResult]:
+        return run_onprem(name, arr) if name in pools else [run_cloud(name, arr)]
+
+    results: dict[str, list[TargetResult]] = {}
+    if spill is not None and spill.primary in shares:
+        trig = overflow or OverflowTrigger(
+            pending_requests=spill.trigger.pending_requests,
+            for_seconds=spill.trigger.for_seconds,
+            primary_unhealthy=spill.trigger.primary_unhealthy,
+            overflow_timeout_seconds=spill.gateway.overflow_timeout_seconds,
+            short_timeout_reason=spill.gateway.short_timeout_reason,
         )
+        if spill.trigger.p95_latency_ms is not None:
+            out.notes.append("overflow trigger on p95 latency: not rehearsed (pending requests and health are)")
+        primary_arr = per_target[spill.primary]
+        first = run(spill.primary, primary_arr)
+        pending = np.sum([r.pending for r in first if r.pending is not None], axis=0)
+        serving = np.sum([r.serving for r in first if r.serving is not None], axis=0)
+        caps = []
+        late: dict[str, Finding] = {}
+        for b in bursts:
+            if b not in configs:
+                continue
+            rep = replica_model(spec, stack, b, traffic)
+            caps.append(
+                BurstCapacity(
+                    b,
+                    configs[b].max_size * rep.concurrent_sequences,
+                    rep.service_seconds(traffic.input_tokens, traffic.output_tokens),
+                )
+            )
+            timeout = trig.overflow_timeout_seconds
+            if timeout is not None and timeout < rep.startup_seconds:
+                text = (
+                    f"the gateway waits {timeout}s for {b} but its fleet needs ~{rep.startup_seconds}s to serve from zero: "
+                    "the first overflowed requests time out"
+                )
+                if trig.short_timeout_reason:
+                    out.notes.append(f"{text} (the spec says why: {trig.short_timeout_reason})")
+                else:
+                    late[b] = Finding("overflow-timeout-short", "overflow.gateway.overflow_timeout_seconds", text)
+        flow = overflow_spill(pending, primary_arr, trig, caps, serving)
+        spilled_total = sum((v for v in flow.spilled.values()), np.zeros_like(primary_arr))
+        results[spill.primary] = run(spill.primary, primary_arr - spilled_total)
+        for b in bursts:
+            if b in shares:
+                results[b] = run(b, per_target[b] + flow.spilled.get(b, np.zeros_like(primary_arr)))
+                if b in late:
+                    results[b][0].findings.append(late[b])
+        out.notes.append(
+            f"overflow from {spill.primary}: active {flow.seconds_active}s of the day; spilled "
+            + ", ".join(f"{int(v.sum())} to {k}" for k, v in flow.spilled.items())
+        )
+    for name in order:
+        if name not in results:
+            results[name] = run(name, per_target[name])
+    for name in order:
+        out.targets.extend(results[name])
     return out
 
 
