@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 
 # Extensions the config uses: importing them registers their types for the `Any`s.
-import envoy.extensions.clusters.aggregate.v3.cluster_pb2  # noqa: F401
-import envoy.extensions.filters.http.health_check.v3.health_check_pb2  # noqa: F401
-import envoy.extensions.filters.http.router.v3.router_pb2  # noqa: F401
-import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2  # noqa: F401
-import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2  # noqa: F401
-import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2  # noqa: F401
+import envoy.extensions.clusters.aggregate.v3.cluster_pb2
+import envoy.extensions.filters.http.health_check.v3.health_check_pb2
+import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
+import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2  # noqa: F401
 import pytest
 import yaml
 from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from google.protobuf import json_format
+from overflow_gateway_fixture import BURST, CLOUD_CIDRS, hybrid_spec
 
 from conftest import ROOT
 from inferstack.planning.overflow.gateway import (
@@ -38,7 +39,6 @@ from inferstack.planning.overflow.gateway import (
     plan_gateway,
 )
 from inferstack.spec.models import OverflowTrigger
-from overflow_gateway_fixture import BURST, CLOUD_CIDRS, hybrid_spec
 
 GOLDEN = ROOT / "tests" / "golden" / "overflow"
 HEADER = "x-data-classification"

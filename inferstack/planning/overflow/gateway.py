@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inferstack import catalog
+from inferstack.planning.aws_fleet import drain_seconds
 from inferstack.planning.naming import k8s_labels, k8s_name, standard_tags
 from inferstack.planning.onprem import Manifest
 from inferstack.planning.onprem.workload import (
@@ -79,6 +80,9 @@ OVERFLOW_RUNTIME_KEY = "overflow.active"
 OVERFLOW_HEADER = "x-inferstack-overflow"  # on every response: denied-<classification>, burst, spill, local
 REASON_HEADER = "x-inferstack-reason"  # on Envoy's own 503s: why
 UNKNOWN = "unknown"
+# The spec's classifications (spec.models.Classification), least restrictive first: the order of
+# the routes.
+CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 
 # -- ports and paths ---------------------------------------------------------------------------------
 LISTEN_PORT = 8443  # unprivileged: the container runs as a non-root UID
@@ -137,10 +141,14 @@ LIVENESS_PERIOD_SECONDS = 10
 PROBE_TIMEOUT_SECONDS = 3
 READINESS_FAILURES = 2
 LIVENESS_FAILURES = 6
-# Envoy ends on SIGTERM without draining: the grace covers the preStop wait (endpoints removed
-# from every kube-proxy before the listener closes).
-PRE_STOP_SECONDS = 10
-TERMINATION_GRACE_SECONDS = 30
+# Envoy exits on SIGTERM without draining. A leaving pod first waits in its preStop hook (a
+# `sleep` action: PodLifecycleSleepAction, beta and on by default since Kubernetes 1.30, "Container
+# Lifecycle Hooks") for the primary's drain bound: the Service stops sending it new connections at
+# once, and the streams in flight finish. The publisher, which has an HTTP client, may shorten it
+# by POSTing DRAIN_PATH to the admin port in its own preStop hook.
+DRAIN_PATH = "/drain_listeners?graceful"
+SLEEP_ACTION_MINOR = 30
+TERMINATION_MARGIN_SECONDS = 10
 HEADLESS_SUFFIX = "endpoints"
 
 
@@ -215,9 +223,12 @@ def envoy_config(
     burst_names = [burst_cluster_name(u) for u in ordered]
     if len(set(burst_names)) != len(burst_names):
         raise ValueError("two burst upstreams share a target name")
-    allowed_values = [c for c in ("public", "internal", "confidential", "restricted") if c in set(allowed)]
-    allowed_values += sorted(set(allowed) - set(allowed_values))
-    denied_values = [c for c in ("public", "internal", "confidential", "restricted") if c not in set(allowed)]
+    allowed_set = set(allowed)
+    strange = sorted(allowed_set - set(CLASSIFICATIONS))
+    if strange:
+        raise ValueError(f"unknown classifications {strange}: the spec's are {list(CLASSIFICATIONS)}")
+    allowed_values = [c for c in CLASSIFICATIONS if c in allowed_set]
+    denied_values = [c for c in CLASSIFICATIONS if c not in allowed_set]
 
     # The route timeout spans the whole reply: 0 turns it off on the local paths, so no stream is
     # cut; idleness bounds them instead. An overflowed request gets the spec's overflow timeout in
@@ -557,6 +568,7 @@ def gateway_manifests(
         "data": {CONFIG_FILE: envoy_yaml},
     }
     probe = {"httpGet": {"path": GATEWAY_HEALTH_PATH, "port": PORT_NAME, "scheme": "HTTPS"}}
+    drain = drain_seconds(spec.models[model_name].context_length)
     envoy: dict[str, Any] = {
         "name": "envoy",
         "image": gw.image,
@@ -596,6 +608,9 @@ def gateway_manifests(
             {"name": "cloud-ca", "mountPath": CLOUD_CA_DIR, "readOnly": True},
         ],
     }
+    minor = int(primary.cluster.version.split(".")[1])
+    if minor >= SLEEP_ACTION_MINOR:
+        envoy["lifecycle"] = {"preStop": {"sleep": {"seconds": drain}}}
     containers = [envoy]
     if publisher is not None:
         containers.append(_publisher_container(publisher))
@@ -637,7 +652,7 @@ def gateway_manifests(
                     "serviceAccountName": GATEWAY_NAME,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                    "terminationGracePeriodSeconds": drain + TERMINATION_MARGIN_SECONDS,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS_UID,
