@@ -182,3 +182,9 @@ def test_a_publisher_that_would_break_the_pod_is_refused(publisher, volumes, mes
     spec = hybrid_spec()
     with pytest.raises(ValueError, match=message):
         gateway_manifests(spec, "hybrid", "x: 1\n", CLOUD_CIDRS, BURST, publisher, volumes)
+
+
+@pytest.mark.parametrize(("cidrs", "message"), [((), "pass the cloud CIDRs"), (("10.64.0.1/16",), "not a network")])
+def test_the_burst_ranges_must_be_given_and_valid(cidrs, message):
+    with pytest.raises(ValueError, match=message):
+        gateway_manifests(hybrid_spec(), "hybrid", "x: 1\n", cidrs, BURST)

@@ -34,14 +34,20 @@ core.v3.HealthCheck; "Aggregate Cluster" (architecture overview: members' priori
 in the order of the clusters list); transport_sockets.tls.v3 Upstream/DownstreamTlsContext,
 CertificateValidationContext.match_typed_subject_alt_names; HttpConnectionManager
 (stream_idle_timeout, request_headers_timeout, use_remote_address, local_reply_config,
-headers_with_underscores_action); filters.http.health_check.v3 (pass_through_mode false answers
-itself and fails while the server drains). Circuit-breaker overflow is never retried by the
-router, which is why saturation alone never spills a request: the publisher's runtime key does.
+headers_with_underscores_action); filters.http.health_check.v3 and the "Health checking"
+overview (non-pass-through: Envoy answers 200 or 503 from its own draining state). From Envoy's
+source (envoyproxy/envoy, source/common/router): RetryPolicyImpl::wouldRetryFromReset "never
+retr[ies] if the reset reason is overflow", so a saturated primary never spills a request through
+a retry (the publisher's runtime key does that); the router's modify_headers_ runs the route's
+finalizeResponseHeaders on "all upstream responses or local responses", so the route's
+x-inferstack-overflow is on Envoy's own 503s too (OVERWRITE_IF_EXISTS_OR_ADD: once, even where the
+local-reply path applies it twice).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -420,6 +426,13 @@ def gateway_manifests(
     the cluster)."""
     overflow = spec.overflow
     assert overflow is not None
+    if not cloud_cidrs:
+        raise ValueError("the gateway reaches the burst endpoints only in their ranges: pass the cloud CIDRs")
+    for cidr in cloud_cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a network (a CIDR with no host bits set)") from None
     primary_name = overflow.primary
     primary = spec.targets[primary_name]
     assert isinstance(primary, OnPremK8sTarget)
@@ -518,23 +531,22 @@ def gateway_manifests(
         ),
     ]
     cloud_ports = sorted({u.port for u in burst} | set(publisher_ports))
-    if cloud_cidrs:
-        policies.append(
-            policy(
-                "allow-burst-endpoints",
-                namespace,
-                {
-                    "podSelector": {"matchLabels": selector},
-                    "policyTypes": ["Egress"],
-                    "egress": [
-                        {
-                            "to": [{"ipBlock": {"cidr": cidr}} for cidr in sorted(cloud_cidrs)],
-                            "ports": [{"protocol": "TCP", "port": p} for p in cloud_ports],
-                        }
-                    ],
-                },
-            )
+    policies.append(
+        policy(
+            "allow-burst-endpoints",
+            namespace,
+            {
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"ipBlock": {"cidr": cidr}} for cidr in sorted(cloud_cidrs)],
+                        "ports": [{"protocol": "TCP", "port": p} for p in cloud_ports],
+                    }
+                ],
+            },
         )
+    )
     if admitted:
         policies.append(
             policy(
@@ -588,8 +600,9 @@ def gateway_manifests(
             "limits": {"cpu": ENVOY_CPU, "memory": ENVOY_MEMORY},
         },
         "securityContext": restricted_container_security_context(),
-        # The kubelet's probe reaches the TLS listener (the admin is loopback-only) and does not
-        # verify its certificate; /healthz is answered by Envoy itself, 503 while it drains.
+        # The kubelet's probe reaches the TLS listener (the admin is loopback-only); with scheme
+        # HTTPS it skips certificate verification ("Configure Liveness, Readiness and Startup
+        # Probes", kubernetes.io). /healthz is answered by Envoy itself, 503 while it drains.
         "readinessProbe": {
             **probe,
             "periodSeconds": READINESS_PERIOD_SECONDS,
