@@ -1,5 +1,4 @@
-"""A hand-built overflow for the gateway's tests: the Munich primary of stacks/onprem.yaml with an
-overflow section, and two burst upstreams (AWS first, GCP second) built by hand, as the lead's
+"""The gateway's tests' overflow: stacks/hybrid.yaml, and two burst upstreams (AWS first, GCP second) built by hand, as the lead's
 planner glue would build them from the fleets' private endpoints."""
 
 from __future__ import annotations
@@ -8,27 +7,6 @@ from conftest import STACKS
 from inferstack.planning.overflow import BurstUpstream, WakeMetric
 from inferstack.spec.loader import parse_spec
 from inferstack.spec.models import DeploymentSpec
-
-OVERFLOW = """
-overflow:
-  primary: muc
-  burst: [aws-burst, gcp-burst]
-  trigger: {pending_requests: 32, for_seconds: 30, primary_unhealthy: true}
-  classifications: [public, internal]
-  classification_header: x-data-classification
-  link:
-    site_public_ips: [185.30.200.10]
-    site_asn: 65010
-    onprem_cidrs: [10.40.0.0/16]
-  gateway:
-    image: registry.muc.acme.internal/mirror/envoyproxy/envoy@sha256:{digest}
-    publisher_image: registry.muc.acme.internal/mirror/inferstack/publisher@sha256:{digest}
-    tls_secret: overflow-gateway-tls
-    client_certificate_secret: overflow-publisher-client
-    cloud_ca_secret: burst-endpoints-ca
-    service_account_issuer: https://muc-gpu-prod.acme.internal
-    overflow_timeout_seconds: 900
-""".replace("{digest}", "b" * 64)
 
 CLOUD_CIDRS = ("10.64.0.0/16", "10.80.0.0/16")
 
@@ -73,7 +51,7 @@ BURST = (
 
 
 def hybrid_spec(classification: str = "confidential", extra: str = "") -> DeploymentSpec:
-    """stacks/onprem.yaml (its stack classification replaced) with the overflow above."""
-    text = (STACKS / "onprem.yaml").read_text()
-    text = text.replace("data_classification: confidential", f"data_classification: {classification}")
-    return parse_spec(text + OVERFLOW + extra, "hybrid-fixture").spec
+    """stacks/hybrid.yaml, its stack classification replaced (and `extra` appended)."""
+    text = (STACKS / "hybrid.yaml").read_text()
+    text = text.replace("data_classification: internal", f"data_classification: {classification}", 1)
+    return parse_spec(text + extra, "hybrid-fixture").spec

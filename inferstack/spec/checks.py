@@ -52,6 +52,8 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
         if not _check_model_ref(spec, name):
             findings += _check_weights(spec, name)
         findings += kind_of(target).check(spec, name, target)
+    if not any(f.severity == "error" for f in findings):
+        findings += check_overflow_timeout(spec)
     return findings
 
 
@@ -985,7 +987,6 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
     """The overflow section against the targets it names: an on-prem primary, cloud burst targets
     behind the private endpoint, a link for each cloud they are in, networks apart from the site's,
     and an overflow timeout that outlasts a burst target's cold start (or says why not)."""
-    from inferstack.kinds import kind_of
     from inferstack.planning.overflow.gcp_link import gcp_link_findings
 
     ov = spec.overflow
@@ -1026,16 +1027,6 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
                 f"{name!r} is a queued TPU slice: its address exists only once capacity arrives, so it "
                 "cannot burst behind an endpoint; use a single-host on-demand slice",
             )
-        startup, _ = kind_of(target).startup(spec, _stack_for_checks(spec), name)
-        timeout = ov.gateway.overflow_timeout_seconds
-        if startup > timeout and ov.gateway.short_timeout_reason is None:
-            yield Finding(
-                (*base, "gateway", "overflow_timeout_seconds"),
-                f"burst target {name!r} takes about {startup} s from zero to its first token (its start-up "
-                f"estimate), longer than the overflow timeout of {timeout} s: the first overflowed requests "
-                f"would time out while it starts. Raise the timeout above {startup} s, or say why not in "
-                "short_timeout_reason",
-            )
     if spec.endpoint is not None and spec.endpoint.private_dns_name is None and seen:
         yield Finding(
             ("endpoint", "private_dns_name"),
@@ -1051,6 +1042,27 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
             f"requests labelled {', '.join(ov.classifications)} in {ov.classification_header} will overflow",
             "warning",
         )
+
+
+def check_overflow_timeout(spec: DeploymentSpec) -> Iterator[Finding]:
+    """The overflow timeout against each burst target's start-up estimate. It plans the targets, so
+    the spec runs it only once everything else checks out (a planner trusts the checks)."""
+    from inferstack.kinds import kind_of
+
+    ov = spec.overflow
+    if ov is None:
+        return
+    timeout = ov.gateway.overflow_timeout_seconds
+    for name in ov.burst:
+        startup, _ = kind_of(spec.targets[name]).startup(spec, _stack_for_checks(spec), name)
+        if startup > timeout and ov.gateway.short_timeout_reason is None:
+            yield Finding(
+                ("overflow", "gateway", "overflow_timeout_seconds"),
+                f"burst target {name!r} takes about {startup} s from zero to its first token (its start-up "
+                f"estimate), longer than the overflow timeout of {timeout} s: the first overflowed requests "
+                f"would time out while it starts. Raise the timeout above {startup} s, or say why not in "
+                "short_timeout_reason",
+            )
 
 
 def _stack_for_checks(spec: DeploymentSpec) -> str:
