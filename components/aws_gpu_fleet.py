@@ -618,6 +618,7 @@ def deploy(name: str, plan, ctx) -> dict[str, pulumi.Input]:
     # One service-linked role per account, declared once for every AWS target of the stack.
     service_role = ctx.once("aws-autoscaling-service-role", lambda: autoscaling_service_role(plan.tags, opts))
     fleet = AwsGpuFleet(name, plan, opts=opts, key_depends_on=service_role)
+    ctx.deployed[name] = fleet
     # image_id: the AMI the nodes run (pinned; see the spec's ami_id for how to move it)
     outputs: dict[str, pulumi.Input] = {
         "asg_name": fleet.asg_name,

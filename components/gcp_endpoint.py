@@ -195,6 +195,7 @@ class GcpPrivateEndpoint(pulumi.ComponentResource):
 
         self.service_attachment = attachment.self_link
         self.address = rule.ip_address
+        self.forwarding_rule = rule.self_link  # the overflow link's firewall policy targets it
         self.consumer_addresses = pulumi.Output.all(*consumer_addresses)
         self.register_outputs(
             {

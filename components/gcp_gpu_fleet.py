@@ -163,6 +163,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
             )
 
         self.group_name = group.name
+        self.network = network  # the overflow link attaches to it
         self.instance_template = template.self_link_unique
         self.service_account = identity.email
         self.register_outputs(
@@ -294,6 +295,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
 def deploy(name: str, plan, ctx) -> dict[str, pulumi.Input]:
     """The target kind's entry point (inferstack.kinds): one group, its stack outputs."""
     group = GcpGpuFleet(name, plan, opts=pulumi.ResourceOptions(provider=ctx.gcp(plan.project, plan.region)))
+    ctx.deployed[name] = group
     return {
         "group_name": group.group_name,
         "service_account": group.service_account,

@@ -115,6 +115,7 @@ class GcpTpuSlice(pulumi.ComponentResource):
                 opts=child,
             )
         self.service_account = identity.email
+        self.network = network  # the overflow link attaches to it
         self.register_outputs({"nodes": self.nodes, "service_account": self.service_account})
 
     def _vm(self, name, i, node_id, plan: GcpTpuPlan, identity, network, child) -> gcp.tpu.V2Vm:
@@ -168,4 +169,5 @@ class GcpTpuSlice(pulumi.ComponentResource):
 def deploy(name: str, plan, ctx) -> dict[str, pulumi.Input]:
     """The target kind's entry point (inferstack.kinds): the slices, their stack outputs."""
     tpu = GcpTpuSlice(name, plan, opts=pulumi.ResourceOptions(provider=ctx.gcp(plan.project, plan.region)))
+    ctx.deployed[name] = tpu
     return {"nodes": tpu.nodes, "service_account": tpu.service_account, **endpoint_outputs(tpu.endpoint)}

@@ -406,6 +406,7 @@ def deploy(name: str, plan: OnPremPlan, ctx) -> dict[str, pulumi.Input]:
     """The target kind's entry point (inferstack.kinds): the target's objects, its stack outputs.
     The component makes its own Kubernetes provider (one per cluster), so `ctx` gives it nothing."""
     site = OnPremK8s(name, plan)
+    ctx.deployed[name] = site
     outputs: dict[str, pulumi.Input] = {"namespace": site.namespace}
     if site.service_name is not None:
         outputs |= {"service_name": site.service_name, "service_dns": site.service_dns}

@@ -48,6 +48,9 @@ class BuildContext(Protocol):
     def gcp(self, project: str, region: str) -> pulumi.ProviderResource: ...
     def once(self, key: str, make: Callable[[], Any]) -> Any: ...
 
+    # Each target's component by name, for what joins targets (the overflow link) after they exist.
+    deployed: dict[str, Any]
+
 
 @dataclass(frozen=True)
 class TargetKind:

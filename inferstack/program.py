@@ -23,6 +23,7 @@ class BuildContext:
 
     def __init__(self) -> None:
         self._made: dict[Any, Any] = {}
+        self.deployed: dict[str, Any] = {}
 
     def once(self, key: Any, make: Callable[[], Any]) -> Any:
         if key not in self._made:
@@ -51,3 +52,8 @@ def build(spec: DeploymentSpec, stack: str) -> None:
     for name in sorted(spec.targets):
         kind = kind_of(spec.targets[name])
         _export(name, dict(kind.deploy(name, kind.plan(spec, stack, name), ctx)))
+    if spec.overflow is not None:
+        # The link joins targets that exist by now: it attaches to the burst targets' networks.
+        from inferstack.components.overflow import deploy_overflow
+
+        _export("overflow", deploy_overflow(spec, stack, ctx))
