@@ -392,6 +392,7 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     # Kubernetes (on-prem targets)
     "kubernetes:core/v1:Namespace": _k8s(K8S_LABEL_NAME),
     "kubernetes:core/v1:ConfigMap": _k8s(),
+    "kubernetes:core/v1:ServiceAccount": _k8s(K8S_SUBDOMAIN),
     "kubernetes:core/v1:Service": _k8s(K8S_SERVICE_NAME),
     "kubernetes:core/v1:ResourceQuota": _k8s(),
     "kubernetes:core/v1:LimitRange": _k8s(),

@@ -1071,6 +1071,8 @@ def _stack_for_checks(spec: DeploymentSpec) -> str:
 
 
 def _overflow_link(spec: DeploymentSpec, clouds: set[str]) -> Iterator[Finding]:
+    from inferstack.planning.overflow.ranges import cloud_ranges
+
     ov = spec.overflow
     assert ov is not None
     link = ov.link
@@ -1116,7 +1118,7 @@ def _overflow_link(spec: DeploymentSpec, clouds: set[str]) -> Iterator[Finding]:
             site.append(ipaddress.IPv4Network(cidr))
         except ValueError:
             yield Finding((*loc, "onprem_cidrs", i), f"{cidr!r} is not an IPv4 range like 10.20.0.0/16")
-    for name, ranges in _cloud_ranges(spec):
+    for name, ranges in cloud_ranges(spec):
         for net in site:
             for cloud_range in ranges:
                 if net.overlaps(cloud_range):
@@ -1125,20 +1127,3 @@ def _overflow_link(spec: DeploymentSpec, clouds: set[str]) -> Iterator[Finding]:
                         f"the site's {net} overlaps {cloud_range} of burst target {name!r}: routes over the "
                         "link would be ambiguous; renumber one side",
                     )
-
-
-def _cloud_ranges(spec: DeploymentSpec) -> Iterator[tuple[str, list[ipaddress.IPv4Network]]]:
-    """The address ranges of each burst target's network that the link routes to."""
-    from inferstack.planning.aws_fleet import DEFAULT_VPC_CIDR
-    from inferstack.planning.endpoint import endpoint_ranges
-
-    assert spec.overflow is not None
-    for name in spec.overflow.burst:
-        target = spec.targets.get(name)
-        if isinstance(target, AwsGpuFleetTarget) and target.network.creates_vpc:
-            yield name, [ipaddress.IPv4Network(target.network.cidr or DEFAULT_VPC_CIDR)]
-        elif isinstance(target, GcpTargetBase) and target.network.creates_network:
-            yield (
-                name,
-                [ipaddress.IPv4Network(r) for r in (target.network.subnet_cidr, *endpoint_ranges(target.network))],
-            )

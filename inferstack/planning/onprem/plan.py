@@ -27,6 +27,14 @@ def plan_onprem(spec: DeploymentSpec, stack: str, name: str) -> OnPremPlan:
         LOCATION_LABEL: target.location,
     }
     nodes = plan_node_config(spec, name, system_labels)
+    gateway: tuple = ()
+    if spec.overflow is not None and spec.overflow.primary == name:
+        # The overflow gateway runs on the primary's cluster, beside its engines.
+        from inferstack.planning.overflow.gateway import plan_gateway
+        from inferstack.planning.overflow.plan import plan_upstreams
+        from inferstack.planning.overflow.ranges import gateway_egress_ranges
+
+        gateway = plan_gateway(spec, stack, plan_upstreams(spec, stack), gateway_egress_ranges(spec)).manifests
     return OnPremPlan(
         target=name,
         location=target.location,
@@ -41,5 +49,5 @@ def plan_onprem(spec: DeploymentSpec, stack: str, name: str) -> OnPremPlan:
         node_patches=nodes.node_patches,
         gpu_operator=nodes.gpu_operator,
         # The operator's namespace and config first: the engine's pods need its runtime class.
-        manifests=(*nodes.manifests, *plan_workload(spec, stack, name, pools)),
+        manifests=(*nodes.manifests, *plan_workload(spec, stack, name, pools), *gateway),
     )
