@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -37,7 +38,7 @@ from inferstack.planning.simulation import (
 )
 from inferstack.planning.traffic import DAY_SECONDS
 from inferstack.spec.loader import load_spec
-from inferstack.spec.models import Overflow
+from inferstack.spec.models import Overflow, ReplicaCapacity, TargetTraffic, Traffic
 from inferstack.spec.models import OverflowTrigger as SpecTrigger
 
 STACKS = EXAMPLE_STACKS[0].parent
@@ -361,3 +362,48 @@ def test_a_queue_signal_alone_gives_back_busy_pods_and_the_busy_trigger_holds_th
     held = run(pool(pods=with_busy, initial=3), replica(slots=10), arr)
     assert [e.second for e in held.events if e.kind == "in"] == [20_309, 20_609]  # only once the load ends
     assert all(f.kind != "scale-in-under-load" for f in held.findings)
+
+
+def test_a_burst_target_with_a_measured_replica_still_receives_only_the_spill():
+    """Stating a burst target's replica capacity in `traffic.targets` must not give it a share of
+    its own: its share defaults to 0 whatever else the entry says."""
+    spec, resources = hybrid(timeout=900)
+    measured = TargetTraffic(replica=ReplicaCapacity(concurrent_sequences=16, output_tokens_per_second=400))
+    spec = spec.model_copy(update={"traffic": Traffic(targets={"burst": measured})})
+    res = simulate_stack(spec, "hybrid", resources, spike(), seed=1)
+    burst = next(t for t in res.targets if t.target == "burst")
+    note = next(n for n in res.notes if n.startswith("overflow from muc"))
+    spilled = int(re.search(r"spilled (\d+) to burst", note).group(1))
+    assert burst.requests == spilled > 0
+
+
+def _hybrid_example():
+    spec = load_spec(str(STACKS / "hybrid.yaml")).spec
+    return spec, plan_of_file(str(STACKS / "hybrid.yaml")).resources
+
+
+def _heavy_spike() -> np.ndarray:
+    arr = np.zeros(DAY_SECONDS, dtype=np.int64)
+    arr[3600:7200] = 400  # far past the site's pools at their maximum: the overflow fires and holds
+    return arr
+
+
+def test_the_gateway_publisher_wakes_a_gcp_burst_group_from_zero():
+    """The GCP group's per-group metric has no node to publish it at zero: the overflow gateway's
+    publisher writes the requests waiting for the group, so the autoscaler sees them and wakes it."""
+    spec, resources = _hybrid_example()
+    res = simulate_stack(spec, "hybrid", resources, _heavy_spike(), seed=1)
+    gcp = next(t for t in res.targets if t.target == "gcp-burst")
+    assert gcp.requests > 0 and gcp.served > 0 and any(e.kind in ("wake", "out") for e in gcp.events)
+    assert all(f.kind != "cannot-wake-from-zero" for f in gcp.findings)
+
+
+def test_without_a_publisher_nothing_wakes_the_gcp_burst_group():
+    spec, resources = _hybrid_example()
+    assert spec.overflow is not None
+    gateway = spec.overflow.gateway.model_copy(update={"publisher_image": None})
+    spec = spec.model_copy(update={"overflow": spec.overflow.model_copy(update={"gateway": gateway})})
+    res = simulate_stack(spec, "hybrid", resources, _heavy_spike(), seed=1)
+    gcp = next(t for t in res.targets if t.target == "gcp-burst")
+    assert gcp.requests > 0 and gcp.served == 0
+    assert any(f.kind == "cannot-wake-from-zero" for f in gcp.findings)

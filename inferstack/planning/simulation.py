@@ -263,7 +263,11 @@ def simulate_target(
     spot_rate_per_hour: float = 0.0,
     seed: int = 0,
     hourly_price: float | None = None,
+    front_door: bool = False,
 ) -> TargetResult:
+    """One target's day. `front_door`: the overflow gateway's publisher writes the requests waiting
+    for this target into the metric its group wakes and scales on (planning.overflow.publisher),
+    so the group sees demand while it has no node to publish it."""
     rng = np.random.default_rng(seed + 1)
     seconds = len(arrivals)
     slots = replica.concurrent_sequences
@@ -533,12 +537,17 @@ def simulate_target(
         if cfg.wake:
             wk = cfg.wake
             published = sum(sums[m][-1] for m in wk.published) if wk.published else 0.0
+            if front_door:
+                published += queued
             demand = (demand_minute if wk.load_balancer else 0) + published
             if desired < 1 and demand > 0:
                 set_desired(wk.capacity, t, "wake", wk.policy)
         if cfg.autoscaler:
             au = cfg.autoscaler
             v = history[au.metric][-1]
+            if front_door and au.per_group and (v is not None or queued):
+                v = 0.0 if v is None else v  # the group's series: the nodes' and the gateway's, summed
+                sums[au.metric][-1] += queued
             if v is not None:
                 total = sums[au.metric][-1]
                 want = math.ceil(total / au.target) if au.per_group else math.ceil(nodes_published * v / au.target)
@@ -571,7 +580,7 @@ def simulate_target(
         res.cost_usd = round(res.replica_hours * hourly_price, 2)
     res.series = series
     res.pending, res.serving = pending_s, serving_s
-    _findings(cfg, res, over_slo_outside_zero, at_max_when_late)
+    _findings(cfg, res, over_slo_outside_zero, at_max_when_late, front_door)
     res.findings = _merge(res.findings)
     return res
 
@@ -591,7 +600,7 @@ def _clock(t: int) -> str:
     return f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"
 
 
-def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int) -> None:
+def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int, front_door: bool = False) -> None:
     zero_episodes = [e for e in res.events if e.kind == "in" and e.after == 0]
     if cfg.min_size == 0 and cfg.cloud != "fixed":
         # Only the load balancer reports demand at zero: the InferStack metrics a wake alarm also
@@ -599,6 +608,8 @@ def _findings(cfg: ScalingConfig, res: TargetResult, late: int, late_at_max: int
         waking = cfg.wake is not None and cfg.wake.load_balancer
         if cfg.autoscaler is not None or cfg.pods is not None:
             waking = False  # nodes (pods) publish nothing at zero, and nothing else publishes the group's metric
+        if front_door and (cfg.wake is not None or (cfg.autoscaler is not None and cfg.autoscaler.per_group)):
+            waking = True  # the overflow gateway publishes the requests waiting for the group
         stuck = res.requests and res.served == 0 and cfg.initial == 0
         if not waking and (zero_episodes or stuck or res.refused):
             resource = cfg.autoscaler.resource if cfg.autoscaler else cfg.pods.resource if cfg.pods else cfg.group
@@ -839,10 +850,12 @@ def simulate_stack(
             )
     spill = getattr(spec, "overflow", None)
     bursts = list(spill.burst) if spill is not None else []
-    shares = {
-        n: (traffic.targets[n].share if n in traffic.targets else 0.0 if n in bursts else 1.0)
-        for n in sorted(set(configs) | set(pools))
-    }
+
+    def share(n: str) -> float:
+        stated = traffic.targets[n].share if n in traffic.targets else None
+        return stated if stated is not None else 0.0 if n in bursts else 1.0
+
+    shares = {n: share(n) for n in sorted(set(configs) | set(pools))}
     per_target = split_arrivals(arrivals, shares, seed)
     out = StackResult(stack, profile, seed, [])
     order = sorted(shares)
@@ -854,6 +867,9 @@ def simulate_stack(
         "spot_rate_per_hour": traffic.spot_interruptions_per_hour,
     }
 
+    # The overflow gateway's publisher wakes the burst targets (none without a publisher image).
+    woken = set(bursts) if spill is not None and getattr(spill.gateway, "publisher_image", None) else set()
+
     def run_cloud(name: str, arr: np.ndarray) -> TargetResult:
         cfg = configs[name]
         rep = replica_model(spec, stack, name, traffic)
@@ -861,7 +877,9 @@ def simulate_stack(
         hourly = None
         if price is not None and price.hourly_max is not None and cfg.max_size:
             hourly = price.hourly_max / cfg.max_size  # blended per replica at the fleet's spot/on-demand mix
-        return simulate_target(cfg, rep, arr, seed=seed + 101 * order.index(name), hourly_price=hourly, **kw)
+        return simulate_target(
+            cfg, rep, arr, seed=seed + 101 * order.index(name), hourly_price=hourly, front_door=name in woken, **kw
+        )
 
     def run_onprem(name: str, arr: np.ndarray) -> list[TargetResult]:
         plans = {p.name: p for p in plan_pools(spec, name)}

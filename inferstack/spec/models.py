@@ -1013,12 +1013,13 @@ class ReplicaCapacity(StrictModel):
 
 
 class TargetTraffic(StrictModel):
-    share: float = Field(
-        default=1.0,
+    share: float | None = Field(
+        default=None,
         ge=0,
         le=1_000_000,
         allow_inf_nan=False,
-        description="Relative share of the requests this target receives (default: equal shares).",
+        description="Relative share of the requests this target receives (default: equal shares; 0 for an "
+        "overflow burst target, which receives only what the primary spills).",
     )
     replica: ReplicaCapacity = Field(default_factory=ReplicaCapacity)
 
