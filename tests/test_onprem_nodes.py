@@ -56,6 +56,7 @@ targets:
         replicas: {{min: 1, max: 4}}
     weights: {{pvc: llama-weights}}
     autoscaling: {{target: 8}}
+    gpu_operator: {{driver_repo_config: nvidia-driver-repos}}
 """
 LABELS = {"managed-by": "inferstack"}
 # A Kubernetes label value (apimachinery validation.IsValidLabelValue): 63 characters at most.
@@ -350,6 +351,42 @@ def test_a_preinstalled_driver_is_not_installed():
     assert v["driver"]["enabled"] is False and "version" not in v["driver"]
 
 
+def test_an_operator_built_driver_gets_its_packages_from_the_sites_mirror():
+    """driver.repoConfig.configMapName: the repo files the driver container's package manager reads
+    (gpu-operator values.yaml, "Private mirror repository configuration"); nothing precompiled."""
+    v = config_of(mixed_site(gpu_operator={"driver_repo_config": "site-repos"})).gpu_operator.values
+    assert v["driver"]["repoConfig"] == {"configMapName": "site-repos"}
+    assert "usePrecompiled" not in v["driver"] and v["driver"]["enabled"] is True
+
+
+def test_a_precompiled_driver_is_its_branchs_image_with_no_package_mirror():
+    op = {"driver_precompiled": True, "driver_version": "580"}
+    v = config_of(mixed_site(gpu_operator=op)).gpu_operator.values
+    assert v["driver"]["usePrecompiled"] is True and v["driver"]["version"] == "580"
+    assert "repoConfig" not in v["driver"]
+    assert v["driver"]["repository"] == "registry.site.example/mirror/nvidia"
+
+
+@pytest.mark.parametrize(
+    "operator, error",
+    [
+        ({}, True),  # the default: the operator builds the driver, from nowhere said
+        ({"driver_version": "570.172.08"}, True),
+        ({"driver_repo_config": "site-repos"}, False),
+        ({"driver_precompiled": True, "driver_version": "580"}, False),
+        ({"driver": "preinstalled"}, False),
+        ({"manage": False}, False),  # the cluster's operator: its driver is the cluster's business
+    ],
+)
+def test_an_operator_built_driver_must_name_its_source_inside_the_site(operator, error):
+    found = [f for f in findings(mixed_site(gpu_operator=operator)) if f.severity == "error"]
+    assert [f.loc for f in found] == ([("targets", "site", "gpu_operator", "driver")] if error else [])
+    if error:
+        message = found[0].message
+        assert "driver_repo_config" in message and "driver_precompiled: true" in message
+        assert "driver: preinstalled" in message
+
+
 def test_no_runtime_class_is_declared_the_operator_owns_it():
     assert not [m for m in config_of(mixed_site()).manifests if m.kind == "RuntimeClass"]
 
@@ -362,7 +399,13 @@ def test_a_cluster_operator_is_configured_not_installed():
 
 
 def test_render_mode_declares_a_flux_release_instead():
-    config = config_of(mixed_site(mode="render", render_dir="out", gpu_operator={"chart_version": "v25.10.0"}))
+    config = config_of(
+        mixed_site(
+            mode="render",
+            render_dir="out",
+            gpu_operator={"chart_version": "v25.10.0", "driver_repo_config": "nvidia-driver-repos"},
+        )
+    )
     assert config.gpu_operator is None
     repo = manifest(config, "HelmRepository")
     release = manifest(config, "HelmRelease")

@@ -48,6 +48,30 @@ def test_the_example_validates(tmp_path):
         ),
         # An image from outside the site's mirror.
         ("image: registry.muc.acme.internal/mirror/", "image: docker.io/", "registry mirror"),
+        # An operator-built driver with nowhere inside the site to get its OS packages from.
+        ("      driver_repo_config: nvidia-driver-repos\n", "", "gpu_operator.driver"),
+        ("      driver_repo_config: nvidia-driver-repos\n", "", "driver_precompiled: true"),
+        # The repo ConfigMap is a Kubernetes name.
+        ("driver_repo_config: nvidia-driver-repos", "driver_repo_config: Nvidia_Repos", "driver_repo_config"),
+        # A precompiled image is chosen by branch, and needs no package mirror.
+        (
+            "      driver_repo_config: nvidia-driver-repos\n",
+            "      driver_precompiled: true\n      driver_version: 570.172.08\n",
+            "name the driver branch",
+        ),
+        (
+            "      driver_repo_config: nvidia-driver-repos\n",
+            "      driver_repo_config: nvidia-driver-repos\n      driver_precompiled: true\n      driver_version: '580'\n",
+            "installs no OS packages",
+        ),
+        # A driver built on the nodes needs its full version, not a branch.
+        (
+            "      driver_repo_config: nvidia-driver-repos\n",
+            "      driver_repo_config: r\n      driver_version: '580'\n",
+            "is a driver branch",
+        ),
+        # The nodes' own driver takes no driver source.
+        ("      driver: operator\n", "      driver: preinstalled\n", "driver: preinstalled"),
     ],
 )
 def test_the_spec_rejects(tmp_path, old, new, expected):

@@ -749,6 +749,7 @@ def check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> li
         if not sharing and resolved:
             out += _pool_fit(spec, name, pool_name, pool, gpu, loc)
     out += _operator_kept(name, target)
+    out += _driver_source(name, target)
     out += _cluster_shared(spec, name, target)
     out += [f for f in _check_onprem_nodes(spec) if f.loc[1] == name]
     return out
@@ -932,6 +933,27 @@ def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
             )
         )
     return out
+
+
+def _driver_source(name: str, target: OnPremK8sTarget) -> list[Finding]:
+    """A driver the operator installs must not come from the internet. The conventional driver
+    container downloads kernel headers and compilers from the OS's public repositories when it starts
+    (NVIDIA GPU Operator docs, "Install NVIDIA GPU Operator in Air-Gapped Environments"): the spec
+    names the site's package mirror (a repo ConfigMap), or a precompiled image that needs none, or
+    the nodes' own driver."""
+    op = target.gpu_operator
+    if not op.manage or op.driver != "operator" or op.driver_precompiled or op.driver_repo_config is not None:
+        return []
+    return [
+        Finding(
+            ("targets", name, "gpu_operator", "driver"),
+            "the operator's driver container downloads OS packages (kernel headers, compilers) when it builds the "
+            "driver, from the internet unless told otherwise. Say where they come from inside the site: "
+            "driver_repo_config: <ConfigMap in the operator's namespace whose repo files point at the site's package "
+            'mirror>; or driver_precompiled: true with driver_version: <branch, e.g. "580"> (an image that needs no '
+            "packages, mirrored in the site's registry); or driver: preinstalled (the nodes have the driver)",
+        )
+    ]
 
 
 def _cluster_shared(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> list[Finding]:

@@ -845,13 +845,58 @@ class GpuOperator(StrictModel):
     driver: Literal["operator", "preinstalled"] = Field(
         default="operator", description="operator: the operator installs the driver; preinstalled: the nodes have it."
     )
-    driver_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
+    driver_version: str | None = Field(
+        default=None,
+        pattern=r"^\d+(\.\d+){0,2}$",
+        description="driver: operator: the driver's version (e.g. 570.172.08); with driver_precompiled, its branch "
+        "(e.g. 580).",
+    )
+    driver_repo_config: K8sName | None = Field(
+        default=None,
+        description="driver: operator: a ConfigMap in the operator's namespace whose files (.list/.sources on Ubuntu, "
+        ".repo on RHEL) point the driver container's package manager at the site's package mirror (kernel headers, "
+        "compilers); the site creates it. The chart's driver.repoConfig.configMapName.",
+    )
+    driver_precompiled: bool = Field(
+        default=False,
+        description="driver: operator: run NVIDIA's precompiled driver image of the branch driver_version names "
+        "(from the site's registry mirror), which needs no OS packages. The chart's driver.usePrecompiled.",
+    )
     manage: bool = Field(default=True, description="false: the cluster already runs the operator; configure it only.")
     namespace: K8sName = Field(
         default="gpu-operator",
         description="The operator's own namespace (labelled privileged for Pod Security: its driver, toolkit and "
         "device-plugin pods need host access); with manage: false, the namespace the cluster's operator runs in.",
     )
+
+    @model_validator(mode="after")
+    def _driver_source(self) -> GpuOperator:
+        """Where the operator's driver comes from is said once: the branch of a precompiled image, or a full
+        version built against the site's package mirror, or the nodes' own driver. That an operator-built
+        driver names its mirror at all is a spec check (checks.py), since it is also the default's concern."""
+        if self.driver == "preinstalled":
+            for field in ("driver_version", "driver_repo_config", "driver_precompiled"):
+                if getattr(self, field):
+                    raise FieldError(field, "the nodes' own driver is used (driver: preinstalled): remove it")
+            return self
+        if self.driver_precompiled and self.driver_repo_config is not None:
+            raise FieldError(
+                "driver_repo_config",
+                "a precompiled driver image installs no OS packages: remove driver_repo_config or driver_precompiled",
+            )
+        if self.driver_precompiled and (self.driver_version is None or "." in self.driver_version):
+            raise FieldError(
+                "driver_version",
+                'with driver_precompiled, name the driver branch the image is built for (e.g. "580"); the chart '
+                "picks the image <branch>-<kernel>-<os> (NVIDIA GPU Operator docs, Precompiled Driver Containers)",
+            )
+        if not self.driver_precompiled and self.driver_version is not None and "." not in self.driver_version:
+            raise FieldError(
+                "driver_version",
+                f"{self.driver_version!r} is a driver branch: a driver built on the nodes needs its full version "
+                "(e.g. 570.172.08), or set driver_precompiled: true for the branch's precompiled image",
+            )
+        return self
 
 
 class OnPremK8sTarget(TargetBase):

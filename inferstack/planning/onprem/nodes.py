@@ -188,7 +188,13 @@ def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
     values["driver"]["enabled"] = op.driver == "operator"
     values["driver"]["manager"] = {"repository": mirrored(_DRIVER_MANAGER_IMAGE, target.registry)}
     if op.driver_version is not None:
-        values["driver"]["version"] = op.driver_version
+        values["driver"]["version"] = op.driver_version  # with usePrecompiled: the branch
+    # Where the driver's packages come from, inside the site (the spec checks say one is named):
+    # repo files pointing at the site's mirror, or a precompiled image that needs none.
+    if op.driver_repo_config is not None:
+        values["driver"]["repoConfig"] = {"configMapName": op.driver_repo_config}
+    if op.driver_precompiled:
+        values["driver"]["usePrecompiled"] = True
     values["toolkit"]["enabled"] = True
     values["devicePlugin"].update(
         enabled=True, config={"create": False, "name": DEVICE_PLUGIN_CONFIG_MAP, "default": DEVICE_PLUGIN_DEFAULT}
