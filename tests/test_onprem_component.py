@@ -113,8 +113,19 @@ def test_render_mode_node_patch_is_one_node_object_gitops_never_prunes(rendered)
     patches = {p["name"]: p["inputs"] for p in rendered.of_type("kubernetes:core/v1:NodePatch")}
     assert sorted(patches) == ["site-node-gpu-1", "site-node-gpu-2"]
     assert patches["site-node-gpu-1"]["metadata"]["annotations"] == GITOPS_KEEP_ANNOTATIONS
-    assert patches["site-node-gpu-1"]["spec"]["taints"][0]["key"] == "inferstack.io/pool"
     assert PATCH_FORCE not in patches["site-node-gpu-2"]["metadata"]["annotations"]
+    # Labels only: a GitOps apply of a Node's taint list (atomic) would replace the site's taints.
+    for patch in patches.values():
+        assert "spec" not in patch and patch["metadata"]["labels"]
+
+
+def test_render_mode_refuses_a_node_patch_with_taints():
+    from dataclasses import replace
+
+    plan = onprem_plan("render")
+    tainted = replace(plan.node_patches[0], taints=({"key": "k", "value": "v", "effect": "NoSchedule"},))
+    with pytest.raises(ManifestError, match="render mode writes no taints"):
+        record_plan(replace(plan, node_patches=(tainted, *plan.node_patches[1:])))
 
 
 def test_helm_release_of_the_operator(applied):

@@ -37,7 +37,11 @@ def test_the_example_validates(tmp_path):
         # A MIG profile that does not exist for the A100 80GB.
         ("profile: 3g.40gb", "profile: 3g.20gb", "has no MIG profile '3g.20gb'"),
         # More replicas than the pool's devices hold (one node of 8 GPUs x 2 slices = 16).
-        ("        replicas: {min: 2, max: 16}\n    weights", "        replicas: {min: 2, max: 17}\n    weights", "max"),
+        (
+            "        replicas: {min: 2, max: 16}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
+            "        replicas: {min: 2, max: 17}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
+            "max",
+        ),
         # A model that does not fit a 3g.40gb slice.
         ("    parameters: 8B", "    parameters: 70B", "a 3g.40gb MIG slice of A100-80GB offers"),
         # A tag in production.
@@ -69,6 +73,17 @@ def test_the_example_validates(tmp_path):
             "      driver_repo_config: nvidia-driver-repos\n",
             "      driver_repo_config: r\n      driver_version: '580'\n",
             "is a driver branch",
+        ),
+        # A toleration of the site's taint is a Kubernetes toleration.
+        (
+            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
+            "        tolerations: [{key: 'site gpu'}]\n    weights",
+            "must be a taint key",
+        ),
+        (
+            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
+            "        tolerations: [{key: gpu, operator: Exists, value: x}]\n    weights",
+            "operator: Exists matches any value",
         ),
         # The nodes' own driver takes no driver source.
         ("      driver: operator\n", "      driver: preinstalled\n", "driver: preinstalled"),

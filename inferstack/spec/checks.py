@@ -922,12 +922,22 @@ def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
             "warning",
         )
     )
-    if any(p.nodes is not None for p in target.pools.values()):
+    if any(p.dedicated_taint for p in target.pools.values()):
         out.append(
             Finding(
                 loc,
-                f"named pools' nodes get the NoSchedule taint {DEDICATED_TAINT}: the cluster's GPU operator must "
-                "tolerate it (daemonsets.tolerations, and its node-feature-discovery workers), or its device plugin "
+                f"pools with dedicated_taint get the NoSchedule taint {DEDICATED_TAINT}: the cluster's GPU operator "
+                "must tolerate it (daemonsets.tolerations, and its node-feature-discovery workers), or its device "
+                "plugin leaves those nodes without GPUs",
+                "warning",
+            )
+        )
+    if any(p.tolerations for p in target.pools.values()):
+        out.append(
+            Finding(
+                loc,
+                "the pools' tolerations are the site's taints on their nodes: the cluster's GPU operator must "
+                "tolerate them too (daemonsets.tolerations, node-feature-discovery workers), or its device plugin "
                 "leaves those nodes without GPUs",
                 "warning",
             )

@@ -614,6 +614,48 @@ PATTERN_HINTS.update(
     }
 )
 K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
+# A taint's key and value have a label's syntax (Kubernetes API validation of Taint: a qualified name,
+# an optional DNS-subdomain prefix and '/'; a value of at most 63 characters, possibly empty).
+K8S_QUALIFIED_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+K8S_LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+PATTERN_HINTS.update(
+    {
+        K8S_QUALIFIED_NAME_PATTERN: "must be a taint key: [prefix/]name, the name at most 63 of a-z, A-Z, 0-9, "
+        "'-', '_', '.', alphanumeric at both ends",
+        K8S_LABEL_VALUE_PATTERN: "must be a taint value: at most 63 of a-z, A-Z, 0-9, '-', '_', '.', alphanumeric "
+        "at both ends",
+    }
+)
+
+
+class Toleration(StrictModel):
+    """A taint the site puts on a pool's nodes, which the pool's engine pods (and the GPU operator's
+    node agents) tolerate. Kubernetes core/v1 Toleration, without tolerationSeconds."""
+
+    key: Annotated[str, StringConstraints(pattern=K8S_QUALIFIED_NAME_PATTERN)]
+    operator: Literal["Equal", "Exists"] = Field(
+        default="Equal", description="Equal: the taint's value must match; Exists: any value."
+    )
+    value: Annotated[str, StringConstraints(pattern=K8S_LABEL_VALUE_PATTERN)] = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint's effect; unset tolerates every effect of the key."
+    )
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Toleration:
+        # API validation (ValidateTolerations): with operator Exists the value must be empty.
+        if self.operator == "Exists" and self.value:
+            raise FieldError("value", "operator: Exists matches any value: remove value, or use operator: Equal")
+        return self
+
+    def body(self) -> dict[str, str]:
+        """The toleration as the API takes it (a pod's spec.tolerations[])."""
+        out = {"key": self.key, "operator": self.operator}
+        if self.operator == "Equal":
+            out["value"] = self.value
+        if self.effect is not None:
+            out["effect"] = self.effect
+        return out
 
 
 class KubernetesCluster(StrictModel):
@@ -708,6 +750,18 @@ class NodePool(StrictModel):
     gpus_per_node: int = Field(ge=1, le=16)
     sharing: GpuSharing = Field(default_factory=lambda: WholeGpus(mode="whole"))
     replicas: ReplicaBounds
+    dedicated_taint: bool = Field(
+        default=False,
+        description="apply mode, named nodes: also taint them NoSchedule inferstack.io/dedicated=<pool>, so only the "
+        "pool's engine (and the GPU operator's agents) runs there. A node's taints are one atomic list owned whole by "
+        "whoever applies it: use it only on nodes whose taints nothing else sets (the patch fails on a conflict, it "
+        "never takes other managers' taints). Default: the site taints its nodes and lists them in tolerations.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="The site's own taints on the pool's nodes: the engine's pods and the GPU operator's node agents "
+        "tolerate them.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_select(self) -> NodePool:
@@ -721,6 +775,12 @@ class NodePool(StrictModel):
             raise FieldError("node_count", "is implied by the list of nodes: remove it")
         if self.nodes is not None and len(set(self.nodes)) != len(self.nodes):
             raise FieldError("nodes", "a node is listed twice")
+        if self.dedicated_taint and self.nodes is None:
+            raise FieldError(
+                "dedicated_taint",
+                "only named nodes are patched: nodes selected by the cluster's labels carry the cluster's taints; "
+                "list those in tolerations",
+            )
         return self
 
     @property
@@ -938,6 +998,14 @@ class OnPremK8sTarget(TargetBase):
             raise FieldError("render_dir", "mode: render writes manifests to a directory: name it")
         if self.mode == "apply" and self.render_dir is not None:
             raise FieldError("render_dir", "only mode: render writes a directory: remove it or set mode: render")
+        if self.mode == "render":
+            for name in sorted(self.pools):
+                if self.pools[name].dedicated_taint:
+                    raise FieldError(
+                        ("pools", name, "dedicated_taint"),
+                        "render mode writes no taints (a GitOps apply of a Node's taint list would replace the "
+                        "site's other taints): the site taints its nodes; list the taint in the pool's tolerations",
+                    )
         return self
 
     @property
