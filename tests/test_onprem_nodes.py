@@ -497,7 +497,12 @@ def test_render_mode_declares_an_argocd_application(repository, repo_url):
     assert (source["repoURL"], source["chart"], source["targetRevision"]) == (repo_url, "gpu-operator", "v25.10.0")
     assert source["helm"]["valuesObject"]["mig"] == {"strategy": "mixed"}
     assert app["spec"]["destination"] == {"server": "https://kubernetes.default.svc", "namespace": "gpu-operator"}
-    assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    # Synced by itself (prune what the chart drops, revert drift), server-side (the ClusterPolicy CRD
+    # is too large for client-side apply).
+    assert app["spec"]["syncPolicy"] == {
+        "automated": {"prune": True, "selfHeal": True},
+        "syncOptions": ["ServerSideApply=true"],
+    }
 
 
 # -- checks ------------------------------------------------------------------------------------

@@ -253,7 +253,8 @@ def gitops_manifests(
     replaced on upgrade (`crds: CreateReplace`; Helm itself never upgrades CRDs). fluxcd.io,
     "Helm Releases" and "Helm Repositories" (an OCI registry is `type: oci`).
     Argo CD: an Application in the argocd namespace; values as `valuesObject`, an OCI chart
-    repository named without its `oci://` scheme (argo-cd.readthedocs.io, user guide "Helm"); and
+    repository named without its `oci://` scheme (argo-cd.readthedocs.io, user guide "Helm"); synced
+    automatically with pruning and self-heal (what Flux's HelmRelease does by itself); and
     server-side apply, because the ClusterPolicy CRD is too large for client-side apply's
     last-applied annotation (NVIDIA/gpu-operator issue #194).
     """
@@ -311,7 +312,14 @@ def gitops_manifests(
                         "helm": {"releaseName": RELEASE, "valuesObject": values},
                     },
                     "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
-                    "syncPolicy": {"syncOptions": ["ServerSideApply=true"]},
+                    # Synced by itself, like Flux's HelmRelease: a new chart version or values in
+                    # Git roll out, objects the chart drops are pruned, and drift on the cluster is
+                    # reverted (argo-cd.readthedocs.io, "Automated Sync Policy": automated.prune,
+                    # automated.selfHeal; "Sync Options": ServerSideApply=true).
+                    "syncPolicy": {
+                        "automated": {"prune": True, "selfHeal": True},
+                        "syncOptions": ["ServerSideApply=true"],
+                    },
                 },
             }
         ),
