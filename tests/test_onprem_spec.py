@@ -38,8 +38,8 @@ def test_the_example_validates(tmp_path):
         ("profile: 3g.40gb", "profile: 3g.20gb", "has no MIG profile '3g.20gb'"),
         # More replicas than the pool's devices hold (one node of 8 GPUs x 2 slices = 16).
         (
-            "        replicas: {min: 2, max: 16}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
-            "        replicas: {min: 2, max: 17}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
+            "        replicas: {min: 2, max: 16}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "        replicas: {min: 2, max: 17}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
             "max",
         ),
         # A model that does not fit a 3g.40gb slice.
@@ -76,15 +76,17 @@ def test_the_example_validates(tmp_path):
         ),
         # A toleration of the site's taint is a Kubernetes toleration.
         (
-            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
-            "        tolerations: [{key: 'site gpu'}]\n    weights",
+            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "        tolerations: [{key: 'site gpu'}]\n        node_cpus: 240",
             "must be a taint key",
         ),
         (
-            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n    weights",
-            "        tolerations: [{key: gpu, operator: Exists, value: x}]\n    weights",
+            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "        tolerations: [{key: gpu, operator: Exists, value: x}]\n        node_cpus: 240",
             "operator: Exists matches any value",
         ),
+        # The A100 node's 16 MIG slices hold 16 replicas, its 16 CPUs hold 8 (2 CPUs each).
+        ("node_cpus: 240", "node_cpus: 16", "pools.a100.node_cpus"),
         # The nodes' own driver takes no driver source.
         ("      driver: operator\n", "      driver: preinstalled\n", "driver: preinstalled"),
     ],

@@ -747,7 +747,8 @@ def check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> li
             )
         out += sharing
         if not sharing and resolved:
-            out += _pool_fit(spec, name, pool_name, pool, gpu, loc)
+            fit = _pool_fit(spec, name, pool_name, pool, gpu, loc)
+            out += fit or _pool_host_fit(spec, name, pool_name, pool, loc)
     out += _operator_kept(name, target)
     out += _driver_source(name, target)
     out += _cluster_shared(spec, name, target)
@@ -891,6 +892,47 @@ def _pool_fit(
             )
         ]
     return []
+
+
+def _pool_host_fit(spec: DeploymentSpec, name: str, pool_name: str, pool: NodePool, loc: Loc) -> list[Finding]:
+    """With the nodes' CPUs or memory stated, the replicas a pool may run must fit them as well as
+    its devices: a replica whose GPU is free but whose CPU or memory is not stays Pending."""
+    from inferstack.planning.onprem.capacity import replica_requests, replicas_per_node_by_host
+    from inferstack.planning.onprem.pools import plan_pool
+    from inferstack.planning.onprem.workload import plan_workload
+
+    if pool.node_cpus is None and pool.node_memory_gib is None:
+        return []
+    plan = plan_pool(spec, name, pool_name, pool)
+    try:
+        # This pool alone (another may be invalid, and is reported on its own); the stack names only
+        # the namespace, never a pod's requests.
+        requests = replica_requests(plan_workload(spec, "check", name, (plan,)), plan)
+    except ValueError:  # what else is wrong with the target is reported by its own check
+        return []
+    if requests is None:
+        return []
+    by_host = replicas_per_node_by_host(requests, pool.node_cpus, pool.node_memory_gib)
+    by_devices = plan.devices_per_node // plan.devices_per_replica
+    if by_host is None or pool.replicas.max <= plan.node_count * min(by_host, by_devices):
+        return []
+    stated = ", ".join(
+        f"{v} {unit}"
+        for v, unit in ((pool.node_cpus, "CPUs"), (pool.node_memory_gib, "GiB of memory"))
+        if v is not None
+    )
+    by_cpu = replicas_per_node_by_host(requests, pool.node_cpus, None)
+    by_memory = replicas_per_node_by_host(requests, None, pool.node_memory_gib)
+    field = "node_cpus" if by_cpu is not None and (by_memory is None or by_cpu <= by_memory) else "node_memory_gib"
+    return [
+        Finding(
+            (*loc, field),
+            f"a node's GPUs hold {by_devices} replicas, but its {stated} hold {by_host}: each replica requests "
+            f"{requests.cpus:g} CPUs and {requests.memory_bytes / GIB:g} GiB, so the pool runs at most "
+            f"{plan.node_count * min(by_host, by_devices)} of replicas.max {pool.replicas.max} (the rest would stay "
+            "Pending). Lower replicas.max, or use nodes with more CPUs and memory",
+        )
+    ]
 
 
 def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:

@@ -762,6 +762,20 @@ class NodePool(StrictModel):
         description="The site's own taints on the pool's nodes: the engine's pods and the GPU operator's node agents "
         "tolerate them.",
     )
+    node_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="CPUs one node has for pods (its Allocatable, less the node agents' requests): checked against the "
+        "replicas its GPUs hold, each requesting the engine's CPUs.",
+    )
+    node_memory_gib: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Memory (GiB) one node has for pods (its Allocatable, less the node agents' requests): checked "
+        "against the replicas its GPUs hold, each requesting the engine's memory and shared memory.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_select(self) -> NodePool:
