@@ -344,14 +344,25 @@ class OnPremK8s(pulumi.ComponentResource):
         taints (the node lifecycle controller's, the administrator's), so the taints patch never
         forces, and a conflict is an error that names the other manager.
 
-        In render mode the provider writes one file per object (`v1-node-default-<node>.yaml`), so a
-        node is one patch with both, annotated so that Flux and Argo CD never prune or delete it.
+        In render mode the provider writes one file per object (`v1-node-default-<node>.yaml`) and the
+        site's GitOps tool applies it, with server-side apply and forced ownership (Flux) or a
+        client-side merge (Argo CD): either way whatever the file says of an atomic field replaces the
+        live one. A Node file therefore carries labels only, never `spec.taints` (the site's taints
+        would be wiped by the first sync); the spec refuses dedicated_taint in render mode and the
+        site taints its nodes itself. Labels stay: they are a map merged key by key, and the MIG and
+        time-slicing layouts and the pool's node selector depend on them. The file is annotated so
+        that Flux and Argo CD never prune or delete the Node.
         """
         made: list[pulumi.Resource] = []
         for patch in sorted(plan.node_patches, key=lambda p: p.node):
             base = f"{plan.target}-node-{patch.node}".lower()
             if plan.mode == "render":
-                made.append(self._node_patch(base, patch.node, patch.labels, patch.taints, GITOPS_KEEP_ANNOTATIONS))
+                if patch.taints:
+                    raise ManifestError(
+                        f"target {plan.target}: node {patch.node}: render mode writes no taints (a GitOps apply of "
+                        "spec.taints replaces the node's whole list)"
+                    )
+                made.append(self._node_patch(base, patch.node, patch.labels, (), GITOPS_KEEP_ANNOTATIONS))
                 continue
             if patch.labels:
                 made.append(self._node_patch(base, patch.node, patch.labels, (), {PATCH_FORCE: "true"}))

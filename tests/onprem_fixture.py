@@ -219,7 +219,8 @@ def onprem_plan(mode: str = "apply", **changes: Any) -> OnPremPlan:
         kubernetes_version="1.31",
         labels=LABELS,
         pools=(),
-        node_patches=PATCHES,
+        # Render mode writes labels only (the planner never gives it a taint: components/onprem_k8s.py).
+        node_patches=PATCHES if mode == "apply" else tuple(replace(p, taints=()) for p in PATCHES),
         gpu_operator=OPERATOR if mode == "apply" else None,
         manifests=tuple(Manifest(m) for m in MANIFESTS),
     )

@@ -4,6 +4,7 @@ inputs and order, the provider in each mode, node patches, the GPU operator's He
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pulumi
 import pytest
@@ -113,8 +114,30 @@ def test_render_mode_node_patch_is_one_node_object_gitops_never_prunes(rendered)
     patches = {p["name"]: p["inputs"] for p in rendered.of_type("kubernetes:core/v1:NodePatch")}
     assert sorted(patches) == ["site-node-gpu-1", "site-node-gpu-2"]
     assert patches["site-node-gpu-1"]["metadata"]["annotations"] == GITOPS_KEEP_ANNOTATIONS
-    assert patches["site-node-gpu-1"]["spec"]["taints"][0]["key"] == "inferstack.io/pool"
     assert PATCH_FORCE not in patches["site-node-gpu-2"]["metadata"]["annotations"]
+    # Labels only: a GitOps apply of a Node's taint list (atomic) would replace the site's taints.
+    for patch in patches.values():
+        assert "spec" not in patch and patch["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("mode", ["apply", "render"])
+def test_a_node_is_only_ever_patched_never_owned(mode, applied, rendered):
+    """A Node resource would make Pulumi the node's owner (a replace or a destroy deletes the
+    machine's registration); patches are relinquished on delete and leave the node."""
+    r = applied if mode == "apply" else rendered
+    assert not r.of_type("kubernetes:core/v1:Node")
+    assert r.of_type("kubernetes:core/v1:NodePatch")
+    with pytest.raises(ManifestError, match="no resource type for this kind"):
+        plan = onprem_plan(mode)
+        node = Manifest({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1"}})
+        record_plan(replace(plan, manifests=(*plan.manifests, node)))
+
+
+def test_render_mode_refuses_a_node_patch_with_taints():
+    plan = onprem_plan("render")
+    tainted = replace(plan.node_patches[0], taints=({"key": "k", "value": "v", "effect": "NoSchedule"},))
+    with pytest.raises(ManifestError, match="render mode writes no taints"):
+        record_plan(replace(plan, node_patches=(tainted, *plan.node_patches[1:])))
 
 
 def test_helm_release_of_the_operator(applied):

@@ -51,3 +51,17 @@ def test_rendered_manifests_of_the_example_match_golden(case, tmp_path):
             (golden / name).write_text(body)
     assert rendered == _files(golden)
     assert kinds <= {name.split("/")[-1].split("-")[1] for name in rendered}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_golden_object_is_valid_for_the_clusters_version(case):
+    """What the GitOps tool would apply passes the cluster version's OpenAPI schemas and the CRDs'
+    (the Argo CD Application's automated sync policy, the labels-only Node files included)."""
+    from ruamel.yaml import YAML
+
+    from k8s_schemas import validate
+
+    files = sorted((GOLDEN / case).rglob("*.yaml"))
+    assert files
+    problems = {str(p.relative_to(GOLDEN)): validate(YAML(typ="safe").load(p.read_text()), "1.31") for p in files}
+    assert {name: errors for name, errors in problems.items() if errors} == {}

@@ -56,6 +56,7 @@ targets:
         replicas: {{min: 1, max: 4}}
     weights: {{pvc: llama-weights}}
     autoscaling: {{target: 8}}
+    gpu_operator: {{driver_repo_config: nvidia-driver-repos}}
 """
 LABELS = {"managed-by": "inferstack"}
 # A Kubernetes label value (apimachinery validation.IsValidLabelValue): 63 characters at most.
@@ -189,19 +190,72 @@ def test_a_time_sliced_pool_asks_for_a_shared_gpu_and_counts_its_share_of_memory
     assert p.memory_bytes_per_device == 6 * GIB
 
 
-def test_named_nodes_get_the_pool_label_and_taint_selected_nodes_keep_the_clusters():
+def test_named_nodes_get_the_pool_label_selected_nodes_keep_the_clusters():
     spec = with_pools(
         {
             "b-named": pool("H100-80GB", nodes=["n-2", "n-1"]),
             "a-selected": pool("H100-80GB", node_selector={"gpu": "h100"}, node_count=3),
+            "c-dedicated": pool("H100-80GB", nodes=["n-3"], dedicated_taint=True),
         }
     )
-    selected, named = plan_pools(spec, "site")  # in name order
+    selected, named, dedicated = plan_pools(spec, "site")  # in name order
     assert selected.name == "a-selected" and selected.nodes == () and selected.taint is None
     assert selected.node_selector == {"gpu": "h100"} and selected.node_count == 3
     value = pool_label_value(spec, "site", "b-named")
     assert named.node_selector == {POOL_LABEL: value} and named.nodes == ("n-2", "n-1")
-    assert named.taint == {"key": DEDICATED_TAINT, "value": value, "effect": "NoSchedule"}
+    # Taints are the site's unless the pool opts in: a node's taint list is owned whole.
+    assert named.taint is None and named.pod_tolerations == ()
+    value = pool_label_value(spec, "site", "c-dedicated")
+    assert dedicated.taint == {"key": DEDICATED_TAINT, "value": value, "effect": "NoSchedule"}
+    assert dedicated.pod_tolerations == (
+        {"key": DEDICATED_TAINT, "operator": "Equal", "value": value, "effect": "NoSchedule"},
+    )
+
+
+def test_a_pool_tolerates_the_sites_own_taints_before_inferstacks():
+    site_taints = [
+        {"key": "site.example/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "team", "value": "ml"},
+    ]
+    spec = with_pools({"p": pool("H100-80GB", nodes=["n-1"], tolerations=site_taints, dedicated_taint=True)})
+    (p,) = plan_pools(spec, "site")
+    assert p.pod_tolerations == (
+        {"key": "site.example/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "team", "operator": "Equal", "value": "ml"},  # no effect: every effect of the key
+        {"key": DEDICATED_TAINT, "operator": "Equal", "value": p.taint["value"], "effect": "NoSchedule"},
+    )
+    # The operator's node agents run where the engine does: they tolerate the site's taints too.
+    v = config_of(spec).gpu_operator.values
+    for toleration in p.tolerations:
+        assert toleration in v["daemonsets"]["tolerations"]
+        assert toleration in v["node-feature-discovery"]["worker"]["tolerations"]
+
+
+@pytest.mark.parametrize(
+    "change, loc, message",
+    [
+        ({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}, "value", "operator: Exists"),
+        ({"tolerations": [{"key": "a b"}]}, "tolerations.0.key", "should match pattern"),
+        ({"tolerations": [{"key": "k", "effect": "NoRun"}]}, "effect", "NoSchedule"),
+        ({"dedicated_taint": True, "node_selector": {"g": "h"}, "node_count": 1}, "pools.p", "only named nodes"),
+    ],
+)
+def test_bad_tolerations_and_taints_name_the_field(change, loc, message):
+    from pydantic import ValidationError
+
+    p = pool("H100-80GB", **change)
+    if "node_selector" in change:
+        p.pop("nodes", None)
+    with pytest.raises(ValidationError) as error:
+        with_pools({"p": p})
+    assert loc in str(error.value) and message in str(error.value)
+
+
+def test_render_mode_refuses_the_dedicated_taint():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="render mode writes no taints"):
+        with_pools({"p": pool("H100-80GB", dedicated_taint=True)}, {"mode": "render", "render_dir": "out"})
 
 
 def test_the_pool_label_value_is_a_label_value_even_for_long_names():
@@ -248,7 +302,7 @@ def test_node_patches_label_and_taint_named_nodes_only():
     assert list(patches) == ["a-1", "h-1", "h-2", "l-1", "t-1"]  # the selected pool is not patched
     value = pool_label_value(spec, "site", "a100")
     assert patches["a-1"].labels == {POOL_LABEL: value, MIG_CONFIG_LABEL: "all-3g.40gb"}
-    assert patches["a-1"].taints == ({"key": DEDICATED_TAINT, "value": value, "effect": "NoSchedule"},)
+    assert all(patch.taints == () for patch in patches.values())  # no dedicated_taint: the site's taints
     # A MIG-capable GPU serving whole GPUs is returned to whole GPUs; L4 has no MIG label at all.
     assert patches["h-1"].labels[MIG_CONFIG_LABEL] == "all-disabled"
     assert MIG_CONFIG_LABEL not in patches["l-1"].labels
@@ -350,6 +404,42 @@ def test_a_preinstalled_driver_is_not_installed():
     assert v["driver"]["enabled"] is False and "version" not in v["driver"]
 
 
+def test_an_operator_built_driver_gets_its_packages_from_the_sites_mirror():
+    """driver.repoConfig.configMapName: the repo files the driver container's package manager reads
+    (gpu-operator values.yaml, "Private mirror repository configuration"); nothing precompiled."""
+    v = config_of(mixed_site(gpu_operator={"driver_repo_config": "site-repos"})).gpu_operator.values
+    assert v["driver"]["repoConfig"] == {"configMapName": "site-repos"}
+    assert "usePrecompiled" not in v["driver"] and v["driver"]["enabled"] is True
+
+
+def test_a_precompiled_driver_is_its_branchs_image_with_no_package_mirror():
+    op = {"driver_precompiled": True, "driver_version": "580"}
+    v = config_of(mixed_site(gpu_operator=op)).gpu_operator.values
+    assert v["driver"]["usePrecompiled"] is True and v["driver"]["version"] == "580"
+    assert "repoConfig" not in v["driver"]
+    assert v["driver"]["repository"] == "registry.site.example/mirror/nvidia"
+
+
+@pytest.mark.parametrize(
+    "operator, error",
+    [
+        ({}, True),  # the default: the operator builds the driver, from nowhere said
+        ({"driver_version": "570.172.08"}, True),
+        ({"driver_repo_config": "site-repos"}, False),
+        ({"driver_precompiled": True, "driver_version": "580"}, False),
+        ({"driver": "preinstalled"}, False),
+        ({"manage": False}, False),  # the cluster's operator: its driver is the cluster's business
+    ],
+)
+def test_an_operator_built_driver_must_name_its_source_inside_the_site(operator, error):
+    found = [f for f in findings(mixed_site(gpu_operator=operator)) if f.severity == "error"]
+    assert [f.loc for f in found] == ([("targets", "site", "gpu_operator", "driver")] if error else [])
+    if error:
+        message = found[0].message
+        assert "driver_repo_config" in message and "driver_precompiled: true" in message
+        assert "driver: preinstalled" in message
+
+
 def test_no_runtime_class_is_declared_the_operator_owns_it():
     assert not [m for m in config_of(mixed_site()).manifests if m.kind == "RuntimeClass"]
 
@@ -362,7 +452,13 @@ def test_a_cluster_operator_is_configured_not_installed():
 
 
 def test_render_mode_declares_a_flux_release_instead():
-    config = config_of(mixed_site(mode="render", render_dir="out", gpu_operator={"chart_version": "v25.10.0"}))
+    config = config_of(
+        mixed_site(
+            mode="render",
+            render_dir="out",
+            gpu_operator={"chart_version": "v25.10.0", "driver_repo_config": "nvidia-driver-repos"},
+        )
+    )
     assert config.gpu_operator is None
     repo = manifest(config, "HelmRepository")
     release = manifest(config, "HelmRelease")
@@ -401,7 +497,12 @@ def test_render_mode_declares_an_argocd_application(repository, repo_url):
     assert (source["repoURL"], source["chart"], source["targetRevision"]) == (repo_url, "gpu-operator", "v25.10.0")
     assert source["helm"]["valuesObject"]["mig"] == {"strategy": "mixed"}
     assert app["spec"]["destination"] == {"server": "https://kubernetes.default.svc", "namespace": "gpu-operator"}
-    assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    # Synced by itself (prune what the chart drops, revert drift), server-side (the ClusterPolicy CRD
+    # is too large for client-side apply).
+    assert app["spec"]["syncPolicy"] == {
+        "automated": {"prune": True, "selfHeal": True},
+        "syncOptions": ["ServerSideApply=true"],
+    }
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -525,11 +626,17 @@ def test_a_selected_time_sliced_pool_must_select_the_device_plugin_label():
 
 def test_a_cluster_operator_gets_warnings_about_what_it_must_read_and_tolerate():
     kept = findings(mixed_site(gpu_operator={"manage": False}))
-    assert [f.severity for f in kept] == ["warning", "warning", "warning"]
+    assert [f.severity for f in kept] == ["warning", "warning"]
     assert {f.loc for f in kept} == {("targets", "site", "gpu_operator", "manage")}
     assert MIG_CONFIG_MAP in kept[0].message and "mig.strategy=mixed" in kept[0].message
     assert "runtimeClassName 'nvidia'" in kept[1].message
-    assert DEDICATED_TAINT in kept[2].message
+    # A taint inferstack adds, or the site's that the pools tolerate: the cluster's operator must tolerate it.
+    tainted = with_pools(
+        {"p": pool("H100-80GB", dedicated_taint=True, tolerations=[{"key": "site/gpu", "operator": "Exists"}])},
+        {"gpu_operator": {"manage": False}},
+    )
+    extra = [f.message for f in findings(tainted)]
+    assert len(extra) == 3 and DEDICATED_TAINT in extra[1] and "the site's taints" in extra[2]
     # A whole-GPU pool selected by the cluster's labels needs only the runtime class.
     whole = with_pools(
         {"c": pool("H100-80GB", node_selector={"g": "h100"}, node_count=2)}, {"gpu_operator": {"manage": False}}

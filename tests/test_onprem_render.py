@@ -42,15 +42,30 @@ def test_every_object_of_the_plan_is_one_file_with_its_body(rendered_objects):
     node = by_path["1-manifest/v1-node-default-gpu-1.yaml"].body
     assert node["kind"] == "Node" and node["apiVersion"] == "v1"
     assert node["metadata"]["labels"] == {"nvidia.com/mig.config": "all-3g.40gb"}
-    assert node["spec"]["taints"][0]["effect"] == "NoSchedule"
+    assert "spec" not in node  # render mode: labels only, the node's taints stay the site's
     assert len(objects) == len(MANIFESTS) + 2  # + the two nodes
 
 
-def test_apply_mode_patches_of_one_node_are_one_file_and_the_release_is_a_note():
+def test_apply_mode_patches_of_one_node_are_a_file_each_and_the_release_is_a_note():
     objects, notes = kubernetes_objects(record_plan(onprem_plan("apply")).resources)
-    node = next(o for o in objects if o.path == "1-manifest/v1-node-default-gpu-1.yaml").body
-    assert node["metadata"]["labels"] == {"nvidia.com/mig.config": "all-3g.40gb"}
-    assert node["spec"]["taints"][0]["key"] == "inferstack.io/pool"
+    nodes = {o.path: o.body for o in objects if o.body["kind"] == "Node"}
+    assert sorted(nodes) == [
+        "1-manifest/v1-node-default-gpu-1+site-node-gpu-1-taints.yaml",
+        "1-manifest/v1-node-default-gpu-1.yaml",
+        "1-manifest/v1-node-default-gpu-2.yaml",
+    ]
+    # Each file is exactly its patch: the labels, forced; the taints, not (never merged into one
+    # object that would read as a forced taint list).
+    labels = nodes["1-manifest/v1-node-default-gpu-1.yaml"]
+    assert labels["metadata"]["labels"] == {"nvidia.com/mig.config": "all-3g.40gb"}
+    assert labels["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"} and "spec" not in labels
+    taints = nodes["1-manifest/v1-node-default-gpu-1+site-node-gpu-1-taints.yaml"]
+    assert taints == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "gpu-1"},
+        "spec": {"taints": [{"key": "inferstack.io/pool", "value": "h100", "effect": "NoSchedule"}]},
+    }
     assert len(notes) == 1 and "site-gpu-operator" in notes[0] and "Helm release" in notes[0]
 
 

@@ -37,7 +37,11 @@ def test_the_example_validates(tmp_path):
         # A MIG profile that does not exist for the A100 80GB.
         ("profile: 3g.40gb", "profile: 3g.20gb", "has no MIG profile '3g.20gb'"),
         # More replicas than the pool's devices hold (one node of 8 GPUs x 2 slices = 16).
-        ("        replicas: {min: 2, max: 16}\n    weights", "        replicas: {min: 2, max: 17}\n    weights", "max"),
+        (
+            "        replicas: {min: 2, max: 16}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "        replicas: {min: 2, max: 17}\n        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "max",
+        ),
         # A model that does not fit a 3g.40gb slice.
         ("    parameters: 8B", "    parameters: 70B", "a 3g.40gb MIG slice of A100-80GB offers"),
         # A tag in production.
@@ -48,6 +52,43 @@ def test_the_example_validates(tmp_path):
         ),
         # An image from outside the site's mirror.
         ("image: registry.muc.acme.internal/mirror/", "image: docker.io/", "registry mirror"),
+        # An operator-built driver with nowhere inside the site to get its OS packages from.
+        ("      driver_repo_config: nvidia-driver-repos\n", "", "gpu_operator.driver"),
+        ("      driver_repo_config: nvidia-driver-repos\n", "", "driver_precompiled: true"),
+        # The repo ConfigMap is a Kubernetes name.
+        ("driver_repo_config: nvidia-driver-repos", "driver_repo_config: Nvidia_Repos", "driver_repo_config"),
+        # A precompiled image is chosen by branch, and needs no package mirror.
+        (
+            "      driver_repo_config: nvidia-driver-repos\n",
+            "      driver_precompiled: true\n      driver_version: 570.172.08\n",
+            "name the driver branch",
+        ),
+        (
+            "      driver_repo_config: nvidia-driver-repos\n",
+            "      driver_repo_config: nvidia-driver-repos\n      driver_precompiled: true\n      driver_version: '580'\n",
+            "installs no OS packages",
+        ),
+        # A driver built on the nodes needs its full version, not a branch.
+        (
+            "      driver_repo_config: nvidia-driver-repos\n",
+            "      driver_repo_config: r\n      driver_version: '580'\n",
+            "is a driver branch",
+        ),
+        # A toleration of the site's taint is a Kubernetes toleration.
+        (
+            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "        tolerations: [{key: 'site gpu'}]\n        node_cpus: 240",
+            "must be a taint key",
+        ),
+        (
+            "        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n        node_cpus: 240",
+            "        tolerations: [{key: gpu, operator: Exists, value: x}]\n        node_cpus: 240",
+            "operator: Exists matches any value",
+        ),
+        # The A100 node's 16 MIG slices hold 16 replicas, its 16 CPUs hold 8 (2 CPUs each).
+        ("node_cpus: 240", "node_cpus: 16", "pools.a100.node_cpus"),
+        # The nodes' own driver takes no driver source.
+        ("      driver: operator\n", "      driver: preinstalled\n", "driver: preinstalled"),
     ],
 )
 def test_the_spec_rejects(tmp_path, old, new, expected):

@@ -10,7 +10,8 @@ render` target's directory after `pulumi up` and `inferstack render` agree file 
 
 Each file holds one object as the provider writes it: the resource's inputs (what the component
 registered), keys sorted. Patch resources are written as the object they patch with only the
-patched fields, as the provider does (a NodePatch is a `Node` with labels, annotations and taints).
+patched fields, as the provider does (a NodePatch is a `Node` with labels, annotations and taints);
+a second patch of the same object is a file of its own beside the first (`patch_path`).
 Helm releases are not Kubernetes objects (the provider installs them, it never renders them).
 
 The content is the same data, keys sorted in both; the formatting follows go-yaml's choices of
@@ -97,13 +98,6 @@ def _secret_paths(value: Any, path: str = "") -> Iterable[str]:
             yield from _secret_paths(v, f"{path}[{i}]")
 
 
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    out = dict(into)
-    for key, value in other.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def _top_component(resource: dict[str, Any], by_urn: dict[str, dict[str, Any]]) -> str:
     """The name of the outermost component a resource belongs to: its target."""
     current = resource
@@ -112,10 +106,18 @@ def _top_component(resource: dict[str, Any], by_urn: dict[str, dict[str, Any]]) 
     return current["name"]
 
 
+def patch_path(path: str, resource_name: str) -> str:
+    """Where a second patch of one object goes: beside the first, named after its Pulumi resource
+    (`1-manifest/v1-node-default-gpu-1+site-node-gpu-1-taints.yaml`; `+` is in no Kubernetes name,
+    so no object's own file can take the name)."""
+    return f"{path.removesuffix('.yaml')}+{resource_name}.yaml"
+
+
 def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[RenderedObject], list[str]]:
     """Every Kubernetes object a plan registers, per target directory, and notes on what is not
     written (Helm releases). Two patches of one object (a node's labels and its taints, in apply
-    mode) are written as one file, as the object they patch."""
+    mode) are two files, each exactly what its patch applies: merged, the labels patch's
+    `pulumi.com/patchForce` would read as if the taints were forced too, and they never are."""
     by_urn = {r["urn"]: r for r in resources}
     files: dict[tuple[str, str], dict[str, Any]] = {}
     patched: dict[tuple[str, str], bool] = {}
@@ -144,7 +146,7 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[RenderedOb
         if key in files:
             if not (is_patch and patched[key]):
                 raise RenderError(f"two objects render to {key[0]}/{key[1]}: {r['name']} and an earlier one")
-            body = _merge(files[key], body)
+            key = (key[0], patch_path(key[1], r["name"]))
         files[key] = body
         patched[key] = is_patch
     return [RenderedObject(d, p, b) for (d, p), b in sorted(files.items())], notes

@@ -747,8 +747,10 @@ def check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> li
             )
         out += sharing
         if not sharing and resolved:
-            out += _pool_fit(spec, name, pool_name, pool, gpu, loc)
+            fit = _pool_fit(spec, name, pool_name, pool, gpu, loc)
+            out += fit or _pool_host_fit(spec, name, pool_name, pool, loc)
     out += _operator_kept(name, target)
+    out += _driver_source(name, target)
     out += _cluster_shared(spec, name, target)
     out += [f for f in _check_onprem_nodes(spec) if f.loc[1] == name]
     return out
@@ -892,6 +894,47 @@ def _pool_fit(
     return []
 
 
+def _pool_host_fit(spec: DeploymentSpec, name: str, pool_name: str, pool: NodePool, loc: Loc) -> list[Finding]:
+    """With the nodes' CPUs or memory stated, the replicas a pool may run must fit them as well as
+    its devices: a replica whose GPU is free but whose CPU or memory is not stays Pending."""
+    from inferstack.planning.onprem.capacity import replica_requests, replicas_per_node_by_host
+    from inferstack.planning.onprem.pools import plan_pool
+    from inferstack.planning.onprem.workload import plan_workload
+
+    if pool.node_cpus is None and pool.node_memory_gib is None:
+        return []
+    plan = plan_pool(spec, name, pool_name, pool)
+    try:
+        # This pool alone (another may be invalid, and is reported on its own); the stack names only
+        # the namespace, never a pod's requests.
+        requests = replica_requests(plan_workload(spec, "check", name, (plan,)), plan)
+    except ValueError:  # what else is wrong with the target is reported by its own check
+        return []
+    if requests is None:
+        return []
+    by_host = replicas_per_node_by_host(requests, pool.node_cpus, pool.node_memory_gib)
+    by_devices = plan.devices_per_node // plan.devices_per_replica
+    if by_host is None or pool.replicas.max <= plan.node_count * min(by_host, by_devices):
+        return []
+    stated = ", ".join(
+        f"{v} {unit}"
+        for v, unit in ((pool.node_cpus, "CPUs"), (pool.node_memory_gib, "GiB of memory"))
+        if v is not None
+    )
+    by_cpu = replicas_per_node_by_host(requests, pool.node_cpus, None)
+    by_memory = replicas_per_node_by_host(requests, None, pool.node_memory_gib)
+    field = "node_cpus" if by_cpu is not None and (by_memory is None or by_cpu <= by_memory) else "node_memory_gib"
+    return [
+        Finding(
+            (*loc, field),
+            f"a node's GPUs hold {by_devices} replicas, but its {stated} hold {by_host}: each replica requests "
+            f"{requests.cpus:g} CPUs and {requests.memory_bytes / GIB:g} GiB, so the pool runs at most "
+            f"{plan.node_count * min(by_host, by_devices)} of replicas.max {pool.replicas.max} (the rest would stay "
+            "Pending). Lower replicas.max, or use nodes with more CPUs and memory",
+        )
+    ]
+
+
 def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
     """With gpu_operator.manage false, the cluster's operator must be set up for what inferstack
     writes: its config maps and the dedicated taint. Said once, as warnings."""
@@ -921,17 +964,48 @@ def _operator_kept(name: str, target: OnPremK8sTarget) -> list[Finding]:
             "warning",
         )
     )
-    if any(p.nodes is not None for p in target.pools.values()):
+    if any(p.dedicated_taint for p in target.pools.values()):
         out.append(
             Finding(
                 loc,
-                f"named pools' nodes get the NoSchedule taint {DEDICATED_TAINT}: the cluster's GPU operator must "
-                "tolerate it (daemonsets.tolerations, and its node-feature-discovery workers), or its device plugin "
+                f"pools with dedicated_taint get the NoSchedule taint {DEDICATED_TAINT}: the cluster's GPU operator "
+                "must tolerate it (daemonsets.tolerations, and its node-feature-discovery workers), or its device "
+                "plugin leaves those nodes without GPUs",
+                "warning",
+            )
+        )
+    if any(p.tolerations for p in target.pools.values()):
+        out.append(
+            Finding(
+                loc,
+                "the pools' tolerations are the site's taints on their nodes: the cluster's GPU operator must "
+                "tolerate them too (daemonsets.tolerations, node-feature-discovery workers), or its device plugin "
                 "leaves those nodes without GPUs",
                 "warning",
             )
         )
     return out
+
+
+def _driver_source(name: str, target: OnPremK8sTarget) -> list[Finding]:
+    """A driver the operator installs must not come from the internet. The conventional driver
+    container downloads kernel headers and compilers from the OS's public repositories when it starts
+    (NVIDIA GPU Operator docs, "Install NVIDIA GPU Operator in Air-Gapped Environments"): the spec
+    names the site's package mirror (a repo ConfigMap), or a precompiled image that needs none, or
+    the nodes' own driver."""
+    op = target.gpu_operator
+    if not op.manage or op.driver != "operator" or op.driver_precompiled or op.driver_repo_config is not None:
+        return []
+    return [
+        Finding(
+            ("targets", name, "gpu_operator", "driver"),
+            "the operator's driver container downloads OS packages (kernel headers, compilers) when it builds the "
+            "driver, from the internet unless told otherwise. Say where they come from inside the site: "
+            "driver_repo_config: <ConfigMap in the operator's namespace whose repo files point at the site's package "
+            'mirror>; or driver_precompiled: true with driver_version: <branch, e.g. "580"> (an image that needs no '
+            "packages, mirrored in the site's registry); or driver: preinstalled (the nodes have the driver)",
+        )
+    ]
 
 
 def _cluster_shared(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> list[Finding]:

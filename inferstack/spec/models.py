@@ -614,6 +614,48 @@ PATTERN_HINTS.update(
     }
 )
 K8sName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN)]
+# A taint's key and value have a label's syntax (Kubernetes API validation of Taint: a qualified name,
+# an optional DNS-subdomain prefix and '/'; a value of at most 63 characters, possibly empty).
+K8S_QUALIFIED_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+K8S_LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+PATTERN_HINTS.update(
+    {
+        K8S_QUALIFIED_NAME_PATTERN: "must be a taint key: [prefix/]name, the name at most 63 of a-z, A-Z, 0-9, "
+        "'-', '_', '.', alphanumeric at both ends",
+        K8S_LABEL_VALUE_PATTERN: "must be a taint value: at most 63 of a-z, A-Z, 0-9, '-', '_', '.', alphanumeric "
+        "at both ends",
+    }
+)
+
+
+class Toleration(StrictModel):
+    """A taint the site puts on a pool's nodes, which the pool's engine pods (and the GPU operator's
+    node agents) tolerate. Kubernetes core/v1 Toleration, without tolerationSeconds."""
+
+    key: Annotated[str, StringConstraints(pattern=K8S_QUALIFIED_NAME_PATTERN)]
+    operator: Literal["Equal", "Exists"] = Field(
+        default="Equal", description="Equal: the taint's value must match; Exists: any value."
+    )
+    value: Annotated[str, StringConstraints(pattern=K8S_LABEL_VALUE_PATTERN)] = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint's effect; unset tolerates every effect of the key."
+    )
+
+    @model_validator(mode="after")
+    def _exists_has_no_value(self) -> Toleration:
+        # API validation (ValidateTolerations): with operator Exists the value must be empty.
+        if self.operator == "Exists" and self.value:
+            raise FieldError("value", "operator: Exists matches any value: remove value, or use operator: Equal")
+        return self
+
+    def body(self) -> dict[str, str]:
+        """The toleration as the API takes it (a pod's spec.tolerations[])."""
+        out = {"key": self.key, "operator": self.operator}
+        if self.operator == "Equal":
+            out["value"] = self.value
+        if self.effect is not None:
+            out["effect"] = self.effect
+        return out
 
 
 class KubernetesCluster(StrictModel):
@@ -708,6 +750,32 @@ class NodePool(StrictModel):
     gpus_per_node: int = Field(ge=1, le=16)
     sharing: GpuSharing = Field(default_factory=lambda: WholeGpus(mode="whole"))
     replicas: ReplicaBounds
+    dedicated_taint: bool = Field(
+        default=False,
+        description="apply mode, named nodes: also taint them NoSchedule inferstack.io/dedicated=<pool>, so only the "
+        "pool's engine (and the GPU operator's agents) runs there. A node's taints are one atomic list owned whole by "
+        "whoever applies it: use it only on nodes whose taints nothing else sets (the patch fails on a conflict, it "
+        "never takes other managers' taints). Default: the site taints its nodes and lists them in tolerations.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="The site's own taints on the pool's nodes: the engine's pods and the GPU operator's node agents "
+        "tolerate them.",
+    )
+    node_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="CPUs one node has for pods (its Allocatable, less the node agents' requests): checked against the "
+        "replicas its GPUs hold, each requesting the engine's CPUs.",
+    )
+    node_memory_gib: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Memory (GiB) one node has for pods (its Allocatable, less the node agents' requests): checked "
+        "against the replicas its GPUs hold, each requesting the engine's memory and shared memory.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_select(self) -> NodePool:
@@ -721,6 +789,12 @@ class NodePool(StrictModel):
             raise FieldError("node_count", "is implied by the list of nodes: remove it")
         if self.nodes is not None and len(set(self.nodes)) != len(self.nodes):
             raise FieldError("nodes", "a node is listed twice")
+        if self.dedicated_taint and self.nodes is None:
+            raise FieldError(
+                "dedicated_taint",
+                "only named nodes are patched: nodes selected by the cluster's labels carry the cluster's taints; "
+                "list those in tolerations",
+            )
         return self
 
     @property
@@ -845,13 +919,58 @@ class GpuOperator(StrictModel):
     driver: Literal["operator", "preinstalled"] = Field(
         default="operator", description="operator: the operator installs the driver; preinstalled: the nodes have it."
     )
-    driver_version: str | None = Field(default=None, pattern=r"^\d+\.\d+(\.\d+)?$")
+    driver_version: str | None = Field(
+        default=None,
+        pattern=r"^\d+(\.\d+){0,2}$",
+        description="driver: operator: the driver's version (e.g. 570.172.08); with driver_precompiled, its branch "
+        "(e.g. 580).",
+    )
+    driver_repo_config: K8sName | None = Field(
+        default=None,
+        description="driver: operator: a ConfigMap in the operator's namespace whose files (.list/.sources on Ubuntu, "
+        ".repo on RHEL) point the driver container's package manager at the site's package mirror (kernel headers, "
+        "compilers); the site creates it. The chart's driver.repoConfig.configMapName.",
+    )
+    driver_precompiled: bool = Field(
+        default=False,
+        description="driver: operator: run NVIDIA's precompiled driver image of the branch driver_version names "
+        "(from the site's registry mirror), which needs no OS packages. The chart's driver.usePrecompiled.",
+    )
     manage: bool = Field(default=True, description="false: the cluster already runs the operator; configure it only.")
     namespace: K8sName = Field(
         default="gpu-operator",
         description="The operator's own namespace (labelled privileged for Pod Security: its driver, toolkit and "
         "device-plugin pods need host access); with manage: false, the namespace the cluster's operator runs in.",
     )
+
+    @model_validator(mode="after")
+    def _driver_source(self) -> GpuOperator:
+        """Where the operator's driver comes from is said once: the branch of a precompiled image, or a full
+        version built against the site's package mirror, or the nodes' own driver. That an operator-built
+        driver names its mirror at all is a spec check (checks.py), since it is also the default's concern."""
+        if self.driver == "preinstalled":
+            for field in ("driver_version", "driver_repo_config", "driver_precompiled"):
+                if getattr(self, field):
+                    raise FieldError(field, "the nodes' own driver is used (driver: preinstalled): remove it")
+            return self
+        if self.driver_precompiled and self.driver_repo_config is not None:
+            raise FieldError(
+                "driver_repo_config",
+                "a precompiled driver image installs no OS packages: remove driver_repo_config or driver_precompiled",
+            )
+        if self.driver_precompiled and (self.driver_version is None or "." in self.driver_version):
+            raise FieldError(
+                "driver_version",
+                'with driver_precompiled, name the driver branch the image is built for (e.g. "580"); the chart '
+                "picks the image <branch>-<kernel>-<os> (NVIDIA GPU Operator docs, Precompiled Driver Containers)",
+            )
+        if not self.driver_precompiled and self.driver_version is not None and "." not in self.driver_version:
+            raise FieldError(
+                "driver_version",
+                f"{self.driver_version!r} is a driver branch: a driver built on the nodes needs its full version "
+                "(e.g. 570.172.08), or set driver_precompiled: true for the branch's precompiled image",
+            )
+        return self
 
 
 class OnPremK8sTarget(TargetBase):
@@ -893,6 +1012,14 @@ class OnPremK8sTarget(TargetBase):
             raise FieldError("render_dir", "mode: render writes manifests to a directory: name it")
         if self.mode == "apply" and self.render_dir is not None:
             raise FieldError("render_dir", "only mode: render writes a directory: remove it or set mode: render")
+        if self.mode == "render":
+            for name in sorted(self.pools):
+                if self.pools[name].dedicated_taint:
+                    raise FieldError(
+                        ("pools", name, "dedicated_taint"),
+                        "render mode writes no taints (a GitOps apply of a Node's taint list would replace the "
+                        "site's other taints): the site taints its nodes; list the taint in the pool's tolerations",
+                    )
         return self
 
     @property

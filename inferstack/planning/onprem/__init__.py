@@ -82,7 +82,27 @@ class PoolPlan:
     memory_bytes_per_device: int  # accelerator memory one device gives a replica
     min_replicas: int
     max_replicas: int
-    taint: Mapping[str, str] | None  # the taint the pool's nodes carry; serving pods tolerate it
+    taint: (
+        Mapping[str, str] | None
+    )  # inferstack's taint on the pool's nodes (dedicated_taint); serving pods tolerate it
+    tolerations: tuple[Mapping[str, str], ...] = ()  # the site's own taints on the nodes, as tolerations
+
+    @property
+    def pod_tolerations(self) -> tuple[dict[str, str], ...]:
+        """What the pool's engine pods tolerate: the site's taints, then inferstack's own."""
+        own = (
+            (
+                {
+                    "key": self.taint["key"],
+                    "operator": "Equal",
+                    "value": self.taint.get("value", ""),
+                    "effect": self.taint["effect"],
+                },
+            )
+            if self.taint is not None
+            else ()
+        )
+        return (*(dict(t) for t in self.tolerations), *own)
 
     @property
     def max_replicas_on_pool(self) -> int:

@@ -149,14 +149,16 @@ def device_plugin_configs(pools: tuple[PoolPlan, ...]) -> dict[str, dict[str, An
 
 
 def node_patches(pools: tuple[PoolPlan, ...]) -> tuple[NodePatch, ...]:
-    """Labels and the dedicated taint for every named node, sorted by node name. A MIG-capable GPU
-    in a whole-GPU or time-slicing pool gets all-disabled, so a node that was split before is
-    returned to whole GPUs; a pool selected by the cluster's labels is not patched.
+    """Labels (and, for a pool with dedicated_taint, its taint) for every named node, sorted by
+    node name. A MIG-capable GPU in a whole-GPU or time-slicing pool gets all-disabled, so a node
+    that was split before is returned to whole GPUs; a pool selected by the cluster's labels is not
+    patched.
 
     Labels merge key by key under server-side apply, but a Node's `spec.taints` is an atomic list
-    (k8s.io/api core/v1 types.go, `+listType=atomic`): whoever applies it owns all of it. The
-    patch must therefore be applied without forcing conflicts, so that a node whose taints another
-    manager owns fails the apply loudly instead of losing that manager's taints."""
+    (k8s.io/api core/v1 types.go, `+listType=atomic`): whoever applies it owns all of it. So taints
+    are the site's unless the spec opts in (pools.py), and the opt-in is applied without forcing
+    conflicts: a node whose taints another manager owns fails the apply loudly instead of losing
+    that manager's taints."""
     patches = []
     for pool in pools:
         gpu = catalog.gpu_models()[pool.gpu]
@@ -178,9 +180,16 @@ def mirrored(repository: str, registry: str) -> str:
     return f"{registry}/{repository.split('/', 1)[1]}"
 
 
-def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
+def site_tolerations(pools: tuple[PoolPlan, ...]) -> list[dict[str, str]]:
+    """The site's taints that the cluster's pools tolerate, once each, in a stable order."""
+    seen = {tuple(sorted(t.items())): dict(t) for pool in pools for t in pool.tolerations}
+    return [seen[k] for k in sorted(seen)]
+
+
+def operator_values(target: OnPremK8sTarget, pools: tuple[PoolPlan, ...] = ()) -> dict[str, Any]:
     """The chart's values (NVIDIA/gpu-operator v25.10.0 values.yaml keys): every component the
-    pools need, its image from the site's mirror, tolerations for the dedicated taint."""
+    pools need, its image from the site's mirror, tolerations for the dedicated taint and for the
+    site's taints on the cluster's `pools` (the operator's agents must run where the engine does)."""
     op = target.gpu_operator
     values: dict[str, Any] = {key: {"repository": mirrored(repo, target.registry)} for key, repo in _IMAGES.items()}
     values["operator"]["runtimeClass"] = RUNTIME_CLASS
@@ -188,7 +197,13 @@ def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
     values["driver"]["enabled"] = op.driver == "operator"
     values["driver"]["manager"] = {"repository": mirrored(_DRIVER_MANAGER_IMAGE, target.registry)}
     if op.driver_version is not None:
-        values["driver"]["version"] = op.driver_version
+        values["driver"]["version"] = op.driver_version  # with usePrecompiled: the branch
+    # Where the driver's packages come from, inside the site (the spec checks say one is named):
+    # repo files pointing at the site's mirror, or a precompiled image that needs none.
+    if op.driver_repo_config is not None:
+        values["driver"]["repoConfig"] = {"configMapName": op.driver_repo_config}
+    if op.driver_precompiled:
+        values["driver"]["usePrecompiled"] = True
     values["toolkit"]["enabled"] = True
     values["devicePlugin"].update(
         enabled=True, config={"create": False, "name": DEVICE_PLUGIN_CONFIG_MAP, "default": DEVICE_PLUGIN_DEFAULT}
@@ -206,7 +221,8 @@ def operator_values(target: OnPremK8sTarget) -> dict[str, Any]:
     # the mirror would have to carry.
     for key in ("sandboxWorkloads", "vgpuManager", "vgpuDeviceManager", "vfioManager", "sandboxDevicePlugin"):
         values[key] = {"enabled": False}
-    tolerations = [_GPU_TOLERATION, _DEDICATED_TOLERATION]
+    fixed = [_GPU_TOLERATION, _DEDICATED_TOLERATION]
+    tolerations = [*fixed, *(t for t in site_tolerations(pools) if t not in fixed)]
     values["daemonsets"] = {"tolerations": tolerations}
     values["node-feature-discovery"] = {
         "image": {"repository": mirrored(_NFD_IMAGE, target.registry)},
@@ -227,7 +243,9 @@ def _oci(url: str) -> bool:
     return url.startswith("oci://")
 
 
-def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tuple[Manifest, ...]:
+def gitops_manifests(
+    target: OnPremK8sTarget, labels: Mapping[str, str], pools: tuple[PoolPlan, ...] = ()
+) -> tuple[Manifest, ...]:
     """The operator chart as a GitOps object, pointing at the site's chart repository.
 
     Flux: a HelmRepository and a HelmRelease in the operator's namespace (no cross-namespace
@@ -235,13 +253,14 @@ def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tupl
     replaced on upgrade (`crds: CreateReplace`; Helm itself never upgrades CRDs). fluxcd.io,
     "Helm Releases" and "Helm Repositories" (an OCI registry is `type: oci`).
     Argo CD: an Application in the argocd namespace; values as `valuesObject`, an OCI chart
-    repository named without its `oci://` scheme (argo-cd.readthedocs.io, user guide "Helm"); and
+    repository named without its `oci://` scheme (argo-cd.readthedocs.io, user guide "Helm"); synced
+    automatically with pruning and self-heal (what Flux's HelmRelease does by itself); and
     server-side apply, because the ClusterPolicy CRD is too large for client-side apply's
     last-applied annotation (NVIDIA/gpu-operator issue #194).
     """
     op = target.gpu_operator
     ns = op.namespace
-    values = operator_values(target)
+    values = operator_values(target, pools)
     if target.gitops == "flux":
         repo_name = f"{CHART}-charts"
         repository: dict[str, Any] = {"interval": "1h", "url": op.chart_repository}
@@ -293,7 +312,14 @@ def gitops_manifests(target: OnPremK8sTarget, labels: Mapping[str, str]) -> tupl
                         "helm": {"releaseName": RELEASE, "valuesObject": values},
                     },
                     "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
-                    "syncPolicy": {"syncOptions": ["ServerSideApply=true"]},
+                    # Synced by itself, like Flux's HelmRelease: a new chart version or values in
+                    # Git roll out, objects the chart drops are pruned, and drift on the cluster is
+                    # reverted (argo-cd.readthedocs.io, "Automated Sync Policy": automated.prune,
+                    # automated.selfHeal; "Sync Options": ServerSideApply=true).
+                    "syncPolicy": {
+                        "automated": {"prune": True, "selfHeal": True},
+                        "syncOptions": ["ServerSideApply=true"],
+                    },
                 },
             }
         ),
@@ -369,7 +395,7 @@ def plan_node_config(spec: DeploymentSpec, name: str, labels: Mapping[str, str])
     )
     chart = None
     if op.manage and target.mode == "render":
-        manifests += gitops_manifests(target, labels)
+        manifests += gitops_manifests(target, labels, pools)
     elif op.manage:
         chart = HelmChart(
             release=RELEASE,
@@ -377,6 +403,6 @@ def plan_node_config(spec: DeploymentSpec, name: str, labels: Mapping[str, str])
             chart=CHART,
             version=op.chart_version,
             repository=op.chart_repository,
-            values=operator_values(target),
+            values=operator_values(target, pools),
         )
     return NodeConfig(patches, chart, tuple(manifests))

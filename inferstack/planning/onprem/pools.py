@@ -19,11 +19,15 @@ replica asks for depends on how the GPUs are shared:
   of one GPU are not twice the GPU). Time slices share the GPU's memory with no isolation, so
   the memory a replica may count on is the GPU's divided by the replicas.
 
-A pool's nodes carry the label `inferstack.io/pool=<value>` (patched on named nodes; the
-Deployment selects on it) and, when inferstack patches them, the NoSchedule taint
-`inferstack.io/dedicated=<value>` that only the pool's serving pods (and the GPU operator's
-daemonsets, through its values) tolerate. A pool selected by labels the cluster already sets is
-not patched: its selector is the spec's, and it carries no inferstack taint.
+A pool's named nodes carry the label `inferstack.io/pool=<value>` (patched; the Deployment
+selects on it). Taints are the site's by default: a Node's `spec.taints` is one atomic list, owned
+whole by whoever applies it, and on a real cluster other managers (the administrator, the node
+lifecycle controller, a device or network operator) already own it, so a patch of it either fails
+on the conflict or, forced, wipes their taints. The pool lists the site's taints in `tolerations`,
+which its engine pods and the GPU operator's agents carry. Only `dedicated_taint: true` (apply
+mode, nodes whose taints nothing else sets) adds the NoSchedule taint
+`inferstack.io/dedicated=<value>`, applied without forcing. A pool selected by labels the cluster
+already sets is not patched: its selector is the spec's.
 """
 
 from __future__ import annotations
@@ -112,7 +116,10 @@ def plan_pool(spec: DeploymentSpec, name: str, pool_name: str, pool: NodePool) -
         memory_bytes_per_device=memory,
         min_replicas=pool.replicas.min,
         max_replicas=pool.replicas.max,
-        taint={"key": DEDICATED_TAINT, "value": value, "effect": "NoSchedule"} if patched else None,
+        taint={"key": DEDICATED_TAINT, "value": value, "effect": "NoSchedule"}
+        if patched and pool.dedicated_taint
+        else None,
+        tolerations=tuple(t.body() for t in pool.tolerations),
     )
 
 

@@ -505,15 +505,8 @@ class _Workload:
             "containers": [self.engine_container(pool, engine_mounts)],
             "volumes": volumes + [self.shm_volume(pool)],
         }
-        if pool.taint is not None:
-            pod["tolerations"] = [
-                {
-                    "key": pool.taint["key"],
-                    "operator": "Equal",
-                    "value": pool.taint.get("value", ""),
-                    "effect": pool.taint["effect"],
-                }
-            ]
+        if pool.pod_tolerations:
+            pod["tolerations"] = list(pool.pod_tolerations)
         if init is not None:
             pod["initContainers"] = [init]
         # No `replicas`: the ScaledObject/HPA owns it (min replicas at once); a value here would be
