@@ -26,6 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from inferstack.planning.onprem import HelmChart, Manifest, OnPremPlan
+from inferstack.planning.onprem.rollout import deployment_rollout_seconds
 
 # apiVersion/kind -> the typed pulumi-kubernetes class (type token kubernetes:<group>/<version>:<Kind>).
 KINDS: dict[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
@@ -81,14 +82,6 @@ NO_CLUSTER_KUBECONFIG = json.dumps(
 HELM_TIMEOUT_SECONDS = 600
 HELM_MAX_HISTORY = 10
 
-# pulumi-kubernetes waits for a Deployment's rollout for 10 minutes by default; the resource's
-# custom timeouts replace that (provider.go, Create/Update: the await's Timeout is the request's,
-# metadata.TimeoutDuration prefers it to `pulumi.com/timeoutSeconds`). A model that loads for longer
-# than 10 minutes would otherwise fail `pulumi up` while it is still starting. The rollout may take the startup budget of its probes, plus this for scheduling,
-# pulling the image and fetching the weights' first bytes, plus the GPU operator's first install of
-# the driver on a new node.
-ROLLOUT_MARGIN_SECONDS = 20 * 60
-
 # GitOps tools must never prune or delete a Node they applied from a rendered file: the Node is
 # the machine's registration, not ours. Flux: `kustomize.toolkit.fluxcd.io/prune: disabled`
 # (Flux Kustomization docs, "Prune"); Argo CD: `Prune=false,Delete=false` (Argo CD "Sync Options",
@@ -135,18 +128,13 @@ def resource_args(body: Mapping[str, Any]) -> dict[str, Any]:
     return {_snake(k): v for k, v in body.items() if k not in ("apiVersion", "kind", "status")}
 
 
-def rollout_timeout(body: Mapping[str, Any]) -> int:
-    """Seconds a Deployment's rollout may take: its longest startup probe budget plus the margin."""
-    template = ((body.get("spec") or {}).get("template") or {}).get("spec") or {}
-    budget = 0
-    for container in template.get("containers") or []:
-        probe = container.get("startupProbe") or {}
-        if probe:
-            budget = max(
-                budget,
-                probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3),
-            )
-    return budget + ROLLOUT_MARGIN_SECONDS
+def rollout_timeout(manifest: Manifest) -> int:
+    """Seconds `pulumi up` waits for a Deployment's rollout (pulumi-kubernetes waits 10 minutes by
+    default; the resource's custom timeouts replace that): what its planner decided, else the
+    rollout of the body's own replica count (planning.onprem.rollout)."""
+    if manifest.await_seconds is not None:
+        return manifest.await_seconds
+    return deployment_rollout_seconds(manifest.body, (manifest.body.get("spec") or {}).get("replicas", 1))
 
 
 class OnPremK8s(pulumi.ComponentResource):
@@ -295,7 +283,7 @@ class OnPremK8s(pulumi.ComponentResource):
         gvk = (manifest.api_version, manifest.kind)
         extra: dict[str, Any] = {}
         if manifest.kind == "Deployment":
-            minutes = f"{-(-rollout_timeout(body) // 60)}m"
+            minutes = f"{-(-rollout_timeout(manifest) // 60)}m"
             extra["custom_timeouts"] = pulumi.CustomTimeouts(create=minutes, update=minutes)
         opts = self._opts(deps, **extra)
         made: pulumi.CustomResource

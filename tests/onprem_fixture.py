@@ -49,6 +49,8 @@ DEPLOYMENT = {
     },
 }
 
+DEPLOYMENT_AWAIT_SECONDS = 7265  # 121.08 minutes: the component rounds up to 122m
+
 MANIFESTS: tuple[dict[str, Any], ...] = (
     {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(NS, None)},
     {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(OP_NS, None)},
@@ -200,8 +202,9 @@ ONPREM_SPEC = {
             "pools": {
                 "h100": {"nodes": ["gpu-1"], "gpu": "H100-80GB", "gpus_per_node": 1, "replicas": {"min": 1, "max": 1}}
             },
-            "weights": {"pvc": "weights"},
+            "weights": {"pvc": "weights", "pvc_access_mode": "ReadOnlyMany"},
             "autoscaling": {"target": 4},
+            "monitoring": {"service_monitor_labels": {"release": "kube-prometheus-stack"}},
         }
     },
 }
@@ -222,7 +225,10 @@ def onprem_plan(mode: str = "apply", **changes: Any) -> OnPremPlan:
         # Render mode writes labels only (the planner never gives it a taint: components/onprem_k8s.py).
         node_patches=PATCHES if mode == "apply" else tuple(replace(p, taints=()) for p in PATCHES),
         gpu_operator=OPERATOR if mode == "apply" else None,
-        manifests=tuple(Manifest(m) for m in MANIFESTS),
+        # The planner decides how long the engine's rollout may take (planning.onprem.rollout).
+        manifests=tuple(
+            Manifest(m, await_seconds=DEPLOYMENT_AWAIT_SECONDS if m is DEPLOYMENT else None) for m in MANIFESTS
+        ),
     )
     return replace(plan, **changes)
 

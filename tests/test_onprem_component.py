@@ -14,12 +14,23 @@ from inferstack.components.onprem_k8s import (
     GITOPS_KEEP_ANNOTATIONS,
     NO_CLUSTER_KUBECONFIG,
     PATCH_FORCE,
-    ROLLOUT_MARGIN_SECONDS,
     ManifestError,
     resource_name,
 )
 from inferstack.planning.onprem import HelmChart, Manifest
-from onprem_fixture import DEPLOYMENT, MANIFESTS, NS, ONPREM_SPEC, OP_NS, OPERATOR, meta, onprem_plan, record_plan
+from inferstack.planning.onprem.rollout import ROLLOUT_MARGIN_SECONDS
+from onprem_fixture import (
+    DEPLOYMENT,
+    DEPLOYMENT_AWAIT_SECONDS,
+    MANIFESTS,
+    NS,
+    ONPREM_SPEC,
+    OP_NS,
+    OPERATOR,
+    meta,
+    onprem_plan,
+    record_plan,
+)
 
 COMPONENT = "urn:pulumi:dev::inferstack::inferstack:onprem:OnPremK8s::site"
 
@@ -197,10 +208,21 @@ def test_namespaced_objects_depend_on_their_namespace_and_the_engine_on_what_it_
     }
 
 
-def test_the_engine_rollout_may_take_its_startup_budget(applied):
+def test_the_engine_rollout_may_take_what_the_plan_decided(applied):
     deployment = applied.one("kubernetes:apps/v1:Deployment")["options"]
-    minutes = -(-(10 * 180 + ROLLOUT_MARGIN_SECONDS) // 60)
-    assert deployment["customTimeouts"] == {"create": f"{minutes}m", "update": f"{minutes}m"}
+    assert DEPLOYMENT_AWAIT_SECONDS == 121 * 60 + 5
+    assert deployment["customTimeouts"] == {"create": "122m", "update": "122m"}
+
+
+def test_a_deployment_the_plan_gives_no_timeout_waits_for_its_own_replicas():
+    """Without the planner's figure: the body's replicas (3) at the default 25% surge (1 pod a batch),
+    each batch the default 30 s grace and the 10 s x 180 startup probe, plus the margin."""
+    body = {**DEPLOYMENT, "metadata": meta("engine-other"), "spec": {**DEPLOYMENT["spec"], "replicas": 3}}
+    plan = onprem_plan("apply", manifests=(*onprem_plan().manifests, Manifest(body)))
+    recorded = Resources(record_plan(plan))
+    (other,) = [r for r in recorded.of_type("kubernetes:apps/v1:Deployment") if r["name"].endswith("engine-other")]
+    minutes = -(-(3 * (30 + 10 * 180) + ROLLOUT_MARGIN_SECONDS) // 60)
+    assert other["options"]["customTimeouts"] == {"create": f"{minutes}m", "update": f"{minutes}m"}
 
 
 def test_outputs_name_the_namespace_and_the_service():

@@ -54,9 +54,10 @@ targets:
         gpu: H100-80GB
         gpus_per_node: 8
         replicas: {{min: 1, max: 4}}
-    weights: {{pvc: llama-weights}}
+    weights: {{pvc: llama-weights, pvc_access_mode: ReadWriteMany}}
     autoscaling: {{target: 8}}
     gpu_operator: {{driver_repo_config: nvidia-driver-repos}}
+    monitoring: {{service_monitor_labels: {{release: kube-prometheus-stack}}}}
 """
 LABELS = {"managed-by": "inferstack"}
 # A Kubernetes label value (apimachinery validation.IsValidLabelValue): 63 characters at most.
@@ -371,6 +372,11 @@ def test_the_operator_is_a_pinned_release_with_values_from_the_spec():
     for key in ("toolkit", "devicePlugin", "dcgmExporter", "migManager", "gfd", "nfd"):
         assert v[key]["enabled"] is True, key
     assert v["cdi"] == {"enabled": True} and v["psa"] == {"enabled": False}
+    # The DCGM exporter's ServiceMonitor, labelled for the site's Prometheus to select it.
+    assert v["dcgmExporter"]["serviceMonitor"] == {
+        "enabled": True,
+        "additionalLabels": {"release": "kube-prometheus-stack"},
+    }
     assert v["operator"]["runtimeClass"] == nodes_mod.RUNTIME_CLASS == "nvidia"
     # Every image comes from the site's mirror, at the public path below it.
     assert v["toolkit"]["repository"] == "registry.site.example/mirror/nvidia/k8s"

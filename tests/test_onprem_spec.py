@@ -12,6 +12,36 @@ from inferstack.cli import main
 EXAMPLE = (STACKS / "onprem.yaml").read_text()
 
 
+# The example's weights claim, and the site's store in its place.
+S3_FROM = """      pvc: llama-3-8b-weights
+      # The claim is on the site's CephFS: every node mounts it at once, read-only.
+      pvc_access_mode: ReadOnlyMany
+      path: meta-llama/Llama-3.1-8B-Instruct
+"""
+S3_CIDRS = "        endpoint_cidrs: [10.20.30.40/32]\n"
+S3_TO = f"""      s3:
+        endpoint: https://minio.muc.acme.internal
+{S3_CIDRS}        bucket: models
+        credentials_secret: minio-creds
+        fetch_image: registry.muc.acme.internal/mirror/amazon/aws-cli@sha256:{"ab" * 32}
+"""
+
+
+def test_the_example_with_s3_weights_validates(tmp_path):
+    result = _validate(tmp_path, EXAMPLE.replace(S3_FROM, S3_TO))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_readwriteonce_claim_is_accepted_for_one_pool_of_one_node(tmp_path):
+    one_node = EXAMPLE.replace("pvc_access_mode: ReadOnlyMany", "pvc_access_mode: ReadWriteOnce")
+    start, end = one_node.index("      a100:\n"), one_node.index("    weights:\n")
+    one_node = one_node[:start] + one_node[end:]
+    one_node = one_node.replace("nodes: [muc-gpu-h100-01, muc-gpu-h100-02]", "nodes: [muc-gpu-h100-01]")
+    one_node = one_node.replace("replicas: {min: 2, max: 16}", "replicas: {min: 2, max: 8}")
+    result = _validate(tmp_path, one_node)
+    assert result.exit_code == 0, result.output
+
+
 def _validate(tmp_path, text: str):
     path = tmp_path / "onprem.yaml"
     path.write_text(text)
@@ -89,6 +119,28 @@ def test_the_example_validates(tmp_path):
         ("node_cpus: 240", "node_cpus: 16", "pools.a100.node_cpus"),
         # The nodes' own driver takes no driver source.
         ("      driver: operator\n", "      driver: preinstalled\n", "driver: preinstalled"),
+        # No labels for the site's Prometheus to select the ServiceMonitors by.
+        ("    monitoring:\n", "    unmonitored:\n", "targets.muc.monitoring"),
+        ("service_monitor_labels: {release: kube-prometheus-stack}", "service_monitor_labels: {}", "at least 1"),
+        (
+            "service_monitor_labels: {release: kube-prometheus-stack}",
+            "service_monitor_labels: {'not a key': x}",
+            "is not a Kubernetes label key",
+        ),
+        (
+            "service_monitor_labels: {release: kube-prometheus-stack}",
+            "service_monitor_labels: {release: -stack}",
+            "is not a Kubernetes label value",
+        ),
+        # A weights claim whose access mode is unstated, or one node's only.
+        ("      pvc_access_mode: ReadOnlyMany\n", "", "targets.muc.weights.pvc_access_mode"),
+        ("pvc_access_mode: ReadOnlyMany", "pvc_access_mode: ReadWriteOnce", "mounts on one node only"),
+        ("pvc_access_mode: ReadOnlyMany", "pvc_access_mode: ReadWriteOncePod", "admits one pod in the whole cluster"),
+        ("pvc_access_mode: ReadOnlyMany", "pvc_access_mode: ReadWriteSome", "pvc_access_mode"),
+        # s3 weights without the store's networks, or with the internet as one.
+        (S3_FROM, S3_TO.replace(S3_CIDRS, ""), "targets.muc.weights.s3.endpoint_cidrs"),
+        (S3_FROM, S3_TO.replace("10.20.30.40/32", "0.0.0.0/0"), "wider than a /8"),
+        (S3_FROM, S3_TO.replace("10.20.30.40/32", "10.20.30.40/24"), "is not an IPv4 network"),
     ],
 )
 def test_the_spec_rejects(tmp_path, old, new, expected):

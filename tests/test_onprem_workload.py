@@ -19,10 +19,12 @@ from inferstack.planning import sizing
 from inferstack.planning.aws_fleet import drain_seconds
 from inferstack.planning.naming import k8s_labels, k8s_name
 from inferstack.planning.onprem import PoolPlan
+from inferstack.planning.onprem.rollout import ROLLOUT_MARGIN_SECONDS
 from inferstack.planning.onprem.workload import (
     ADAPTER_METRICS,
     BATCH_PRIORITY,
     SERVING_PRIORITY,
+    TARGET_LABEL,
     decimal_string,
     plan_workload,
     prometheus_adapter_rules,
@@ -52,14 +54,16 @@ targets:
     registry: registry.site.example
     pools:
       h100: {{nodes: [gpu-1, gpu-2], gpu: H100-80GB, gpus_per_node: 8, replicas: {{min: 1, max: 4}}}}
-    weights: {{pvc: llama-weights, path: /llama-3-70b}}
+    weights: {{pvc: llama-weights, pvc_access_mode: ReadOnlyMany, path: /llama-3-70b}}
     autoscaling: {{target: 8}}
+    monitoring: {{service_monitor_labels: {{release: kube-prometheus-stack}}}}
     allowed_namespaces: [apps]
 """
 
 S3_WEIGHTS = {
     "s3": {
         "endpoint": "https://minio.site.example:9000",
+        "endpoint_cidrs": ["10.20.30.0/24", "10.20.31.7/32"],
         "bucket": "models",
         "prefix": "/llama-70b/",
         "credentials_secret": "s3-creds",
@@ -234,7 +238,7 @@ def test_the_restricted_check_catches_each_violation():
 @pytest.mark.parametrize(
     ("weights", "pools", "workload"),
     [
-        ({"pvc": "llama-weights"}, (make_pool(),), "serving"),
+        ({"pvc": "llama-weights", "pvc_access_mode": "ReadOnlyMany"}, (make_pool(),), "serving"),
         (S3_WEIGHTS, (make_pool(), MIG_POOL), "serving"),
         (S3_WEIGHTS, (MIG_POOL,), "batch"),
     ],
@@ -466,7 +470,13 @@ def test_s3_weights_are_fetched_by_a_restricted_init_container_into_a_sized_cach
     sized = plan(make_spec(weights={**S3_WEIGHTS, "cache_gib": 500}))
     assert {v["name"]: v for v in pods_of(sized)[0]["volumes"]}["weights"]["emptyDir"]["sizeLimit"] == "500Gi"
     egress = next(p for p in bodies(manifests, "NetworkPolicy") if p["metadata"]["name"] == "allow-weights-store")
-    assert egress["spec"]["egress"] == [{"ports": [{"protocol": "TCP", "port": 9000}]}]
+    # Only the store's networks, on the endpoint URL's port: never every address on it.
+    assert egress["spec"]["egress"] == [
+        {
+            "to": [{"ipBlock": {"cidr": "10.20.30.0/24"}}, {"ipBlock": {"cidr": "10.20.31.7/32"}}],
+            "ports": [{"protocol": "TCP", "port": 9000}],
+        }
+    ]
 
 
 def test_network_policies_deny_by_default_and_admit_only_named_namespaces():
@@ -545,6 +555,46 @@ def test_keda_scales_each_pool_on_in_flight_requests_from_prometheus():
     assert endpoint["relabelings"][0]["sourceLabels"] == ["__meta_kubernetes_pod_label_inferstack_io_pool"]
     assert endpoint["relabelings"][0]["targetLabel"] == "inferstack_pool"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= one(manifests, "Service")["metadata"]["labels"].items()
+
+
+def test_the_service_monitor_carries_the_labels_the_sites_prometheus_selects():
+    spec = make_spec(monitoring={"service_monitor_labels": {"release": "kps", "prometheus.example.com/scrape": "yes"}})
+    labels = one(plan(spec), "ServiceMonitor")["metadata"]["labels"]
+    assert labels["release"] == "kps" and labels["prometheus.example.com/scrape"] == "yes"
+    assert labels[TARGET_LABEL] == "site"  # and still the target's own
+
+
+def test_a_missing_metric_is_an_error_that_holds_the_replicas_not_silence():
+    """KEDA's Prometheus scaler treats an empty answer as 0 unless ignoreNullValues is "false"; the
+    fallback then holds what runs (never below min) after three failed polls."""
+    manifests = plan(make_spec(autoscaling={"signal": "queue_depth", "target": 2}), pools=(make_pool(), MIG_POOL))
+    for so, pool in zip(bodies(manifests, "ScaledObject"), (make_pool(), MIG_POOL), strict=True):
+        for trigger in so["spec"]["triggers"]:
+            assert trigger["metadata"]["ignoreNullValues"] == "false"
+            assert trigger["metricType"] == "AverageValue"  # the only type fallback supports
+        assert so["spec"]["fallback"] == {
+            "failureThreshold": 3,
+            "replicas": pool.min_replicas,
+            "behavior": "currentReplicasIfHigher",
+        }
+
+
+def test_the_rollout_waits_for_every_replica_of_the_pool_one_batch_at_a_time():
+    full = make_pool(max_replicas=8)  # 2 nodes x 8 GPUs / 2 per replica: no device to surge on
+    roomy = make_pool(name="roomy", max_replicas=2)
+    manifests = plan(pools=(full, roomy))
+    deployments = {m.name: m for m in manifests if m.kind == "Deployment"}
+    assert deployments["site-h100"].body["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert deployments["site-roomy"].body["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    for m in deployments.values():
+        pod = m.body["spec"]["template"]["spec"]
+        startup = pod["containers"][0]["startupProbe"]
+        per_pod = pod["terminationGracePeriodSeconds"] + startup["periodSeconds"] * startup["failureThreshold"]
+        rolling = m.body["spec"]["strategy"]["rollingUpdate"]
+        batch = rolling["maxSurge"] + rolling["maxUnavailable"]
+        assert batch == 1
+        replicas = 8 if m.name.endswith("h100") else 2
+        assert m.await_seconds == replicas * per_pod + ROLLOUT_MARGIN_SECONDS
 
 
 def test_queue_depth_scales_out_on_waiting_requests_and_keeps_busy_replicas():
@@ -704,7 +754,7 @@ def test_two_targets_cannot_share_a_namespace():
 
 def test_a_weights_path_stays_inside_its_claim():
     with pytest.raises(Exception, match="inside the claim"):
-        make_spec(weights={"pvc": "w", "path": "models/../../etc"})
+        make_spec(weights={"pvc": "w", "pvc_access_mode": "ReadOnlyMany", "path": "models/../../etc"})
 
 
 def test_listener_and_controller_namespace_belong_to_their_entry():

@@ -802,10 +802,63 @@ class NodePool(StrictModel):
         return len(self.nodes) if self.nodes is not None else (self.node_count or 0)
 
 
+# Kubernetes label keys and values ("Labels and Selectors", kubernetes.io/docs/concepts/overview/
+# working-with-objects/labels): a key is an optional DNS-subdomain prefix (at most 253 characters)
+# and '/', then a name of at most 63 characters of alphanumerics, '-', '_' and '.', starting and
+# ending with an alphanumeric; a value is empty or such a name.
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+
+
+def k8s_label_map(labels: dict[str, str]) -> dict[str, str]:
+    """Every key and value a valid Kubernetes label, or an error naming the one that is not."""
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))):
+            raise FieldError(
+                (key,),
+                "is not a Kubernetes label key: an optional DNS prefix and '/', then at most 63 characters of "
+                "a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with a letter or digit (e.g. release)",
+            )
+        if value and not _LABEL_NAME.match(value):
+            raise FieldError(
+                (key,),
+                f"{value!r} is not a Kubernetes label value: at most 63 characters of a-z, A-Z, 0-9, '-', '_' "
+                "and '.', starting and ending with a letter or digit",
+            )
+    return labels
+
+
+def store_cidrs(cidrs: list[str]) -> list[str]:
+    """The object store's address ranges: IPv4 networks (host bits zero), none twice, none wider than
+    a /8 (a range that wide would open the engine's egress to most of the internet)."""
+    seen: list[ipaddress.IPv4Network] = []
+    for i, cidr in enumerate(cidrs):
+        try:
+            net = ipaddress.IPv4Network(cidr)
+        except ValueError:
+            raise FieldError(
+                (i,), f"{cidr!r} is not an IPv4 network like 10.20.30.0/24 (host bits zero; a single host is /32)"
+            ) from None
+        if net.prefixlen < 8:
+            raise FieldError((i,), f"{cidr} is wider than a /8: name the store's own addresses, not the internet")
+        if net in seen:
+            raise FieldError((i,), f"{cidr} is listed twice")
+        seen.append(net)
+    return cidrs
+
+
 class S3Weights(StrictModel):
     """An S3-compatible store inside the site (MinIO, Ceph RGW, ...)."""
 
     endpoint: str = Field(pattern=r"^https://[^\s/]+(/[^\s]*)?$", description="https URL of the store.")
+    endpoint_cidrs: Annotated[list[str], AfterValidator(store_cidrs)] = Field(
+        min_length=1,
+        max_length=32,
+        description="The IPv4 networks the endpoint's addresses are in (e.g. the store's load balancer, "
+        "10.20.30.40/32): the engine's egress NetworkPolicy opens the endpoint's port to them only, since a "
+        "NetworkPolicy selects addresses, not host names.",
+    )
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     prefix: str = Field(default="", pattern=r"^[^\s]*$")
     credentials_secret: K8sName = Field(
@@ -828,6 +881,12 @@ class OnPremWeights(StrictModel):
     fetched by an init container into a cache volume. Nothing comes from the internet."""
 
     pvc: K8sName | None = Field(default=None, description="An existing PersistentVolumeClaim holding the weights.")
+    pvc_access_mode: Literal["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] | None = Field(
+        default=None,
+        description="With pvc (required): the claim's access mode (its spec.accessModes). Replicas on several nodes "
+        "mount it at once, so ReadOnlyMany or ReadWriteMany; ReadWriteOnce only when the target's one pool is "
+        "one node. The engine mounts it read-only.",
+    )
     path: str = Field(default="", pattern=r"^[^\s]*$", description="Directory of the weights inside the claim.")
     s3: S3Weights | None = None
     cache_gib: int | None = Field(
@@ -838,6 +897,20 @@ class OnPremWeights(StrictModel):
     def _one_source(self) -> OnPremWeights:
         if (self.pvc is None) == (self.s3 is None):
             raise ValueError("set exactly one of 'pvc' (a claim that holds the weights) or 's3' (the site's store)")
+        if self.pvc is not None and self.pvc_access_mode is None:
+            raise FieldError(
+                "pvc_access_mode",
+                "state the claim's access mode (kubectl get pvc <name> -o jsonpath='{.spec.accessModes}'): "
+                "replicas on several nodes need ReadOnlyMany or ReadWriteMany",
+            )
+        if self.pvc is None and self.pvc_access_mode is not None:
+            raise FieldError("pvc_access_mode", "only a pvc has an access mode: remove it")
+        if self.pvc_access_mode == "ReadWriteOncePod":
+            raise FieldError(
+                "pvc_access_mode",
+                "a ReadWriteOncePod claim admits one pod in the whole cluster: a second replica, or the rollout's "
+                "new pod, never starts. Put the weights on a ReadOnlyMany or ReadWriteMany claim",
+            )
         if self.cache_gib is not None and self.s3 is None:
             raise FieldError("cache_gib", "only s3 weights are fetched into a cache volume")
         if ".." in self.path.split("/"):
@@ -863,6 +936,19 @@ class OnPremAutoscaling(StrictModel):
         description="Prometheus that scrapes the engine (KEDA queries it).",
     )
     scale_in_cooldown: int = Field(default=300, ge=60, le=3600)
+
+
+class OnPremMonitoring(StrictModel):
+    """What the site's Prometheus needs to scrape what inferstack declares."""
+
+    service_monitor_labels: Annotated[dict[str, str], AfterValidator(k8s_label_map)] = Field(
+        min_length=1,
+        max_length=16,
+        description="Labels the site's Prometheus selects ServiceMonitors by (its serviceMonitorSelector; "
+        "kube-prometheus-stack selects release: <its release name>). They go on the engine's ServiceMonitor and "
+        "the GPU operator's DCGM exporter one: a ServiceMonitor Prometheus does not select is never scraped, "
+        "and the autoscaler then has no metric.",
+    )
 
 
 class OnPremIngress(StrictModel):
@@ -999,6 +1085,7 @@ class OnPremK8sTarget(TargetBase):
     pools: dict[Name, NodePool] = Field(min_length=1)
     weights: OnPremWeights
     autoscaling: OnPremAutoscaling
+    monitoring: OnPremMonitoring
     gpu_operator: GpuOperator = Field(default_factory=GpuOperator)
     allowed_namespaces: list[K8sName] = Field(
         default_factory=list,
@@ -1020,7 +1107,17 @@ class OnPremK8sTarget(TargetBase):
                         "render mode writes no taints (a GitOps apply of a Node's taint list would replace the "
                         "site's other taints): the site taints its nodes; list the taint in the pool's tolerations",
                     )
+        if self.weights.pvc_access_mode == "ReadWriteOnce" and not self._one_node():
+            raise FieldError(
+                ("weights", "pvc_access_mode"),
+                "a ReadWriteOnce claim mounts on one node only, and this target's replicas run on several: the "
+                "pods on the other nodes never start. Put the weights on a ReadOnlyMany or ReadWriteMany claim",
+            )
         return self
+
+    def _one_node(self) -> bool:
+        """Every replica of the target on one node: one pool of one node."""
+        return len(self.pools) == 1 and next(iter(self.pools.values())).size == 1
 
     @property
     def cloud(self) -> str:

@@ -24,6 +24,9 @@ class Manifest:
     """One Kubernetes object, as the API server receives it."""
 
     body: Mapping[str, Any]
+    # How long `pulumi up` waits for the object to be ready, when its planner knows better than
+    # the object itself (an autoscaled Deployment's rollout at its max replicas: planning.onprem.rollout).
+    await_seconds: int | None = None
 
     @property
     def api_version(self) -> str:

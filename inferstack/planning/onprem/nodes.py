@@ -209,6 +209,12 @@ def operator_values(target: OnPremK8sTarget, pools: tuple[PoolPlan, ...] = ()) -
         enabled=True, config={"create": False, "name": DEVICE_PLUGIN_CONFIG_MAP, "default": DEVICE_PLUGIN_DEFAULT}
     )
     values["dcgmExporter"]["enabled"] = True  # GPU metrics for the scraper the spec allows in
+    # The chart's own ServiceMonitor for the exporter (values.yaml dcgmExporter.serviceMonitor), with
+    # the labels the site's Prometheus selects ServiceMonitors by: off, or unlabelled, nothing scrapes it.
+    values["dcgmExporter"]["serviceMonitor"] = {
+        "enabled": True,
+        "additionalLabels": dict(target.monitoring.service_monitor_labels),
+    }
     values["gfd"]["enabled"] = True  # GPU feature discovery: nvidia.com/gpu.product and MIG labels
     values["migManager"].update(enabled=True, config={"create": False, "name": MIG_CONFIG_MAP, "default": MIG_DISABLED})
     values["mig"] = {"strategy": MIG_STRATEGY}

@@ -41,6 +41,7 @@ from inferstack.planning import sizing
 from inferstack.planning.aws_fleet import SCALE_IN_IDLE_IN_FLIGHT, drain_seconds
 from inferstack.planning.naming import k8s_labels, k8s_name, standard_tags
 from inferstack.planning.onprem import Manifest, PoolPlan
+from inferstack.planning.onprem.rollout import deployment_rollout_seconds
 from inferstack.planning.serving import (
     ENGINE_SHM_GIB,
     ENGINE_WRITABLE_DIRS,
@@ -95,6 +96,12 @@ SERVING_PRIORITY = 100_000
 BATCH_PRIORITY = 1_000
 # -- autoscaling ------------------------------------------------------------------------------------
 KEDA_POLLING_SECONDS = 15
+# A query that returns nothing (the ServiceMonitor not selected, the relabelling broken, Prometheus
+# down) is an error, not a silent "no load" (KEDA "Prometheus" scaler: ignoreNullValues, default
+# true, "Set to false the scaler will return error when Prometheus target is lost"); after this many
+# failed polls in a row the ScaledObject's fallback holds the replicas (ScaledObject spec,
+# "fallback": AverageValue triggers only, which these are).
+KEDA_FALLBACK_FAILURES = 3
 HPA_MAX_POLICY_PERIOD_SECONDS = 1800  # HPAScalingPolicy.periodSeconds: 1..1800
 # The custom metrics the Prometheus adapter serves for the HPA (rules: prometheus_adapter_rules).
 ADAPTER_METRICS = {
@@ -134,7 +141,7 @@ def plan_workload(
     target = spec.targets[target_name]
     assert isinstance(target, OnPremK8sTarget)
     w = _Workload(spec, stack, target_name, target, tuple(pools))
-    bodies: list[dict[str, Any]] = [
+    before = [
         w.namespace(),
         w.priority_class(),
         w.resource_quota(),
@@ -142,13 +149,17 @@ def plan_workload(
         *w.network_policies(),
         w.service(),
     ]
+    # The pools' pods: `pulumi up` waits for each Deployment's rollout at its pool's max replicas
+    # (the autoscaler may have scaled it there), one batch at a time (planning.onprem.rollout).
+    deployments = []
     for pool in w.pools:
-        bodies.append(w.deployment(pool))
-    bodies += [w.disruption_budget(pool) for pool in w.pools]
-    bodies.append(w.service_monitor())
-    bodies += [w.autoscaler(pool) for pool in w.pools]
-    bodies += w.entry()
-    return tuple(Manifest(b) for b in bodies)
+        body = w.deployment(pool)
+        deployments.append(Manifest(body, await_seconds=deployment_rollout_seconds(body, pool.max_replicas)))
+    after = [w.disruption_budget(pool) for pool in w.pools]
+    after.append(w.service_monitor())
+    after += [w.autoscaler(pool) for pool in w.pools]
+    after += w.entry()
+    return (*(Manifest(b) for b in before), *deployments, *(Manifest(b) for b in after))
 
 
 def quantity_gib(gib: float) -> str:
@@ -440,15 +451,20 @@ class _Workload:
             )
         s3 = self.target.weights.s3
         if s3 is not None:
-            # The store is named by URL, and a NetworkPolicy selects pods or IP blocks, not names:
-            # the weights' fetch may open its port on any address, nothing else.
+            # A NetworkPolicy selects pods or IP blocks, not host names: the weights' fetch may
+            # open the endpoint's port on the store's networks the spec names, nothing else.
             out.append(
                 policy(
                     "allow-weights-store",
                     {
                         "podSelector": {"matchLabels": self.target_selector()},
                         "policyTypes": ["Egress"],
-                        "egress": [{"ports": [{"protocol": "TCP", "port": url_port(s3.endpoint)}]}],
+                        "egress": [
+                            {
+                                "to": [{"ipBlock": {"cidr": cidr}} for cidr in s3.endpoint_cidrs],
+                                "ports": [{"protocol": "TCP", "port": url_port(s3.endpoint)}],
+                            }
+                        ],
                     },
                 )
             )
@@ -686,7 +702,9 @@ class _Workload:
         return {
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "ServiceMonitor",
-            "metadata": self.meta(k8s_name(self.name)),
+            # The labels the site's Prometheus selects ServiceMonitors by (its serviceMonitorSelector):
+            # one it does not select is never scraped, and the autoscaler has no metric.
+            "metadata": self.meta(k8s_name(self.name), self.target.monitoring.service_monitor_labels),
             "spec": {
                 "selector": {"matchLabels": self.target_selector()},
                 "endpoints": [
@@ -751,6 +769,8 @@ class _Workload:
                         "serverAddress": auto.prometheus_url,
                         "query": prometheus_query(self.spec.serving.engine, signal, matchers),
                         "threshold": decimal_string(value),
+                        # Trigger metadata is a map of strings (ScaledObject CRD).
+                        "ignoreNullValues": "false",
                     },
                 }
                 for signal, value in self.signals()
@@ -764,6 +784,13 @@ class _Workload:
                     "pollingInterval": KEDA_POLLING_SECONDS,
                     "minReplicaCount": pool.min_replicas,
                     "maxReplicaCount": pool.max_replicas,
+                    # Blind to the load, keep what runs (never below min): no scale-in of replicas
+                    # that may be busy, no scale-out to every GPU. `behavior` is KEDA 2.17+.
+                    "fallback": {
+                        "failureThreshold": KEDA_FALLBACK_FAILURES,
+                        "replicas": pool.min_replicas,
+                        "behavior": "currentReplicasIfHigher",
+                    },
                     "advanced": {"horizontalPodAutoscalerConfig": {"behavior": self.scale_down_behavior()}},
                     "triggers": triggers,
                 },
