@@ -165,6 +165,8 @@ class AwsPrivateEndpoint(pulumi.ComponentResource):
 
         self.service_name = service.service_name
         self.dns_name = nlb.dns_name
+        self.zone_id = nlb.zone_id  # the load balancer's own hosted zone: an alias record's target
+        self.listener_port = plan.listener_port
         self.security_group_id = self.security_group.id
         self.target_group_arn = group.arn
         self.load_balancer_arn_suffix = nlb.arn_suffix  # the LoadBalancer dimension of AWS/NetworkELB metrics

@@ -150,6 +150,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         group = self._group(name, plan, template, network, endpoint)
         self._scaling(name, plan, group, endpoint, child)
         self.endpoint = endpoint
+        self.network = network
 
         self.asg_name = group.name
         self.launch_template_id = template.id

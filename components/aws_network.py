@@ -34,6 +34,11 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
     subnet_ids: pulumi.Output[list[str]]
     zone_ids: pulumi.Output[list[str]]
     s3_prefix_list_id: pulumi.Output[str] | None
+    # One per private subnet, in subnet order, as a list of known length (the link propagates
+    # routes into each, and attaches or places something in each subnet).
+    route_table_ids: list[pulumi.Output[str]]
+    subnet_id_list: list[pulumi.Output[str]]
+    endpoint_security_group_id: pulumi.Output[str] | None  # the interface endpoints' (None: existing VPC)
 
     def __init__(
         self,
@@ -48,6 +53,7 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
         super().__init__("inferstack:network:AwsPrivateNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.s3_prefix_list_id = None
+        self.endpoint_security_group_id = None
 
         invoke = pulumi.InvokeOutputOptions(parent=self)
         if not plan.creates_vpc:
@@ -57,6 +63,11 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
             self.vpc_cidr = existing.cidr_block
             self.subnet_ids = pulumi.Output.from_input(list(plan.subnet_ids))
             self.zone_ids = subnet_zone_ids(plan.subnet_ids, invoke)
+            # The table each subnet uses (its explicit association, else the VPC's main table).
+            self.route_table_ids = [
+                aws.ec2.get_route_table_output(subnet_id=s, opts=invoke).route_table_id for s in plan.subnet_ids
+            ]
+            self.subnet_id_list = [pulumi.Output.from_input(s) for s in plan.subnet_ids]
             self.register_outputs(
                 {
                     "vpc_id": self.vpc_id,
@@ -146,6 +157,9 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
         self.subnet_ids = pulumi.Output.all(*[s.id for s in subnets])
         self.zone_ids = zones.zone_ids.apply(lambda ids: list(ids[: len(plan.subnet_cidrs)]))
         self.s3_prefix_list_id = s3.prefix_list_id
+        self.route_table_ids = [t.id for t in route_tables]
+        self.subnet_id_list = [s.id for s in subnets]
+        self.endpoint_security_group_id = endpoint_sg.id
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,

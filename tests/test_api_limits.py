@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from awslink_fixture import TGW
+from awslink_fixture import link_plan as aws_link_plan
+from awslink_fixture import record_link as record_aws_link
 
 from conftest import EXAMPLE_STACKS, plan_of_file
 from gcplink_fixture import link_plan, record_link
@@ -168,6 +171,12 @@ S3_BUCKET = both(
 # Comment at most 256).
 ROUTE53_NAME = dns_name(255)
 ROUTE53_COMMENT = text(0, 256)
+# Route 53 Resolver (CreateResolverEndpoint Name; the Resolver API's names, as ResolverRuleConfig
+# states them): at most 64 letters, digits, hyphens, underscores and spaces, not only digits.
+RESOLVER_NAME = both(
+    regex(r"(?!^[0-9]+$)[a-zA-Z0-9\-_ ]+", "a Resolver name", 64),
+    text(0, 64),
+)
 # ACM (RequestCertificate DomainName): 1-253 characters, a DNS name.
 ACM_DOMAIN = dns_name(253)
 
@@ -274,6 +283,15 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
         Rule("metricQueries[].metric.namespace", METRIC_NAME),
         TAGS,
     ),
+    # Site-to-Site VPN: customer gateways, virtual private gateways and VPN connections carry
+    # only tags (CreateCustomerGateway DeviceName is unset); propagation and routes name nothing.
+    "aws:ec2/customerGateway:CustomerGateway": _rules(TAGS, Rule("deviceName", text(0, 255))),
+    "aws:ec2/vpnGateway:VpnGateway": _rules(TAGS),
+    "aws:ec2/vpnConnection:VpnConnection": _rules(TAGS),
+    "aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation": (),
+    "aws:ec2/route:Route": (),
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": _rules(TAGS),
+    "aws:route53/resolverEndpoint:ResolverEndpoint": _rules(Rule("name", RESOLVER_NAME), TAGS),
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _rules(TAGS),
     "aws:ec2/flowLog:FlowLog": _rules(TAGS),
     "aws:ec2/launchTemplate:LaunchTemplate": _rules(
@@ -504,12 +522,20 @@ def gcp_link_resources() -> list[dict[str, Any]]:
     return [r for r in record_link(link_plan(devices=2, tunnels=4)).resources if r["custom"]]
 
 
+def aws_link_resources() -> list[dict[str, Any]]:
+    """The AWS overflow link over the hand-built plan, with a virtual private gateway and with a
+    transit gateway (hybrid.yaml has the first only)."""
+    plans = (aws_link_plan(), aws_link_plan(transit_gateway_id=TGW, amazon_side_asn=None))
+    return [r for p in plans for r in record_aws_link(p).resources if r["custom"]]
+
+
 def all_resources() -> list[dict[str, Any]]:
     """Every cloud resource (components are Pulumi's own and have no API limits)."""
     return (
         [r for path in EXAMPLE_STACKS for r in plan_of_file(str(path)).resources if r["custom"]]
         + onprem_resources()
         + gcp_link_resources()
+        + aws_link_resources()
     )
 
 
@@ -525,6 +551,17 @@ def test_every_kubernetes_name_and_label_of_the_onprem_component_is_within_its_l
 
 def test_every_name_description_and_label_of_the_gcp_overflow_link_is_within_its_limit():
     assert [p for r in gcp_link_resources() for p in problems(r)] == []
+
+
+def test_every_name_description_and_tag_of_the_aws_overflow_link_is_within_its_limit():
+    assert [p for r in aws_link_resources() for p in problems(r)] == []
+
+
+def test_a_resolver_name_of_digits_or_past_64_characters_fails():
+    assert list(RESOLVER_NAME("assistant-dev-chat-inbound")) == []
+    assert list(RESOLVER_NAME("12345"))
+    assert list(RESOLVER_NAME("a" * 65))
+    assert list(RESOLVER_NAME("it's"))
 
 
 def test_the_table_covers_every_named_property():

@@ -11,6 +11,7 @@ the same spec always yields the same plan.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,11 @@ _ID_PREFIX = {
     "aws:ec2/flowLog:FlowLog": "fl-",
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr-",
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr-",
+    "aws:ec2/customerGateway:CustomerGateway": "cgw-",
+    "aws:ec2/vpnGateway:VpnGateway": "vgw-",
+    "aws:ec2/vpnConnection:VpnConnection": "vpn-",
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": "tgw-attach-",
+    "aws:route53/resolverEndpoint:ResolverEndpoint": "rslvr-in-",
 }
 
 
@@ -151,9 +157,35 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["arnSuffix"] = (
                 f"{'net' if inputs.get('loadBalancerType') == 'network' else 'app'}/{state['name']}/{uid[:16]}"
             )
+        if typ == "aws:lb/loadBalancer:LoadBalancer":
+            state["zoneId"] = "Z0OFFLINENLB"
+        if typ == "aws:ec2/vpnConnection:VpnConnection":
+            state.update(self._vpn_connection(inputs, uid))
+        if typ == "aws:route53/resolverEndpoint:ResolverEndpoint":
+            # The service picks a free address in each subnet; offline, stand-ins from TEST-NET-1
+            # (RFC 5737), which no real VPC holds, so nobody mistakes them for the real ones.
+            state["ipAddresses"] = [
+                {**ip, "ip": ip.get("ip") or f"192.0.2.{10 + i}", "ipId": f"rni-{_digest(uid, str(i), n=17)}"}
+                for i, ip in enumerate(inputs.get("ipAddresses") or [])
+            ]
+            state["hostVpcId"] = "vpc-offline"
         if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Gateway":
             state["prefixListId"] = "pl-" + _digest("prefix-list", inputs.get("serviceName", ""), n=8)
         return rid, state
+
+    @staticmethod
+    def _vpn_connection(inputs: dict, uid: str) -> dict:
+        """A VPN connection's tunnel outside addresses (AWS picks two public ones; offline, stand-ins
+        from TEST-NET-3, RFC 5737) and each tunnel's inside addresses as AWS reports them."""
+        out: dict[str, Any] = {}
+        for t in (1, 2):
+            out[f"tunnel{t}Address"] = f"203.0.113.{int(_digest(uid, str(t), n=4), 16) % 250 + 1}"
+            cidr = inputs.get(f"tunnel{t}InsideCidr")
+            if cidr:
+                hosts = list(ipaddress.IPv4Network(cidr).hosts())
+                out[f"tunnel{t}VgwInsideAddress"] = str(hosts[0])
+                out[f"tunnel{t}CgwInsideAddress"] = str(hosts[1])
+        return out
 
     def _gcp_resource(self, typ: str, name: str, uid: str, state: dict, region: str) -> tuple[str, dict]:
         """GCP outputs dependents read: self links, ids, service account emails, key ids."""
@@ -254,6 +286,19 @@ class CloudMocks(pulumi_mocks.Mocks):
             }
         if token == "aws:ssm/getParameter:getParameter":
             return {"name": a["name"], "type": "String", "value": "ami-" + _digest(a["name"], region), "id": a["name"]}
+        if token == "aws:ec2transitgateway/getTransitGateway:getTransitGateway":
+            # The real lookup returns the transit gateway's settings; offline, AWS's defaults.
+            return {
+                "id": a.get("id"),
+                "amazonSideAsn": 64512,
+                "defaultRouteTableAssociation": "enable",
+                "defaultRouteTablePropagation": "enable",
+                "arn": f"arn:aws:ec2:{region}:{MOCK_ACCOUNT}:transit-gateway/{a.get('id')}",
+            }
+        if token == "aws:ec2/getRouteTable:getRouteTable":
+            # The real lookup returns the table the subnet uses; offline, a stand-in per subnet.
+            rtb = "rtb-" + _digest("route-table", str(a.get("subnetId")))
+            return {"id": rtb, "routeTableId": rtb, "subnetId": a.get("subnetId"), "vpcId": "vpc-offline"}
         if token == "aws:ec2/getVpc:getVpc":
             # The real lookup returns the VPC's CIDR; offline it is a stand-in, marked as such.
             return {"id": a.get("id"), "cidrBlock": "10.0.0.0/16", "tags": {"offline-placeholder": "true"}}

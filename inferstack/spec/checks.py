@@ -1061,6 +1061,7 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
     """The overflow section against the targets it names: an on-prem primary, cloud burst targets
     behind the private endpoint, a link for each cloud they are in, networks apart from the site's,
     and an overflow timeout that outlasts a burst target's cold start (or says why not)."""
+    from inferstack.planning.overflow.aws_link import aws_link_findings
     from inferstack.planning.overflow.gcp_link import gcp_link_findings
 
     ov = spec.overflow
@@ -1108,6 +1109,7 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
             "(each burst target answers to <target>.<name> when there are several), and cover it in the certificates",
         )
     yield from _overflow_link(spec, clouds)
+    yield from aws_link_findings(spec)
     yield from gcp_link_findings(spec)
     if spec.metadata.data_classification not in ov.classifications:
         yield Finding(
@@ -1142,6 +1144,22 @@ def check_overflow_timeout(spec: DeploymentSpec) -> Iterator[Finding]:
 def _stack_for_checks(spec: DeploymentSpec) -> str:
     """Start-up estimates do not depend on the stack's name; the metadata name stands in."""
     return spec.metadata.name
+
+
+# Inside ranges AWS refuses for a tunnel (EC2 API Reference, VpnTunnelOptionsSpecification
+# TunnelInsideCidr: "The following CIDR blocks are reserved and cannot be used").
+AWS_RESERVED_INSIDE = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "169.254.0.0/30",
+        "169.254.1.0/30",
+        "169.254.2.0/30",
+        "169.254.3.0/30",
+        "169.254.4.0/30",
+        "169.254.5.0/30",
+        "169.254.169.252/30",
+    )
+)
 
 
 def _overflow_link(spec: DeploymentSpec, clouds: set[str]) -> Iterator[Finding]:
@@ -1181,6 +1199,10 @@ def _overflow_link(spec: DeploymentSpec, clouds: set[str]) -> Iterator[Finding]:
                 continue
             if net.prefixlen != 30 or not net.subnet_of(LINK_LOCAL):
                 yield Finding(where, f"{cidr} must be a /30 inside 169.254.0.0/16 (a BGP session's two addresses)")
+                continue
+            reserved = next((r for r in AWS_RESERVED_INSIDE if net.overlaps(r)), None) if cloud == "aws" else None
+            if reserved is not None:
+                yield Finding(where, f"{cidr} is {reserved}, which AWS reserves for its own use: pick another /30")
                 continue
             clash = next((other for other_loc, other in inside if net.overlaps(other)), None)
             if clash is not None:

@@ -175,6 +175,13 @@ def _mutated(stack: str, token: str, change) -> dict:
             lambda i: [s["node"]["metadata"].pop("enable-oslogin") for s in i["body"]["tpu"]["nodeSpec"]],
         ),
         (
+            # The AWS link's customer gateways: a device the spec does not name is a foreign peer.
+            "residency-vpn-peer-require-allowed-ip",
+            "hybrid.yaml",
+            "aws:ec2/customerGateway:CustomerGateway",
+            lambda i: i.update(ipAddress="192.0.2.99"),
+        ),
+        (
             "security-aws-ec2-disallow-key-pair",
             "dev.yaml",
             "aws:ec2/launchTemplate:LaunchTemplate",
