@@ -414,6 +414,8 @@ def test_a_gcp_target_first_in_preference_gets_the_demand(tmp_path):
     run, _ = run_publisher(tmp_path, [BUSY] * 4, IDENTITY, text=text)
     values = [(c, b["timeSeries"][0]["points"][0]["value"]["doubleValue"]) for c, b in gcp_series(run)]
     assert values[:4] == [(1, 0), (2, 0), (3, 4), (4, 4)]
+    # Stopped (the harness's TERM after the last cycle): the pod's series is set back to 0 first.
+    assert values[-1] == (5, 0) and run.returncode == 0
     assert aws_points(run) == []  # told 0: AWS is never written a zero
 
 
