@@ -49,8 +49,16 @@ host_statuses[].address.socket_address); Envoy "Cluster statistics" (upstream_rq
 upstream_rq_active gauges, membership_healthy, upstream_rq_time histogram); Google "Workload
 Identity Federation" (STS token exchange: grant_type token-exchange, subject_token_type jwt,
 requested_token_type access_token) and Cloud Monitoring v3 projects.timeSeries.create; IAM Roles
-Anywhere "Obtaining temporary security credentials" (aws_signing_helper credential-process
---certificate --private-key --trust-anchor-arn --profile-arn --role-arn).
+Anywhere "Obtaining temporary security credentials" and the helper's source
+(aws/rolesanywhere-credential-helper cmd/credentials.go: --certificate, --private-key,
+--trust-anchor-arn, --profile-arn, --role-arn, --region "Signing region"); Google STS v1 `token`
+(grantType token-exchange, audience the WIF provider's full name, scope required for an external
+credential, no Authorization header), sent form-encoded as the google-auth libraries do.
+
+What the publisher cannot do from here, and the stack must: the AWS fleet VPC needs interface
+endpoints for `monitoring` (present) and `rolesanywhere` (CreateSession), admitting the site's
+ranges on 443, and the site's DNS must forward those regional names to the link's Route 53
+Resolver inbound endpoint (README, "How the cloud is woken and used").
 """
 
 from __future__ import annotations
