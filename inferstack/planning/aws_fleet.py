@@ -8,7 +8,6 @@ scaling signal) makes them testable as plain values and keeps one place that dec
 from __future__ import annotations
 
 import dataclasses
-
 import ipaddress
 import math
 import re
