@@ -544,7 +544,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         )
 
         if s.wake_from_zero:
-            self._wake(name, plan, group, endpoint, child)
+            self._wake(name, plan, group, endpoint if s.wake_on_endpoint else None, child)
 
     def _wake(self, name, plan: AwsFleetPlan, group, endpoint, child) -> None:
         """Start one node when the group's desired capacity is 0 and anything shows demand.

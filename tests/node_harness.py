@@ -152,6 +152,8 @@ class NodeHarness:
     stubs: dict[str, list[Stub]] = field(default_factory=dict)
     extra_stubs: tuple[str, ...] = ()
     max_sleeps: int = 50
+    # Real tools beyond ALLOWED_REAL for one script (the overflow publisher's jq), when installed.
+    extra_real: tuple[str, ...] = ()
 
     def answer(self, command: str, stdout: str = "", rc: int = 0, when: str | None = None) -> NodeHarness:
         self.stubs.setdefault(command, []).append(Stub(stdout, rc, when))
@@ -192,7 +194,7 @@ class NodeHarness:
         root, bin_dir = run_dir / "root", run_dir / "bin"
         root.mkdir()
         bin_dir.mkdir()
-        for tool in ALLOWED_REAL:
+        for tool in (*ALLOWED_REAL, *self.extra_real):
             real = shutil.which(tool)
             if real:
                 (bin_dir / tool).symlink_to(real)

@@ -4,6 +4,7 @@ strict), hardened like the engine, rolled by a config change, and fenced by Netw
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import yaml
@@ -19,14 +20,6 @@ from inferstack.planning.overflow.gateway import (
 )
 from k8s_schemas import validate
 
-PUBLISHER = {
-    "name": "publisher",
-    "image": "registry.muc.acme.internal/mirror/inferstack/publisher@sha256:" + "c" * 64,
-    "args": ["--admin", "http://127.0.0.1:9901"],
-    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}},
-    "securityContext": {"privileged": True},  # refused: the gateway's hardening wins
-}
-
 
 def plan(version: str = "1.31", **kw):
     """The fixture's gateway, on a cluster of `version`."""
@@ -34,7 +27,7 @@ def plan(version: str = "1.31", **kw):
     primary = spec.targets["muc"]
     cluster = primary.cluster.model_copy(update={"version": version})
     spec = spec.model_copy(update={"targets": {**spec.targets, "muc": primary.model_copy(update={"cluster": cluster})}})
-    return plan_gateway(spec, "hybrid", BURST, CLOUD_CIDRS, publisher=PUBLISHER, **kw)
+    return plan_gateway(spec, "hybrid", BURST, CLOUD_CIDRS, **kw)
 
 
 def objects(version: str = "1.31") -> list[dict]:
@@ -81,10 +74,12 @@ def test_the_config_map_holds_the_config_and_its_digest_rolls_the_pods():
     objs = [dict(m.body) for m in p.manifests]
     cm = one(objs, "ConfigMap")
     assert cm["data"]["envoy.yaml"] == p.envoy_yaml
+    # The publisher's script is in the same ConfigMap, and under the same digest.
+    assert cm["data"]["publish.sh"] == p.publisher_script
     template = one(objs, "Deployment")["spec"]["template"]
-    assert (
-        template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == hashlib.sha256(p.envoy_yaml.encode()).hexdigest()
-    )
+    files = json.dumps({"envoy.yaml": p.envoy_yaml, "publish.sh": p.publisher_script}, sort_keys=True)
+    assert template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION] == hashlib.sha256(files.encode()).hexdigest()
+    assert p.config_sha256 == template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
     # Another config (a smaller breaker) is another digest: the Deployment rolls.
     other = plan(local_max_requests=64)
     other_template = one([dict(m.body) for m in other.manifests], "Deployment")["spec"]["template"]
@@ -104,7 +99,7 @@ def test_pod_is_hardened_like_the_engine_and_the_publisher_cannot_escape_it():
     assert envoy["name"] == "envoy" and publisher["name"] == "publisher"
     for c in (envoy, publisher):
         assert c["securityContext"] == restricted_container_security_context()
-    assert publisher["args"] == PUBLISHER["args"]
+    assert publisher["command"] == ["/bin/bash", "/etc/inferstack/publisher/publish.sh"]
     # Envoy's config, its TLS key pair and the cloud CA are read-only mounts.
     assert all(m["readOnly"] for m in envoy["volumeMounts"])
     assert envoy["resources"]["requests"] == envoy["resources"]["limits"]

@@ -35,3 +35,16 @@ def test_no_pre_shared_key_is_in_clear_in_the_plan(hybrid):
     for password in hybrid.of_type("random:index/randomPassword:RandomPassword"):
         assert password["inputs"].get("result") in (None, "[secret]")
     assert 'sharedSecret": "' not in text.replace('sharedSecret": "[secret]', "")
+
+
+def test_the_aws_burst_fleet_wakes_on_the_publishers_demand_not_on_the_gateways_health_checks(hybrid):
+    # Envoy health-checks the burst endpoint every few seconds: each check is a new TLS flow the
+    # empty NLB resets, so the NLB's demand metrics would wake the fleet for ever. With a publisher,
+    # the wake alarm reads InferStack/PendingRequests for the group, and that alone.
+    wake = hybrid.one("aws:cloudwatch/metricAlarm:MetricAlarm", "aws-burst-wake")["inputs"]
+    queries = {q["id"]: q for q in wake["metricQueries"]}
+    assert set(queries) == {"desired", "pending", "wake"}
+    pending = queries["pending"]["metric"]
+    assert (pending["namespace"], pending["metricName"]) == ("InferStack", "PendingRequests")
+    assert queries["wake"]["expression"] == "IF(desired < 1 AND (FILL(pending, 0)) > 0, 1, 0)"
+    assert "AWS/NetworkELB" not in json.dumps(wake)

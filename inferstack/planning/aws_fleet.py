@@ -7,6 +7,7 @@ scaling signal) makes them testable as plain values and keeps one place that dec
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
@@ -140,6 +141,11 @@ class ScalingPlan:
     scale_in_metric: str  # what scale-in acts on: in-flight load wherever the engine reports it
     scale_in_unit: str
     scale_in_threshold: float
+    # The endpoint's unroutable connections count as demand at zero, except for a burst target of a
+    # hybrid overflow with a publisher: the gateway health-checks its endpoint every few seconds
+    # (a new TLS flow each time the empty NLB resets it), which would wake the group for ever; the
+    # publisher's PendingRequests is its waker then.
+    wake_on_endpoint: bool = True
 
 
 @dataclass(frozen=True)
@@ -334,6 +340,9 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
     volume = plan_root_volume(target.root_volume_gib, weights, types)
     readiness = plan_readiness(weights, types, volume, model.context_length, spec.serving.health_check_grace_seconds)
     scaling = plan_scaling(target, engine)
+    ov = spec.overflow
+    if ov is not None and name in ov.burst and ov.gateway.publisher_image is not None:
+        scaling = dataclasses.replace(scaling, wake_on_endpoint=False)
     image = spec.image_of(name)
     assert image is not None  # the spec checks guarantee every GPU target resolves an image
     ecr = parse_ecr(image)

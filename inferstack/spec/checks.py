@@ -575,7 +575,7 @@ def check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) 
     burst = spec.overflow is not None and name in spec.overflow.burst
     if target.capacity.min == 0 and not burst:
         # A burst target of the overflow may sit at zero: the gateway's publisher writes its group
-        # metric (planning.overflow.publisher). Otherwise, why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
+        # metric (planning.overflow.publisher); without a publisher image check_overflow warns. Otherwise, why, and what was weighed: planning.gcp.GCP_SIGNALS and the README ("What wakes a fleet
         # at zero"). The internal load balancer's request counts are not a documented autoscaler
         # input for a group with no backends, and clients would get 503s until a node is healthy.
         out.append(
@@ -1111,6 +1111,19 @@ def check_overflow(spec: DeploymentSpec) -> Iterator[Finding]:
     yield from _overflow_link(spec, clouds)
     yield from aws_link_findings(spec)
     yield from gcp_link_findings(spec)
+    if ov.gateway.publisher_image is None:
+        # Nothing else writes a burst fleet's wake metric (planning.overflow.publisher): a GCP
+        # group's autoscaler never sees demand; an AWS group's wake alarm sees only connections its
+        # endpoint could not route, never the primary's queue, and nothing raises overflow.active.
+        for name in ov.burst:
+            target = spec.targets.get(name)
+            if isinstance(target, (AwsGpuFleetTarget, GcpGpuFleetTarget)):
+                yield Finding(
+                    (*base, "gateway", "publisher_image"),
+                    f"burst fleet {name} would never wake: nothing publishes its wake metric, and nothing "
+                    "turns the overflow on; set overflow.gateway.publisher_image (the publisher beside Envoy)",
+                    "warning",
+                )
     if spec.metadata.data_classification not in ov.classifications:
         yield Finding(
             (*base, "classifications"),

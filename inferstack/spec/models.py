@@ -1526,9 +1526,11 @@ class OverflowGateway(StrictModel):
     """Envoy in front of the primary's engines on the cluster, and the publisher beside it."""
 
     image: ImageRef = Field(description="Envoy, from the site's registry mirror, by digest.")
-    publisher_image: ImageRef = Field(
-        description="The metric publisher's image (bash, curl, jq, the AWS CLI v2 with aws_signing_helper "
-        "for IAM Roles Anywhere, and gcloud), from the site's registry mirror, by digest."
+    publisher_image: ImageRef | None = Field(
+        default=None,
+        description="The metric publisher's image (bash, curl, jq, the AWS CLI v2 and aws_signing_helper "
+        "for IAM Roles Anywhere), from the site's registry mirror, by digest. Without it nothing fires "
+        "the trigger or publishes the burst fleets' wake metrics: the plan warns that they would never wake.",
     )
     replicas: int = Field(default=2, ge=2, le=20, description="Gateway pods (at least 2: it is the front door).")
     tls_secret: K8sName = Field(description="Secret (tls.crt, tls.key) of the gateway's own TLS listener.")

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,6 +180,7 @@ class GatewayPlan:
     config_sha256: str
     manifests: tuple[Manifest, ...]
     namespace: str
+    publisher_script: str | None  # None: the spec names no publisher
     service_account: str  # the publisher's identity: system:serviceaccount:<namespace>:<this>
     admin_port: int = ADMIN_PORT
     runtime_key: str = OVERFLOW_RUNTIME_KEY
@@ -416,6 +418,8 @@ def gateway_manifests(
     publisher: Mapping[str, Any] | None = None,
     publisher_volumes: Sequence[Mapping[str, Any]] = (),
     publisher_ports: Sequence[int] = (443,),
+    publisher_files: Mapping[str, str] | None = None,
+    host_aliases: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[Manifest, ...]:
     """The gateway's objects, in apply order: its namespace, the primary's headless Service and
     the policy admitting the gateway to the engines, the gateway's policies, ServiceAccount,
@@ -423,7 +427,8 @@ def gateway_manifests(
 
     cloud_cidrs: the burst endpoints' ranges reached over the link (the gateway may open the burst
     ports and `publisher_ports`, the clouds' private API endpoints, there and nowhere else outside
-    the cluster)."""
+    the cluster). publisher_files: the publisher's files in the gateway's ConfigMap, hashed with
+    Envoy's config; host_aliases: the pod's /etc/hosts entries (Google's APIs at the restricted VIP)."""
     overflow = spec.overflow
     assert overflow is not None
     if not cloud_cidrs:
@@ -443,7 +448,10 @@ def gateway_manifests(
     labels = k8s_labels(standard_tags(spec, stack, model_name, "gateway"))
     selector = {APP_LABEL: GATEWAY_NAME, TARGET_LABEL: primary_name}
     engine_selector = {TARGET_LABEL: primary_name}
-    digest = hashlib.sha256(envoy_yaml.encode()).hexdigest()
+    files = {**(publisher_files or {}), CONFIG_FILE: envoy_yaml}
+    if len(files) != len(publisher_files or {}) + 1:
+        raise ValueError(f"a publisher file may not be named {CONFIG_FILE}")
+    digest = config_digest(files)
 
     def meta(name: str, ns: str | None = namespace, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": name, "labels": {**labels, **selector, **(extra or {})}}
@@ -577,7 +585,7 @@ def gateway_manifests(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": meta(GATEWAY_NAME),
-        "data": {CONFIG_FILE: envoy_yaml},
+        "data": dict(sorted(files.items())),
     }
     probe = {"httpGet": {"path": GATEWAY_HEALTH_PATH, "port": PORT_NAME, "scheme": "HTTPS"}}
     drain = drain_seconds(spec.models[model_name].context_length)
@@ -682,6 +690,7 @@ def gateway_manifests(
                             "labelSelector": {"matchLabels": selector},
                         }
                     ],
+                    **({"hostAliases": [dict(a) for a in host_aliases]} if host_aliases else {}),
                     "containers": containers,
                     "volumes": volumes,
                 },
@@ -733,17 +742,24 @@ def _ingress_namespaces(target: OnPremK8sTarget) -> set[str]:
     return out
 
 
+def config_digest(files: Mapping[str, str]) -> str:
+    """The digest of the gateway's ConfigMap (Envoy's config and the publisher's script): on the
+    pod template, so a change to either rolls the pods."""
+    return hashlib.sha256(json.dumps(dict(sorted(files.items())), sort_keys=True).encode()).hexdigest()
+
+
 def plan_gateway(
     spec: DeploymentSpec,
     stack: str,
     burst: Sequence[BurstUpstream],
     cloud_cidrs: Sequence[str],
-    publisher: Mapping[str, Any] | None = None,
-    publisher_volumes: Sequence[Mapping[str, Any]] = (),
     local_max_requests: int = DEFAULT_MAX_REQUESTS,
     cluster_domain: str = "cluster.local",
 ) -> GatewayPlan:
-    """The gateway of the spec's overflow: its Envoy config and Kubernetes objects."""
+    """The gateway of the spec's overflow: its Envoy config, its publisher (planning.overflow.publisher,
+    when the spec names its image) and their Kubernetes objects."""
+    from inferstack.planning.overflow.publisher import SCRIPT_KEY, plan_publisher
+
     overflow = spec.overflow
     if overflow is None:
         raise ValueError("the spec has no overflow section")
@@ -764,13 +780,26 @@ def plan_gateway(
         cloud_ca_path=f"{CLOUD_CA_DIR}/ca.crt",
         local_max_requests=local_max_requests,
     )
-    manifests = gateway_manifests(spec, stack, text, cloud_cidrs, burst, publisher, publisher_volumes)
+    publisher = plan_publisher(spec, stack, burst)
+    files = {} if publisher is None else {SCRIPT_KEY: publisher.script}
+    manifests = gateway_manifests(
+        spec,
+        stack,
+        text,
+        cloud_cidrs,
+        burst,
+        None if publisher is None else publisher.container,
+        () if publisher is None else publisher.volumes,
+        publisher_files=files,
+        host_aliases=() if publisher is None else publisher.host_aliases,
+    )
     ordered = sorted(burst, key=lambda u: (u.priority, u.target))
     return GatewayPlan(
         envoy_yaml=text,
-        config_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        config_sha256=config_digest({**files, CONFIG_FILE: text}),
         manifests=manifests,
         namespace=gateway_namespace(spec, stack),
+        publisher_script=None if publisher is None else publisher.script,
         service_account=GATEWAY_NAME,
         burst_clusters=tuple(burst_cluster_name(u) for u in ordered),
     )
