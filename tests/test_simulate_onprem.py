@@ -286,7 +286,7 @@ def hybrid(timeout: int, reason: str | None = None):
     overflow section (link, gateway images) is left out of this hand-built spec."""
     onprem = load_spec(str(STACKS / "onprem.yaml")).spec
     dev = load_spec(str(STACKS / "dev.yaml")).spec
-    gateway = SimpleNamespace(overflow_timeout_seconds=timeout, short_timeout_reason=reason)
+    gateway = SimpleNamespace(overflow_timeout_seconds=timeout, short_timeout_reason=reason, publisher_image=None)
     overflow = Overflow.model_construct(primary="muc", burst=["burst"], trigger=SpecTrigger(), gateway=gateway)
     spec = onprem.model_copy(
         update={
