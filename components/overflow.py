@@ -1,6 +1,7 @@
 """The hybrid overflow's cloud side, joined to the burst targets once they exist: for each burst
-target, the site-to-site link of its cloud. (The gateway runs on the primary's cluster and is part
-of the primary's plan: planning.onprem.plan.)"""
+target, the site-to-site link of its cloud and the identity the publisher writes its wake metric
+as; then the identity ConfigMap on the primary's cluster. (The gateway runs on the primary's
+cluster and is part of the primary's plan: planning.onprem.plan.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import pulumi
 from inferstack.components.overflow_aws_link import AwsOverflowLink
 from inferstack.components.overflow_aws_link import link_outputs as aws_link_outputs
 from inferstack.components.overflow_gcp_link import GcpOverflowLink, link_outputs
+from inferstack.components.overflow_identity import (
+    AwsPublisherIdentity,
+    GcpPublisherIdentity,
+    publisher_identity_config_map,
+)
 from inferstack.planning.overflow.aws_link import plan_aws_link
 from inferstack.planning.overflow.gcp_link import plan_gcp_link
+from inferstack.planning.overflow.identity import plan_identities
 from inferstack.spec.models import DeploymentSpec
 
 
@@ -34,7 +41,43 @@ def deploy_overflow(spec: DeploymentSpec, stack: str, ctx) -> dict[str, pulumi.I
                 opts=pulumi.ResourceOptions(provider=ctx.gcp(gcp_plan.project, gcp_plan.region)),
             )
             outputs |= {f"{name}.{key}": value for key, value in link_outputs(link).items()}
+    outputs |= _identities(spec, stack, ctx)
     return outputs
+
+
+def _identities(spec: DeploymentSpec, stack: str, ctx) -> dict[str, pulumi.Input]:
+    """The publisher's identity in each burst target's cloud, then identity.json beside the gateway
+    (after the primary's objects: its namespace is the gateway's)."""
+    plan = plan_identities(spec, stack)
+    if plan is None:
+        return {}
+    documents: dict[str, dict[str, pulumi.Output[dict]]] = {"aws": {}, "gcp": {}}
+    for a in plan.aws:
+        made = AwsPublisherIdentity(f"{a.target}-publisher", a, opts=pulumi.ResourceOptions(provider=ctx.aws(a.region)))
+        documents["aws"][a.target] = made.document
+    for g in plan.gcp:
+        target = spec.targets[g.target]
+        made_gcp = GcpPublisherIdentity(
+            f"{g.target}-publisher",
+            g,
+            opts=pulumi.ResourceOptions(provider=ctx.gcp(g.project, target.region)),
+        )
+        documents["gcp"][g.target] = made_gcp.document
+    primary = ctx.deployed[spec.overflow.primary]  # type: ignore[union-attr]
+    config_map = publisher_identity_config_map(
+        "overflow-publisher-identity",
+        plan,
+        documents,
+        opts=pulumi.ResourceOptions(provider=primary.k8s_provider, depends_on=[primary]),
+    )
+    return {
+        **{f"{t}.publisher_role_arn": d.apply(lambda v: v["roleArn"]) for t, d in documents["aws"].items()},
+        **{
+            f"{t}.publisher_audience": d.apply(lambda v: v["credentialConfig"]["audience"])
+            for t, d in documents["gcp"].items()
+        },
+        "publisher_identity_config_map": config_map.metadata.apply(lambda m: f"{m.namespace}/{m.name}"),
+    }
 
 
 def _aws_link(name: str, plan, ctx) -> dict[str, pulumi.Input]:

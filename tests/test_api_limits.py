@@ -171,6 +171,15 @@ S3_BUCKET = both(
 # Comment at most 256).
 ROUTE53_NAME = dns_name(255)
 ROUTE53_COMMENT = text(0, 256)
+# IAM Roles Anywhere (CreateTrustAnchor, CreateProfile: name 1-255 of ^[ a-zA-Z0-9-_]*$;
+# SourceData x509CertificateData 1-8000).
+ROLES_ANYWHERE_NAME = text(1, 255, r" a-zA-Z0-9\-_", "[ a-zA-Z0-9-_]")
+# Workload Identity Federation (IAM REST workloadIdentityPools.create / providers.create:
+# workloadIdentityPoolId and workloadIdentityPoolProviderId 4-32 of [a-z0-9-], "gcp-" reserved;
+# displayName at most 32 characters, description at most 256).
+WIF_ID = both(regex(r"[a-z0-9-]{4,32}", "a pool or provider ID", 32), text(4, 32, forbid_prefix=("gcp-",)))
+WIF_DISPLAY = text(0, 32)
+WIF_DESCRIPTION = text(0, 256)
 # Route 53 Resolver (CreateResolverEndpoint Name; the Resolver API's names, as ResolverRuleConfig
 # states them): at most 64 letters, digits, hyphens, underscores and spaces, not only digits.
 RESOLVER_NAME = both(
@@ -292,6 +301,10 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "aws:ec2/route:Route": (),
     "aws:ec2transitgateway/vpcAttachment:VpcAttachment": _rules(TAGS),
     "aws:route53/resolverEndpoint:ResolverEndpoint": _rules(Rule("name", RESOLVER_NAME), TAGS),
+    "aws:rolesanywhere/trustAnchor:TrustAnchor": _rules(
+        Rule("name", ROLES_ANYWHERE_NAME), Rule("source.sourceData.x509CertificateData", text(1, 8000)), TAGS
+    ),
+    "aws:rolesanywhere/profile:Profile": _rules(Rule("name", ROLES_ANYWHERE_NAME), TAGS),
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _rules(TAGS),
     "aws:ec2/flowLog:FlowLog": _rules(TAGS),
     "aws:ec2/launchTemplate:LaunchTemplate": _rules(
@@ -392,7 +405,20 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": (),
     "gcp:kms/keyRing:KeyRing": _rules(Rule("name", GCP_KMS_ID, auto=True)),
     "gcp:projects/iAMMember:IAMMember": (),
-    "gcp:serviceaccount/account:Account": _rules(Rule("accountId", GCP_SA_ID), Rule("displayName", GCP_SA_DISPLAY)),
+    # serviceAccounts.create: description at most 256 characters.
+    "gcp:serviceaccount/account:Account": _rules(
+        Rule("accountId", GCP_SA_ID), Rule("displayName", GCP_SA_DISPLAY), Rule("description", WIF_DESCRIPTION)
+    ),
+    "gcp:serviceaccount/iAMMember:IAMMember": (),
+    "gcp:iam/workloadIdentityPool:WorkloadIdentityPool": _rules(
+        Rule("workloadIdentityPoolId", WIF_ID), Rule("displayName", WIF_DISPLAY), Rule("description", WIF_DESCRIPTION)
+    ),
+    "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider": _rules(
+        Rule("workloadIdentityPoolId", WIF_ID),
+        Rule("workloadIdentityPoolProviderId", WIF_ID),
+        Rule("displayName", WIF_DISPLAY),
+        Rule("description", WIF_DESCRIPTION),
+    ),
     "gcp:storage/bucketIAMMember:BucketIAMMember": (),
     "gcp:tpu/v2Vm:V2Vm": _rules(AUTO_GCP_NAME, Rule("description", TPU_DESCRIPTION), LABELS),
     # The queued TPU slice (a dynamic resource): the request body the TPU API receives.
@@ -405,6 +431,7 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     ),
     # pulumi-random's RandomPassword names nothing in any cloud (its result is a secret).
     "random:index/randomPassword:RandomPassword": (),
+    "random:index/randomId:RandomId": (),
     "pulumi:providers:aws": (),
     "pulumi:providers:gcp": (),
     # Kubernetes (on-prem targets)

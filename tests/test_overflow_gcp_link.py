@@ -344,6 +344,7 @@ def _hybrid_spec() -> DeploymentSpec:
             "publisher_image": "registry.muc.acme.internal/inferstack/publisher@sha256:" + "b" * 64,
             "tls_secret": "gateway-tls",
             "client_certificate_secret": "publisher-cert",
+            "client_certificate_cn": "overflow-publisher",
             "cloud_ca_secret": "cloud-ca",
             "service_account_issuer": "https://muc.acme.internal",
         },

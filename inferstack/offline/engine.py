@@ -103,13 +103,21 @@ class PlanDocument(BaseModel):
 # What a secret in the stack's config reads as offline: a placeholder, masked in every plan like
 # any secret. Offline no real credential is ever read (nor the PULUMI_CONFIG of the shell).
 OFFLINE_SECRET = "offline-placeholder-secret"
+OFFLINE_CA_PEM = "-----BEGIN CERTIFICATE-----\nb2ZmbGluZS1wbGFjZWhvbGRlci1jYQ==\n-----END CERTIFICATE-----\n"
+OFFLINE_JWKS = '{"keys": [{"alg": "RS256", "e": "AQAB", "kid": "offline-placeholder", "kty": "RSA", "n": "b2ZmbGluZQ", "use": "sig"}]}'
 
 
 def offline_config(spec: DeploymentSpec) -> dict[str, str]:
     """The stack config the program reads, as the offline engine answers it: a placeholder secret
     for each config key the spec names (an on-prem cluster's kubeconfig)."""
     keys = {getattr(getattr(t, "cluster", None), "kubeconfig_config_key", None) for t in spec.targets.values()}
-    return {f"{PROJECT}:{key}": OFFLINE_SECRET for key in sorted(k for k in keys if k)}
+    out = {f"{PROJECT}:{key}": OFFLINE_SECRET for key in sorted(k for k in keys if k)}
+    if spec.overflow is not None:
+        # The publisher's trust: the site CA (a PEM bundle) and the cluster's JWKS, checked for
+        # their form by the identity component; offline, well-formed stand-ins.
+        out[f"{PROJECT}:{spec.overflow.gateway.site_ca_config_key}"] = OFFLINE_CA_PEM
+        out[f"{PROJECT}:{spec.overflow.gateway.jwks_config_key}"] = OFFLINE_JWKS
+    return out
 
 
 def record(program: Callable[[], None], stack: str, secrets: dict[str, str] | None = None) -> RecordingMonitor:

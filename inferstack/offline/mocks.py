@@ -10,6 +10,7 @@ the same spec always yields the same plan.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import re
@@ -118,6 +119,19 @@ class CloudMocks(pulumi_mocks.Mocks):
             # Offline nothing secret is generated: a fixed placeholder of the asked length, which the
             # program must still carry as a secret (plans mask it).
             return f"{name}-{uid[:7]}", {**inputs, "result": "x" * int(inputs.get("length", 16))}
+        if typ == "random:index/randomId:RandomId":
+            # Not a secret: a fixed stand-in of the asked length, in each encoding the resource offers.
+            raw = bytes.fromhex(_digest(uid, n=2 * int(inputs.get("byteLength", 4))))
+            hexed = raw.hex()
+            b64 = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            return hexed, {
+                **inputs,
+                "hex": hexed,
+                "b64Url": b64,
+                "b64Std": base64.b64encode(raw).decode(),
+                "dec": str(int(hexed, 16)),
+                "id": b64,
+            }
         rid = _ID_PREFIX.get(typ, "") + uid
         module, _, kind = typ.partition(":")[2].partition(":")
         service = module.split("/")[0]
@@ -130,6 +144,13 @@ class CloudMocks(pulumi_mocks.Mocks):
             state["arn"] = f"arn:aws:kms:{region}:{MOCK_ACCOUNT}:key/{rid}"
         elif typ.startswith("aws:iam/"):
             state["arn"] = f"arn:aws:iam::{MOCK_ACCOUNT}:{kind[0].lower() + kind[1:]}/{state['name']}"
+        elif service == "rolesanywhere":
+            # arn:aws:rolesanywhere:<region>:<account>:trust-anchor/<uuid> (and profile/<uuid>).
+            h = _digest(uid, n=32)
+            rid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            state["arn"] = (
+                f"arn:aws:rolesanywhere:{region}:{MOCK_ACCOUNT}:{'trust-anchor' if kind == 'TrustAnchor' else 'profile'}/{rid}"
+            )
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             state["arn"] = f"arn:aws:logs:{region}:{MOCK_ACCOUNT}:log-group:{state['name']}"
         elif typ == "aws:autoscaling/group:Group":
@@ -196,6 +217,7 @@ class CloudMocks(pulumi_mocks.Mocks):
         if typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{state['accountId']}@{project}.iam.gserviceaccount.com"
             rid = f"projects/{project}/serviceAccounts/{state['email']}"
+            state["name"] = rid  # the account's resource name, as IAM bindings on it take it
         elif typ == "gcp:kms/keyRing:KeyRing":
             rid = f"projects/{project}/locations/{state['location']}/keyRings/{state['name']}"
         elif typ == "gcp:kms/cryptoKey:CryptoKey":

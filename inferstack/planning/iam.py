@@ -75,6 +75,50 @@ def assume_role(service: str, condition: dict[str, Any] | None = None) -> str:
     return document([statement])
 
 
+def put_metric_statement(sid: str, namespace: str) -> Statement:
+    """PutMetricData in one namespace: the action has no resource type, the `cloudwatch:namespace`
+    condition key scopes it (CloudWatch "Using condition keys to limit access to CloudWatch
+    namespaces")."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
+    }
+
+
+# IAM Roles Anywhere's service principal and what a role it vends must let it do ("Trust model",
+# IAM Roles Anywhere User Guide: sts:AssumeRole, sts:TagSession for the certificate's principal
+# tags, sts:SetSourceIdentity).
+ROLES_ANYWHERE_PRINCIPAL = "rolesanywhere.amazonaws.com"
+ROLES_ANYWHERE_ACTIONS = ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
+
+
+def roles_anywhere_trust(trust_anchor_arn: str, certificate_cn: str) -> str:
+    """Roles Anywhere may vend the role only for sessions of this trust anchor (aws:SourceArn, the
+    confused-deputy condition) and of one certificate's subject (the x509Subject/CN principal tag
+    Roles Anywhere sets from the certificate): another certificate of the same CA gets nothing."""
+    return document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ROLES_ANYWHERE_PRINCIPAL},
+                "Action": ROLES_ANYWHERE_ACTIONS,
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": trust_anchor_arn},
+                    "StringEquals": {"aws:PrincipalTag/x509Subject/CN": certificate_cn},
+                },
+            }
+        ]
+    )
+
+
+def put_metric_policy(namespace: str) -> str:
+    """A role whose one permission is PutMetricData in `namespace` (the overflow publisher's)."""
+    return document([put_metric_statement("PublishWakeMetric", namespace)])
+
+
 def flow_logs_trust(partition: str, account: str, region: str) -> str:
     """The flow-logs delivery role may be assumed by the flow-logs service for this account's
     flow logs only (the confused-deputy conditions of "IAM role for publishing flow logs to
@@ -183,13 +227,7 @@ def node_policy(
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": f"{log_group_arn}:log-stream:*",
         },
-        {
-            "Sid": "PublishScalingSignal",
-            "Effect": "Allow",
-            "Action": "cloudwatch:PutMetricData",
-            "Resource": "*",  # PutMetricData has no resource type; the namespace condition scopes it
-            "Condition": {"StringEquals": {"cloudwatch:namespace": metrics_namespace}},
-        },
+        put_metric_statement("PublishScalingSignal", metrics_namespace),
         {
             "Sid": "SessionManager",
             "Effect": "Allow",

@@ -1537,6 +1537,11 @@ class OverflowGateway(StrictModel):
     client_certificate_secret: K8sName = Field(
         description="Secret (tls.crt, tls.key) the publisher presents to IAM Roles Anywhere; issued by the site CA."
     )
+    client_certificate_cn: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 .@_-]{0,63}$",
+        description="The subject CN of that certificate: the publisher's AWS role admits Roles Anywhere sessions of "
+        "this certificate only (aws:PrincipalTag/x509Subject/CN), not of every certificate the site CA issues.",
+    )
     site_ca_config_key: str = Field(
         default="siteCaPem",
         pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
