@@ -25,6 +25,7 @@ from inferstack.planning.onprem.workload import (
     BATCH_PRIORITY,
     SERVING_PRIORITY,
     TARGET_LABEL,
+    TERMINATION_MARGIN_SECONDS,
     decimal_string,
     plan_workload,
     prometheus_adapter_rules,
@@ -422,7 +423,19 @@ def test_the_engine_writes_only_to_volumes_and_shm_is_memory():
     # The memory-backed emptyDir counts against the container's memory limit.
     shm_gib = int(volumes[shm["name"]]["emptyDir"]["sizeLimit"].removesuffix("Gi"))
     assert int(engine["resources"]["limits"]["memory"].removesuffix("Gi")) > shm_gib
-    assert pod["terminationGracePeriodSeconds"] == drain_seconds(8192)
+    assert pod["terminationGracePeriodSeconds"] == drain_seconds(8192) + TERMINATION_MARGIN_SECONDS
+
+
+def test_a_leaving_engine_waits_out_its_streams_before_sigterm():
+    # 1.30+: the preStop sleep covers the drain bound (the pod is out of the endpoints at once),
+    # and the grace period covers the sleep and the engine's exit.
+    pod = one(plan(make_spec(cluster={"version": "1.31"})), "Deployment")["spec"]["template"]["spec"]
+    (engine,) = pod["containers"]
+    assert engine["lifecycle"] == {"preStop": {"sleep": {"seconds": drain_seconds(8192)}}}
+    assert pod["terminationGracePeriodSeconds"] > engine["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # Before 1.30 there is no sleep action (and no shell to count on in the image): no hook at all.
+    old = one(plan(make_spec(cluster={"version": "1.29"})), "Deployment")["spec"]["template"]["spec"]
+    assert "lifecycle" not in old["containers"][0]
 
 
 def test_pvc_weights_are_mounted_read_only_at_the_model_path():

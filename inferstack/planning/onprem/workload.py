@@ -95,6 +95,15 @@ MIN_PROGRESS_DEADLINE_SECONDS = 600  # the Deployment default
 SERVING_PRIORITY = 100_000
 BATCH_PRIORITY = 1_000
 # -- autoscaling ------------------------------------------------------------------------------------
+# A leaving engine pod first waits in its preStop hook for the drain bound (a `sleep` action:
+# PodLifecycleSleepAction, beta and on by default since Kubernetes 1.30, "Container Lifecycle
+# Hooks"): the pod leaves the Service's endpoints at once, so no new request reaches it, and the
+# streams in flight finish before the engine gets SIGTERM, on which vLLM aborts what is still
+# running unless it runs with --shutdown-timeout (vllm-project/vllm#36666). Before 1.30 there is no
+# sleep action and the engine images need not have a shell: the pod gets SIGTERM at once (README).
+# The grace period covers the sleep and a margin for the engine's own exit.
+SLEEP_ACTION_MINOR = 30
+TERMINATION_MARGIN_SECONDS = 10
 KEDA_POLLING_SECONDS = 15
 # A query that returns nothing (the ServiceMonitor not selected, the relabelling broken, Prometheus
 # down) is an error, not a silent "no load" (KEDA "Prometheus" scaler: ignoreNullValues, default
@@ -498,7 +507,7 @@ class _Workload:
             # No Service environment variables: a Service named like the engine (e.g. `vllm`) would
             # set VLLM_PORT=tcp://..., which vLLM reads as its own setting.
             "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": self.drain_seconds,
+            "terminationGracePeriodSeconds": self.drain_seconds + TERMINATION_MARGIN_SECONDS,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": RUN_AS_UID,
@@ -593,7 +602,14 @@ class _Workload:
                 "failureThreshold": LIVENESS_FAILURES,
             },
             "volumeMounts": mounts,
+            **self.drain_hook(),
         }
+
+    def drain_hook(self) -> dict[str, Any]:
+        """The engine's preStop wait for the streams in flight (SLEEP_ACTION_MINOR)."""
+        if int(self.target.cluster.version.split(".")[1]) < SLEEP_ACTION_MINOR:
+            return {}
+        return {"lifecycle": {"preStop": {"sleep": {"seconds": self.drain_seconds}}}}
 
     def shm_volume(self, pool: PoolPlan) -> dict[str, Any]:
         return {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": quantity_gib(self.shm_gib(pool))}}

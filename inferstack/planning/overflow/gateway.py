@@ -65,7 +65,9 @@ from inferstack.planning.onprem.workload import (
     PSS_LEVEL,
     PSS_MODES,
     RUN_AS_UID,
+    SLEEP_ACTION_MINOR,
     TARGET_LABEL,
+    TERMINATION_MARGIN_SECONDS,
     namespace_of,
     restricted_container_security_context,
 )
@@ -148,14 +150,12 @@ LIVENESS_PERIOD_SECONDS = 10
 PROBE_TIMEOUT_SECONDS = 3
 READINESS_FAILURES = 2
 LIVENESS_FAILURES = 6
-# Envoy exits on SIGTERM without draining. A leaving pod first waits in its preStop hook (a
-# `sleep` action: PodLifecycleSleepAction, beta and on by default since Kubernetes 1.30, "Container
-# Lifecycle Hooks") for the primary's drain bound: the Service stops sending it new connections at
-# once, and the streams in flight finish. The publisher, which has an HTTP client, may shorten it
-# by POSTing DRAIN_PATH to the admin port in its own preStop hook.
+# Envoy exits on SIGTERM without draining. A leaving pod first waits in its preStop hook for the
+# primary's drain bound, as the engines do (planning.onprem.workload, SLEEP_ACTION_MINOR): the
+# Service stops sending it new connections at once, and the streams in flight finish. The
+# publisher, which has an HTTP client, may shorten it by POSTing DRAIN_PATH to the admin port in
+# its own preStop hook.
 DRAIN_PATH = "/drain_listeners?graceful"
-SLEEP_ACTION_MINOR = 30
-TERMINATION_MARGIN_SECONDS = 10
 HEADLESS_SUFFIX = "endpoints"
 
 
