@@ -390,12 +390,39 @@ def _heavy_spike() -> np.ndarray:
 
 def test_the_gateway_publisher_wakes_a_gcp_burst_group_from_zero():
     """The GCP group's per-group metric has no node to publish it at zero: the overflow gateway's
-    publisher writes the requests waiting for the group, so the autoscaler sees them and wakes it."""
+    publisher writes what the primary cannot absorb into the first burst target's metric (GCP first
+    here), so the autoscaler sees it and wakes the group; spill reaches it once it serves."""
     spec, resources = _hybrid_example()
-    res = simulate_stack(spec, "hybrid", resources, _heavy_spike(), seed=1)
+    assert spec.overflow is not None
+    gcp_first = spec.overflow.model_copy(update={"burst": ["gcp-burst", "aws-burst"]})
+    res = simulate_stack(spec.model_copy(update={"overflow": gcp_first}), "hybrid", resources, _heavy_spike(), seed=1)
     gcp = next(t for t in res.targets if t.target == "gcp-burst")
     assert gcp.requests > 0 and gcp.served > 0 and any(e.kind in ("wake", "out") for e in gcp.events)
     assert all(f.kind != "cannot-wake-from-zero" for f in gcp.findings)
+    # The spill starts only once the group serves: nothing waits through its cold start.
+    assert (gcp.queue_wait.get("p99") or 0) < gcp.replica.startup_seconds
+
+
+def test_with_the_publisher_a_burst_target_takes_no_spill_before_it_serves():
+    """The publisher turns the overflow on only while a burst cluster has a healthy member: a
+    fleet woken from zero gets the spill after its start-up, not requests that wait through it."""
+    spec, resources = _hybrid_example()
+    res = simulate_stack(spec, "hybrid", resources, _heavy_spike(), seed=1)
+    aws = next(t for t in res.targets if t.target == "aws-burst")
+    assert aws.served > 0 and (aws.queue_wait.get("p99") or 0) < aws.replica.startup_seconds
+    # Demand goes to the first burst target only: the second stays at zero.
+    gcp = next(t for t in res.targets if t.target == "gcp-burst")
+    assert gcp.requests == 0 and gcp.replica_hours == 0
+
+
+def test_a_trigger_shorter_than_the_cold_start_wakes_a_fleet_that_serves_nothing():
+    spec, resources = _hybrid_example()
+    arr = np.zeros(DAY_SECONDS, dtype=np.int64)
+    arr[3600:3900] = 400  # five minutes over capacity: less than the fleet's start-up
+    res = simulate_stack(spec, "hybrid", resources, arr, seed=1)
+    assert any(n.startswith("aws-burst was woken by the publisher but took no overflow") for n in res.notes)
+    aws = next(t for t in res.targets if t.target == "aws-burst")
+    assert aws.requests == 0 and aws.replica_hours > 0
 
 
 def test_without_a_publisher_nothing_wakes_the_gcp_burst_group():

@@ -264,10 +264,12 @@ def simulate_target(
     seed: int = 0,
     hourly_price: float | None = None,
     front_door: bool = False,
+    gateway_demand: np.ndarray | None = None,
 ) -> TargetResult:
-    """One target's day. `front_door`: the overflow gateway's publisher writes the requests waiting
-    for this target into the metric its group wakes and scales on (planning.overflow.publisher),
-    so the group sees demand while it has no node to publish it."""
+    """One target's day. `front_door`: the overflow gateway's publisher writes demand for this
+    target into the metric its group wakes and scales on (planning.overflow.publisher), so the
+    group sees demand while it has no node to publish it: `gateway_demand`, per second, when given
+    (what the primary cannot absorb while the trigger holds), else the requests waiting for it."""
     rng = np.random.default_rng(seed + 1)
     seconds = len(arrivals)
     slots = replica.concurrent_sequences
@@ -538,16 +540,17 @@ def simulate_target(
             wk = cfg.wake
             published = sum(sums[m][-1] for m in wk.published) if wk.published else 0.0
             if front_door:
-                published += queued
+                published += queued if gateway_demand is None else gateway_demand[t]
             demand = (demand_minute if wk.load_balancer else 0) + published
             if desired < 1 and demand > 0:
                 set_desired(wk.capacity, t, "wake", wk.policy)
         if cfg.autoscaler:
             au = cfg.autoscaler
             v = history[au.metric][-1]
-            if front_door and au.per_group and (v is not None or queued):
+            extra = (queued if gateway_demand is None else int(gateway_demand[t])) if front_door else 0
+            if front_door and au.per_group and (v is not None or extra):
                 v = 0.0 if v is None else v  # the group's series: the nodes' and the gateway's, summed
-                sums[au.metric][-1] += queued
+                sums[au.metric][-1] += extra
             if v is not None:
                 total = sums[au.metric][-1]
                 want = math.ceil(total / au.target) if au.per_group else math.ceil(nodes_published * v / au.target)
@@ -747,6 +750,7 @@ class BurstCapacity:
     target: str
     max_in_flight: int
     service_seconds: int
+    sequences_per_replica: int = 0  # with `ready`: a serving replica's slots
 
 
 @dataclass
@@ -765,6 +769,7 @@ def overflow_spill(
     trigger: OverflowTrigger,
     bursts: list[BurstCapacity],
     serving: np.ndarray | None = None,
+    ready: dict[str, np.ndarray] | None = None,
 ) -> Overflow:
     """When the overflow is active and which arrivals it sends to which burst target. Pure.
 
@@ -776,7 +781,11 @@ def overflow_spill(
     - Each spilled request goes to the first burst target, in preference order, with a free slot:
       a target holds at most max_in_flight spilled requests, each for its service seconds (the
       burst target's queueing at cold start is its own simulation's business). A request no burst
-      target has room for stays on the primary."""
+      target has room for stays on the primary.
+    - `ready` (with the publisher): a burst target's serving replicas per second. The publisher
+      turns the overflow on only while a burst cluster has a healthy member (Envoy never holds a
+      request through a cold start), so a target takes spill only while it serves, at most its
+      serving replicas' slots."""
     seconds = len(pending)
     active = np.zeros(seconds, dtype=bool)
     spilled = {b.target: np.zeros(seconds, dtype=np.int64) for b in bursts}
@@ -798,13 +807,46 @@ def overflow_spill(
         for b in bursts:
             if excess <= 0:
                 break
-            k = min(excess, b.max_in_flight - in_flight[b.target])
+            room = b.max_in_flight
+            if ready is not None and b.target in ready:
+                room = min(room, int(ready[b.target][t]) * b.sequences_per_replica)
+            k = min(excess, room - in_flight[b.target])
             if k > 0:
                 spilled[b.target][t] += k
                 in_flight[b.target] += k
                 held[b.target].append((t + b.service_seconds, k))
                 excess -= k
     return Overflow(active, spilled)
+
+
+def _publisher_demand(
+    active: np.ndarray, pending: np.ndarray, trig: OverflowTrigger, bursts: list[str], configs: dict
+) -> dict[str, np.ndarray]:
+    """What the publisher writes, per second (planning.overflow.publisher): while the trigger holds,
+    waiting minus the pending threshold (at least 1), into the first burst target in preference
+    order that has a wake metric (a fixed TPU slice has none and always serves)."""
+    n = trig.pending_requests or 0
+    series = np.where(active, np.maximum(1, pending - n), 0).astype(np.int64)
+    for b in bursts:
+        if b in configs and configs[b].cloud != "fixed":
+            return {b: series}
+    return {}
+
+
+def _longest_run(active: np.ndarray) -> int:
+    """The longest stretch of consecutive seconds `active` holds."""
+    best = run = 0
+    for a in active:
+        run = run + 1 if a else 0
+        best = max(best, run)
+    return best
+
+
+def _served(result: TargetResult) -> np.ndarray:
+    """Replicas serving per second of a rehearsal (0 where it recorded none)."""
+    if result.serving is None:
+        return np.zeros(0, dtype=np.int64)
+    return result.serving
 
 
 def split_by_capacity(arrivals: np.ndarray, capacity: dict[str, float], seed: int) -> dict[str, np.ndarray]:
@@ -870,7 +912,7 @@ def simulate_stack(
     # The overflow gateway's publisher wakes the burst targets (none without a publisher image).
     woken = set(bursts) if spill is not None and getattr(spill.gateway, "publisher_image", None) else set()
 
-    def run_cloud(name: str, arr: np.ndarray) -> TargetResult:
+    def run_cloud(name: str, arr: np.ndarray, published: np.ndarray | None = None) -> TargetResult:
         cfg = configs[name]
         rep = replica_model(spec, stack, name, traffic)
         price = prices.get(name)
@@ -878,7 +920,14 @@ def simulate_stack(
         if price is not None and price.hourly_max is not None and cfg.max_size:
             hourly = price.hourly_max / cfg.max_size  # blended per replica at the fleet's spot/on-demand mix
         return simulate_target(
-            cfg, rep, arr, seed=seed + 101 * order.index(name), hourly_price=hourly, front_door=name in woken, **kw
+            cfg,
+            rep,
+            arr,
+            seed=seed + 101 * order.index(name),
+            hourly_price=hourly,
+            front_door=name in woken,
+            gateway_demand=published,
+            **kw,
         )
 
     def run_onprem(name: str, arr: np.ndarray) -> list[TargetResult]:
@@ -936,6 +985,7 @@ def simulate_stack(
                     b,
                     configs[b].max_size * rep.concurrent_sequences,
                     rep.service_seconds(traffic.input_tokens, traffic.output_tokens),
+                    rep.concurrent_sequences,
                 )
             )
             timeout = trig.overflow_timeout_seconds
@@ -949,17 +999,37 @@ def simulate_stack(
                 else:
                     late[b] = Finding("overflow-timeout-short", "overflow.gateway.overflow_timeout_seconds", text)
         flow = overflow_spill(pending, primary_arr, trig, caps, serving)
+        demand: dict[str, np.ndarray] = {}
+        if woken:
+            # With the publisher: it writes what the primary cannot absorb while the trigger holds
+            # into the first burst target's wake metric, and spills only to targets that serve. The
+            # target is rehearsed once on that demand alone to learn when it serves, then the
+            # spill is gated on it (overflow_spill, `ready`).
+            demand, ready = _publisher_demand(flow.active, pending, trig, bursts, configs), {}
+            for b in bursts:
+                if b in shares and b in configs:
+                    zero = np.zeros_like(primary_arr)
+                    ready[b] = _served(run_cloud(b, per_target[b], demand.get(b, zero)))
+            flow = overflow_spill(pending, primary_arr, trig, caps, serving, ready)
         spilled_total = sum((v for v in flow.spilled.values()), np.zeros_like(primary_arr))
         results[spill.primary] = run(spill.primary, primary_arr - spilled_total)
         for b in bursts:
             if b in shares:
-                results[b] = run(b, per_target[b] + flow.spilled.get(b, np.zeros_like(primary_arr)))
+                arr_b = per_target[b] + flow.spilled.get(b, np.zeros_like(primary_arr))
+                results[b] = [run_cloud(b, arr_b, demand.get(b))] if b in configs and woken else run(b, arr_b)
                 if b in late:
                     results[b][0].findings.append(late[b])
         out.notes.append(
             f"overflow from {spill.primary}: active {flow.seconds_active}s of the day; spilled "
             + ", ".join(f"{int(v.sum())} to {k}" for k, v in flow.spilled.items())
         )
+        for b, series in demand.items():
+            if series.any() and not flow.spilled[b].any():
+                rep = replica_model(spec, stack, b, traffic)
+                out.notes.append(
+                    f"{b} was woken by the publisher but took no overflow: the trigger held {_longest_run(flow.active)}s "
+                    f"at most, and {b} needs ~{rep.startup_seconds}s from zero to serve"
+                )
     for name in order:
         if name not in results:
             results[name] = run(name, per_target[name])
