@@ -4,6 +4,7 @@ connection pairing, BGP addresses, the pre-shared key rules, and the plan drawn 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterator
 
@@ -26,12 +27,13 @@ from awslink_fixture import (
     record_link,
 )
 
-from conftest import STACKS, Resources
+from conftest import STACKS, Resources, plan_of_file
 from inferstack.components.overflow_aws_link import BGP_ASN_MAX, check_transit_gateway_asn
 from inferstack.components.overflow_gcp_link import PresharedKeysError
 from inferstack.planning.overflow.aws_link import (
     amazon_side_asn,
     aws_first_character,
+    aws_link_findings,
     plan_aws_link,
     plan_connections,
     preshared_key_problem,
@@ -213,14 +215,19 @@ def test_both_tunnels_ikev2_only_and_only_strong_proposals(two_devices, tunnel):
 
 
 @pytest.mark.parametrize("tunnel", [1, 2])
-def test_tunnel_logs_enabled_to_the_links_log_group_as_json(one_device, tunnel):
+def test_tunnel_and_bgp_logs_enabled_to_the_links_log_group_as_json(one_device, tunnel):
     logs = one_device.one(LOGS)
     (v,) = one_device.of_type(VPN)
     options = v["inputs"][f"tunnel{tunnel}LogOptions"]["cloudwatchLogOptions"]
+    arn = f"arn:aws:logs:{REGION}:123456789012:log-group:/inferstack/assistant/dev/chat/vpn"
     assert options == {
         "logEnabled": True,
-        "logGroupArn": f"arn:aws:logs:{REGION}:123456789012:log-group:/inferstack/assistant/dev/chat/vpn",
+        "logGroupArn": arn,
         "logOutputFormat": "json",
+        # The BGP sessions' logs too: the link routes by BGP, and a flapping session is its outage.
+        "bgpLogEnabled": True,
+        "bgpLogGroupArn": arn,
+        "bgpLogOutputFormat": "json",
     }
     assert v["propertyDependencies"][f"tunnel{tunnel}LogOptions"] == [logs["urn"]]
 
@@ -322,6 +329,14 @@ def test_one_private_subnet_still_gives_the_resolver_the_two_addresses_aws_requi
     r = Resources(record_link(link_plan(devices=1), subnets=SUBNETS[:1]))
     ips = r.one(RESOLVER)["inputs"]["ipAddresses"]
     assert [ip["subnetId"] for ip in ips] == [SUBNETS[0], SUBNETS[0]]
+
+
+def test_an_existing_vpc_with_more_subnets_gives_the_resolver_at_most_six_addresses():
+    # Route 53 Resolver quotas: 6 IP addresses per endpoint.
+    subnets = tuple(f"subnet-0a1b2c3d4e5f607{i:02d}" for i in range(8))
+    r = Resources(record_link(link_plan(devices=1), subnets=subnets))
+    ips = r.one(RESOLVER)["inputs"]["ipAddresses"]
+    assert [ip["subnetId"] for ip in ips] == list(subnets[:6])
 
 
 def test_resolver_admits_only_the_sites_networks_on_53_udp_and_tcp(two_devices):
@@ -510,3 +525,55 @@ def test_no_aws_plan_for_a_gcp_burst_target_or_a_target_outside_burst(hybrid_spe
         }
     )
     assert plan_aws_link(no_aws, hybrid_spec.stack, "aws-burst") is None
+
+
+def test_the_fleets_key_lets_cloudwatch_logs_encrypt_the_tunnel_log_group():
+    """The link's log group takes the fleet's key: CreateLogGroup with a KMS key fails unless the
+    key policy lets logs.<region>.amazonaws.com use it for that group ("Encrypt log data in
+    CloudWatch Logs using AWS KMS")."""
+    r = Resources(plan_of_file(str(STACKS / "hybrid.yaml")))
+    key = r.one("aws:kms/key:Key", "aws-burst-key")
+    group = r.one(LOGS, "aws-burst-link-tunnel-logs")
+    assert group["propertyDependencies"]["kmsKeyId"] == [key["urn"]]
+    arn = f"arn:aws:logs:eu-central-1:123456789012:log-group:{group['inputs']['name']}"
+    (logs,) = [
+        st
+        for st in json.loads(key["inputs"]["policy"])["Statement"]
+        if st["Principal"] == {"Service": "logs.eu-central-1.amazonaws.com"}
+    ]
+    assert logs["Effect"] == "Allow"
+    # What the Logs documentation's key policy grants the service: encrypt, decrypt, data keys, describe.
+    assert {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"} <= set(
+        logs["Action"]
+    )
+    (pattern,) = logs["Condition"]["ArnLike"].values()
+    assert fnmatch.fnmatchcase(arn, pattern)
+
+
+def _with_site_asn(spec, asn: int, region: str | None = None):
+    link = spec.overflow.link.model_copy(update={"site_asn": asn})
+    targets = dict(spec.targets)
+    if region is not None:
+        targets["aws-burst"] = targets["aws-burst"].model_copy(update={"region": region})
+    return spec.model_copy(update={"overflow": spec.overflow.model_copy(update={"link": link}), "targets": targets})
+
+
+@pytest.mark.parametrize(
+    ("asn", "region", "refused"),
+    [
+        (7224, "eu-central-1", True),  # reserved in every region
+        (9059, "eu-west-1", True),
+        (9059, "eu-central-1", False),  # reserved in eu-west-1 only
+        (10124, "ap-northeast-1", True),
+        (17943, "ap-southeast-1", True),
+        (65010, "eu-west-1", False),
+    ],
+)
+def test_a_site_asn_aws_reserves_in_the_targets_region_is_a_spec_error(hybrid_spec, asn, region, refused):
+    findings = [f for f in aws_link_findings(_with_site_asn(hybrid_spec.spec, asn, region)) if "site_asn" in f.loc]
+    if refused:
+        (f,) = findings
+        assert f.loc == ("overflow", "link", "site_asn")
+        assert f"AWS reserves ASN {asn}" in f.message and "give the site another ASN" in f.message
+    else:
+        assert findings == []

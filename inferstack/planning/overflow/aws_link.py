@@ -46,6 +46,14 @@ LOG_FORMAT = "json"
 PSK_LENGTH = 32
 # Amazon-side ASN: a private one (64512-65534) unlike the site's. 64512 is AWS's default.
 AMAZON_SIDE_ASNS = (64512, 64513)
+# CreateCustomerGateway (EC2 API reference, BgpAsn): ASNs AWS keeps for itself, where; None: every
+# region. A customer gateway with one of them is refused.
+RESERVED_SITE_ASNS: dict[int, str | None] = {
+    7224: None,
+    9059: "eu-west-1",
+    10124: "ap-northeast-1",
+    17943: "ap-southeast-1",
+}
 RESOLVER_PORT = 53
 HTTPS_PORT = 443
 # IAM Roles Anywhere over PrivateLink ("IAM Roles Anywhere and interface VPC endpoints"):
@@ -160,11 +168,23 @@ def plan_aws_link(spec: DeploymentSpec, stack: str, name: str) -> AwsLinkPlan | 
 
 def aws_link_findings(spec: DeploymentSpec) -> Iterator[Finding]:
     """One AWS burst target: each gets its own VPN connections, and link.aws holds the inside
-    ranges of one set (a second would repeat the site's BGP addresses)."""
+    ranges of one set (a second would repeat the site's BGP addresses). And a site ASN that AWS
+    accepts for a customer gateway in that target's region."""
     overflow = spec.overflow
     if overflow is None:
         return
     aws_burst = [(i, n) for i, n in enumerate(overflow.burst) if isinstance(spec.targets.get(n), AwsGpuFleetTarget)]
+    asn = overflow.link.site_asn
+    if aws_burst and asn in RESERVED_SITE_ASNS:
+        target = spec.targets[aws_burst[0][1]]
+        assert isinstance(target, AwsGpuFleetTarget)
+        where = RESERVED_SITE_ASNS[asn]
+        if where is None or where == target.region:
+            yield Finding(
+                ("overflow", "link", "site_asn"),
+                f"AWS reserves ASN {asn} {'in every region' if where is None else 'in ' + where} and refuses a "
+                "customer gateway with it: give the site another ASN (a private one, 64512-65534, if it has none)",
+            )
     for i, name in aws_burst[1:]:
         yield Finding(
             ("overflow", "burst", i),
