@@ -39,6 +39,7 @@ from inferstack.planning.overflow.aws_link import (
     preshared_key_problem,
 )
 from inferstack.spec.loader import load_spec
+from inferstack.spec.models import AwsEndpointConsumer, AwsNetwork
 
 COMPONENT = "urn:pulumi:dev::inferstack::inferstack:overflow:AwsOverflowLink::chat-link"
 VPN = "aws:ec2/vpnConnection:VpnConnection"
@@ -577,3 +578,24 @@ def test_a_site_asn_aws_reserves_in_the_targets_region_is_a_spec_error(hybrid_sp
         assert f"AWS reserves ASN {asn}" in f.message and "give the site another ASN" in f.message
     else:
         assert findings == []
+
+
+def test_an_endpoint_consumer_in_the_burst_fleets_own_vpc_is_a_spec_error(hybrid_spec):
+    # Route 53 CreateHostedZone: ConflictingDomainExists when a private zone of that name is already
+    # associated with the VPC, which the consumer's zone would be.
+    spec = hybrid_spec.spec
+    existing = AwsNetwork(vpc_id=VPC, subnet_ids=list(SUBNETS))
+    targets = dict(spec.targets)
+    targets["aws-burst"] = targets["aws-burst"].model_copy(update={"network": existing})
+    other = AwsEndpointConsumer(vpc_id="vpc-0f0e0d0c0b0a09080", subnet_ids=["subnet-0f0e0d0c0b0a09081"])
+    same = AwsEndpointConsumer(vpc_id=VPC, subnet_ids=[SUBNETS[0]])
+    endpoint = spec.endpoint.model_copy(update={"aws_consumers": [other, same]})
+    found = list(aws_link_findings(spec.model_copy(update={"targets": targets, "endpoint": endpoint})))
+    assert [(f.loc, f.message.split(":")[0]) for f in found] == [
+        (("endpoint", "aws_consumers", 1, "vpc_id"), f"{VPC} is the VPC of burst target 'aws-burst'")
+    ]
+    assert "Route 53 refuses a second zone of that name" in found[0].message
+    # A consumer elsewhere, or a fleet in a VPC of its own making, is fine.
+    endpoint = spec.endpoint.model_copy(update={"aws_consumers": [other]})
+    assert list(aws_link_findings(spec.model_copy(update={"targets": targets, "endpoint": endpoint}))) == []
+    assert list(aws_link_findings(spec)) == []

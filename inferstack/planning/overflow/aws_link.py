@@ -169,15 +169,31 @@ def plan_aws_link(spec: DeploymentSpec, stack: str, name: str) -> AwsLinkPlan | 
 def aws_link_findings(spec: DeploymentSpec) -> Iterator[Finding]:
     """One AWS burst target: each gets its own VPN connections, and link.aws holds the inside
     ranges of one set (a second would repeat the site's BGP addresses). And a site ASN that AWS
-    accepts for a customer gateway in that target's region."""
+    accepts for a customer gateway in that target's region, and no endpoint consumer in that
+    target's own VPC (its hosted zone would clash with the link's)."""
     overflow = spec.overflow
     if overflow is None:
         return
     aws_burst = [(i, n) for i, n in enumerate(overflow.burst) if isinstance(spec.targets.get(n), AwsGpuFleetTarget)]
+    if not aws_burst:
+        return
+    target = spec.targets[aws_burst[0][1]]
+    assert isinstance(target, AwsGpuFleetTarget)
+    # The link's private hosted zone of the endpoint's name goes in the fleet's VPC; a consumer
+    # in that same VPC already gets a zone of that name there, and Route 53 refuses a second
+    # (CreateHostedZone: ConflictingDomainExists). The consumer's zone would not alias the load
+    # balancer the site is admitted to, so the link cannot reuse it.
+    consumers = spec.endpoint.aws_consumers if spec.endpoint is not None else []
+    for i, consumer in enumerate(consumers):
+        if target.network.vpc_id is not None and consumer.vpc_id == target.network.vpc_id:
+            yield Finding(
+                ("endpoint", "aws_consumers", i, "vpc_id"),
+                f"{consumer.vpc_id} is the VPC of burst target {aws_burst[0][1]!r}: the VPN link gives it a private "
+                "hosted zone of the endpoint's name, and Route 53 refuses a second zone of that name in one VPC; "
+                "remove this consumer (the VPC reaches its own load balancer directly)",
+            )
     asn = overflow.link.site_asn
-    if aws_burst and asn in RESERVED_SITE_ASNS:
-        target = spec.targets[aws_burst[0][1]]
-        assert isinstance(target, AwsGpuFleetTarget)
+    if asn in RESERVED_SITE_ASNS:
         where = RESERVED_SITE_ASNS[asn]
         if where is None or where == target.region:
             yield Finding(
