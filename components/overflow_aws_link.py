@@ -84,6 +84,8 @@ class AwsOverflowLink(pulumi.ComponentResource):
         super().__init__("inferstack:overflow:AwsOverflowLink", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = plan.tags
+        # Each table once: one route or propagation per table (a repeated CreateRoute fails).
+        route_table_ids = list(dict.fromkeys(route_table_ids))
 
         def named(suffix: str) -> dict[str, str]:
             return {**tags, "Name": f"{plan.name}-{suffix}"}

@@ -27,9 +27,10 @@ from awslink_fixture import (
     record_link,
 )
 
-from conftest import STACKS, Resources, plan_of_file
+from conftest import STACKS, Resources, plan_of_file, plan_of_text
 from inferstack.components.overflow_aws_link import BGP_ASN_MAX, check_transit_gateway_asn
 from inferstack.components.overflow_gcp_link import PresharedKeysError
+from inferstack.offline.mocks import CloudMocks
 from inferstack.planning.overflow.aws_link import (
     amazon_side_asn,
     aws_first_character,
@@ -156,6 +157,43 @@ def test_vgw_on_the_vpc_with_a_private_amazon_asn_and_propagation_into_each_rout
         assert v["propertyDependencies"]["vpnGatewayId"] == [vgw["urn"]]
         assert "transitGatewayId" not in v["inputs"]
     assert two_devices.of_type(ATTACHMENT) == [] and two_devices.of_type(ROUTE) == []
+
+
+def test_subnets_sharing_a_route_table_get_one_propagation_or_route_per_table_and_network():
+    # A repeated CreateRoute of one destination in one table fails (RouteAlreadyExists), and two
+    # propagation resources of one table would switch it off for both when either goes.
+    shared = (ROUTE_TABLES[0], ROUTE_TABLES[0])
+    vgw = Resources(record_link(link_plan(devices=1), route_tables=shared))
+    assert [p["inputs"]["routeTableId"] for p in vgw.of_type(PROPAGATION)] == [ROUTE_TABLES[0]]
+    tgw = Resources(
+        record_link(link_plan(devices=1, transit_gateway_id=TGW, amazon_side_asn=None), route_tables=shared)
+    )
+    routes = sorted((r["inputs"]["routeTableId"], r["inputs"]["destinationCidrBlock"]) for r in tgw.of_type(ROUTE))
+    assert routes == [(ROUTE_TABLES[0], c) for c in ONPREM]
+
+
+def test_an_existing_vpcs_subnets_on_one_table_give_the_link_that_table_once(monkeypatch):
+    """Through the program: the network looks up the table of each existing subnet (here the
+    VPC's main table, for both) and hands the link each table once."""
+    shared = "rtb-0a1b2c3d4e5f6a7b8"
+    original = CloudMocks.call
+
+    def call(self, args):
+        if args.token == "aws:ec2/getRouteTable:getRouteTable":
+            return {"id": shared, "routeTableId": shared, "subnetId": args.args.get("subnetId"), "vpcId": VPC}
+        return original(self, args)
+
+    monkeypatch.setattr(CloudMocks, "call", call)
+    text = (STACKS / "hybrid.yaml").read_text()
+    existing = text.replace(
+        "network: {cidr: 10.64.0.0/16, availability_zones: 2}",
+        f"network: {{vpc_id: {VPC}, subnet_ids: [{SUBNETS[0]}, {SUBNETS[1]}]}}",
+        1,
+    )
+    assert existing != text
+    r = Resources(plan_of_text(existing, "hybrid"))
+    assert [p["inputs"]["routeTableId"] for p in r.of_type(PROPAGATION)] == [shared]
+    assert r.one(RESOLVER)["inputs"]["ipAddresses"] == [{"subnetId": SUBNETS[0]}, {"subnetId": SUBNETS[1]}]
 
 
 def test_transit_gateway_attachment_on_the_private_subnets_and_a_route_per_table_and_site_network(transit):
