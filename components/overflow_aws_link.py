@@ -157,6 +157,11 @@ class AwsOverflowLink(pulumi.ComponentResource):
                 f"{name}-site-{c.device}",
                 ip_address=c.site_public_ip,
                 type=CUSTOMER_GATEWAY_TYPE,
+                # CreateCustomerGateway answers a request identical to an existing gateway's (type,
+                # address, ASN) with that gateway instead of a new one: the site's device may already
+                # have one for another VPN, which this stack would then adopt and delete on destroy.
+                # A device name of this stack's own makes the request, and the gateway, ours.
+                device_name=f"{plan.name}-site-{c.device}",
                 tags=named(f"site-{c.device}"),
                 opts=child,
                 **asn,

@@ -134,6 +134,11 @@ def test_one_customer_gateway_per_device_ipsec1_with_the_sites_asn(two_devices):
         (SITE_IPS[1], "ipsec.1", "65010"),
     ]
     assert all("bgpAsnExtended" not in g["inputs"] for g in gateways)
+    # Its own device name: an identical CreateCustomerGateway returns an existing gateway instead.
+    assert [g["inputs"]["deviceName"] for g in gateways] == [
+        "assistant-dev-chat-vpn-site-0",
+        "assistant-dev-chat-vpn-site-1",
+    ]
 
 
 def test_a_four_byte_site_asn_beyond_bgp_asn_goes_in_bgp_asn_extended():
