@@ -633,12 +633,41 @@ def test_an_endpoint_consumer_in_the_burst_fleets_own_vpc_is_a_spec_error(hybrid
     other = AwsEndpointConsumer(vpc_id="vpc-0f0e0d0c0b0a09080", subnet_ids=["subnet-0f0e0d0c0b0a09081"])
     same = AwsEndpointConsumer(vpc_id=VPC, subnet_ids=[SUBNETS[0]])
     endpoint = spec.endpoint.model_copy(update={"aws_consumers": [other, same]})
-    found = list(aws_link_findings(spec.model_copy(update={"targets": targets, "endpoint": endpoint})))
+    found = [
+        f
+        for f in aws_link_findings(spec.model_copy(update={"targets": targets, "endpoint": endpoint}))
+        if f.severity == "error"
+    ]
     assert [(f.loc, f.message.split(":")[0]) for f in found] == [
         (("endpoint", "aws_consumers", 1, "vpc_id"), f"{VPC} is the VPC of burst target 'aws-burst'")
     ]
     assert "Route 53 refuses a second zone of that name" in found[0].message
     # A consumer elsewhere, or a fleet in a VPC of its own making, is fine.
     endpoint = spec.endpoint.model_copy(update={"aws_consumers": [other]})
-    assert list(aws_link_findings(spec.model_copy(update={"targets": targets, "endpoint": endpoint}))) == []
+    found = aws_link_findings(spec.model_copy(update={"targets": targets, "endpoint": endpoint}))
+    assert [f for f in found if f.severity == "error"] == []
     assert list(aws_link_findings(spec)) == []
+
+
+def _existing_vpc(spec, transit_gateway_id: str | None = None):
+    targets = dict(spec.targets)
+    existing = AwsNetwork(vpc_id=VPC, subnet_ids=list(SUBNETS))
+    targets["aws-burst"] = targets["aws-burst"].model_copy(update={"network": existing})
+    aws = spec.overflow.link.aws.model_copy(update={"transit_gateway_id": transit_gateway_id})
+    link = spec.overflow.link.model_copy(update={"aws": aws})
+    overflow = spec.overflow.model_copy(update={"link": link})
+    return spec.model_copy(update={"targets": targets, "overflow": overflow})
+
+
+def test_an_existing_vpc_warns_of_what_the_link_cannot_add_to_it(hybrid_spec):
+    # A VPC takes one virtual private gateway at a time (AttachVpnGateway), a transit gateway one
+    # attachment per VPC (Transit Gateways quotas), and the stack
+    # makes no interface endpoints in a VPC it did not create: the publisher's metric needs one.
+    (warning,) = aws_link_findings(_existing_vpc(hybrid_spec.spec))
+    assert warning.severity == "warning"
+    assert warning.loc == ("targets", "aws-burst", "network", "vpc_id")
+    assert "a VPC takes only one at a time" in warning.message and "transit_gateway_id" in warning.message
+    assert "com.amazonaws.eu-central-1.monitoring" in warning.message
+    (warning,) = aws_link_findings(_existing_vpc(hybrid_spec.spec, TGW))
+    assert "virtual private gateway" not in warning.message and "monitoring" in warning.message
+    assert f"attached to {TGW} (a transit gateway takes one attachment per VPC" in warning.message

@@ -170,7 +170,8 @@ def aws_link_findings(spec: DeploymentSpec) -> Iterator[Finding]:
     """One AWS burst target: each gets its own VPN connections, and link.aws holds the inside
     ranges of one set (a second would repeat the site's BGP addresses). And a site ASN that AWS
     accepts for a customer gateway in that target's region, and no endpoint consumer in that
-    target's own VPC (its hosted zone would clash with the link's)."""
+    target's own VPC (its hosted zone would clash with the link's). An existing VPC gets a warning
+    of what the link cannot add to it."""
     overflow = spec.overflow
     if overflow is None:
         return
@@ -192,6 +193,25 @@ def aws_link_findings(spec: DeploymentSpec) -> Iterator[Finding]:
                 "hosted zone of the endpoint's name, and Route 53 refuses a second zone of that name in one VPC; "
                 "remove this consumer (the VPC reaches its own load balancer directly)",
             )
+    if target.network.vpc_id is not None:
+        # An existing VPC: the stack looks it up and adds nothing to its network but the link.
+        # AttachVpnGateway: one virtual private gateway per VPC at a time; Transit Gateways
+        # quotas: one VPC attachment per VPC and transit gateway.
+        aws = overflow.link.aws
+        gateway = (
+            "a virtual private gateway is attached to it (a VPC takes only one at a time: if it has one already, "
+            "give link.aws.transit_gateway_id instead); "
+            if aws is None or aws.transit_gateway_id is None
+            else f"it is attached to {aws.transit_gateway_id} (a transit gateway takes one attachment per VPC: if "
+            "it is attached already, that attachment fails); "
+        )
+        yield Finding(
+            ("targets", aws_burst[0][1], "network", "vpc_id"),
+            f"the VPN link to this existing VPC: {gateway}the site's publisher needs an interface endpoint "
+            f"com.amazonaws.{target.region}.monitoring in it, private DNS on, admitting link.onprem_cidrs on "
+            "443 (a VPC inferstack creates has one; the link adds the Roles Anywhere endpoint itself)",
+            "warning",
+        )
     asn = overflow.link.site_asn
     if asn in RESERVED_SITE_ASNS:
         where = RESERVED_SITE_ASNS[asn]
