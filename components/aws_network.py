@@ -34,8 +34,9 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
     subnet_ids: pulumi.Output[list[str]]
     zone_ids: pulumi.Output[list[str]]
     s3_prefix_list_id: pulumi.Output[str] | None
-    # One per private subnet, in subnet order, as a list of known length (the link propagates
-    # routes into each, and attaches or places something in each subnet).
+    # Lists of known length, in subnet order: the private subnets, and the route tables they use,
+    # each table once (the link propagates routes into each table, and attaches or places
+    # something in each subnet).
     route_table_ids: list[pulumi.Output[str]]
     subnet_id_list: list[pulumi.Output[str]]
     endpoint_security_group_id: pulumi.Output[str] | None  # the interface endpoints' (None: existing VPC)
@@ -63,10 +64,15 @@ class AwsPrivateNetwork(pulumi.ComponentResource):
             self.vpc_cidr = existing.cidr_block
             self.subnet_ids = pulumi.Output.from_input(list(plan.subnet_ids))
             self.zone_ids = subnet_zone_ids(plan.subnet_ids, invoke)
-            # The table each subnet uses (its explicit association, else the VPC's main table).
-            self.route_table_ids = [
-                aws.ec2.get_route_table_output(subnet_id=s, opts=invoke).route_table_id for s in plan.subnet_ids
+            # The tables the subnets use (an explicit association, else the VPC's main table), each
+            # once: an existing VPC's subnets often share one, and the overflow link adds a route or
+            # a propagation per table (CreateRoute of a destination a table already has fails with
+            # RouteAlreadyExists). Looked up here, not as outputs, so the list's length is known.
+            tables = [
+                aws.ec2.get_route_table(subnet_id=s, opts=pulumi.InvokeOptions(parent=self)).route_table_id
+                for s in plan.subnet_ids
             ]
+            self.route_table_ids = [pulumi.Output.from_input(t) for t in dict.fromkeys(tables)]
             self.subnet_id_list = [pulumi.Output.from_input(s) for s in plan.subnet_ids]
             self.register_outputs(
                 {

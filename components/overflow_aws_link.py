@@ -16,6 +16,13 @@ logs to a log group encrypted with the fleet's key); then what the site may reac
   endpoint's name and the API endpoints' private names to the VPC.
 
 The fleet keeps no internet route: BGP brings only the site's networks into its route tables.
+
+Tunnel logs are vended logs ("Enable logging from AWS services", CloudWatch Logs User Guide): no IAM
+role here, but whoever runs `pulumi up` needs logs:CreateLogDelivery (and, the first time,
+logs:PutResourcePolicy, logs:DescribeResourcePolicies and logs:DescribeLogGroups, with which AWS adds
+the log group's resource policy for delivery.logs.amazonaws.com). The group is encrypted with the
+fleet's key, whose policy lets logs.<region>.amazonaws.com use it for this account's log groups
+(planning.iam.kms_key_policy).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from inferstack.planning.overflow.aws_link import (
 
 # CreateCustomerGateway: BgpAsn takes 1..2,147,483,647; larger (4-byte) ASNs go in BgpAsnExtended.
 BGP_ASN_MAX = 2_147_483_647
+# Route 53 Resolver quotas: "IP addresses per endpoint", 6 (CreateResolverEndpoint takes at least 2).
+RESOLVER_MAX_IPS = 6
 PHASE1_LIFETIME_SECONDS = 28_800  # the defaults, stated so the site's team configures the same
 PHASE2_LIFETIME_SECONDS = 3_600
 
@@ -75,6 +84,8 @@ class AwsOverflowLink(pulumi.ComponentResource):
         super().__init__("inferstack:overflow:AwsOverflowLink", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = plan.tags
+        # Each table once: one route or propagation per table (a repeated CreateRoute fails).
+        route_table_ids = list(dict.fromkeys(route_table_ids))
 
         def named(suffix: str) -> dict[str, str]:
             return {**tags, "Name": f"{plan.name}-{suffix}"}
@@ -146,6 +157,11 @@ class AwsOverflowLink(pulumi.ComponentResource):
                 f"{name}-site-{c.device}",
                 ip_address=c.site_public_ip,
                 type=CUSTOMER_GATEWAY_TYPE,
+                # CreateCustomerGateway answers a request identical to an existing gateway's (type,
+                # address, ASN) with that gateway instead of a new one: the site's device may already
+                # have one for another VPN, which this stack would then adopt and delete on destroy.
+                # A device name of this stack's own makes the request, and the gateway, ours.
+                device_name=f"{plan.name}-site-{c.device}",
                 tags=named(f"site-{c.device}"),
                 opts=child,
                 **asn,
@@ -170,9 +186,16 @@ class AwsOverflowLink(pulumi.ComponentResource):
                     f"tunnel{n}_startup_action": STARTUP_ACTION,
                     f"tunnel{n}_dpd_timeout_seconds": DPD_TIMEOUT_SECONDS,
                     f"tunnel{n}_dpd_timeout_action": DPD_TIMEOUT_ACTION,
+                    # IKE/IPsec and, since the link is BGP, its sessions' state too, to one group
+                    # (CloudWatchLogOptionsSpecification: LogEnabled and BgpLogEnabled, json|text).
                     f"tunnel{n}_log_options": log_args(
                         cloudwatch_log_options=cw_args(
-                            log_enabled=True, log_group_arn=logs.arn, log_output_format=LOG_FORMAT
+                            log_enabled=True,
+                            log_group_arn=logs.arn,
+                            log_output_format=LOG_FORMAT,
+                            bgp_log_enabled=True,
+                            bgp_log_group_arn=logs.arn,
+                            bgp_log_output_format=LOG_FORMAT,
                         )
                     ),
                 }
@@ -339,9 +362,12 @@ class AwsOverflowLink(pulumi.ComponentResource):
                     tags=plan.tags,
                     opts=child,
                 )
-        subnets = list(subnet_ids)
+        # One address per private subnet, at most RESOLVER_MAX_IPS of them (an existing VPC may list
+        # more subnets than an endpoint takes addresses); one subnet: two addresses in it, the fewest
+        # the service takes.
+        subnets = list(subnet_ids)[:RESOLVER_MAX_IPS]
         if len(subnets) == 1:
-            subnets = subnets * 2  # one subnet: two addresses in it, the fewest the service takes
+            subnets = subnets * 2
         return aws.route53.ResolverEndpoint(
             f"{name}-resolver",
             name=plan.resolver_name,

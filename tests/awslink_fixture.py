@@ -49,9 +49,14 @@ def link_plan(devices: int = 2, **changes) -> AwsLinkPlan:
 
 
 def record_link(
-    plan: AwsLinkPlan, secrets: dict[str, str] | None = None, subnets: tuple[str, ...] = SUBNETS, api_sg=API_SG
+    plan: AwsLinkPlan,
+    secrets: dict[str, str] | None = None,
+    subnets: tuple[str, ...] = SUBNETS,
+    api_sg=API_SG,
+    route_tables: tuple[str, ...] | None = None,
 ) -> Plan:
-    """The component under the mocks, with the target's provider, its outputs exported."""
+    """The component under the mocks, with the target's provider, its outputs exported.
+    `route_tables`: the subnets' tables (default: one of ROUTE_TABLES per subnet)."""
 
     def program() -> None:
         provider = aws.Provider(f"aws-{REGION}", region=REGION)
@@ -60,7 +65,7 @@ def record_link(
             plan,
             vpc_id=VPC,
             subnet_ids=list(subnets),
-            route_table_ids=list(ROUTE_TABLES[: len(subnets)]),
+            route_table_ids=list(route_tables if route_tables is not None else ROUTE_TABLES[: len(subnets)]),
             kms_key_arn=KMS,
             load_balancer_security_group_id=NLB_SG,
             load_balancer_dns_name=NLB_DNS,

@@ -292,8 +292,8 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
         Rule("metricQueries[].metric.namespace", METRIC_NAME),
         TAGS,
     ),
-    # Site-to-Site VPN: customer gateways, virtual private gateways and VPN connections carry
-    # only tags (CreateCustomerGateway DeviceName is unset); propagation and routes name nothing.
+    # Site-to-Site VPN: a customer gateway's DeviceName (up to 255 characters) and tags; virtual
+    # private gateways and VPN connections carry only tags; propagation and routes name nothing.
     "aws:ec2/customerGateway:CustomerGateway": _rules(TAGS, Rule("deviceName", text(0, 255))),
     "aws:ec2/vpnGateway:VpnGateway": _rules(TAGS),
     "aws:ec2/vpnConnection:VpnConnection": _rules(TAGS),

@@ -48,3 +48,38 @@ def test_the_aws_burst_fleet_wakes_on_the_publishers_demand_not_on_the_gateways_
     assert (pending["namespace"], pending["metricName"]) == ("InferStack", "PendingRequests")
     assert queries["wake"]["expression"] == "IF(desired < 1 AND (FILL(pending, 0)) > 0, 1, 0)"
     assert "AWS/NetworkELB" not in json.dumps(wake)
+
+
+def _deps(r: dict, key: str) -> list[str]:
+    return [u.rsplit("::", 1)[1] for u in r["propertyDependencies"].get(key, [])]
+
+
+def test_the_aws_link_attaches_to_the_burst_fleets_vpc_route_tables_key_and_endpoint(hybrid):
+    vgw = hybrid.one("aws:ec2/vpnGateway:VpnGateway", "aws-burst-link-vgw")
+    assert _deps(vgw, "vpcId") == ["aws-burst-net-vpc"]
+    propagations = hybrid.of_type("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation")
+    assert sorted(d for p in propagations for d in _deps(p, "routeTableId")) == [
+        "aws-burst-net-private-0",
+        "aws-burst-net-private-1",
+    ]
+    logs = hybrid.one("aws:cloudwatch/logGroup:LogGroup", "aws-burst-link-tunnel-logs")
+    assert _deps(logs, "kmsKeyId") == ["aws-burst-key"]
+    rule = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+    assert _deps(hybrid.one(rule, "aws-burst-link-site-tls-0"), "securityGroupId") == ["aws-burst-endpoint-nlb"]
+    assert _deps(hybrid.one(rule, "aws-burst-link-site-apis-0"), "securityGroupId") == ["aws-burst-net-endpoints"]
+    (nlb,) = hybrid.of_type("aws:lb/loadBalancer:LoadBalancer")
+    record = hybrid.one("aws:route53/record:Record", "aws-burst-link-endpoint-name")
+    assert record["propertyDependencies"]["aliases"] == [nlb["urn"]]
+    zone = hybrid.one("aws:route53/zone:Zone", "aws-burst-link-endpoint-name")
+    assert _deps(zone, "vpcs") == ["aws-burst-net-vpc"]
+    subnets = ["aws-burst-net-private-0", "aws-burst-net-private-1"]
+    assert _deps(hybrid.one("aws:route53/resolverEndpoint:ResolverEndpoint"), "ipAddresses") == subnets
+    assert _deps(hybrid.one("aws:ec2/vpcEndpoint:VpcEndpoint", "aws-burst-link-rolesanywhere"), "subnetIds") == subnets
+
+
+def test_the_aws_links_keys_are_secret_in_the_plan_and_its_outputs(hybrid):
+    vpns = hybrid.of_type("aws:ec2/vpnConnection:VpnConnection")
+    assert len(vpns) == 2
+    assert {v["inputs"][f"tunnel{t}PresharedKey"] for v in vpns for t in (1, 2)} == {"[secret]"}
+    assert hybrid.plan.outputs["overflow.aws-burst.aws_vpn_preshared_keys"] == "[secret]"
+    assert "x" * 32 not in hybrid.plan.dumps()  # the mocks' stand-in for a generated key

@@ -1388,7 +1388,8 @@ class AwsVpnLink(StrictModel):
     preshared_keys_config_key: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
-        description="Take the tunnels' pre-shared keys (a list of two) from this secret stack config key "
+        description="Take the tunnels' pre-shared keys (a JSON list, one per tunnel in connection order: two per "
+        "site device; 8-64 letters, digits, '.' or '_', not starting with 0) from this secret stack config key "
         "instead of generating them in the stack.",
     )
 

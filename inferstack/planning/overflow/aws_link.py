@@ -46,6 +46,14 @@ LOG_FORMAT = "json"
 PSK_LENGTH = 32
 # Amazon-side ASN: a private one (64512-65534) unlike the site's. 64512 is AWS's default.
 AMAZON_SIDE_ASNS = (64512, 64513)
+# CreateCustomerGateway (EC2 API reference, BgpAsn): ASNs AWS keeps for itself, where; None: every
+# region. A customer gateway with one of them is refused.
+RESERVED_SITE_ASNS: dict[int, str | None] = {
+    7224: None,
+    9059: "eu-west-1",
+    10124: "ap-northeast-1",
+    17943: "ap-southeast-1",
+}
 RESOLVER_PORT = 53
 HTTPS_PORT = 443
 # IAM Roles Anywhere over PrivateLink ("IAM Roles Anywhere and interface VPC endpoints"):
@@ -160,11 +168,59 @@ def plan_aws_link(spec: DeploymentSpec, stack: str, name: str) -> AwsLinkPlan | 
 
 def aws_link_findings(spec: DeploymentSpec) -> Iterator[Finding]:
     """One AWS burst target: each gets its own VPN connections, and link.aws holds the inside
-    ranges of one set (a second would repeat the site's BGP addresses)."""
+    ranges of one set (a second would repeat the site's BGP addresses). And a site ASN that AWS
+    accepts for a customer gateway in that target's region, and no endpoint consumer in that
+    target's own VPC (its hosted zone would clash with the link's). An existing VPC gets a warning
+    of what the link cannot add to it."""
     overflow = spec.overflow
     if overflow is None:
         return
     aws_burst = [(i, n) for i, n in enumerate(overflow.burst) if isinstance(spec.targets.get(n), AwsGpuFleetTarget)]
+    if not aws_burst:
+        return
+    target = spec.targets[aws_burst[0][1]]
+    assert isinstance(target, AwsGpuFleetTarget)
+    # The link's private hosted zone of the endpoint's name goes in the fleet's VPC; a consumer
+    # in that same VPC already gets a zone of that name there, and Route 53 refuses a second
+    # (CreateHostedZone: ConflictingDomainExists). The consumer's zone would not alias the load
+    # balancer the site is admitted to, so the link cannot reuse it.
+    consumers = spec.endpoint.aws_consumers if spec.endpoint is not None else []
+    for i, consumer in enumerate(consumers):
+        if target.network.vpc_id is not None and consumer.vpc_id == target.network.vpc_id:
+            yield Finding(
+                ("endpoint", "aws_consumers", i, "vpc_id"),
+                f"{consumer.vpc_id} is the VPC of burst target {aws_burst[0][1]!r}: the VPN link gives it a private "
+                "hosted zone of the endpoint's name, and Route 53 refuses a second zone of that name in one VPC; "
+                "remove this consumer (the VPC reaches its own load balancer directly)",
+            )
+    if target.network.vpc_id is not None:
+        # An existing VPC: the stack looks it up and adds nothing to its network but the link.
+        # AttachVpnGateway: one virtual private gateway per VPC at a time; Transit Gateways
+        # quotas: one VPC attachment per VPC and transit gateway.
+        aws = overflow.link.aws
+        gateway = (
+            "a virtual private gateway is attached to it (a VPC takes only one at a time: if it has one already, "
+            "give link.aws.transit_gateway_id instead); "
+            if aws is None or aws.transit_gateway_id is None
+            else f"it is attached to {aws.transit_gateway_id} (a transit gateway takes one attachment per VPC: if "
+            "it is attached already, that attachment fails); "
+        )
+        yield Finding(
+            ("targets", aws_burst[0][1], "network", "vpc_id"),
+            f"the VPN link to this existing VPC: {gateway}the site's publisher needs an interface endpoint "
+            f"com.amazonaws.{target.region}.monitoring in it, private DNS on, admitting link.onprem_cidrs on "
+            "443 (a VPC inferstack creates has one; the link adds the Roles Anywhere endpoint itself)",
+            "warning",
+        )
+    asn = overflow.link.site_asn
+    if asn in RESERVED_SITE_ASNS:
+        where = RESERVED_SITE_ASNS[asn]
+        if where is None or where == target.region:
+            yield Finding(
+                ("overflow", "link", "site_asn"),
+                f"AWS reserves ASN {asn} {'in every region' if where is None else 'in ' + where} and refuses a "
+                "customer gateway with it: give the site another ASN (a private one, 64512-65534, if it has none)",
+            )
     for i, name in aws_burst[1:]:
         yield Finding(
             ("overflow", "burst", i),
