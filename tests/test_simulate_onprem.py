@@ -399,8 +399,8 @@ def test_the_gateway_publisher_wakes_a_gcp_burst_group_from_zero():
     gcp = next(t for t in res.targets if t.target == "gcp-burst")
     assert gcp.requests > 0 and gcp.served > 0 and any(e.kind in ("wake", "out") for e in gcp.events)
     assert all(f.kind != "cannot-wake-from-zero" for f in gcp.findings)
-    # The spill starts only once the group serves: nothing waits through its cold start.
-    assert (gcp.queue_wait.get("p99") or 0) < gcp.replica.startup_seconds
+    # The spill starts only once the group serves: no request waits for it at zero.
+    assert gcp.cold_start_first_token == []
 
 
 def test_with_the_publisher_a_burst_target_takes_no_spill_before_it_serves():
@@ -409,7 +409,7 @@ def test_with_the_publisher_a_burst_target_takes_no_spill_before_it_serves():
     spec, resources = _hybrid_example()
     res = simulate_stack(spec, "hybrid", resources, _heavy_spike(), seed=1)
     aws = next(t for t in res.targets if t.target == "aws-burst")
-    assert aws.served > 0 and (aws.queue_wait.get("p99") or 0) < aws.replica.startup_seconds
+    assert aws.served > 0 and aws.cold_start_first_token == []
     # Demand goes to the first burst target only: the second stays at zero.
     gcp = next(t for t in res.targets if t.target == "gcp-burst")
     assert gcp.requests == 0 and gcp.replica_hours == 0

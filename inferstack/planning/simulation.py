@@ -750,7 +750,6 @@ class BurstCapacity:
     target: str
     max_in_flight: int
     service_seconds: int
-    sequences_per_replica: int = 0  # with `ready`: a serving replica's slots
 
 
 @dataclass
@@ -784,8 +783,8 @@ def overflow_spill(
       target has room for stays on the primary.
     - `ready` (with the publisher): a burst target's serving replicas per second. The publisher
       turns the overflow on only while a burst cluster has a healthy member (Envoy never holds a
-      request through a cold start), so a target takes spill only while it serves, at most its
-      serving replicas' slots."""
+      request through a cold start), so a target takes spill only while it serves; up to its
+      circuit breaker (max_in_flight), its own queue and autoscaler take the rest."""
     seconds = len(pending)
     active = np.zeros(seconds, dtype=bool)
     spilled = {b.target: np.zeros(seconds, dtype=np.int64) for b in bursts}
@@ -808,8 +807,8 @@ def overflow_spill(
             if excess <= 0:
                 break
             room = b.max_in_flight
-            if ready is not None and b.target in ready:
-                room = min(room, int(ready[b.target][t]) * b.sequences_per_replica)
+            if ready is not None and b.target in ready and not ready[b.target][t]:
+                room = 0  # no healthy member: the gateway sends it nothing
             k = min(excess, room - in_flight[b.target])
             if k > 0:
                 spilled[b.target][t] += k
@@ -985,7 +984,6 @@ def simulate_stack(
                     b,
                     configs[b].max_size * rep.concurrent_sequences,
                     rep.service_seconds(traffic.input_tokens, traffic.output_tokens),
-                    rep.concurrent_sequences,
                 )
             )
             timeout = trig.overflow_timeout_seconds
@@ -1002,21 +1000,26 @@ def simulate_stack(
         demand: dict[str, np.ndarray] = {}
         if woken:
             # With the publisher: it writes what the primary cannot absorb while the trigger holds
-            # into the first burst target's wake metric, and spills only to targets that serve. The
-            # target is rehearsed once on that demand alone to learn when it serves, then the
-            # spill is gated on it (overflow_spill, `ready`).
+            # into the first burst target's wake metric, and spills only to targets that serve. Each
+            # target is rehearsed once on that demand and the spill it would take if it served at
+            # once (so a woken node has work and stays), to learn when it serves; then the spill is
+            # gated on that (overflow_spill, `ready`).
             demand, ready = _publisher_demand(flow.active, pending, trig, bursts, configs), {}
             for b in bursts:
                 if b in shares and b in configs:
-                    zero = np.zeros_like(primary_arr)
-                    ready[b] = _served(run_cloud(b, per_target[b], demand.get(b, zero)))
+                    ungated = per_target[b] + flow.spilled.get(b, np.zeros_like(primary_arr))
+                    # A target the publisher writes nothing for (not the first) sees 0, not its queue.
+                    ready[b] = _served(run_cloud(b, ungated, demand.get(b, np.zeros_like(primary_arr))))
             flow = overflow_spill(pending, primary_arr, trig, caps, serving, ready)
         spilled_total = sum((v for v in flow.spilled.values()), np.zeros_like(primary_arr))
         results[spill.primary] = run(spill.primary, primary_arr - spilled_total)
         for b in bursts:
             if b in shares:
                 arr_b = per_target[b] + flow.spilled.get(b, np.zeros_like(primary_arr))
-                results[b] = [run_cloud(b, arr_b, demand.get(b))] if b in configs and woken else run(b, arr_b)
+                if b in configs and woken:
+                    results[b] = [run_cloud(b, arr_b, demand.get(b, np.zeros_like(primary_arr)))]
+                else:
+                    results[b] = run(b, arr_b)
                 if b in late:
                     results[b][0].findings.append(late[b])
         out.notes.append(
