@@ -312,11 +312,17 @@ def test_the_trigger_holds_for_for_seconds_then_clears_with_the_same_hysteresis(
     # Cycles 1-5 busy, 6-10 calm; the spec holds 30 s, three cycles of 10 s.
     run, _ = run_publisher(tmp_path, [BUSY] * 5 + [CALM] * 5, IDENTITY)
     assert run.stopped_by_sleep_limit, run.stderr
-    # 0 once at start (whatever a previous publisher left), 100 on the third busy cycle, 0 on the
-    # third calm one; nothing posted in between.
-    assert runtime_changes(run) == [(1, "0"), (3, "100"), (8, "0")]
+    # 0 once at start (whatever a previous publisher left); from the third busy cycle a share that
+    # rises a step a cycle while the primary is still pressed, falls a step on each calm cycle
+    # (never below a step while the trigger holds), and 0 once it clears on the third calm one.
+    assert runtime_changes(run) == [(1, "0"), (3, "10"), (4, "20"), (5, "30"), (6, "20"), (7, "10"), (8, "0")]
     assert "trigger fired: 40 requests waiting" in run.stderr
     assert "trigger cleared" in run.stderr
+
+
+def test_sustained_pressure_raises_the_share_to_all_and_no_further(tmp_path):
+    run, _ = run_publisher(tmp_path, [BUSY] * 14, IDENTITY)
+    assert runtime_changes(run) == [(1, "0"), *((c, str(10 * (c - 2))) for c in range(3, 13))]
 
 
 def test_a_flapping_queue_never_fires(tmp_path):
@@ -486,9 +492,10 @@ def test_p95_latency_and_an_unhealthy_primary_fire_too(tmp_path):
     )
     slow = (stats(2, 1, 0, p95=25000.0), metrics(0))
     run, _ = run_publisher(tmp_path, [slow] * 3, IDENTITY, text=text)
-    assert runtime_changes(run) == [(1, "0"), (3, "100")]
+    assert runtime_changes(run) == [(1, "0"), (3, "10")]
     assert "p95 25000" in run.stderr
     down = (stats(0, 1, 0), metrics(0))
+    # No healthy primary: everything allowed goes to the clouds at once.
     run, _ = run_publisher(tmp_path / "down", [down] * 3, IDENTITY)
     assert runtime_changes(run) == [(1, "0"), (3, "100")]
     assert "no healthy primary" in run.stderr

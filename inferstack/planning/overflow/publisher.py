@@ -20,9 +20,12 @@ Each cycle (every CYCLE_SECONDS), in each gateway pod:
   above p95_latency_ms, no healthy primary member) for ceil(for_seconds / cycle) cycles in a row,
   and *clears* after as many cycles with none true (the hysteresis: a trigger flapping at its
   threshold never moves the runtime key each cycle);
-- `POST /runtime_modify?overflow.active=100` while the trigger holds and a burst cluster has a
-  healthy member (Envoy never holds a request through a cold start), `=0` otherwise; posted only
-  when the value changes (and once at start: the publisher does not know what a previous one set);
+- `POST /runtime_modify?overflow.active=<share>` while the trigger holds and a burst cluster has a
+  healthy member (Envoy never holds a request through a cold start), `=0` otherwise: the share of
+  allowed requests sent to the clouds, up SHARE_STEP_PERCENT each cycle a condition still holds and
+  down as much when none does (at least one step while firing), 100 at once for an unhealthy
+  primary; posted only when the value changes (and once at start: the publisher does not know what
+  a previous one set);
 - the *wake demand* while the trigger holds is what the primary cannot absorb: waiting minus the
   pending_requests threshold (waiting itself without one), at least 1, divided among the gateway's
   replicas (each pod publishes its share; the engine queues are the same in every pod). It goes to
@@ -97,6 +100,13 @@ SCRIPT_DIR = "/etc/inferstack/publisher"
 WORK_DIR = "/tmp"  # the container's root is read-only: an emptyDir in memory for its config and tokens
 CONTAINER_NAME = "publisher"
 CYCLE_SECONDS = 10
+# The share of allowed requests sent to the burst clusters (the runtime key's percentage) moves by
+# this much per cycle: up while the primary is still pressed, down while it is not, never below a
+# step while the trigger holds. All at once (100) would send every allowed request to the clouds
+# the moment the trigger fires, while the site's replicas, which served nearly all of it, idle; the
+# steps settle where the primary's queue sits near the threshold and the clouds take the excess.
+# An unhealthy primary sends everything allowed at once.
+SHARE_STEP_PERCENT = 10
 # Each call is bounded so one cycle stays short: the admin is local, the clouds are over the link.
 ADMIN_TIMEOUT_SECONDS = 2
 CLOUD_TIMEOUT_SECONDS = 10
@@ -143,6 +153,7 @@ class PublisherConfig:
     local_cluster: str
     admin_port: int
     runtime_key: str
+    share_step: int = SHARE_STEP_PERCENT
 
 
 @dataclass(frozen=True)

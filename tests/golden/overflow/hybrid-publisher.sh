@@ -11,6 +11,7 @@ CLIENT_TLS=/etc/inferstack/client-tls
 GCP_TOKEN=/var/run/secrets/inferstack/gcp/token
 CYCLE=10
 HOLD=3
+STEP=10
 REPLICAS=2
 PENDING=32
 P95_MS=
@@ -224,11 +225,21 @@ while true; do
     healthy[i]=$(envoy_stat "cluster.${CLUSTERS[$i]}.membership_healthy")
     if [ "${healthy[$i]}" -gt 0 ]; then any_healthy=1; fi
   done
+  # The share of allowed requests sent to the clouds: up a step each cycle the primary is still
+  # pressed, down a step when it is not (never below one step while the trigger holds), all at
+  # once when the primary has no healthy replica; 0 when the trigger clears or no cloud serves.
   want=0
   if [ ! -r "$IDENTITY" ]; then
     log "no identity file at $IDENTITY yet (the stack writes it after the identities exist): overflow stays off"
   elif [ "$firing" = 1 ] && [ "$any_healthy" = 1 ]; then
-    want=100
+    current=${applied:-0}
+    if [ "$PRIMARY_UNHEALTHY" = 1 ] && [ "$healthy_local" = 0 ]; then
+      want=100
+    elif [ -n "$why" ]; then
+      want=$(( current + STEP > 100 ? 100 : current + STEP ))
+    else
+      want=$(( current - STEP < STEP ? STEP : current - STEP ))
+    fi
   fi
   if [ "$want" != "$applied" ]; then
     if curl -sf --max-time 2 -X POST "$ADMIN/runtime_modify?overflow.active=$want" >/dev/null; then
