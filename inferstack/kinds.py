@@ -9,7 +9,8 @@ The hooks are what the cross-cutting parts of inferstack need of a target:
 - `check(spec, name, target)`: the kind's own spec checks (findings);
 - `cost(name, target)`: $/hour at min and max;
 - `accelerators(target)`: accelerators per shape, for the pack's GPU guardrail;
-- `accelerator_memory(spec, name)`: (bytes, accelerators) one replica has, for the replica model;
+- `accelerator_memory(spec, name)`: (bytes, accelerators, device) one replica has, for the replica
+  model (device: the catalog name of its accelerator, data/accelerator_performance.yaml);
 - `startup(spec, stack, name)`: seconds a new replica takes to serve, and a warm start if any;
 - `fixed_replicas(target)`: replicas of a kind without an autoscaler (None: the plan's scaling
   configuration says).
@@ -61,7 +62,7 @@ class TargetKind:
     check: Callable[[DeploymentSpec, str, Any], list[checks.Finding]]
     cost: Callable[[str, Any], cost.TargetCost]
     accelerators: Callable[[Any], Mapping[str, float]]
-    accelerator_memory: Callable[[DeploymentSpec, str], tuple[int, float]]
+    accelerator_memory: Callable[[DeploymentSpec, str], tuple[int, float, str]]
     startup: Callable[[DeploymentSpec, str, str], tuple[int, int | None]]
     fixed_replicas: Callable[[Any], int | None] = lambda target: None
     region_field: str = "region"  # the spec field residency findings point at
@@ -70,53 +71,53 @@ class TargetKind:
         return importlib.import_module(self.component).deploy(name, plan, ctx)
 
 
-def _aws_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+def _aws_memory(spec: DeploymentSpec, name: str) -> tuple[int, float, str]:
     target = spec.targets[name]
     assert isinstance(target, AwsGpuFleetTarget)
-    it = catalog.aws_instance_types()[target.instance_types[0]]
-    return it.total_accelerator_memory_bytes, it.accelerator_count
+    it = catalog.aws_instance_types()[target.types[0]]
+    return it.total_accelerator_memory_bytes, it.accelerator_count, it.accelerator
 
 
-def _gcp_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+def _gcp_memory(spec: DeploymentSpec, name: str) -> tuple[int, float, str]:
     target = spec.targets[name]
     assert isinstance(target, GcpGpuFleetTarget)
     if target.accelerator is not None:
         acc = catalog.gcp_guest_accelerators()[target.accelerator.type]
-        return acc.memory_mib * catalog.MIB * target.accelerator.count, target.accelerator.count
-    mt = catalog.gcp_machine_types()[target.machine_type]
-    return mt.total_accelerator_memory_bytes, mt.accelerator_count
+        return acc.memory_mib * catalog.MIB * target.accelerator.count, target.accelerator.count, acc.gpu
+    mt = catalog.gcp_machine_types()[target.machine]
+    return mt.total_accelerator_memory_bytes, mt.accelerator_count, mt.accelerator
 
 
-def _tpu_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+def _tpu_memory(spec: DeploymentSpec, name: str) -> tuple[int, float, str]:
     target = spec.targets[name]
     assert isinstance(target, GcpTpuTarget)
     gen = catalog.tpu_generations()[target.generation]
-    chips = gen.chips_of(target.topology)
-    return gen.hbm_gib_per_chip * catalog.GIB * chips, chips
+    chips = gen.chips_of(target.shape)
+    return gen.hbm_gib_per_chip * catalog.GIB * chips, chips, gen.name
 
 
-def _onprem_memory(spec: DeploymentSpec, name: str) -> tuple[int, float]:
+def _onprem_memory(spec: DeploymentSpec, name: str) -> tuple[int, float, str]:
     """The smallest replica of the target's pools (a MIG slice, a time slice or whole GPUs)."""
     from inferstack.planning.onprem.pools import plan_pools
 
     pool = min(plan_pools(spec, name), key=lambda p: (p.memory_bytes_per_device * p.devices_per_replica, p.name))
-    return pool.memory_bytes_per_device * pool.devices_per_replica, pool.devices_per_replica
+    return pool.memory_bytes_per_device * pool.devices_per_replica, pool.devices_per_replica, pool.gpu
 
 
 def _aws_accelerators(target: AwsGpuFleetTarget) -> dict[str, float]:
-    return {t: catalog.aws_instance_types()[t].gpu_count for t in target.instance_types}
+    return {t: catalog.aws_instance_types()[t].gpu_count for t in target.types}
 
 
 def _gcp_accelerators(target: GcpGpuFleetTarget) -> dict[str, float]:
     # A guest accelerator on an N1 machine is priced and limited by the accelerator, not the machine.
     if target.accelerator is not None:
         return {}
-    return {target.machine_type: catalog.gcp_machine_types()[target.machine_type].gpu_count}
+    return {target.machine: catalog.gcp_machine_types()[target.machine].gpu_count}
 
 
 def _tpu_accelerators(target: GcpTpuTarget) -> dict[str, float]:
     gen = catalog.tpu_generations()[target.generation]
-    return {gen.accelerator_type(target.topology): gen.chips_of(target.topology)}
+    return {gen.accelerator_type(target.shape): gen.chips_of(target.shape)}
 
 
 def _aws_startup(spec: DeploymentSpec, stack: str, name: str) -> tuple[int, int | None]:

@@ -86,8 +86,8 @@ def test_the_specs_architecture_overrides_the_catalog():
 
 
 def test_usable_bytes_is_ninety_percent_of_all_accelerator_memory():
-    assert sizing.usable_bytes(itype("g6.xlarge")) == int(22888 * MIB * 0.9)
-    assert sizing.usable_bytes(itype("p4de.24xlarge")) == int(8 * 81920 * MIB * 0.9)
+    assert sizing.usable_bytes(itype("g6.xlarge").total_accelerator_memory_bytes) == int(22888 * MIB * 0.9)
+    assert sizing.usable_bytes(itype("p4de.24xlarge").total_accelerator_memory_bytes) == int(8 * 81920 * MIB * 0.9)
 
 
 @pytest.mark.parametrize(
@@ -104,13 +104,14 @@ def test_usable_bytes_is_ninety_percent_of_all_accelerator_memory():
     ],
 )
 def test_fits(name, m, instance, expected):
-    assert sizing.fits(sizing.footprint(name, m), itype(instance)) is expected
+    assert sizing.fits(sizing.footprint(name, m), itype(instance).total_accelerator_memory_bytes) is expected
 
 
 def test_fits_is_inclusive_at_the_boundary():
-    usable = sizing.usable_bytes(itype("g6.xlarge"))
-    assert sizing.fits(sizing.Footprint(usable, 0, 0), itype("g6.xlarge"))
-    assert not sizing.fits(sizing.Footprint(usable + 1, 0, 0), itype("g6.xlarge"))
+    memory = itype("g6.xlarge").total_accelerator_memory_bytes
+    usable = sizing.usable_bytes(memory)
+    assert sizing.fits(sizing.Footprint(usable, 0, 0), memory)
+    assert not sizing.fits(sizing.Footprint(usable + 1, 0, 0), memory)
 
 
 def test_startup_seconds_of_llama_3_8b():

@@ -163,6 +163,7 @@ class Engine:
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # offline and no-telemetry switches, sorted by name
     memory_fraction_arg: str | None = None  # bounds the engine's share of a GPU's memory
+    kv_cache_fp8_args: tuple[str, ...] | None = None  # store the KV cache in FP8; None: no serve flag
 
 
 @cache
@@ -178,6 +179,7 @@ def engines() -> dict[str, Engine]:
             args=tuple(v["args"]),
             env=tuple(sorted((k, str(val)) for k, val in v["env"].items())),
             memory_fraction_arg=v["memory_fraction_arg"],
+            kv_cache_fp8_args=None if v["kv_cache_fp8_args"] is None else tuple(v["kv_cache_fp8_args"]),
         )
         for name, v in _yaml("engines.yaml").items()
     }
@@ -193,6 +195,7 @@ class ModelArchitecture:
     head_dim: int
     parameters: int = 0  # 0: unknown (an architecture the spec gives)
     attention_heads: int = 0  # 0: unknown; tensor parallelism must divide it
+    active_parameters: int = 0  # parameters one token runs through (a mixture of experts: fewer); 0: all
 
 
 @cache
@@ -206,6 +209,7 @@ def model_architectures() -> dict[str, ModelArchitecture]:
             head_dim=int(row["head_dim"]),
             parameters=int(row["params"]),
             attention_heads=int(row["attn_heads"]),
+            active_parameters=int(row.get("active_params") or row["params"]),
         )
         for row in _csv_rows("model_architectures.csv")
     }
@@ -472,3 +476,49 @@ def gpu_models() -> dict[str, GpuModel]:
         }
         out[name] = GpuModel(name, memory, int(v["watts"]), bool(v["time_slicing"]), profiles)
     return out
+
+
+@dataclass(frozen=True)
+class AcceleratorPerformance:
+    """Peak figures of one accelerator (data/accelerator_performance.yaml), for the throughput
+    estimate: memory bandwidth bounds decode, tensor FLOPs bound prefill."""
+
+    name: str
+    memory_gbps: float | None  # GB/s (10^9 bytes) per device
+    tflops_16bit: float | None  # dense BF16/FP16 tensor TFLOPS per device
+    tflops_8bit: float | None  # dense FP8 (or INT8) tensor TFLOPS; None: no 8-bit tensor path
+    fp8: bool = False  # FP8 tensor cores (Ada, Hopper, Blackwell): tflops_8bit is FP8
+
+    def tflops_for(self, precision: str) -> float:
+        """FP8 weights run FP8 matmuls where the device has FP8 tensor cores; elsewhere, and for
+        int8/int4 weight-only quantisation, the weights are dequantised to 16-bit for the matmul."""
+        if precision == "fp8" and self.fp8 and self.tflops_8bit:
+            return self.tflops_8bit
+        return self.tflops_16bit or 0.0
+
+
+@cache
+def accelerator_performance() -> dict[str, AcceleratorPerformance]:
+    """Keyed by the names the other data files use: AWS and GCP accelerators, TPU generations
+    (per chip), and the on-prem GPU models of gpus.yaml."""
+    data = _yaml("accelerator_performance.yaml")["accelerators"]
+    return {
+        name: AcceleratorPerformance(
+            name,
+            None if v.get("memory_gbps") is None else float(v["memory_gbps"]),
+            None if v.get("tflops_16bit") is None else float(v["tflops_16bit"]),
+            None if v.get("tflops_8bit") is None else float(v["tflops_8bit"]),
+            bool(v.get("fp8", False)),
+        )
+        for name, v in data.items()
+    }
+
+
+@cache
+def slowest_accelerator() -> AcceleratorPerformance:
+    """The whole device with the least bandwidth that has both figures: what an unknown device is
+    taken for (a fractional GPU is no device an unknown name would be)."""
+    known = [
+        a for a in accelerator_performance().values() if a.memory_gbps and a.tflops_16bit and "fractional" not in a.name
+    ]
+    return min(known, key=lambda a: (a.memory_gbps, a.name))

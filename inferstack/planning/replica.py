@@ -4,7 +4,8 @@ launch (or a warm-pool start), and how much it serves.
 Start-up is the same estimate the readiness uses (the AWS launch hook and grace, the GCP
 initial delay), read from the planning functions that decide those, never recomputed here.
 Serving capacity comes from the spec's `traffic.targets.<name>.replica` when stated; otherwise it
-is the ESTIMATE below, kept in one place beside the sizing figures for the sizing issue to refine.
+is planning.sizing's estimate (sizing.replica_capacity, the one estimate there is: the cheapest-fit
+choice and the cost per token count on the same figures).
 """
 
 from __future__ import annotations
@@ -17,19 +18,6 @@ from inferstack import catalog
 from inferstack.planning import sizing
 from inferstack.planning.onprem import PoolPlan
 from inferstack.spec.models import DeploymentSpec, Traffic
-
-# -- ESTIMATE of serving capacity (no benchmark behind it; state your own in the spec) ----------
-# Concurrency: what the KV cache left after the weights and overhead holds, at the profile's
-# input + output tokens per sequence, capped at vLLM's default --max-num-seqs:
-#     sequences = min(MAX_NUM_SEQS, (usable memory - weights - overhead) / (KV bytes per token × tokens))
-# Decode: memory-bound; at full batch each sequence gets about DECODE_TOKENS_PER_SECOND_PER_SEQUENCE:
-#     output tokens/s per replica = sequences × DECODE_TOKENS_PER_SECOND_PER_SEQUENCE
-# Prefill: PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR per GPU (or TPU chip) of the replica.
-MAX_NUM_SEQS = 256
-DECODE_TOKENS_PER_SECOND_PER_SEQUENCE = 25.0
-PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR = 4000.0
-# With an unknown architecture (KV cache unsized), a conservative guess of the concurrency.
-UNKNOWN_ARCHITECTURE_SEQUENCES = 16
 
 
 @dataclass(frozen=True)
@@ -49,8 +37,17 @@ class ReplicaModel:
 
     def service_seconds(self, input_tokens: int, output_tokens: int) -> int:
         """Seconds a request holds one of the replica's slots (prefill + decode at full batch)."""
-        per_sequence = self.output_tokens_per_second / self.concurrent_sequences
-        return max(1, math.ceil(input_tokens / self.prefill_tokens_per_second + output_tokens / per_sequence))
+        return sizing.service_seconds(self.capacity, input_tokens, output_tokens)
+
+    @property
+    def capacity(self) -> sizing.ReplicaCapacity:
+        return sizing.ReplicaCapacity(
+            self.concurrent_sequences,
+            self.output_tokens_per_second,
+            self.prefill_tokens_per_second,
+            self.estimated,
+            self.formula,
+        )
 
     def prefill_seconds(self, input_tokens: int) -> float:
         return input_tokens / self.prefill_tokens_per_second
@@ -78,8 +75,8 @@ def replica_model(spec: DeploymentSpec, stack: str, name: str, traffic: Traffic 
     target = spec.targets[name]
     kind = kind_of(target)
     startup, warm = kind.startup(spec, stack, name)
-    memory, accelerators = kind.accelerator_memory(spec, name)
-    return _model(spec, name, name, traffic, startup, warm, memory, accelerators)
+    memory, accelerators, device = kind.accelerator_memory(spec, name)
+    return _model(spec, name, name, traffic, startup, warm, memory, accelerators, device)
 
 
 def pool_replica_model(spec: DeploymentSpec, name: str, pool: PoolPlan, traffic: Traffic | None = None) -> ReplicaModel:
@@ -90,8 +87,11 @@ def pool_replica_model(spec: DeploymentSpec, name: str, pool: PoolPlan, traffic:
     fp = sizing.footprint(*spec.model_of(name))
     startup = spec.serving.health_check_grace_seconds or sizing.startup_seconds(fp)  # workload.startup_seconds
     memory = pool.memory_bytes_per_device * pool.devices_per_replica
-    # Prefill runs on the replica's GPUs; a MIG or time slice counts as one (an estimate either way).
-    rep = _model(spec, name, f"{name}/{pool.name}", traffic, startup, None, memory, pool.devices_per_replica)
+    # A MIG or time slice has a share of its GPU's bandwidth and FLOPs: counted as its share of the
+    # GPU's memory (an estimate: a MIG slice's compute share is its slices of seven).
+    gpu = catalog.gpu_models()[pool.gpu]
+    devices = pool.devices_per_replica * pool.memory_bytes_per_device / gpu.memory_bytes
+    rep = _model(spec, name, f"{name}/{pool.name}", traffic, startup, None, memory, devices, pool.gpu)
     cap = pool.max_replicas_on_pool
     why = (
         f"{pool.node_count} node(s) x {pool.devices_per_node} {pool.resource} / {pool.devices_per_replica} per replica"
@@ -108,36 +108,33 @@ def _model(
     warm: int | None,
     memory: int,
     accelerators: float,
+    device: str,
 ) -> ReplicaModel:
     traffic = traffic or spec.traffic
     model_name, model = spec.model_of(name)
-    fp = sizing.footprint(model_name, model)
-    tokens = (traffic.input_tokens + traffic.output_tokens) if traffic else model.context_length
-    arch = sizing.architecture_of(model_name, model)
-    if arch is not None:
-        kv_per_token = 2 * arch.layers * arch.kv_heads * arch.head_dim * sizing.KV_BYTES_PER_VALUE
-        room = memory * sizing.USABLE_FRACTION - fp.weights_bytes - fp.overhead_bytes
-        est_seqs = max(1, min(MAX_NUM_SEQS, int(room // (kv_per_token * tokens))))
-    else:
-        est_seqs = UNKNOWN_ARCHITECTURE_SEQUENCES
+    if traffic is not None:
+        input_tokens, output_tokens = traffic.input_tokens, traffic.output_tokens
+    else:  # no profile: a sequence at full context, mostly prompt
+        input_tokens, output_tokens = max(1, model.context_length * 3 // 4), max(1, model.context_length // 4)
     stated = traffic.targets[name].replica if traffic and name in traffic.targets else None
-    seqs = (stated and stated.concurrent_sequences) or est_seqs
-    tps = (stated and stated.output_tokens_per_second) or seqs * DECODE_TOKENS_PER_SECOND_PER_SEQUENCE
-    estimated = not (stated and stated.concurrent_sequences and stated.output_tokens_per_second)
-    formula = (
-        f"estimate: sequences = min({MAX_NUM_SEQS}, KV room / KV per sequence at {tokens} tokens); "
-        f"output tokens/s = sequences × {DECODE_TOKENS_PER_SECOND_PER_SEQUENCE:g}; prefill "
-        f"{PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR:g} tokens/s per accelerator"
-        if estimated
-        else "from the spec's traffic.targets.replica"
+    cap = sizing.replica_capacity(
+        model_name,
+        model,
+        memory,
+        accelerators,
+        catalog.accelerator_performance().get(device),
+        input_tokens,
+        output_tokens,
+        stated_sequences=stated.concurrent_sequences if stated else None,
+        stated_output_tokens_per_second=stated.output_tokens_per_second if stated else None,
     )
     return ReplicaModel(
         target=label,
         startup_seconds=startup,
         warm_start_seconds=warm,
-        concurrent_sequences=seqs,
-        output_tokens_per_second=tps,
-        prefill_tokens_per_second=PREFILL_TOKENS_PER_SECOND_PER_ACCELERATOR * max(1.0, accelerators),
-        estimated=estimated,
-        formula=formula,
+        concurrent_sequences=cap.concurrent_sequences,
+        output_tokens_per_second=cap.output_tokens_per_second,
+        prefill_tokens_per_second=cap.prefill_tokens_per_second,
+        estimated=cap.estimated,
+        formula=cap.formula,
     )

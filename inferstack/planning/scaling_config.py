@@ -163,6 +163,10 @@ class ScalingConfig:
     launch_hook: str | None = None
     autoscaler: GcpAutoscaler | None = None
     spot: bool = False
+    # AWS instances distribution: the first on_demand_base instances, and this percentage above them,
+    # run on demand and are never reclaimed.
+    on_demand_base: int = 0
+    on_demand_percentage: int = 0
     notes: tuple[str, ...] = field(default=())
     pods: PodAutoscaler | None = None  # on-prem: the pool's HPA or KEDA ScaledObject
 
@@ -298,6 +302,8 @@ def _aws(name: str, rs: list[dict[str, Any]]) -> ScalingConfig:
         launch_hook_timeout=hook_timeout,
         launch_hook=hook["name"] if hook else group["name"],
         spot=spot,
+        on_demand_base=int(dist.get("onDemandBaseCapacity", 0) or 0),
+        on_demand_percentage=int(dist.get("onDemandPercentageAboveBaseCapacity", 100)),
     )
 
 

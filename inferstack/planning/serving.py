@@ -23,6 +23,8 @@ def engine_args(spec: DeploymentSpec, model_name: str, model: Model, platform_ar
         "context_length": str(model.context_length),
     }
     args = [a.format(**values, tensor_parallel="{tensor_parallel}") for a in engine.args]
+    if model.kv_cache_precision == "fp8" and engine.kv_cache_fp8_args:  # the checks refuse fp8 without one
+        args += engine.kv_cache_fp8_args
     # `platform_args`: what the platform decides (a GPU's memory share); the spec's own come last.
     return [*engine.entrypoint, *args, *platform_args, *spec.serving.args]
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from inferstack.planning.cost import on_demand_count
 from inferstack.planning.replica import ReplicaModel
 from inferstack.planning.scaling_config import PodAutoscaler, ScalingConfig, ScalingRules
 
@@ -396,8 +397,9 @@ def simulate_target(
             if ready:
                 in_service += len(ready)
                 starting[:] = [s for s in starting if s > t]
-        if interrupt_p and in_service:
-            lost = int(rng.binomial(in_service, interrupt_p))
+        reclaimable = in_service - math.ceil(on_demand_count(in_service, cfg.on_demand_base, cfg.on_demand_percentage))
+        if interrupt_p and reclaimable > 0:
+            lost = int(rng.binomial(reclaimable, interrupt_p))
             if lost:
                 in_service -= lost
                 res.events.append(Event(t, "interrupt", in_service + lost, in_service, cfg.group))

@@ -40,6 +40,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     from inferstack.kinds import kind_of  # the table draws its check hooks from this module
 
     findings = list(_check_opt_outs(spec))
+    findings += list(_check_kv_cache(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
     findings += list(_check_onprem_workload(spec))
@@ -55,6 +56,26 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     if not any(f.severity == "error" for f in findings):
         findings += check_overflow_timeout(spec)
     return findings
+
+
+def _check_kv_cache(spec: DeploymentSpec) -> Iterator[Finding]:
+    """The KV cache's precision is the model's field, so the sizing counts it: a flag of its own in
+    serving.args would change the engine's cache behind the sizing's back."""
+    engine = catalog.engines()[spec.serving.engine]
+    for i, arg in enumerate(spec.serving.args):
+        if arg.split("=", 1)[0] in ("--kv-cache-dtype", "--kv_cache_dtype"):
+            yield Finding(
+                ("serving", "args", i),
+                "set the KV cache's precision with models.<model>.kv_cache_precision: fp8 (the sizing counts "
+                "it and the engine gets its flag), not in serving.args",
+            )
+    for name, model in spec.models.items():
+        if model.kv_cache_precision == "fp8" and engine.kv_cache_fp8_args is None:
+            yield Finding(
+                ("models", name, "kv_cache_precision"),
+                f"{engine.name} takes no serve flag for an FP8 KV cache (it is set when the checkpoint is "
+                "quantised): set kv_cache_precision: auto, or serve with vllm, sglang or tgi",
+            )
 
 
 def _check_opt_outs(spec: DeploymentSpec) -> Iterator[Finding]:
@@ -446,16 +467,25 @@ def _check_weights(spec: DeploymentSpec, name: str) -> list[Finding]:
     ]
 
 
-def _fit(model_name: str, model: Model, loc: Loc, usable: int, what: str) -> list[Finding]:
+def _fit(model_name: str, model: Model, loc: Loc, usable: int, what: str, devices: int = 1) -> list[Finding]:
+    """The model in the shape's memory, sharded over all its `devices` (the engine's tensor-parallel
+    degree on a cloud node is the node's device count)."""
+    refusal = sizing.tensor_parallel_refusal(sizing.architecture_of(model_name, model), devices)
+    if refusal is not None:
+        return [
+            Finding(
+                loc, f"{what}: the engine shards {model_name} over all its devices, and {refusal}; pick another shape"
+            )
+        ]
     fp = sizing.footprint(model_name, model)
     if fp.total_bytes <= usable:
         return []
     return [
         Finding(
             loc,
-            f"{model_name} in {model.precision} needs {fp.describe()} at {model.context_length} tokens "
-            f"of context; {what} offers {usable / GIB:.1f} GiB usable. "
-            "Pick a larger type, a lower precision or a shorter context",
+            f"{model_name} in {model.precision} needs {fp.describe()}; {what} offers {usable / GIB:.1f} GiB usable. "
+            "Pick a larger shape (or leave it out and let inferstack choose), a lower precision, fp8 KV cache, "
+            "fewer concurrent sequences or a shorter context",
         )
     ]
 
@@ -500,7 +530,7 @@ def check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) 
         )
     resolved = not _check_model_ref(spec, name)
     types = catalog.aws_instance_types()
-    for i, itype in enumerate(target.instance_types):
+    for i, itype in enumerate(target.instance_types or ()):  # None: planning.shapes chose, or said why not
         loc = (*base, "instance_types", i)
         facts = types.get(itype)
         if facts is None:
@@ -517,7 +547,8 @@ def check_aws_fleet(spec: DeploymentSpec, name: str, target: AwsGpuFleetTarget) 
                 Finding(loc, f"{itype} carries {facts.accelerator} accelerators, not NVIDIA GPUs; pick a GPU type")
             )
         elif resolved:
-            out += _fit(*spec.model_of(name), loc, sizing.usable_bytes(facts), facts.describe())
+            usable = sizing.usable_bytes(facts.total_accelerator_memory_bytes)
+            out += _fit(*spec.model_of(name), loc, usable, facts.describe(), facts.gpu_count)
     return out
 
 
@@ -525,8 +556,8 @@ def _check_gcp_zones(base: Loc, target: GcpGpuFleetTarget) -> list[Finding]:
     """A regional group places VMs in every zone it is given; a zone without the machine type
     (or the N1 guest accelerator) fails each one placed there. The catalog knows where each is."""
     accelerator = target.accelerator.type if target.accelerator is not None else None
-    what = accelerator or target.machine_type
-    offered = catalog.gcp_zones(target.machine_type, accelerator)
+    what = accelerator or target.machine
+    offered = catalog.gcp_zones(target.machine, accelerator)
     here = offered.get(target.region, ())
     if not here:
         elsewhere = sorted(offered)
@@ -609,6 +640,8 @@ def check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) 
             out.append(Finding((*base, "zones", i), f"zone {zone!r} is not in region {target.region!r}"))
     machines, guests = catalog.gcp_machine_types(), catalog.gcp_guest_accelerators()
     loc = (*base, "machine_type")
+    if target.machine_type is None:  # planning.shapes chose, or said why not
+        return out
     if target.machine_type.startswith("n1-"):
         n1 = catalog.gcp_n1_machine_types()
         if target.machine_type not in n1:
@@ -640,8 +673,9 @@ def check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) 
                     f"{acc.type} attaches in counts of {', '.join(map(str, facts.counts))} (got {acc.count})",
                 )
             ]
-        usable = int(facts.memory_mib * 1024**2 * acc.count * sizing.USABLE_FRACTION)
+        usable = sizing.usable_bytes(facts.memory_mib * catalog.MIB * acc.count)
         what = f"{target.machine_type} with {acc.count}x {facts.gpu}"
+        devices = acc.count
     else:
         machine = machines.get(target.machine_type)
         if machine is None:
@@ -661,11 +695,12 @@ def check_gcp_fleet(spec: DeploymentSpec, name: str, target: GcpGpuFleetTarget) 
                     f"{machine.accelerator_count}x {machine.accelerator}: remove accelerator",
                 )
             ]
-        usable = int(machine.total_accelerator_memory_bytes * sizing.USABLE_FRACTION)
+        usable = sizing.usable_bytes(machine.total_accelerator_memory_bytes)
         what = machine.describe()
+        devices = machine.accelerator_count
     out += _check_gcp_zones(base, target)
     if not _check_model_ref(spec, name):
-        out += _fit(*spec.model_of(name), loc, usable, what)
+        out += _fit(*spec.model_of(name), loc, usable, what, devices)
     return out
 
 
@@ -679,15 +714,15 @@ def check_tpu(spec: DeploymentSpec, name: str, target: GcpTpuTarget) -> list[Fin
                 f"TPU target {name!r} serves with vLLM for TPU; {spec.serving.engine} does not run on TPUs",
             )
         )
-    if not _check_model_ref(spec, name):
+    if not _check_model_ref(spec, name) and target.topology is not None:  # None: planning.shapes chose
         gen = catalog.tpu_generations()[target.generation]
-        usable = int(gen.hbm_bytes(target.topology) * sizing.USABLE_FRACTION)
+        chips = gen.chips_of(target.topology)
         out += _fit(
             *spec.model_of(name),
             (*base, "topology"),
-            usable,
-            f"a {target.generation} {target.topology} slice ({gen.chips_of(target.topology)} chips, "
-            f"{gen.hbm_gib_per_chip} GiB HBM each)",
+            sizing.usable_bytes(gen.hbm_bytes(target.topology)),
+            f"a {target.generation} {target.topology} slice ({chips} chips, {gen.hbm_gib_per_chip} GiB HBM each)",
+            chips,
         )
         out += _tpu_boot_disk(spec, name, target)
     return out

@@ -162,6 +162,13 @@ class Architecture(StrictModel):
     layers: int = Field(gt=0)
     kv_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
+    attention_heads: int | None = Field(
+        default=None, gt=0, description="Query heads; a tensor-parallel degree must divide them (unset: not checked)."
+    )
+    active_parameters: ParamCount | None = Field(
+        default=None,
+        description="Parameters one token runs through (a mixture of experts: the active experts'); default all.",
+    )
 
 
 _WEIGHTS_URI = re.compile(r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9](/[^\s]*)?$|^(hf|oci)://[^\s/]+/[^\s]+$")
@@ -189,6 +196,31 @@ class Model(StrictModel):
         description="The KMS key of SSE-KMS weights in S3: serving nodes may decrypt with it, through S3 only.",
     )
     architecture: Architecture | None = None
+    catalog_name: str | None = Field(
+        default=None,
+        description="The catalog's name for the model's architecture (e.g. Qwen2.5-72B) when the model's key "
+        "is not it; the catalog's layers, heads and parameters then size it.",
+    )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=4096,
+        description="Sequences one replica must hold at full context at once: the KV cache is sized for them.",
+    )
+    kv_cache_precision: Literal["auto", "fp8"] = Field(
+        default="auto",
+        description="auto: the KV cache in the model's 16-bit dtype; fp8 halves it (the engine's --kv-cache-dtype).",
+    )
+
+    @field_validator("catalog_name")
+    @classmethod
+    def _known_architecture(cls, v: str | None) -> str | None:
+        known = {m.name for m in catalog.model_architectures().values()}
+        if v is not None and v not in known:
+            raise ValueError(
+                f"unknown architecture {v!r}{did_you_mean(v, known)}; the catalog knows {', '.join(sorted(known))}"
+            )
+        return v
 
     @field_validator("mirrors")
     @classmethod
@@ -402,7 +434,13 @@ class AwsGpuFleetTarget(TargetBase):
 
     kind: Literal["aws-gpu-fleet"]
     region: str
-    instance_types: list[str] = Field(min_length=1, max_length=20)
+    instance_types: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="EC2 GPU instance types, the first preferred. Leave out and inferstack chooses the cheapest "
+        "that holds the model in the region at the fleet's spot mix (`inferstack size` says why).",
+    )
     image: ImageRef | None = Field(default=None, description="This target's engine image (default: serving.image).")
     capacity: AwsCapacity
     spot: Spot = Field(default_factory=Spot)
@@ -425,9 +463,9 @@ class AwsGpuFleetTarget(TargetBase):
 
     @field_validator("instance_types")
     @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
+    def _unique(cls, v: list[str] | None) -> list[str] | None:
         seen: set[str] = set()
-        for i, name in enumerate(v):
+        for i, name in enumerate(v or ()):
             if name in seen:
                 raise FieldError((i,), f"{name!r} is listed twice")
             seen.add(name)
@@ -445,7 +483,7 @@ class AwsGpuFleetTarget(TargetBase):
 
     @model_validator(mode="after")
     def _warm_pool_rules(self) -> AwsGpuFleetTarget:
-        if self.capacity.warm_pool and (self.spot.enabled or len(self.instance_types) > 1):
+        if self.capacity.warm_pool and (self.spot.enabled or len(self.instance_types or ()) > 1):
             raise FieldError(
                 ("capacity", "warm_pool"),
                 "AWS refuses a warm pool on a group with a mixed instances policy or spot instances: "
@@ -456,6 +494,13 @@ class AwsGpuFleetTarget(TargetBase):
     @property
     def cloud(self) -> str:
         return "aws"
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """The instance types, pinned or chosen: the loader fills a left-out list (planning.shapes)."""
+        if self.instance_types is None:
+            raise ValueError("instance_types not chosen: load the spec with inferstack.spec.loader")
+        return tuple(self.instance_types)
 
 
 GCP_PROJECT_PATTERN = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"
@@ -537,7 +582,11 @@ class GcpGpuFleetTarget(GcpTargetBase):
     kind: Literal["gcp-gpu-fleet"]
     region: str
     zones: list[str] | None = Field(default=None, min_length=1, description="Zones to spread over (default: all).")
-    machine_type: str = Field(description="A2/A3/A4/G2 types carry GPUs; N1 needs 'accelerator'.")
+    machine_type: str | None = Field(
+        default=None,
+        description="A2/A3/A4/G2 types carry GPUs; N1 needs 'accelerator'. Leave out and inferstack chooses the "
+        "cheapest A2/A3/A4/G2 type that holds the model in the region (`inferstack size` says why).",
+    )
     accelerator: GuestAccelerator | None = None
     image: ImageRef | None = Field(default=None, description="This target's engine image (default: serving.image).")
     capacity: Capacity
@@ -555,6 +604,23 @@ class GcpGpuFleetTarget(GcpTargetBase):
     )
 
     @model_validator(mode="after")
+    def _accelerator_needs_n1(self) -> GcpGpuFleetTarget:
+        if self.machine_type is None and self.accelerator is not None:
+            raise FieldError(
+                "machine_type",
+                "a guest accelerator attaches to an N1 machine type: name one (e.g. n1-standard-8), or remove "
+                "accelerator and let inferstack choose an A2/A3/A4/G2 type",
+            )
+        return self
+
+    @property
+    def machine(self) -> str:
+        """The machine type, pinned or chosen: the loader fills a left-out one (planning.shapes)."""
+        if self.machine_type is None:
+            raise ValueError("machine_type not chosen: load the spec with inferstack.spec.loader")
+        return self.machine_type
+
+    @model_validator(mode="after")
     def _signals_that_can_wake(self) -> GcpGpuFleetTarget:
         if self.autoscaling.signal == "lb_utilization" and self.autoscaling.target > 1:
             raise FieldError(
@@ -570,7 +636,11 @@ class GcpTpuTarget(GcpTargetBase):
     kind: Literal["gcp-tpu"]
     zone: str
     generation: Literal["v5e", "v5p", "v6e"]
-    topology: str = Field(description="Slice shape, e.g. 2x4 (v5e, v6e) or 2x2x1 (v5p).")
+    topology: str | None = Field(
+        default=None,
+        description="Slice shape, e.g. 2x4 (v5e, v6e) or 2x2x1 (v5p). Leave out and inferstack chooses the "
+        "cheapest slice of the generation that holds the model (`inferstack size` says why).",
+    )
     runtime_version: str | None = Field(default=None, description="TPU software version (default: the generation's).")
     slices: int = Field(default=1, ge=1, le=64, description="Identical slices, each serving the model.")
     provisioning: Literal["on-demand", "spot", "reserved"] = "on-demand"
@@ -580,7 +650,7 @@ class GcpTpuTarget(GcpTargetBase):
     @model_validator(mode="after")
     def _shape(self) -> GcpTpuTarget:
         gen = catalog.tpu_generations()[self.generation]
-        if self.topology not in gen.topologies:
+        if self.topology is not None and self.topology not in gen.topologies:
             raise FieldError(
                 "topology",
                 f"{self.generation} has no {self.topology!r} slice{did_you_mean(self.topology, gen.topologies)}; "
@@ -596,6 +666,13 @@ class GcpTpuTarget(GcpTargetBase):
     @property
     def region(self) -> str:
         return self.zone.rsplit("-", 1)[0]
+
+    @property
+    def shape(self) -> str:
+        """The topology, pinned or chosen: the loader fills a left-out one (planning.shapes)."""
+        if self.topology is None:
+            raise ValueError("topology not chosen: load the spec with inferstack.spec.loader")
+        return self.topology
 
 
 # -- on-prem Kubernetes -------------------------------------------------------------------------
@@ -775,6 +852,13 @@ class NodePool(StrictModel):
         le=65536,
         description="Memory (GiB) one node has for pods (its Allocatable, less the node agents' requests): checked "
         "against the replicas its GPUs hold, each requesting the engine's memory and shared memory.",
+    )
+    hardware_usd_per_node: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000_000,
+        allow_inf_nan=False,
+        description="What one node of this pool cost to buy (default: the target's cost.hardware_usd_per_node).",
     )
 
     @model_validator(mode="after")
@@ -1059,6 +1143,36 @@ class GpuOperator(StrictModel):
         return self
 
 
+class OnPremCost(StrictModel):
+    """What owning the site's GPUs costs, for `inferstack cost`: the hardware written off over its
+    life, the power it draws (board power at full load, a conservative figure), and running it."""
+
+    hardware_usd_per_node: float = Field(
+        gt=0,
+        le=100_000_000,
+        allow_inf_nan=False,
+        description="Purchase price of one GPU node (servers, GPUs, network share).",
+    )
+    amortization_months: int = Field(default=36, ge=1, le=120, description="Months the hardware is written off over.")
+    gpu_watts: int | None = Field(
+        default=None, ge=1, le=5000, description="Power per GPU (default: the catalog's board power of the pool's GPU)."
+    )
+    host_watts_per_node: int = Field(
+        default=800, ge=0, le=20000, description="CPUs, memory, fans and NICs of one node."
+    )
+    pue: float = Field(
+        default=1.4, ge=1.0, le=3.0, allow_inf_nan=False, description="The site's power usage effectiveness."
+    )
+    usd_per_kwh: float = Field(gt=0, le=10, allow_inf_nan=False, description="Price of a kWh at the site.")
+    operations_usd_per_node_month: float = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="Rack space, support and staff, per node and month.",
+    )
+
+
 class OnPremK8sTarget(TargetBase):
     """GPU nodes of an existing Kubernetes cluster on the team's site, and the engine on them."""
 
@@ -1092,6 +1206,9 @@ class OnPremK8sTarget(TargetBase):
         description="Namespaces whose pods may reach the engine (gateway, metrics scraper); all others are denied.",
     )
     ingress: OnPremIngress | None = None
+    cost: OnPremCost | None = Field(
+        default=None, description="What the site's GPUs cost to own: `inferstack cost` compares it with renting."
+    )
 
     @model_validator(mode="after")
     def _render_dir(self) -> OnPremK8sTarget:
@@ -1280,6 +1397,13 @@ class Traffic(StrictModel):
     )
     client_timeout_seconds: int = Field(
         default=900, ge=1, le=86_400, description="A request still waiting this long is given up (refused)."
+    )
+    target_utilization: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of a replica's slots the sizing counts on at the peak hour (headroom for bursts).",
     )
     spot_interruptions_per_hour: float = Field(
         default=0.0, ge=0, le=60, allow_inf_nan=False, description="Reclaims per spot replica per hour."

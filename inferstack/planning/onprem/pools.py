@@ -58,18 +58,11 @@ def pool_label_value(spec: DeploymentSpec, target: str, pool: str) -> str:
 
 
 def tensor_parallel_degree(spec: DeploymentSpec, name: str, gpu: catalog.GpuModel, gpus_per_node: int) -> int | None:
-    """The smallest number of whole GPUs in one node that holds the target's model and divides
-    its attention heads (when the catalog knows them); None when no count up to the node's does."""
+    """The smallest number of whole GPUs in one node that holds the target's model and that the
+    engine can shard it over (sizing.tensor_parallel_refusal); None when no count up to the node's does."""
     model_name, model = spec.model_of(name)
-    need = sizing.footprint(model_name, model).total_bytes
-    arch = sizing.architecture_of(model_name, model)
-    heads = arch.attention_heads if arch is not None else 0
-    for degree in range(1, gpus_per_node + 1):
-        if heads and heads % degree:
-            continue
-        if need <= int(gpu.memory_bytes * degree * sizing.USABLE_FRACTION):
-            return degree
-    return None
+    fp = sizing.footprint(model_name, model)
+    return sizing.tensor_parallel_degree(fp, sizing.architecture_of(model_name, model), gpu.memory_bytes, gpus_per_node)
 
 
 def plan_pool(spec: DeploymentSpec, name: str, pool_name: str, pool: NodePool) -> PoolPlan:
