@@ -371,6 +371,82 @@ def render(spec: str, out: str, stack: str | None, force: bool) -> None:
     click.echo(f"{len(written)} object(s) written to {out} ({', '.join(f'{out}/{t}' for t in targets)})")
 
 
+def _check_plot_path(plot_file: str | None) -> None:
+    if not plot_file:
+        return
+    if Path(plot_file).suffix.lower() not in (".png", ".svg"):
+        _bad_input(f"--plot {plot_file}: the file must end in .png or .svg")
+    if not Path(plot_file).resolve().parent.is_dir():
+        _bad_input(f"--plot {plot_file}: the directory {Path(plot_file).resolve().parent} does not exist")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def size(spec: str, fmt: str) -> None:
+    """What each cloud target's model needs, the shapes of the catalog that hold it and their
+    prices, the ones ruled out and why, and the shape chosen (or pinned). Nothing is planned."""
+    from inferstack.offline.report import console_for, print_sizing
+    from inferstack.planning.shapes import sizing_report
+
+    loaded = _load(spec)
+    report = sizing_report(loaded.spec, loaded.shapes)
+    if fmt == "json":
+        click.echo(json.dumps([r.to_json() for r in report], indent=2, sort_keys=True))
+    else:
+        print_sizing(report, console_for())
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--plot", "plot_file", type=click.Path(dir_okay=False), help="Draw cost against utilisation (.png or .svg)."
+)
+@click.option("--stack", help="Stack name (default: the spec file's name).")
+def cost(spec: str, fmt: str, plot_file: str | None, stack: str | None) -> None:
+    """What the stack costs per hour and per month for its traffic profile, and, with an on-prem
+    target that states its cost, all cloud against all on-prem against the hybrid split, with the
+    utilisation at which owning the GPUs breaks even. Runs the program offline; creates nothing."""
+    from inferstack.offline.engine import run_program
+    from inferstack.offline.report import console_for, print_ownership
+    from inferstack.offline.report import cost_table as table_of
+    from inferstack.planning import ownership
+    from inferstack.planning.cost import stack_total
+
+    _check_plot_path(plot_file)
+    loaded = _load(spec)
+    _check_stack_name(stack or loaded.stack, given=bool(stack))
+    try:
+        planned = run_program(loaded, stack)
+    except CloudCheckError as error:
+        _bad_input(str(error))
+    try:
+        own, utilization = ownership.compare(loaded.spec, planned.stack)
+        missing = None
+    except ownership.NothingToCompare as why:
+        own, utilization, missing = None, None, str(why)
+    if plot_file:
+        if own is None:
+            _bad_input(f"--plot: {missing}")
+        try:
+            ownership.plot(own, plot_file, utilization)
+        except OSError as e:
+            _bad_input(f"cannot write {plot_file}: {e.strerror}")
+    if fmt == "json":
+        doc = {
+            "targets": [c.to_json() for c in planned.cost],
+            "total": stack_total(planned.cost),
+            "ownership": None if own is None else own.to_json(utilization),
+            "ownershipMissing": missing,
+        }
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    console = console_for()
+    console.print(table_of(planned.cost))
+    print_ownership(own, utilization, missing, console)
+
+
 @main.command("policy-config")
 @click.argument("spec", type=click.Path(dir_okay=False))
 def policy_config(spec: str) -> None:

@@ -42,6 +42,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     policy: dict[str, Any] | None = None  # the policy check's config and report, once it ran
     overflow: dict[str, Any] | None = None  # the hybrid overflow's trigger and burst targets, when set
+    sizing: list[dict[str, Any]] = field(default_factory=list)  # shapes chosen for targets that left them out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,7 +51,12 @@ class Plan:
             "spec": {"path": self.spec_path, "sha256": self.spec_sha256},
             "resources": self.resources,
             "outputs": self.outputs,
-            "cost": [c.to_json() for c in self.cost],
+            "cost": {
+                "targets": [c.to_json() for c in self.cost],
+                "total": cost.stack_total(self.cost),
+                "basis": cost.BASIS,
+            },
+            **({"sizing": self.sizing} if self.sizing else {}),
             **({"policy": self.policy} if self.policy is not None else {}),
             **({"overflow": self.overflow} if self.overflow is not None else {}),
         }
@@ -142,6 +148,19 @@ def record(program: Callable[[], None], stack: str, secrets: dict[str, str] | No
     return monitor
 
 
+def priced(spec: DeploymentSpec, stack: str, resources: list[dict[str, Any]]) -> list[TargetCost]:
+    """The cost block: hourly at min and max, and, with a traffic profile, the month its rehearsal
+    (the spec's profile, seed 0) takes."""
+    costs = cost.estimate(spec)
+    if spec.traffic is None:
+        return costs
+    from inferstack.planning.simulation import simulate_stack
+    from inferstack.planning.traffic import arrivals, hourly_rates
+
+    day = simulate_stack(spec, stack, resources, arrivals(hourly_rates(spec.traffic), spec.traffic.burstiness, 0))
+    return cost.from_rehearsal(costs, day, spec.traffic.output_tokens)
+
+
 def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
     """Run `inferstack.program.build` for a loaded spec under mocks; return what it registered."""
     from inferstack.planning.overflow.plan import describe
@@ -156,7 +175,8 @@ def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
         spec_sha256=loaded.sha256,
         resources=resources,
         outputs=monitor.stack_outputs,
-        cost=cost.estimate(loaded.spec),
+        cost=priced(loaded.spec, stack, resources),
+        sizing=[loaded.shapes[n].to_json() for n in sorted(loaded.shapes)],
         warnings=[w.render(loaded.path) for w in loaded.warnings],
         overflow=describe(loaded.spec, stack) if loaded.spec.overflow is not None else None,
     )

@@ -14,6 +14,7 @@ from rich.tree import Tree
 from inferstack.offline.engine import Plan
 from inferstack.offline.k8s_render import object_label
 from inferstack.offline.policy import PolicyReport
+from inferstack.planning.cost import TargetCost, stack_total
 
 # Lines are never wrapped when output goes to a file or a CI log: a URN or a type token split over
 # two lines can be neither searched for nor copied. Rich lays out for the console's width, so a
@@ -82,11 +83,53 @@ def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.2f}/h"
 
 
-def cost_table(plan: Plan) -> Table:
-    table = Table("target", "priced as", "at min", "at max", "note", title="cost estimate (catalog prices)", box=None)
-    for c in plan.cost:
-        table.add_row(c.target, f"{c.instance_type} in {c.region}", _usd(c.hourly_min), _usd(c.hourly_max), c.note)
+def _month(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.0f}"
+
+
+def _per_million(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def cost_table(costs: list[TargetCost]) -> Table:
+    table = Table(
+        "target",
+        "priced as",
+        "at min",
+        "at max",
+        "per month",
+        "per 1M output tokens",
+        "note",
+        title="cost estimate (catalog prices; monthly from the rehearsed traffic profile)",
+        box=None,
+    )
+    for c in costs:
+        table.add_row(
+            c.target,
+            f"{c.instance_type} in {c.region}",
+            _usd(c.hourly_min),
+            _usd(c.hourly_max),
+            _month(c.monthly),
+            _per_million(c.per_million_output_tokens),
+            c.note,
+        )
+    total = stack_total(costs)
+    if len(costs) > 1:
+        table.add_row(
+            "[bold]stack[/]",
+            "",
+            _usd(total["hourlyUsdAtMin"]),
+            _usd(total["hourlyUsdAtMax"]),
+            _month(total["monthlyUsd"]),
+            _per_million(total["usdPerMillionOutputTokens"]),
+            "",
+        )
     return table
+
+
+def sizing_lines(sizing: list[dict]) -> list[str]:
+    """One line per target whose shape inferstack chose."""
+    return [f"sizing: {s['target']}: {s['field']} {s['chosen']}: {s['reason']}" for s in sizing]
 
 
 def overflow_table(overflow: dict) -> Table:
@@ -113,8 +156,10 @@ def print_plan(plan: Plan, console: Console) -> None:
         for key in sorted(plan.outputs):
             console.print(f"  {escape(key)} = {escape(str(plan.outputs[key]))}")
     console.print(type_table(plan))
+    for line in sizing_lines(plan.sizing):
+        console.print(escape(line), highlight=False)
     if plan.cost:
-        console.print(cost_table(plan))
+        console.print(cost_table(plan.cost))
     if plan.overflow is not None:
         console.print(overflow_table(plan.overflow))
     console.print(f"[bold]{summary(plan)}[/]", highlight=False)
@@ -137,3 +182,54 @@ def print_policy(report: PolicyReport, console: Console) -> None:
         f"{len(report.mandatory)} mandatory, {len(report.violations) - len(report.mandatory)} advisory violation(s)",
         highlight=False,
     )
+
+
+def print_sizing(report: list, console: Console) -> None:
+    """Per target: what the model needs, the shapes that hold it (cheapest first) and the ones
+    ruled out, and the choice with its reason."""
+    for r in report:
+        console.print(
+            f"[bold]{escape(r.target)}[/]: {escape(r.field)} {escape(r.chosen.shape if r.chosen else '(none)')}"
+        )
+        console.print(f"  {escape(r.reason())}", highlight=False)
+        if r.load:
+            console.print(f"  replicas counted for {escape(r.load)}", highlight=False)
+        table = Table("shape", "per hour", "replicas at peak", "per hour at peak", box=None, title=None)
+        for c in r.fitting:
+            table.add_row(
+                escape(c.description),
+                f"${c.hourly:,.2f}" if c.hourly is not None else "unpriced",
+                "-" if c.replicas is None else str(c.replicas),
+                "-" if c.cost_at_load is None else f"${c.cost_at_load:,.2f}",
+            )
+        if r.fitting:
+            console.print(table)
+        for c in r.ruled_out:
+            why = c.refusal or f"no price: {c.price_note}"
+            console.print(f"  ruled out {escape(c.shape)}: {escape(why)}", highlight=False)
+
+
+def print_ownership(own, utilization: float | None, missing: str | None, console: Console) -> None:
+    if own is None:
+        console.print(f"owning against renting: {escape(missing or '')}", highlight=False)
+        return
+    console.print(
+        f"[bold]owning against renting[/]: {escape(own.site)} (owned, ${own.site_hourly:,.2f}/h, "
+        f"{own.site_capacity:,.0f} output tokens/s at full load) against {escape(own.cloud)} "
+        f"(${own.cloud_per_token_rate:,.4f}/h per output token/s)",
+        highlight=False,
+    )
+    be = own.breakeven_utilization
+    verdict = (
+        f"owning breaks even at {be:.1%} mean utilisation of the site"
+        if be <= 1
+        else f"owning never breaks even: it would take {be:.1%} of the site's capacity on average"
+    )
+    console.print(f"  {verdict} (u* = H / (K x c))", highlight=False)
+    if utilization is not None:
+        at = own.at(utilization)
+        console.print(
+            f"  at the spec's profile ({utilization:.1%} mean utilisation): all cloud ${at['allCloud']:,.0f}/month, "
+            f"all on-prem ${at['allOnPrem']:,.0f}/month, hybrid ${at['hybrid']:,.0f}/month",
+            highlight=False,
+        )

@@ -335,7 +335,7 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
     model_name, model = spec.model_of(name)
     engine = catalog.engines()[spec.serving.engine]
     prefix = resource_prefix(spec, stack, name)
-    types = tuple(target.instance_types)
+    types = target.types
     weights = sizing.footprint(model_name, model).weights_bytes
     volume = plan_root_volume(target.root_volume_gib, weights, types)
     readiness = plan_readiness(weights, types, volume, model.context_length, spec.serving.health_check_grace_seconds)

@@ -186,7 +186,7 @@ def gpu_zones(target: GcpGpuFleetTarget) -> tuple[str, ...]:
     if target.zones:
         return tuple(target.zones)
     accelerator = target.accelerator.type if target.accelerator is not None else None
-    return catalog.gcp_zones(target.machine_type, accelerator).get(target.region, ())
+    return catalog.gcp_zones(target.machine, accelerator).get(target.region, ())
 
 
 def distribution_shape(spot: bool) -> str:
@@ -227,7 +227,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         guest = (target.accelerator.type, target.accelerator.count)
         gpus, disk_type = target.accelerator.count, "pd-balanced"
     else:
-        machine = catalog.gcp_machine_types()[target.machine_type]
+        machine = catalog.gcp_machine_types()[target.machine]
         guest, gpus, disk_type = None, machine.gpu_count, machine.boot_disk_type
     signal = plan_signal(target.autoscaling.signal, target.autoscaling.target, engine)
     weights = Weights(*model.copy_in("gs"))
@@ -257,7 +257,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         prefix=prefix,
         group_name=group,
         labels=gcp_labels(standard_tags(spec, stack, model_name, target.workload)),
-        machine_type=target.machine_type,
+        machine_type=target.machine,
         guest_accelerator=guest,
         gpu_count=gpus,
         boot_image=target.boot_image,
@@ -272,7 +272,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         port=spec.serving.port,
         health_path=engine.health_path,
         initial_delay_seconds=initial_delay(
-            catalog.gcp_node_timings_of(target.machine_type),
+            catalog.gcp_node_timings_of(target.machine),
             sizing.footprint(model_name, model).weights_bytes,
             spec.serving.health_check_grace_seconds,
         ),
@@ -334,7 +334,7 @@ QUEUED_RESOURCE_TYPE = "tpu.googleapis.com/QueuedResource"
 
 
 def plan_tpu_hosts(target: GcpTpuTarget) -> int:
-    return catalog.tpu_generations()[target.generation].hosts(target.topology)
+    return catalog.tpu_generations()[target.generation].hosts(target.shape)
 
 
 def queued_resource_body(
@@ -393,7 +393,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
     gen = catalog.tpu_generations()[target.generation]
     prefix = resource_prefix(spec, stack, name)
     weights = Weights(*model.copy_in("gs"))
-    hosts = gen.hosts(target.topology)
+    hosts = gen.hosts(target.shape)
     weights_bytes = sizing.footprint(model_name, model).weights_bytes
     data_disk = tpu_data_disk_gib(weights_bytes) if hosts == 1 else None
     script = render(
@@ -405,7 +405,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         image=target.image,
         registry=_registry_host(target.image),
         port=spec.serving.port,
-        chips=gen.chips_of(target.topology),
+        chips=gen.chips_of(target.shape),
         hosts=hosts,
         engine_args=[*engine_args(spec, model_name, model), *target.args],
         engine_runtime=engine_runtime_flags(spec.serving.engine),
@@ -420,8 +420,8 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         prefix=prefix,
         labels=gcp_labels(standard_tags(spec, stack, model_name, target.workload)),
         generation=target.generation,
-        topology=target.topology,
-        accelerator_type=gen.accelerator_type(target.topology),
+        topology=target.shape,
+        accelerator_type=gen.accelerator_type(target.shape),
         runtime_version=target.runtime_version or gen.runtime_versions[0],
         hosts=hosts,
         slices=tuple(gcp_name(prefix, f"{i}") for i in range(target.slices)),

@@ -7,7 +7,7 @@ of every error. Joining the two gives ``stacks/dev.yaml:14: targets.burst.capaci
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -33,6 +33,7 @@ from inferstack.errors import (
     format_loc,
     quote,
 )
+from inferstack.planning.shapes import ShapeChoice, resolve
 from inferstack.spec.checks import check_spec
 from inferstack.spec.models import PATTERN_HINTS, DeploymentSpec
 
@@ -43,6 +44,8 @@ class LoadedSpec:
     path: str
     sha256: str
     warnings: tuple[Finding, ...]
+    # The shapes inferstack chose for targets that left them out (planning.shapes), by target.
+    shapes: dict[str, ShapeChoice] = field(default_factory=dict)
 
     @property
     def stack(self) -> str:
@@ -79,14 +82,15 @@ def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
         details = e.errors(include_url=False)
         found = _findings_from(details[:MAX_FINDINGS])
         raise SpecError([_locate(tree, f, long_values) for f in found], source, total=len(details)) from None
-    findings = [_locate(tree, f, long_values) for f in check_spec(spec)]
+    spec, shapes, unserved = resolve(spec)
+    findings = [_locate(tree, f, long_values) for f in unserved + check_spec(spec)]
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise SpecError(errors, source)
     warnings = tuple(
         sorted((f for f in findings if f.severity == "warning"), key=lambda f: (f.line or 0, format_loc(f.loc)))
     )
-    return LoadedSpec(spec, source, hashlib.sha256(text.encode()).hexdigest(), warnings)
+    return LoadedSpec(spec, source, hashlib.sha256(text.encode()).hexdigest(), warnings, shapes)
 
 
 _INT_DIGITS = 1000
