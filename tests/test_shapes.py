@@ -4,8 +4,10 @@ and the choice through the loader: the spec it returns, the plan and `inferstack
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +224,73 @@ def test_the_ruled_out_say_why():
     assert "GiB needed" in why["g6.xlarge"]
     assert "not NVIDIA" in why["inf2.24xlarge"]
     assert choice.chosen is not None and choice.chosen.shape not in why
+
+
+# -- through the loader, the plan and the CLI ---------------------------------------------------
+
+CHOSEN = Path(__file__).resolve().parent / "spec_corpus" / "valid" / "aws-shape-chosen.yaml"
+
+
+def test_the_loader_fills_the_choice_in_and_the_fleet_runs_it():
+    from conftest import Resources, plan_of_file
+    from inferstack.spec.loader import load_spec
+
+    loaded = load_spec(CHOSEN)
+    choice = loaded.shapes["main"]
+    assert not choice.pinned and choice.chosen is not None
+    assert loaded.spec.targets["main"].instance_types == [choice.chosen.shape]
+    plan = plan_of_file(str(CHOSEN))
+    (entry,) = plan.sizing
+    assert entry["chosen"] == choice.chosen.shape and entry["reason"] == choice.reason()
+    lt = Resources(plan).one("aws:ec2/launchTemplate:LaunchTemplate")
+    group = Resources(plan).one("aws:autoscaling/group:Group")
+    text = json.dumps([lt["inputs"], group["inputs"]])
+    assert choice.chosen.shape in text
+
+
+def test_plan_and_size_print_the_choice_with_its_reason():
+    from click.testing import CliRunner
+
+    from inferstack.cli import main
+
+    plan = CliRunner().invoke(main, ["plan", str(CHOSEN), "--skip-policy"])
+    assert plan.exit_code == 0, plan.output
+    assert "sizing: main: instance_types " in plan.output and "the cheapest at" in plan.output
+    size = CliRunner().invoke(main, ["size", str(CHOSEN), "--format", "json"])
+    assert size.exit_code == 0, size.output
+    (doc,) = json.loads(size.output)
+    assert doc["chosen"] and not doc["pinned"]
+    assert any(c["ruledOut"] for c in doc["candidates"]) and any(not c["ruledOut"] for c in doc["candidates"])
+
+
+def test_size_of_a_pinned_shape_shows_what_inferstack_would_choose():
+    from click.testing import CliRunner
+
+    from inferstack.cli import main
+
+    result = CliRunner().invoke(main, ["size", str(Path(__file__).resolve().parent.parent / "stacks" / "prod.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "steady: instance_types g6e.12xlarge" in result.output and "pinned" in result.output
+
+
+def test_every_choosable_shape_has_a_price_or_says_it_has_none():
+    """Every (shape, region) the choice weighs either has the price its pricing needs or a row
+    whose note says which is missing; a GCP machine type offered in a region of the residency lists
+    has its host and accelerator rows there (empty prices with a note count as saying so)."""
+    for it in catalog.aws_instance_types().values():
+        for region, price in it.prices.items():
+            if price.on_demand is None:
+                assert "on-demand" in price.note.lower() or "no price" in price.note.lower(), (it.name, region)
+            if price.spot is None:
+                assert "spot" in price.note.lower() or "no price" in price.note.lower(), (it.name, region)
+    prices = catalog.gcp_prices()
+    for mt in catalog.gcp_machine_types().values():
+        for region in catalog.gcp_zones(mt.name):
+            if region not in GCP_REGIONS:
+                continue
+            host = prices.hosts.get((mt.name, region))
+            accel = prices.accelerators.get((mt.accelerator, mt.accelerator_count, region))
+            for row, what in ((host, "host"), (accel, "accelerator")):
+                assert row is not None, f"{mt.name} in {region}: no {what} row (priced or saying it is not)"
+                if row.on_demand is None or row.spot is None:
+                    assert row.note, f"{mt.name} in {region}: the {what} row lacks a price and says nothing"

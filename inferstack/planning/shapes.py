@@ -100,7 +100,7 @@ class ShapeChoice:
         others = len(self.fitting) - 1
         return (
             f"{c.description}: {basis} ({price}"
-            + (f" x {c.replicas} replicas" if c.replicas else "")
+            + (f" x {c.replicas} replica{'s' if c.replicas != 1 else ''}" if c.replicas else "")
             + f", {self.pricing}) of {others + 1} shapes that hold {self.need.describe()}"
         )
 
@@ -323,17 +323,16 @@ def resolve(spec: DeploymentSpec) -> tuple[DeploymentSpec, dict[str, ShapeChoice
 
 def _nothing_serves(choice: ShapeChoice) -> str:
     fits_unpriced = [c.shape for c in choice.candidates if c.fits and c.hourly is None]
-    why = sorted({c.refusal for c in choice.candidates if c.refusal})[:3]
-    text = (
-        f"no shape in the catalog serves the model here ({choice.pricing}): it needs {choice.need.describe()}. "
-        f"Ruled out: {'; '.join(why) or 'nothing offered'}"
-    )
+    gpus = [c for c in choice.candidates if c.refusal is None or "GiB needed" in c.refusal or "shards" in c.refusal]
+    text = f"no shape in the catalog serves the model here ({choice.pricing}): it needs {choice.need.describe()}"
+    if gpus:
+        largest = max(gpus, key=lambda c: (c.memory_bytes, c.shape))
+        text += f"; the largest, {largest.description}, offers {sizing.usable_bytes(largest.memory_bytes) / GIB:.1f} GiB usable"
+    else:
+        text += "; no GPU shape is offered here"
     if fits_unpriced:
         text += f". {', '.join(fits_unpriced[:4])} would hold it but the catalog has no price here: pin one in {choice.field}"
-    return (
-        text
-        + ". Lower the precision, use fp8 KV cache, fewer concurrent sequences or a shorter context, or another region"
-    )
+    return text + ". Lower the precision, use an fp8 KV cache, fewer concurrent sequences or a shorter context, or another region"
 
 
 def sizing_report(spec: DeploymentSpec, chosen: dict[str, ShapeChoice]) -> list[ShapeChoice]:

@@ -96,7 +96,7 @@ docker run --detach --name engine --restart unless-stopped \
   --log-driver awslogs --log-opt awslogs-region="$REGION" \
   --log-opt awslogs-group=/inferstack/assistant/prod/burst --log-opt awslogs-create-group=false \
   123456789012.dkr.ecr.eu-central-1.amazonaws.com/vllm-openai@sha256:0d4c8d8bd1b4dbbd4ec0a02c4ec7c2fa4f2e3db0e8ee7c1d9b3a1f0e5d6c7b8a \
-  --model /models/llama-3-70b --served-model-name llama-3-70b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL" --enable-prefix-caching --kv-cache-dtype fp8
+  --model /models/llama-3-70b --served-model-name llama-3-70b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL" --kv-cache-dtype fp8 --enable-prefix-caching
 
 # 4. In service only once the engine answers /health: the launch hook holds the node
 #    in Pending:Wait until then (at most 1200 s, the hook's timeout,
