@@ -100,3 +100,15 @@ def test_cost_without_a_site_says_what_is_missing(tmp_path):
     assert plot.exit_code == 2 and "no on-prem target" in plot.output
     bad = CliRunner().invoke(main, ["cost", str(STACKS / "dev.yaml"), "--plot", str(tmp_path / "c.pdf")])
     assert bad.exit_code == 2 and ".png or .svg" in bad.output
+
+
+def test_a_pool_price_without_the_cost_section_is_an_error():
+    from inferstack.errors import SpecError
+    from inferstack.spec.loader import parse_spec
+
+    text = (STACKS / "hybrid.yaml").read_text()
+    without = text[: text.index("    # What owning the Munich GPUs")] + text[text.index("  aws-burst:") :]
+    with pytest.raises(SpecError) as info:
+        parse_spec(without, "hybrid.yaml")
+    assert "targets.muc.pools.a100.hardware_usd_per_node" in info.value.render()
+    assert "add targets.muc.cost" in info.value.render()

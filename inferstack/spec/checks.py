@@ -753,6 +753,16 @@ def check_onprem(spec: DeploymentSpec, name: str, target: OnPremK8sTarget) -> li
     replica gets, and the replicas the pool's devices can hold; nodes claimed twice; the operator
     the pools rely on when the cluster runs its own."""
     out: list[Finding] = []
+    if target.cost is None:
+        priced = [p for p, pool in sorted(target.pools.items()) if pool.hardware_usd_per_node is not None]
+        if priced:
+            out.append(
+                Finding(
+                    ("targets", name, "pools", priced[0], "hardware_usd_per_node"),
+                    "a pool's hardware price prices nothing without the target's cost section (power price, PUE, "
+                    "amortisation): add targets." + name + ".cost with usd_per_kwh and hardware_usd_per_node",
+                )
+            )
     resolved = not _check_model_ref(spec, name)
     gpus = catalog.gpu_models()
     for pool_name in sorted(target.pools):
