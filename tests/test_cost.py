@@ -34,3 +34,32 @@ def test_a_missing_price_is_unknown_not_zero():
     (burst,) = cost.estimate(parse_spec(text, "dev.yaml").spec)
     assert burst.hourly_min is None and burst.hourly_max is None
     assert "no catalog price for g6e.24xlarge in eu-central-1" in burst.note
+
+
+def test_the_plan_carries_the_cost_block_with_the_month_of_the_profile():
+    """dev's burst fleet: the month is the rehearsed day's cost x 365/12, the cost per million output
+    tokens that month over the tokens served (requests served x 300 output tokens x 365/12)."""
+    from conftest import plan_of_file
+    from inferstack.planning.simulation import simulate_stack
+    from inferstack.planning.traffic import arrivals, hourly_rates
+
+    loaded = load_spec(STACKS / "dev.yaml")
+    plan = plan_of_file(str(STACKS / "dev.yaml"))
+    block = plan.to_json()["cost"]
+    (burst,) = block["targets"]
+    traffic = loaded.spec.traffic
+    day = simulate_stack(loaded.spec, plan.stack, plan.resources, arrivals(hourly_rates(traffic), traffic.burstiness, 0))
+    (t,) = day.targets
+    assert burst["replicaHoursPerDay"] == round(t.replica_hours, 2)
+    assert burst["monthlyUsd"] == round(t.cost_usd * 365 / 12, 2)
+    tokens = t.served * traffic.output_tokens
+    assert burst["usdPerMillionOutputTokens"] == round(burst["monthlyUsd"] / (tokens * 365 / 12 / 1e6), 4)
+    assert block["total"]["monthlyUsd"] == burst["monthlyUsd"]
+    assert block["total"]["hourlyUsdAtMax"] == burst["hourlyUsdAtMax"] == 2.32
+
+
+def test_a_stack_total_is_unknown_when_a_part_is_unpriced():
+    known = cost.TargetCost("a", "x", "r", 1.0, 2.0, monthly=100.0)
+    unknown = cost.TargetCost("b", "y", "r", None, None)
+    assert cost.stack_total([known, unknown])["hourlyUsdAtMax"] is None
+    assert cost.stack_total([known])["hourlyUsdAtMax"] == 2.0
