@@ -48,7 +48,9 @@ def test_the_plan_carries_the_cost_block_with_the_month_of_the_profile():
     block = plan.to_json()["cost"]
     (burst,) = block["targets"]
     traffic = loaded.spec.traffic
-    day = simulate_stack(loaded.spec, plan.stack, plan.resources, arrivals(hourly_rates(traffic), traffic.burstiness, 0))
+    day = simulate_stack(
+        loaded.spec, plan.stack, plan.resources, arrivals(hourly_rates(traffic), traffic.burstiness, 0)
+    )
     (t,) = day.targets
     assert burst["replicaHoursPerDay"] == round(t.replica_hours, 2)
     assert burst["monthlyUsd"] == round(t.cost_usd * 365 / 12, 2)

@@ -332,7 +332,10 @@ def _nothing_serves(choice: ShapeChoice) -> str:
         text += "; no GPU shape is offered here"
     if fits_unpriced:
         text += f". {', '.join(fits_unpriced[:4])} would hold it but the catalog has no price here: pin one in {choice.field}"
-    return text + ". Lower the precision, use an fp8 KV cache, fewer concurrent sequences or a shorter context, or another region"
+    return (
+        text
+        + ". Lower the precision, use an fp8 KV cache, fewer concurrent sequences or a shorter context, or another region"
+    )
 
 
 def sizing_report(spec: DeploymentSpec, chosen: dict[str, ShapeChoice]) -> list[ShapeChoice]:
