@@ -158,7 +158,7 @@ def _gcp_candidates(
     names = [target.machine_type] if target.machine_type else sorted(machines)
     for mt_name in names:
         mt = machines.get(mt_name)
-        if mt is None:  # a pinned N1 type with a guest accelerator
+        if mt is None:  # a pinned N1 type with a guest accelerator (N1 is never chosen: no catalog prices)
             acc = target.accelerator
             assert acc is not None
             guest = catalog.gcp_guest_accelerators()[acc.type]
@@ -172,9 +172,8 @@ def _gcp_candidates(
                 mt.describe(),
             )
         base = Candidate(mt_name, description, memory, count, gpu, hourly=None)
-        offered = catalog.gcp_zones(mt_name, target.accelerator.type if target.accelerator else None).get(
-            target.region, ()
-        )
+        n1_guest = target.accelerator.type if mt is None and target.accelerator else None  # N1: its accelerator's zones
+        offered = catalog.gcp_zones(mt_name, n1_guest).get(target.region, ())
         missing = [z for z in target.zones or () if z not in offered]
         if not offered or missing:
             where = f"zone {', '.join(missing)}" if offered else target.region
