@@ -202,7 +202,7 @@ def test_with_a_traffic_profile_the_price_at_the_peak_decides():
     assert choice.load is not None and "200000 requests/hour" in choice.load
     serving = choice.fitting
     assert serving and all(c.replicas for c in serving)
-    assert choice.chosen == min(serving, key=lambda c: (c.cost_at_load, c.memory_bytes, c.shape))
+    assert choice.chosen == min(serving, key=lambda c: (c.over_max, c.cost_at_load, c.memory_bytes, c.shape))
     for c in serving:
         cap = sizing.replica_capacity(
             "llama-3-1-8b",
@@ -215,6 +215,7 @@ def test_with_a_traffic_profile_the_price_at_the_peak_decides():
         )
         per_hour = cap.concurrent_sequences / sizing.service_seconds(cap, 1000, 250) * 3600
         assert c.replicas == max(1, math.ceil(200_000 / (per_hour * 0.7)))
+        assert c.over_max is (c.replicas > 4)
 
 
 def test_the_ruled_out_say_why():

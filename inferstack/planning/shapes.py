@@ -43,6 +43,7 @@ class Candidate:
     refusal: str | None = None  # why it cannot serve the model; None: it fits
     price_note: str = ""
     replicas: int | None = None  # replicas the target's share of the peak needs; None: no load stated
+    over_max: bool = False  # those replicas are more than the target's maximum (its capacity.max or slices)
 
     @property
     def fits(self) -> bool:
@@ -60,6 +61,7 @@ class Candidate:
             "replicasAtPeak": self.replicas,
             "hourlyUsdAtPeak": None if self.cost_at_load is None else round(self.cost_at_load, 4),
             "ruledOut": self.refusal,
+            "overMaximum": self.over_max,
             "priceNote": self.price_note,
         }
 
@@ -98,10 +100,15 @@ class ShapeChoice:
                 )
             return f"pinned: {c.description}, {price}{alt}"
         others = len(self.fitting) - 1
+        over = (
+            "; every shape needs more replicas at the peak than the target's maximum: raise it, or expect a queue"
+            if c.over_max
+            else ""
+        )
         return (
             f"{c.description}: {basis} ({price}"
             + (f" x {c.replicas} replica{'s' if c.replicas != 1 else ''}" if c.replicas else "")
-            + f", {self.pricing}) of {others + 1} shapes that hold {self.need.describe()}"
+            + f", {self.pricing}) of {others + 1} shapes that hold {self.need.describe()}{over}"
         )
 
     def to_json(self) -> dict:
@@ -264,7 +271,8 @@ def choose(spec: DeploymentSpec, name: str) -> ShapeChoice:
             f"{traffic.target_utilization:.0%} utilisation"
         )
         stated = traffic.targets[name].replica if name in traffic.targets else None
-        found = [c if not c.fits else _with_replicas(c, model_name, model, traffic, peak, stated) for c in found]
+        most = target.slices if isinstance(target, GcpTpuTarget) else target.capacity.max
+        found = [c if not c.fits else _with_replicas(c, model_name, model, traffic, peak, stated, most) for c in found]
     order = sorted(found, key=_rank)
     if pinned:
         chosen = found[0] if found else None  # the first listed stands for the fleet
@@ -273,7 +281,7 @@ def choose(spec: DeploymentSpec, name: str) -> ShapeChoice:
     return ShapeChoice(name, field, pinned, fp, _pricing(target), load, tuple(order), chosen)
 
 
-def _with_replicas(c: Candidate, model_name, model, traffic, peak: float, stated) -> Candidate:
+def _with_replicas(c: Candidate, model_name, model, traffic, peak: float, stated, most: int) -> Candidate:
     capacity = sizing.replica_capacity(
         model_name,
         model,
@@ -288,14 +296,15 @@ def _with_replicas(c: Candidate, model_name, model, traffic, peak: float, stated
     replicas = sizing.replicas_for(
         capacity, peak, traffic.input_tokens, traffic.output_tokens, traffic.target_utilization
     )
-    return replace(c, replicas=replicas)
+    return replace(c, replicas=replicas, over_max=replicas > most)
 
 
 def _rank(c: Candidate) -> tuple:
-    """Serving shapes by price at the load, then by the memory they leave spare (less is a tighter
-    fit, so the same price buys no idle memory), then by name for a stable order; the rest after."""
+    """Serving shapes first, those whose replicas at the peak fit the target's maximum before those
+    that would need more; then by price at the load, then by memory (less is a tighter fit, so the
+    same price buys no idle memory), then by name for a stable order; the rest after."""
     serves = c.fits and c.hourly is not None
-    return (not serves, c.cost_at_load if serves else 0.0, c.memory_bytes, c.shape)
+    return (not serves, c.over_max, c.cost_at_load if serves else 0.0, c.memory_bytes, c.shape)
 
 
 def resolve(spec: DeploymentSpec) -> tuple[DeploymentSpec, dict[str, ShapeChoice], list[Finding]]:
