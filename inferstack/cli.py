@@ -385,16 +385,18 @@ def _check_plot_path(plot_file: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def size(spec: str, fmt: str) -> None:
     """What each cloud target's model needs, the shapes of the catalog that hold it and their
-    prices, the ones ruled out and why, and the shape chosen (or pinned). Nothing is planned."""
+    prices, the ones ruled out and why, and the shape chosen (or pinned); what each on-prem pool
+    gives a replica. Nothing is planned."""
     from inferstack.offline.report import console_for, print_sizing
-    from inferstack.planning.shapes import sizing_report
+    from inferstack.planning.shapes import pool_sizing, sizing_report
 
     loaded = _load(spec)
-    report = sizing_report(loaded.spec, loaded.shapes)
+    report, pools = sizing_report(loaded.spec, loaded.shapes), pool_sizing(loaded.spec)
     if fmt == "json":
-        click.echo(json.dumps([r.to_json() for r in report], indent=2, sort_keys=True))
+        doc = {"targets": [r.to_json() for r in report], "pools": [p.to_json() for p in pools]}
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        print_sizing(report, console_for())
+        print_sizing(report, pools, console_for())
 
 
 @main.command()

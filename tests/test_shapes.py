@@ -259,7 +259,7 @@ def test_plan_and_size_print_the_choice_with_its_reason():
     assert "sizing: main: instance_types " in plan.output and "the cheapest at" in plan.output
     size = CliRunner().invoke(main, ["size", str(CHOSEN), "--format", "json"])
     assert size.exit_code == 0, size.output
-    (doc,) = json.loads(size.output)
+    (doc,) = json.loads(size.output)["targets"]
     assert doc["chosen"] and not doc["pinned"]
     assert any(c["ruledOut"] for c in doc["candidates"]) and any(not c["ruledOut"] for c in doc["candidates"])
 
@@ -295,3 +295,23 @@ def test_every_choosable_shape_has_a_price_or_says_it_has_none():
                 assert row is not None, f"{mt.name} in {region}: no {what} row (priced or saying it is not)"
                 if row.on_demand is None or row.spot is None:
                     assert row.note, f"{mt.name} in {region}: the {what} row lacks a price and says nothing"
+
+
+def test_size_shows_what_each_on_prem_pool_gives_a_replica():
+    from click.testing import CliRunner
+
+    from inferstack.cli import main
+
+    result = CliRunner().invoke(
+        main, ["size", str(Path(__file__).resolve().parent.parent / "stacks" / "hybrid.yaml"), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    pools = {p["pool"]: p for p in json.loads(result.output)["pools"]}
+    # 8B bf16 at 8k: one H100 per replica, 8 per node, 2 nodes; a 3g.40gb slice each, 2 per A100 x 8.
+    assert (pools["h100"]["devicesPerReplica"], pools["h100"]["replicasPerNode"], pools["h100"]["maxReplicas"]) == (
+        1,
+        8,
+        16,
+    )
+    assert (pools["a100"]["sharing"], pools["a100"]["replicasPerNode"], pools["a100"]["maxReplicas"]) == ("mig", 16, 16)
+    assert all(p["needBytes"] <= p["replicaMemoryBytes"] * 0.9 for p in pools.values())

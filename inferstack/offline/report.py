@@ -184,9 +184,11 @@ def print_policy(report: PolicyReport, console: Console) -> None:
     )
 
 
-def print_sizing(report: list, console: Console) -> None:
-    """Per target: what the model needs, the shapes that hold it (cheapest first) and the ones
-    ruled out, and the choice with its reason."""
+def print_sizing(report: list, pools: list, console: Console) -> None:
+    """Per cloud target: what the model needs, the shapes that hold it (cheapest first) and the
+    ones ruled out, and the choice with its reason; per on-prem pool, what it gives a replica."""
+    for p in pools:
+        console.print(f"[bold]{escape(p.target)}[/] pool {escape(p.pool)}: {escape(p.describe())}", highlight=False)
     for r in report:
         console.print(
             f"[bold]{escape(r.target)}[/]: {escape(r.field)} {escape(r.chosen.shape if r.chosen else '(none)')}"

@@ -363,3 +363,66 @@ def sizing_report(spec: DeploymentSpec, chosen: dict[str, ShapeChoice]) -> list[
         )
         out.append(replace(pinned, candidates=open_choice.candidates))
     return out
+
+
+@dataclass(frozen=True)
+class PoolSizing:
+    """What one on-prem pool gives a replica of the model: owned GPUs, nothing to choose."""
+
+    target: str
+    pool: str
+    gpu: str
+    sharing: str
+    need: sizing.Footprint
+    replica_memory_bytes: int
+    devices_per_replica: int
+    replicas_per_node: int
+    max_replicas: int
+
+    def describe(self) -> str:
+        unit = {"whole": "GPU", "mig": "MIG slice", "time-slicing": "time slice"}.get(self.sharing, "device")
+        return (
+            f"{self.gpu}, {self.sharing}: {self.devices_per_replica} {unit}(s) per replica "
+            f"({sizing.usable_bytes(self.replica_memory_bytes) / GIB:.1f} GiB usable for {self.need.total_bytes / GIB:.1f} "
+            f"GiB needed), {self.replicas_per_node} per node, {self.max_replicas} on the pool"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            "pool": self.pool,
+            "gpu": self.gpu,
+            "sharing": self.sharing,
+            "needBytes": self.need.total_bytes,
+            "replicaMemoryBytes": self.replica_memory_bytes,
+            "devicesPerReplica": self.devices_per_replica,
+            "replicasPerNode": self.replicas_per_node,
+            "maxReplicas": self.max_replicas,
+        }
+
+
+def pool_sizing(spec: DeploymentSpec) -> list[PoolSizing]:
+    """Every on-prem pool's fit (the checks guarantee each holds the model)."""
+    from inferstack.planning.onprem.pools import plan_pools
+    from inferstack.spec.models import OnPremK8sTarget
+
+    out = []
+    for name, target in sorted(spec.targets.items()):
+        if not isinstance(target, OnPremK8sTarget):
+            continue
+        fp = sizing.footprint(*spec.model_of(name))
+        for p in plan_pools(spec, name):
+            out.append(
+                PoolSizing(
+                    name,
+                    p.name,
+                    p.gpu,
+                    p.sharing,
+                    fp,
+                    p.memory_bytes_per_device * p.devices_per_replica,
+                    p.devices_per_replica,
+                    p.devices_per_node // p.devices_per_replica,
+                    p.max_replicas_on_pool,
+                )
+            )
+    return out
