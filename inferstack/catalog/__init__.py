@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -151,6 +152,33 @@ def aws_zone_counts() -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class Series:
+    """One Prometheus series of an engine, with the label matchers (regular expressions) that select it."""
+
+    name: str
+    match: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class EngineSeries:
+    """What an engine publishes for its dashboards and SLOs (data/engines.yaml `series`); None: not published."""
+
+    latency: Series | None  # histogram, seconds, request start to last token
+    ttft: Series | None  # histogram, seconds, time to first token
+    requests: Series | None  # counter
+    errors: Series | None  # counter
+    output_tokens: Series | None  # counter
+
+
+def _series(value: Any) -> Series | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Series(value)
+    return Series(value["name"], tuple(sorted((k, str(v)) for k, v in value.get("match", {}).items())))
+
+
+@dataclass(frozen=True)
 class Engine:
     """How a serving engine starts and what it exposes for health checks and autoscaling."""
 
@@ -164,6 +192,7 @@ class Engine:
     env: tuple[tuple[str, str], ...]  # offline and no-telemetry switches, sorted by name
     memory_fraction_arg: str | None = None  # bounds the engine's share of a GPU's memory
     kv_cache_fp8_args: tuple[str, ...] | None = None  # store the KV cache in FP8; None: no serve flag
+    series: EngineSeries = EngineSeries(None, None, None, None, None)
 
 
 @cache
@@ -180,6 +209,7 @@ def engines() -> dict[str, Engine]:
             env=tuple(sorted((k, str(val)) for k, val in v["env"].items())),
             memory_fraction_arg=v["memory_fraction_arg"],
             kv_cache_fp8_args=None if v["kv_cache_fp8_args"] is None else tuple(v["kv_cache_fp8_args"]),
+            series=EngineSeries(**{k: _series(v["series"][k]) for k in EngineSeries.__dataclass_fields__}),
         )
         for name, v in _yaml("engines.yaml").items()
     }

@@ -1442,8 +1442,101 @@ PRODUCTION_LOG_RETENTION_DAYS = 365
 DEFAULT_LOG_RETENTION_DAYS = 30
 
 
+SNS_TOPIC_ARN_PATTERN = r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+PATTERN_HINTS[SNS_TOPIC_ARN_PATTERN] = "must be an SNS topic ARN: arn:aws:sns:<region>:<account>:<topic>"
+NOTIFICATION_CHANNEL_PATTERN = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$"
+PATTERN_HINTS[NOTIFICATION_CHANNEL_PATTERN] = (
+    "must be a Cloud Monitoring notification channel: projects/<project>/notificationChannels/<id>"
+)
+PROM_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+PATTERN_HINTS[PROM_LABEL_PATTERN] = (
+    "must be a Prometheus label name: letters, digits and '_', not starting with a digit"
+)
+
+
+class Slos(StrictModel):
+    """Service-level objectives of every serving target, in the user's terms. Each alert that
+    watches one is listed by `inferstack plan`; `null` turns an objective off."""
+
+    latency_p95_seconds: float | None = Field(
+        default=30.0, gt=0, description="95% of requests finish (last token) within this many seconds."
+    )
+    latency_p99_seconds: float | None = Field(
+        default=60.0, gt=0, description="99% of requests finish within this many seconds."
+    )
+    ttft_p95_seconds: float | None = Field(
+        default=2.0, gt=0, description="95% of requests see their first token within this many seconds."
+    )
+    error_rate: float | None = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Share of requests that may fail (engine 5xx or aborted) over an hour and its last 5 minutes "
+        "before it pages.",
+    )
+    availability: float | None = Field(
+        default=0.995,
+        gt=0,
+        lt=1,
+        description="Share of requests that succeed over the window: its error budget (1 - availability) is "
+        "watched by multi-window burn-rate alerts.",
+    )
+    window_days: int = Field(default=30, ge=1, le=90, description="The window the availability objective is over.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Slos:
+        if (
+            self.latency_p95_seconds is not None
+            and self.latency_p99_seconds is not None
+            and self.latency_p99_seconds < self.latency_p95_seconds
+        ):
+            raise ValueError(
+                f"latency_p99_seconds ({self.latency_p99_seconds}) is below latency_p95_seconds "
+                f"({self.latency_p95_seconds}): the 99th percentile is never faster than the 95th; raise it"
+            )
+        return self
+
+
+class AlertRouting(StrictModel):
+    """Where alerts go, on each platform's own alerting."""
+
+    aws_sns_topic_arn: str | None = Field(
+        default=None,
+        pattern=SNS_TOPIC_ARN_PATTERN,
+        description="An existing SNS topic the AWS alarms notify (in the target's region). Default: the stack "
+        "creates one per region, encrypted with the stack's KMS key; subscribe to it.",
+    )
+    gcp_notification_channels: list[Annotated[str, Field(pattern=NOTIFICATION_CHANNEL_PATTERN)]] = Field(
+        default_factory=list,
+        description="Cloud Monitoring notification channels the GCP alert policies notify. With none, the "
+        "policies still open incidents in the console.",
+    )
+    alertmanager_labels: dict[Annotated[str, Field(pattern=PROM_LABEL_PATTERN)], str] = Field(
+        default_factory=dict,
+        description="Labels on every on-prem alert, which the site's Alertmanager routes by (for example "
+        "team: ml-platform). `severity` (page or ticket) is set per alert.",
+    )
+
+    @field_validator("alertmanager_labels")
+    @classmethod
+    def _reserved(cls, v: dict[str, str]) -> dict[str, str]:
+        for reserved in ("severity", "slo", "alertname"):
+            if reserved in v:
+                raise ValueError(f"'{reserved}' is set by inferstack on every alert; route by another label")
+        return v
+
+
 class Observability(StrictModel):
-    """Logs (and, later, objectives and alerting) of every target."""
+    """Logs, metrics, dashboards and SLO alerts of every target."""
+
+    slos: Slos = Field(default_factory=Slos)
+    alerts: AlertRouting = Field(default_factory=AlertRouting)
+    metrics_log_retention_days: int = Field(
+        default=14,
+        description="Days the AWS log group of the nodes' embedded-metric-format events keeps them (one of "
+        "CloudWatch's periods). The metrics themselves are kept by each service: CloudWatch 15 months, Cloud "
+        "Monitoring 24 months, the site's Prometheus by its own retention.",
+    )
 
     log_retention_days: int | None = Field(
         default=None,
@@ -1453,7 +1546,7 @@ class Observability(StrictModel):
         ),
     )
 
-    @field_validator("log_retention_days")
+    @field_validator("log_retention_days", "metrics_log_retention_days")
     @classmethod
     def _cloudwatch_period(cls, v: int | None) -> int | None:
         if v is not None and v not in CLOUDWATCH_RETENTION_DAYS:
