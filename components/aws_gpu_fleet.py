@@ -130,7 +130,17 @@ class AwsGpuFleet(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        role, profile = self._node_identity(name, plan, partition, identity.account_id, logs.arn, child)
+        metric_logs = aws.cloudwatch.LogGroup(
+            f"{name}-metric-logs",
+            name=plan.metrics_log_group_name,
+            retention_in_days=plan.metrics_log_retention_days,
+            kms_key_id=key.arn,
+            tags=tags,
+            opts=child,
+        )
+        role, profile = self._node_identity(
+            name, plan, partition, identity.account_id, logs.arn, metric_logs.arn, child
+        )
         endpoint = None
         if plan.endpoint is not None:
             endpoint = AwsPrivateEndpoint(
@@ -149,6 +159,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         template = self._launch_template(name, plan, key, sg, profile, invoke, child)
         group = self._group(name, plan, template, network, endpoint)
         self._scaling(name, plan, group, endpoint, child)
+        self.alert_topic_arn = self._slo_alarms(name, plan, key, child)
         self.endpoint = endpoint
         self.network = network
 
@@ -170,12 +181,13 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 "kms_key_arn": self.kms_key_arn,
                 "vpc_id": self.vpc_id,
                 "subnet_ids": self.subnet_ids,
+                "alert_topic_arn": self.alert_topic_arn,
             }
         )
 
     # -- identity ---------------------------------------------------------------------------
 
-    def _node_identity(self, name, plan: AwsFleetPlan, partition, account, log_group_arn, child):
+    def _node_identity(self, name, plan: AwsFleetPlan, partition, account, log_group_arn, metrics_log_arn, child):
         role = aws.iam.Role(
             f"{name}-node",
             description=f"inferstack {plan.prefix}: serving nodes",
@@ -185,7 +197,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         )
 
         def policy(args) -> str:
-            part, acct, log_arn = args
+            part, acct, log_arn, metrics_arn = args
             group_arn = (
                 f"arn:{part}:autoscaling:{plan.region}:{acct}:autoScalingGroup:*:autoScalingGroupName/{plan.asg_name}"
             )
@@ -198,6 +210,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
                 prefix=plan.weights_prefix,
                 ecr_repository_arn=repo,
                 log_group_arn=log_arn,
+                metrics_log_group_arn=metrics_arn,
                 metrics_namespace=METRICS_NAMESPACE,
                 weights_kms_key_arn=plan.weights_kms_key_arn,
                 region=plan.region,
@@ -207,7 +220,7 @@ class AwsGpuFleet(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-node",
             role=role.id,
-            policy=pulumi.Output.all(partition, account, log_group_arn).apply(policy),
+            policy=pulumi.Output.all(partition, account, log_group_arn, metrics_log_arn).apply(policy),
             opts=child,
         )
         # Session Manager instead of SSH (no key pair, no port 22): its few actions are in the
@@ -545,6 +558,65 @@ class AwsGpuFleet(pulumi.ComponentResource):
 
         if s.wake_from_zero:
             self._wake(name, plan, group, endpoint if s.wake_on_endpoint else None, child)
+
+    def _slo_alarms(self, name, plan: AwsFleetPlan, key, child) -> pulumi.Input[str]:
+        """Each SLO alert (planning.aws_observability): one metric alarm per window, with no
+        actions, and a composite alarm that is in ALARM only while both are, which notifies the
+        spec's topic or the fleet's own, encrypted with the fleet's key."""
+        topic: pulumi.Input[str]
+        if plan.alert_topic_arn is not None:
+            topic = plan.alert_topic_arn
+        else:
+            topic = aws.sns.Topic(
+                f"{name}-alerts", name=f"{plan.prefix}-alerts", kms_master_key_id=key.arn, tags=plan.tags, opts=child
+            ).arn
+        for slo in plan.slo_alarms:
+            windows = []
+            for w in slo.windows:
+                windows.append(
+                    aws.cloudwatch.MetricAlarm(
+                        w.name,
+                        name=w.name,
+                        alarm_description=f"{slo.description}: the {w.period // 60}-minute window",
+                        comparison_operator="GreaterThanThreshold",
+                        threshold=w.threshold,
+                        evaluation_periods=1,
+                        datapoints_to_alarm=1,
+                        # No traffic is no breach: a fleet at zero must not page.
+                        treat_missing_data="notBreaching",
+                        actions_enabled=False,
+                        metric_queries=[
+                            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                                id=q.id,
+                                expression=q.expression,
+                                return_data=q.return_data,
+                                metric=None
+                                if q.metric is None
+                                else aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                                    namespace=q.namespace,
+                                    metric_name=q.metric,
+                                    stat=str(q.stat),
+                                    period=int(q.period or 60),
+                                    dimensions=dict(q.dimensions),
+                                ),
+                            )
+                            for q in w.queries
+                        ],
+                        tags=plan.tags,
+                        opts=child,
+                    )
+                )
+            aws.cloudwatch.CompositeAlarm(
+                slo.name,
+                alarm_name=slo.name,
+                alarm_description=slo.description,
+                alarm_rule=slo.rule,
+                alarm_actions=[topic],
+                ok_actions=[topic],
+                tags={**plan.tags, "severity": slo.alert.severity},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=windows),
+            )
+        return topic
 
     def _wake(self, name, plan: AwsFleetPlan, group, endpoint, child) -> None:
         """Start one node when the group's desired capacity is 0 and anything shows demand.

@@ -52,6 +52,9 @@ def build(spec: DeploymentSpec, stack: str) -> None:
     for name in sorted(spec.targets):
         kind = kind_of(spec.targets[name])
         _export(name, dict(kind.deploy(name, kind.plan(spec, stack, name), ctx)))
+    from inferstack.components.aws_observability import deploy_dashboard
+
+    _export("observability", deploy_dashboard(spec, stack, ctx))
     if spec.overflow is not None:
         # The link joins targets that exist by now: it attaches to the burst targets' networks.
         from inferstack.components.overflow import deploy_overflow

@@ -86,6 +86,9 @@ DEFAULT_STUBS = (
     "ip",
     "ulimit-helper",
     "python3",
+    "rpm",
+    "dnf",
+    "amazon-cloudwatch-agent-ctl",
 )
 # Absolute path prefixes rewritten under the temporary root.
 REWRITTEN_ROOTS = (
@@ -100,6 +103,7 @@ REWRITTEN_ROOTS = (
     "/etc/docker",
     "/home/inferstack",
     "/run/inferstack",
+    "/opt/aws",
 )
 SEP_ARG, SEP_CALL = "\x1f", "\x1e"
 

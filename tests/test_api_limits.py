@@ -283,6 +283,23 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
         Rule("notificationMetadata", LIFECYCLE_HOOK_METADATA),
     ),
     "aws:cloudwatch/logGroup:LogGroup": _rules(Rule("name", LOG_GROUP_NAME, auto=True), TAGS),
+    # PutCompositeAlarm: AlarmName 1-255 printable ASCII, AlarmDescription up to 1024, AlarmRule up
+    # to 10240 characters.
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": _rules(
+        Rule("alarmName", ALARM_NAME),
+        Rule("alarmDescription", ALARM_DESCRIPTION),
+        Rule("alarmRule", text(1, 10240)),
+        TAGS,
+    ),
+    # PutDashboard: DashboardName up to 255 of A-Z, a-z, 0-9, '-' and '_'.
+    "aws:cloudwatch/dashboard:Dashboard": _rules(
+        Rule("dashboardName", text(1, 255, r"A-Za-z0-9_-", "letters, digits, '-' and '_'")),
+    ),
+    # CreateTopic: Name 1-256 of A-Z, a-z, 0-9, '-' and '_'.
+    "aws:sns/topic:Topic": _rules(
+        Rule("name", text(1, 256, r"A-Za-z0-9_-", "letters, digits, '-' and '_'"), auto=True),
+        TAGS,
+    ),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _rules(
         Rule("name", ALARM_NAME, auto=True),
         Rule("alarmDescription", ALARM_DESCRIPTION),

@@ -141,12 +141,20 @@ def test_the_log_group_name_carries_deployment_stack_and_target(dev):
 def test_every_log_group_keeps_a_month_outside_production_and_a_year_in_it(dev, prod):
     assert {g["name"]: g["inputs"]["retentionInDays"] for g in dev.of_type(LOG_GROUP)} == {
         "burst-engine-logs": 30,
+        "burst-metric-logs": 30,
         "burst-net-flow-logs": 30,
     }
-    assert len(prod.of_type(LOG_GROUP)) == 4
+    assert len(prod.of_type(LOG_GROUP)) == 6
     assert {g["inputs"]["retentionInDays"] for g in prod.of_type(LOG_GROUP)} == {365}
     production = DEV_TEXT.replace("  environment: dev\n", "  environment: production\n")
     assert parse_spec(production, "dev.yaml").spec.log_retention_days() == 365
+
+
+def test_the_metric_events_may_be_kept_shorter_and_the_pack_reports_it():
+    res = Resources(plan_of_text(DEV_TEXT + "\nobservability:\n  metrics_log_retention_days: 7\n", "dev"))
+    days = {g["name"]: g["inputs"]["retentionInDays"] for g in res.of_type(LOG_GROUP)}
+    assert days == {"burst-engine-logs": 30, "burst-metric-logs": 7, "burst-net-flow-logs": 30}
+    assert all(g["inputs"]["kmsKeyId"] for g in res.of_type(LOG_GROUP))
 
 
 def test_the_spec_sets_retention_for_every_log_group():

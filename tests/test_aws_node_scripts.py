@@ -182,7 +182,7 @@ def with_states(script: str, *states: str) -> str:
 def published(run) -> list[tuple[str, str]]:
     out = []
     for call in run.commands("aws"):
-        if "put-metric-data" in call:
+        if "put-metric-data" in call and "--value" in call:
             out.append((call[call.index("--metric-name") + 1], call[call.index("--value") + 1]))
     return out
 
@@ -220,6 +220,72 @@ def test_a_queue_depth_fleet_publishes_its_signal_and_in_flight_for_scale_in(tmp
     plan = EXAMPLES["dev/burst"]
     run = node(tmp_path, max_sleeps=2).answer("curl", VLLM_METRICS, when="/metrics").run(agent(plan))
     assert set(published(run)) == {("PendingRequests", "2"), ("InFlightRequests", "6")}
+
+
+LATENCY_BEFORE = """\
+# TYPE vllm:e2e_request_latency_seconds histogram
+vllm:e2e_request_latency_seconds_bucket{engine="0",le="0.5"} 1.0
+vllm:e2e_request_latency_seconds_bucket{engine="0",le="1.0"} 3.0
+vllm:e2e_request_latency_seconds_bucket{engine="0",le="+Inf"} 4.0
+vllm:e2e_request_latency_seconds_bucket{engine="1",le="0.5"} 1.0
+vllm:e2e_request_latency_seconds_bucket{engine="1",le="1.0"} 2.0
+vllm:e2e_request_latency_seconds_bucket{engine="1",le="+Inf"} 2.0
+vllm:e2e_request_latency_seconds_count{engine="0"} 4.0
+"""
+# Per bound, summed over both engines: before 2, 5, 6; after 4, 9, 11. Growth 2, 4, 5, so the
+# buckets gained 2 (<= 0.5 s), 2 (0.5-1 s) and 1 (> 1 s, published at the last finite bound, 1.0).
+LATENCY_AFTER = (
+    LATENCY_BEFORE.replace('"0",le="0.5"} 1.0', '"0",le="0.5"} 3.0')
+    .replace('"0",le="1.0"} 3.0', '"0",le="1.0"} 6.0')
+    .replace('"0",le="+Inf"} 4.0', '"0",le="+Inf"} 8.0')
+    .replace('"1",le="1.0"} 2.0', '"1",le="1.0"} 3.0')
+    .replace('"1",le="+Inf"} 2.0', '"1",le="+Inf"} 3.0')
+)
+
+
+def with_histograms(script: str, before: str, after: str, tmp_path) -> str:
+    """The agent, with its once-a-minute histogram scrape (curl --max-time 10) answering `before`
+    the first time and `after` from then on."""
+    (tmp_path / "before.txt").write_text(before)
+    (tmp_path / "after.txt").write_text(after)
+    shim = (
+        "curl() {\n"
+        '  case "$*" in\n'
+        "    *'max-time 10'*)\n"
+        f"      if [ -e {tmp_path}/scraped ]; then cat {tmp_path}/after.txt; else touch {tmp_path}/scraped; "
+        f"cat {tmp_path}/before.txt; fi; return 0;;\n"
+        "  esac\n"
+        '  command curl "$@"\n'
+        "}\n"
+    )
+    first, rest = script.split("\n", 1)
+    return f"{first}\n{shim}{rest}"
+
+
+def distributions(run) -> list[tuple[str, list[str], list[str]]]:
+    out = []
+    for call in run.commands("aws"):
+        if "put-metric-data" in call and "--values" in call:
+            i, j = call.index("--values"), call.index("--counts")
+            out.append((call[call.index("--metric-name") + 1], call[i + 1 : j], call[j + 1 :]))
+    return out
+
+
+def test_the_agent_publishes_the_latency_histogram_as_a_distribution_of_the_minutes_new_requests(tmp_path):
+    plan = EXAMPLES["dev/burst"]
+    script = with_histograms(agent(plan), LATENCY_BEFORE, LATENCY_AFTER, tmp_path)
+    run = node(tmp_path, max_sleeps=6).answer("curl", VLLM_METRICS, when="/metrics").run(script)
+    assert run.stopped_by_sleep_limit
+    # The first scrape only remembers; the one a minute later (4 ticks of 15 s) publishes the growth.
+    assert distributions(run) == [("request_latency_seconds", ["0.5", "1.0"], ["2", "3"])]
+    call = run.calls[run.first("aws", "--values")]
+    assert f"AutoScalingGroupName={plan.asg_name}" in call and "Seconds" in call and "InferStack" in call
+
+
+def test_an_engine_restart_publishes_no_negative_counts(tmp_path):
+    script = with_histograms(agent(EXAMPLES["dev/burst"]), LATENCY_AFTER, LATENCY_BEFORE, tmp_path)
+    run = node(tmp_path, max_sleeps=6).answer("curl", VLLM_METRICS, when="/metrics").run(script)
+    assert run.stopped_by_sleep_limit and distributions(run) == []
 
 
 def test_the_agent_completes_the_termination_hook_once_drained(tmp_path):

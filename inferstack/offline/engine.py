@@ -21,7 +21,7 @@ from pulumi.runtime.sync_await import _sync_await
 from pydantic import BaseModel, ConfigDict
 
 from inferstack.offline.mocks import CloudMocks, RecordingMonitor
-from inferstack.planning import cost
+from inferstack.planning import cost, observability
 from inferstack.planning.cost import TargetCost
 from inferstack.spec.loader import LoadedSpec
 from inferstack.spec.models import DeploymentSpec
@@ -43,6 +43,7 @@ class Plan:
     policy: dict[str, Any] | None = None  # the policy check's config and report, once it ran
     overflow: dict[str, Any] | None = None  # the hybrid overflow's trigger and burst targets, when set
     sizing: list[dict[str, Any]] = field(default_factory=list)  # shapes chosen for targets that left them out
+    observability: list[dict[str, Any]] = field(default_factory=list)  # each target's SLOs and their alerts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class Plan:
                 "basis": cost.BASIS,
             },
             **({"sizing": self.sizing} if self.sizing else {}),
+            "observability": self.observability,
             **({"policy": self.policy} if self.policy is not None else {}),
             **({"overflow": self.overflow} if self.overflow is not None else {}),
         }
@@ -177,6 +179,7 @@ def run_program(loaded: LoadedSpec, stack: str | None = None) -> Plan:
         outputs=monitor.stack_outputs,
         cost=priced(loaded.spec, stack, resources),
         sizing=[loaded.shapes[n].to_json() for n in sorted(loaded.shapes)],
+        observability=observability.describe(loaded.spec, stack),
         warnings=[w.render(loaded.path) for w in loaded.warnings],
         overflow=describe(loaded.spec, stack) if loaded.spec.overflow is not None else None,
     )

@@ -14,6 +14,7 @@ from rich.tree import Tree
 from inferstack.offline.engine import Plan
 from inferstack.offline.k8s_render import object_label
 from inferstack.offline.policy import PolicyReport
+from inferstack.planning import observability
 from inferstack.planning.cost import TargetCost, stack_total
 
 # Lines are never wrapped when output goes to a file or a CI log: a URN or a type token split over
@@ -157,6 +158,8 @@ def print_plan(plan: Plan, console: Console) -> None:
             console.print(f"  {escape(key)} = {escape(str(plan.outputs[key]))}")
     console.print(type_table(plan))
     for line in sizing_lines(plan.sizing):
+        console.print(escape(line), highlight=False)
+    for line in observability.describe_lines(plan.observability):
         console.print(escape(line), highlight=False)
     if plan.cost:
         console.print(cost_table(plan.cost))

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import math
 import re
 from dataclasses import dataclass
 
 from inferstack import catalog
-from inferstack.planning import sizing
+from inferstack.planning import aws_observability, observability, sizing
+from inferstack.planning.aws_observability import SloAlarm
 from inferstack.planning.endpoint import AwsEndpointPlan, plan_aws_endpoint
 from inferstack.planning.naming import resource_prefix, standard_tags
+from inferstack.planning.observability import TargetObservability
 from inferstack.planning.serving import engine_args, engine_runtime_flags
 from inferstack.render import render
 from inferstack.spec.models import AwsGpuFleetTarget, DeploymentSpec
@@ -203,6 +206,13 @@ class AwsFleetPlan:
     scaling: ScalingPlan
     user_data: str
     endpoint: AwsEndpointPlan | None
+    # Observability (planning.aws_observability): the agent's EMF log group, the SLO alarms and
+    # where they notify (None: the fleet's own encrypted topic).
+    metrics_log_group_name: str = ""
+    metrics_log_retention_days: int = 14
+    slo_alarms: tuple[SloAlarm, ...] = ()
+    alert_topic_arn: str | None = None
+    observability: TargetObservability | None = None
 
     @property
     def health_check_grace_seconds(self) -> int:
@@ -216,6 +226,11 @@ class AwsFleetPlan:
     def uses_mixed_instances(self) -> bool:
         """A warm pool rules out a mixed instances policy; the spec checks guarantee it is alone."""
         return self.warm_pool_size == 0
+
+
+def metrics_log_group_name(spec: DeploymentSpec, stack: str, target: str) -> str:
+    """The CloudWatch agent's embedded-metric-format events: next to the engine's logs."""
+    return f"{log_group_name(spec, stack, target)}/metrics"
 
 
 def log_group_name(spec: DeploymentSpec, stack: str, target: str) -> str:
@@ -348,6 +363,8 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
     ecr = parse_ecr(image)
     asg_name = prefix
     log_group = log_group_name(spec, stack, name)
+    metrics_log_group = metrics_log_group_name(spec, stack, name)
+    seen = observability.plan_target(spec, name, "cloudwatch")
     weights_bucket, weights_prefix = model.copy_in("s3")
     weights_uri = f"s3://{weights_bucket}/{weights_prefix}/" if weights_prefix else f"s3://{weights_bucket}/"
     user_data = render(
@@ -374,6 +391,18 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         health_polls=max(1, (readiness.launch_hook_timeout - HEALTH_POLL_MARGIN_SECONDS) // HEALTH_POLL_SECONDS),
         drain_polls=readiness.drain_seconds // DRAIN_POLL_SECONDS,
         drain_poll_seconds=DRAIN_POLL_SECONDS,
+        cloudwatch_agent=json.dumps(
+            aws_observability.agent_config(spec.serving.engine, METRICS_NAMESPACE, asg_name, metrics_log_group),
+            indent=2,
+            sort_keys=True,
+        ),
+        cloudwatch_agent_path=aws_observability.AGENT_CONFIG_PATH,
+        prometheus_config=json.dumps(
+            aws_observability.prometheus_config(spec.serving.engine, spec.serving.port, asg_name), indent=2
+        ),
+        prometheus_config_path=aws_observability.PROMETHEUS_CONFIG_PATH,
+        histograms=aws_observability.histogram_exports(spec.serving.engine),
+        histogram_seconds=aws_observability.SCRAPE_SECONDS,
     )
     return AwsFleetPlan(
         target=name,
@@ -409,4 +438,11 @@ def plan_aws_fleet(spec: DeploymentSpec, stack: str, name: str) -> AwsFleetPlan:
         scaling=scaling,
         user_data=user_data,
         endpoint=plan_aws_endpoint(spec, stack, name),
+        metrics_log_group_name=metrics_log_group,
+        metrics_log_retention_days=spec.metrics_log_retention_days(),
+        slo_alarms=tuple(
+            aws_observability.slo_alarms(list(seen.alerts), spec.serving.engine, METRICS_NAMESPACE, asg_name, prefix)
+        ),
+        alert_topic_arn=spec.observability.alerts.aws_sns_topic_arn,
+        observability=seen,
     )

@@ -173,6 +173,16 @@ def kms_key_policy(partition: str, account: str, region: str, log_delivery: bool
                     }
                 },
             },
+            {
+                # SLO alarms notify the fleet's topic, which this key encrypts (SNS "Encryption at
+                # rest": CloudWatch needs GenerateDataKey* and Decrypt on the topic's key).
+                "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            },
             *(
                 [
                     {
@@ -205,6 +215,7 @@ def node_policy(
     ecr_repository_arn: str | None,
     log_group_arn: str,
     metrics_namespace: str,
+    metrics_log_group_arn: str | None = None,
     weights_kms_key_arn: str | None = None,
     region: str = "",
     group_arn: str | None = None,
@@ -227,6 +238,20 @@ def node_policy(
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": f"{log_group_arn}:log-stream:*",
         },
+        *(
+            # The CloudWatch agent's embedded-metric-format events (its Prometheus scrape); it
+            # lists the group's streams to find its own.
+            [
+                {
+                    "Sid": "WriteMetricEvents",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    "Resource": [metrics_log_group_arn, f"{metrics_log_group_arn}:log-stream:*"],
+                }
+            ]
+            if metrics_log_group_arn is not None
+            else []
+        ),
         put_metric_statement("PublishScalingSignal", metrics_namespace),
         {
             "Sid": "SessionManager",

@@ -154,16 +154,18 @@ def unavailable(slos: Slos, series: EngineSeries) -> list[tuple[str, str]]:
 
 
 def alerts(slos: Slos, series: EngineSeries) -> list[Alert]:
-    """The alerts that watch a target's stated objectives, in a stable order. Objectives the
-    engine cannot measure are refused by the spec checks (`unavailable`), never dropped here."""
+    """The alerts that watch a target's objectives, in a stable order. An objective the engine
+    cannot measure (`unavailable`) has none: the spec checks refuse it when it was stated, and a
+    default one is left out."""
     out: list[Alert] = []
+    missing = {field for field, _ in unavailable(slos, series)}
     for slo, signal, severity in (
         ("latency_p95_seconds", "latency_p95", "page"),
         ("latency_p99_seconds", "latency_p99", "ticket"),
         ("ttft_p95_seconds", "ttft_p95", "page"),
     ):
         value = getattr(slos, slo)
-        if value is None:
+        if value is None or slo in missing:
             continue
         out.append(
             Alert(
@@ -179,7 +181,7 @@ def alerts(slos: Slos, series: EngineSeries) -> list[Alert]:
                 summary=f"{SIGNALS[signal].title} above {value:g} s over the last hour and 5 minutes",
             )
         )
-    if slos.error_rate is not None:
+    if slos.error_rate is not None and "error_rate" not in missing:
         out.append(
             Alert(
                 key="error-rate",
@@ -192,7 +194,7 @@ def alerts(slos: Slos, series: EngineSeries) -> list[Alert]:
                 summary=f"more than {slos.error_rate:.2%} of requests failing over the last hour and 5 minutes",
             )
         )
-    if slos.availability is not None:
+    if slos.availability is not None and "availability" not in missing:
         budget = 1 - slos.availability
         for w in BURN_WINDOWS:
             rate = burn_rate(w, slos.window_days)
@@ -395,14 +397,15 @@ def cloudwatch_metrics(signal: str, engine_name: str, namespace: str, group: str
     raise KeyError(signal)
 
 
-def cloudwatch_expression(signal: str, period: int) -> str | None:
-    """Metric math over `cloudwatch_metrics`' ids; None: the single metric is the signal."""
+def cloudwatch_expression(signal: str, period: int, prefix: str = "") -> str | None:
+    """Metric math over `cloudwatch_metrics`' ids (each with `prefix`); None: the single metric is
+    the signal. No traffic is no error: a ratio over zero requests is 0, not missing."""
     if signal == "error_ratio":
-        return "IF(r > 0, FILL(e, 0) / r, 0)"
+        return f"IF({prefix}r > 0, FILL({prefix}e, 0) / {prefix}r, 0)"
     if signal in ("requests_per_second", "output_tokens_per_second"):
-        return f"FILL(m, 0) / {period}"
+        return f"FILL({prefix}m, 0) / {period}"
     if signal == "gpu_memory_used":
-        return "m * 1048576"  # nvidia-smi reports MiB
+        return f"{prefix}m * 1048576"  # nvidia-smi reports MiB
     return None
 
 
@@ -444,3 +447,69 @@ def plan_target(spec: DeploymentSpec, name: str, platform: str) -> TargetObserva
             continue
         kept.append(a)
     return TargetObservability(name, platform, tuple(kept), tuple(left))
+
+
+# Where each target kind's alerts live. A kind missing here has no SLO alerts yet, and the plan says so.
+PLATFORMS = {"aws-gpu-fleet": "cloudwatch", "onprem-k8s": "prometheus"}
+
+
+def describe(spec: DeploymentSpec, stack: str) -> list[dict[str, object]]:
+    """Per target, its objectives and the alerts that watch them (the plan's `observability`)."""
+    from inferstack.planning.aws_fleet import plan_aws_fleet
+
+    slos = spec.observability.slos
+    stated = {k: v for k, v in slos.model_dump().items() if v is not None}
+    out: list[dict[str, object]] = []
+    for name in sorted(spec.targets):
+        kind = spec.targets[name].kind
+        platform = PLATFORMS.get(kind)
+        if platform is None:
+            out.append(
+                {
+                    "target": name,
+                    "platform": None,
+                    "slos": stated,
+                    "alerts": [],
+                    "left_out": [f"{kind} targets have no SLO alerts yet: watch them in the platform's console"],
+                }
+            )
+            continue
+        seen = plan_target(spec, name, platform)
+        names: dict[str, str] = {}
+        if kind == "aws-gpu-fleet":
+            names = {a.alert.key: a.name for a in plan_aws_fleet(spec, stack, name).slo_alarms}
+        alerts_out = [
+            {
+                "key": a.key,
+                "slo": a.slo,
+                "severity": a.severity,
+                "threshold": a.threshold,
+                "windows": [duration(a.long_seconds), duration(a.short_seconds)],
+                "name": names.get(a.key, a.key),
+                "summary": a.summary,
+            }
+            for a in seen.alerts
+        ]
+        out.append(
+            {
+                "target": name,
+                "platform": platform,
+                "slos": stated,
+                "alerts": alerts_out,
+                "left_out": list(seen.left_out),
+            }
+        )
+    return out
+
+
+def describe_lines(entries: list[dict]) -> list[str]:
+    """`inferstack plan`'s lines: each target's objectives, then each alert with its windows."""
+    lines = []
+    for e in entries:
+        slos = ", ".join(f"{k} {v:g}" for k, v in sorted(e["slos"].items()) if k != "window_days")
+        lines.append(f"slo: {e['target']} ({e['platform'] or 'no alerts'}): {slos or 'none stated'}")
+        for a in e["alerts"]:
+            lines.append(f"  {a['severity']:6} {a['name']}: {a['summary']}")
+        for why in e["left_out"]:
+            lines.append(f"  left out: {why}")
+    return lines

@@ -41,6 +41,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
 
     findings = list(_check_opt_outs(spec))
     findings += list(_check_kv_cache(spec))
+    findings += list(_check_slos(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
     findings += list(_check_onprem_workload(spec))
@@ -75,6 +76,22 @@ def _check_kv_cache(spec: DeploymentSpec) -> Iterator[Finding]:
                 ("models", name, "kv_cache_precision"),
                 f"{engine.name} takes no serve flag for an FP8 KV cache (it is set when the checkpoint is "
                 "quantised): set kv_cache_precision: auto, or serve with vllm, sglang or tgi",
+            )
+
+
+def _check_slos(spec: DeploymentSpec) -> Iterator[Finding]:
+    """An objective the spec states that the engine publishes nothing for would never alert. The
+    defaults the engine cannot measure are left out quietly (the plan lists what is watched)."""
+    from inferstack.planning.observability import unavailable
+
+    slos = spec.observability.slos
+    engine = catalog.engines()[spec.serving.engine]
+    for field, reason in unavailable(slos, engine.series):
+        if field in slos.model_fields_set:
+            yield Finding(
+                ("observability", "slos", field),
+                f"{engine.name} {reason}, so nothing could alert on this objective: set {field}: null, or serve "
+                "with an engine that publishes it (vllm, sglang)",
             )
 
 

@@ -1531,11 +1531,12 @@ class Observability(StrictModel):
 
     slos: Slos = Field(default_factory=Slos)
     alerts: AlertRouting = Field(default_factory=AlertRouting)
-    metrics_log_retention_days: int = Field(
-        default=14,
+    metrics_log_retention_days: int | None = Field(
+        default=None,
         description="Days the AWS log group of the nodes' embedded-metric-format events keeps them (one of "
-        "CloudWatch's periods). The metrics themselves are kept by each service: CloudWatch 15 months, Cloud "
-        "Monitoring 24 months, the site's Prometheus by its own retention.",
+        "CloudWatch's periods). Default: log_retention_days; a shorter one is an advisory finding of the "
+        "policy pack. The metrics themselves are kept by each service: CloudWatch 15 months, Cloud Monitoring "
+        "24 months, the site's Prometheus by its own retention.",
     )
 
     log_retention_days: int | None = Field(
@@ -1859,6 +1860,10 @@ class DeploymentSpec(StrictModel):
         if self.observability.log_retention_days is not None:
             return self.observability.log_retention_days
         return PRODUCTION_LOG_RETENTION_DAYS if self.metadata.is_production else DEFAULT_LOG_RETENTION_DAYS
+
+    def metrics_log_retention_days(self) -> int:
+        stated = self.observability.metrics_log_retention_days
+        return stated if stated is not None else self.log_retention_days()
 
     def model_of(self, target_name: str) -> tuple[str, Model]:
         """The (name, model) a target serves; checks guarantee the reference resolves."""

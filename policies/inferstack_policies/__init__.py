@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import cost, hardening, kubernetes, residency, scanner, security, tags
+from . import cost, hardening, kubernetes, observability, residency, scanner, security, tags
 from ._rules import RULES, Rule
 
 PACK_NAME = "inferstack"
-_MODULES = (residency, security, hardening, scanner, kubernetes, tags, cost)
+_MODULES = (residency, security, hardening, scanner, kubernetes, tags, cost, observability)
 
 
 def all_policies() -> list[Policy]:

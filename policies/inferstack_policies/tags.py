@@ -18,6 +18,7 @@ REQUIRED_TAGS = ["stack", "environment", "team", "model", "data-classification"]
 AWS_UNTAGGABLE = frozenset(
     {
         "aws:autoscaling/attachment:Attachment",
+        "aws:cloudwatch/dashboard:Dashboard",
         "aws:autoscaling/lifecycleHook:LifecycleHook",
         "aws:autoscaling/policy:Policy",
         "aws:ec2/mainRouteTableAssociation:MainRouteTableAssociation",

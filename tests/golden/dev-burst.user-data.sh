@@ -70,6 +70,161 @@ esac
 mkdir -p "$MODEL_DIR"
 aws s3 sync --only-show-errors --region "$REGION" s3://acme-models-eu-central-1/meta-llama/Llama-3.1-8B-Instruct/ "$MODEL_DIR"
 
+# 1b. The CloudWatch agent (Amazon Linux 2023's package, from its repositories in S3 through the
+#     gateway endpoint): the engine's Prometheus series into embedded metric format, and the GPUs'
+#     utilisation and memory (nvidia-smi), per Auto Scaling group. Started once the engine serves.
+if ! rpm -q amazon-cloudwatch-agent >/dev/null 2>&1; then
+  dnf install -y -q amazon-cloudwatch-agent
+fi
+mkdir -p /opt/aws/amazon-cloudwatch-agent/etc
+cat > /opt/aws/amazon-cloudwatch-agent/etc/inferstack.json <<'CWAGENT'
+{
+  "agent": {
+    "metrics_collection_interval": 60,
+    "omit_hostname": true
+  },
+  "logs": {
+    "force_flush_interval": 15,
+    "metrics_collected": {
+      "prometheus": {
+        "emf_processor": {
+          "metric_declaration": [
+            {
+              "dimensions": [
+                [
+                  "AutoScalingGroupName"
+                ]
+              ],
+              "label_matcher": "^engine$",
+              "metric_selectors": [
+                "^engine_output_tokens$",
+                "^engine_requests$",
+                "^engine_running$",
+                "^engine_waiting$"
+              ],
+              "source_labels": [
+                "job"
+              ]
+            },
+            {
+              "dimensions": [
+                [
+                  "AutoScalingGroupName",
+                  "status"
+                ]
+              ],
+              "label_matcher": "^engine;5xx$",
+              "metric_selectors": [
+                "^engine_requests$"
+              ],
+              "source_labels": [
+                "job",
+                "status"
+              ]
+            }
+          ],
+          "metric_declaration_dedup": true,
+          "metric_namespace": "InferStack"
+        },
+        "log_group_name": "/inferstack/assistant/dev/burst/metrics",
+        "prometheus_config_path": "/opt/aws/amazon-cloudwatch-agent/etc/inferstack-prometheus.yaml"
+      }
+    }
+  },
+  "metrics": {
+    "aggregation_dimensions": [
+      [
+        "AutoScalingGroupName"
+      ]
+    ],
+    "metrics_collected": {
+      "nvidia_gpu": {
+        "append_dimensions": {
+          "AutoScalingGroupName": "assistant-dev-burst"
+        },
+        "measurement": [
+          "utilization_gpu",
+          "memory_used",
+          "memory_total"
+        ],
+        "metrics_collection_interval": 60
+      }
+    },
+    "namespace": "InferStack"
+  }
+}
+CWAGENT
+cat > /opt/aws/amazon-cloudwatch-agent/etc/inferstack-prometheus.yaml <<'CWPROM'
+{
+  "global": {
+    "scrape_interval": "60s",
+    "scrape_timeout": "10s"
+  },
+  "scrape_configs": [
+    {
+      "job_name": "engine",
+      "metrics_path": "/metrics",
+      "static_configs": [
+        {
+          "targets": [
+            "127.0.0.1:8000"
+          ],
+          "labels": {
+            "AutoScalingGroupName": "assistant-dev-burst"
+          }
+        }
+      ],
+      "metric_relabel_configs": [
+        {
+          "source_labels": [
+            "__name__",
+            "handler"
+          ],
+          "separator": ";",
+          "regex": "http_requests_total;/v1/.*",
+          "target_label": "__name__",
+          "replacement": "engine_requests"
+        },
+        {
+          "source_labels": [
+            "__name__"
+          ],
+          "separator": ";",
+          "regex": "vllm:generation_tokens_total",
+          "target_label": "__name__",
+          "replacement": "engine_output_tokens"
+        },
+        {
+          "source_labels": [
+            "__name__"
+          ],
+          "separator": ";",
+          "regex": "vllm:num_requests_running",
+          "target_label": "__name__",
+          "replacement": "engine_running"
+        },
+        {
+          "source_labels": [
+            "__name__"
+          ],
+          "separator": ";",
+          "regex": "vllm:num_requests_waiting",
+          "target_label": "__name__",
+          "replacement": "engine_waiting"
+        },
+        {
+          "source_labels": [
+            "__name__"
+          ],
+          "regex": "(engine_output_tokens|engine_requests|engine_running|engine_waiting)",
+          "action": "keep"
+        }
+      ]
+    }
+  ]
+}
+CWPROM
+
 # 2. Engine image, on the host.
 aws ecr get-login-password --region eu-central-1 \
   | docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-central-1.amazonaws.com
@@ -114,6 +269,8 @@ if [ "$healthy" -ne 1 ]; then
   exit 1
 fi
 echo "inferstack: engine healthy on port 8000"
+amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
+  -c file:/opt/aws/amazon-cloudwatch-agent/etc/inferstack.json
 systemctl start inferstack-agent.service
 lifecycle CONTINUE || echo "inferstack: no launch action to complete"
 NODE
@@ -166,6 +323,88 @@ publish() {
     --metric-name "$1" --unit "$2" --dimensions "AutoScalingGroupName=$GROUP" --value "$3" || true
 }
 
+# The engine's histograms, which the CloudWatch agent drops, as CloudWatch distributions: each
+# bucket's count since the last minute at the bucket's upper bound (+Inf at the last finite one),
+# so CloudWatch's percentiles are upper bounds of the engine's. A histogram's _sum is published as
+# the delta of a counter. A count that went down (the engine restarted) publishes nothing once.
+HIST_STATE=/run/inferstack-histograms
+mkdir -p "$HIST_STATE"
+histogram_deltas() {
+  # $1 series, $2 state file: prints "bound count" pairs of the buckets that grew, in bound order.
+  local now
+  now=$(mktemp)
+  awk -v series="$1" '
+    index($0, series "_bucket{") == 1 {
+      le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
+      sum[le] += $NF
+    }
+    END { for (le in sum) print (le == "+Inf" ? "inf" : le), sum[le] }
+  ' "$METRICS" | sort -g > "$now"
+  if [ -s "$2" ]; then
+    awk '
+      BEGIN { n = 0 }
+      NR == FNR { before[$1] = $2; next }
+      {
+        grew = $2 - before[$1]
+        if (grew < 0) { reset = 1 }
+        bound[n] = $1; count[n] = grew; n++
+      }
+      END {
+        if (reset) exit
+        prev = 0; last = ""; m = 0
+        for (i = 0; i < n; i++) {
+          c = count[i] - prev; prev = count[i]
+          b = bound[i]
+          if (b == "inf") { b = last }
+          if (c > 0 && b != "") {
+            if (!(b in out)) { order[m++] = b }
+            out[b] += c
+          }
+          if (bound[i] != "inf") last = bound[i]
+        }
+        for (i = 0; i < m; i++) print order[i], out[order[i]]
+      }
+    ' "$2" "$now"
+  fi
+  mv "$now" "$2"
+}
+counter_delta() {
+  # $1 series, $2 state file: the growth of a summed counter since the last call.
+  local now before
+  now=$(awk -v series="$1" 'index($0, series "{") == 1 || index($0, series " ") == 1 { s += $NF } END { printf "%.6f", s }' "$METRICS")
+  before=$(cat "$2" 2>/dev/null || true)
+  echo "$now" > "$2"
+  if [ -n "$before" ]; then awk -v a="$now" -v b="$before" 'BEGIN { if (a >= b) printf "%.6f", a - b }'; fi
+}
+publish_histograms() {
+  METRICS=$(mktemp)
+  if ! curl -sf --max-time 10 http://127.0.0.1:8000/metrics > "$METRICS"; then
+    rm -f "$METRICS"
+    return
+  fi
+  local pairs values counts
+  pairs=$(histogram_deltas vllm:e2e_request_latency_seconds "$HIST_STATE/request_latency_seconds")
+  if [ -n "$pairs" ]; then
+    values=$(echo "$pairs" | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $1 }')
+    counts=$(echo "$pairs" | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $2 }')
+    # shellcheck disable=SC2086 # one argument per value and per count
+    aws cloudwatch put-metric-data --region "$REGION" --namespace InferStack \
+      --metric-name request_latency_seconds --unit Seconds --dimensions "AutoScalingGroupName=$GROUP" \
+      --values $values --counts $counts || true
+  fi
+  local pairs values counts
+  pairs=$(histogram_deltas vllm:time_to_first_token_seconds "$HIST_STATE/time_to_first_token_seconds")
+  if [ -n "$pairs" ]; then
+    values=$(echo "$pairs" | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $1 }')
+    counts=$(echo "$pairs" | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $2 }')
+    # shellcheck disable=SC2086 # one argument per value and per count
+    aws cloudwatch put-metric-data --region "$REGION" --namespace InferStack \
+      --metric-name time_to_first_token_seconds --unit Seconds --dimensions "AutoScalingGroupName=$GROUP" \
+      --values $values --counts $counts || true
+  fi
+  rm -f "$METRICS"
+}
+
 drain() {
   echo "inferstack-agent: leaving service ($1): draining"
   local n
@@ -180,6 +419,7 @@ drain() {
 
 INSTANCE_ID=$(imds instance-id)
 served=0
+tick=0
 while true; do
   state=$(imds autoscaling/target-lifecycle-state || true)
   if [ "$served" = 1 ] && [ -n "$state" ] && [ "$state" != InService ]; then
@@ -192,6 +432,8 @@ while true; do
     if [ -n "$value" ]; then publish PendingRequests Count "$value"; fi
     value=$(in_flight)
     if [ -n "$value" ]; then publish InFlightRequests Count "$value"; fi
+    if [ $((tick % 4)) = 0 ]; then publish_histograms; fi
+    tick=$((tick + 1))
   fi
   sleep 15
 done

@@ -611,7 +611,7 @@ def test_every_rule_is_named_and_documented_like_a_compliance_pack():
 
     assert set(RULES) == set(POLICIES)
     for name, rule in RULES.items():
-        assert re.fullmatch(r"(residency|security|tags|cost)-[a-z0-9]+(-[a-z0-9]+){3,}", name), name
+        assert re.fullmatch(r"(residency|security|tags|cost|observability)-[a-z0-9]+(-[a-z0-9]+){3,}", name), name
         assert rule.description and rule.remediation and rule.severity is not None
         for key, schema in rule.config.items():
             assert "default" in schema, f"{name}.{key} has no default"
@@ -627,7 +627,11 @@ def test_residency_and_security_are_mandatory_cost_is_advisory():
 
 
 # How long logs must be kept is a per-environment choice the spec makes; the rule says why.
-ADVISORY_BY_DESIGN = {"security-aws-cloudwatch-loggroup-retention-minimum"}
+ADVISORY_BY_DESIGN = {
+    "security-aws-cloudwatch-loggroup-retention-minimum",
+    # A team may watch latency with its own tooling; the plan then cannot show it, which is worth a review.
+    "observability-serving-target-require-latency-alarm",
+}
 
 
 def test_every_rule_has_a_test_above():
@@ -645,6 +649,7 @@ def test_every_rule_has_a_test_above():
             "security-aws-s3bucket-require-private-encrypted",
             "cost-stack-gpu-count-limit",
             "cost-compute-pool-require-spot-for-batch",
+            "observability-serving-target-require-latency-alarm",
         }
     )
     assert tested == set(RULES)
@@ -658,3 +663,64 @@ def test_other_dynamic_resources_are_left_alone():
         "security-compute-instance-disallow-public-ip",
     ):
         assert run_resource(policy, "pulumi-python:dynamic:Resource", other, config=EU) == []
+
+
+def test_a_serving_group_needs_a_latency_alarm_and_a_batch_pool_does_not():
+    group = resource(
+        "aws:autoscaling/group:Group", {"name": "g", "tags": [{"key": "workload", "value": "serving"}]}, "g"
+    )
+    batch = resource("aws:autoscaling/group:Group", {"name": "b", "tags": [{"key": "workload", "value": "batch"}]}, "b")
+    alarm = resource(
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        {
+            "metricQueries": [
+                {
+                    "id": "m",
+                    "metric": {
+                        "metricName": "request_latency_seconds",
+                        "dimensions": {"AutoScalingGroupName": "g"},
+                        "stat": "p95",
+                    },
+                }
+            ]
+        },
+        "a",
+    )
+    other = resource(
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        {"metricName": "InFlightRequests", "dimensions": {"AutoScalingGroupName": "g"}},
+        "o",
+    )
+    rule = "observability-serving-target-require-latency-alarm"
+    assert run_stack(rule, [group, batch, alarm]) == []
+    found = run_stack(rule, [group, batch, other])
+    assert found == [(f"The serving group g has no latency alarm. Fix: {RULES[rule].remediation}", group.urn)]
+
+
+def test_an_on_prem_serving_deployment_needs_a_latency_alert_in_its_namespace():
+    deployment = resource(
+        "kubernetes:apps/v1:Deployment",
+        {"metadata": {"namespace": "ns", "labels": {"workload": "serving"}}},
+        "d",
+    )
+    rules = {
+        "groups": [
+            {
+                "rules": [
+                    {
+                        "alert": "LatencyP95",
+                        "expr": "histogram_quantile(0.95, rate(vllm:e2e_request_latency_seconds_bucket[1h])) > 30",
+                    }
+                ]
+            }
+        ]
+    }
+    here = resource(
+        "kubernetes:monitoring.coreos.com/v1:PrometheusRule", {"metadata": {"namespace": "ns"}, "spec": rules}, "r"
+    )
+    elsewhere = resource(
+        "kubernetes:monitoring.coreos.com/v1:PrometheusRule", {"metadata": {"namespace": "other"}, "spec": rules}, "r2"
+    )
+    rule = "observability-serving-target-require-latency-alarm"
+    assert run_stack(rule, [deployment, here]) == []
+    assert len(run_stack(rule, [deployment, elsewhere])) == 1
