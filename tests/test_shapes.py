@@ -213,7 +213,18 @@ def test_with_a_traffic_profile_the_price_at_the_peak_decides():
             1000,
             250,
         )
-        per_hour = cap.concurrent_sequences / sizing.service_seconds(cap, 1000, 250) * 3600
+        # requests/s = min(slots / latency, 1 / (1000 / prefill + 250 / decode)): prefill is the replica's
+        per_hour = (
+            min(
+                cap.concurrent_sequences
+                / (
+                    1000 / cap.prefill_tokens_per_second
+                    + 250 / (cap.output_tokens_per_second / cap.concurrent_sequences)
+                ),
+                1 / (1000 / cap.prefill_tokens_per_second + 250 / cap.output_tokens_per_second),
+            )
+            * 3600
+        )
         assert c.replicas == max(1, math.ceil(200_000 / (per_hour * 0.7)))
         assert c.over_max is (c.replicas > 4)
 

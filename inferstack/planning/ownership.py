@@ -157,17 +157,30 @@ def compare(spec, stack: str) -> tuple[Ownership, float | None]:
     capacity = 0.0
     for pool in plan_pools(spec, site):
         rep = pool_replica_model(spec, site, pool, traffic)
-        capacity += pool.max_replicas_on_pool * rep.output_tokens_per_second
+        capacity += pool.max_replicas_on_pool * _served(rep, spec, traffic)
     rented_cost = next(c for c in cost.estimate(spec) if c.target == rented)
     if rented_cost.hourly_max is None:
         raise NothingToCompare(f"the catalog has no price for {rented} ({rented_cost.note}): nothing to rent at")
     target = spec.targets[rented]
     size: int = target.slices if isinstance(target, GcpTpuTarget) else target.capacity.max
     rep = replica_model(spec, stack, rented, traffic)
-    per_rate = rented_cost.hourly_max / size / rep.output_tokens_per_second
+    per_rate = rented_cost.hourly_max / size / _served(rep, spec, traffic)
     rates = hourly_rates(traffic) if traffic is not None else np.ones(24)
     own = Ownership(capacity, site_cost.hourly_max, per_rate, profile_shape(rates), site, rented)
     utilization = None
     if traffic is not None:
         utilization = float(np.mean(rates)) / 3600 * traffic.output_tokens / capacity
     return own, utilization
+
+
+def _served(rep, spec, traffic) -> float:
+    """Output tokens/s one replica delivers on the profile's requests, its prefill included (a
+    sequence at full context, mostly prompt, without a profile: as planning.replica sizes it)."""
+    from inferstack.planning import sizing
+
+    if traffic is not None:
+        tokens_in, tokens_out = traffic.input_tokens, traffic.output_tokens
+    else:
+        context = spec.model_of(rep.target.split("/")[0])[1].context_length
+        tokens_in, tokens_out = max(1, context * 3 // 4), max(1, context // 4)
+    return sizing.output_tokens_per_second_served(rep.capacity, tokens_in, tokens_out)
