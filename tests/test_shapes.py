@@ -326,3 +326,13 @@ def test_size_shows_what_each_on_prem_pool_gives_a_replica():
     )
     assert (pools["a100"]["sharing"], pools["a100"]["replicasPerNode"], pools["a100"]["maxReplicas"]) == ("mig", 16, 16)
     assert all(p["needBytes"] <= p["replicaMemoryBytes"] * 0.9 for p in pools.values())
+
+
+def test_an_open_choice_never_picks_a_fractional_vgpu():
+    """g6f instances carry a fraction of an L4 (accelerator_count < 1) and need the GRID driver the
+    default DLAMI lacks: an open choice rules every one out and says why."""
+    spec = spec_for(aws_target("us-east-1", False), "llama-3-1-8b", "fp8", 2048, 1, None)
+    choice = shapes.choose(spec, "t")
+    fractional = [c for c in choice.candidates if c.shape.startswith("g6f.")]
+    assert fractional and all(c.refusal and "GRID driver" in c.refusal for c in fractional)
+    assert choice.chosen is not None and not choice.chosen.shape.startswith("g6f.")
