@@ -47,6 +47,18 @@ def test_break_even_by_hand():
     assert o.all_onprem(0.25) == pytest.approx(14_600)
 
 
+def test_a_peaky_day_where_the_closed_form_says_owning_wins_but_it_does_not():
+    """K = 100 tokens/s, H = $10/h, c = $0.2/h per token/s, a day of four hours shaped (4, 0, 0, 0):
+    the closed form says u* = 10 / (100 x 0.2) = 50%. But per hour (x 730 a month on every side):
+    cloud 20u; all on-prem 10 x max(1, 4u), i.e. 10 up to u = 25% (cloud there <= 5) and 40u after;
+    hybrid 10 + 0.2 x max(0, 400u - 100) / 4 = 5 + 20u after 25%. Neither is ever <= 20u: no crossing."""
+    o = ownership.Ownership(100.0, 10.0, 0.2, (4.0, 0.0, 0.0, 0.0))
+    assert o.closed_form_utilization == pytest.approx(0.5)
+    assert o.hybrid(0.5) == pytest.approx((5 + 10) * 730) and o.all_cloud(0.5) == pytest.approx(10 * 730)
+    assert o.breakeven_utilization is None
+    assert o.to_json(None)["breakevenUtilization"] is None
+
+
 def test_the_three_options_on_an_uneven_day_by_hand():
     """Half the day at 1.5x the mean, half at 0.5x. At u = 1 (mean demand = the site's 1,000
     tokens/s): the peak is 1,500, so all on-prem needs 1.5 sites: 14,600 x 1.5 = $21,900; the
@@ -71,12 +83,15 @@ def test_the_hybrid_example_compares_its_site_with_its_first_burst_target(tmp_pa
     assert (own.site, own.cloud) == ("muc", "aws-burst")
     site = cost.estimate_onprem("muc", spec.targets["muc"])
     assert own.site_hourly == site.hourly_max
-    assert own.breakeven_utilization == pytest.approx(own.site_hourly / (own.site_capacity * own.cloud_per_token_rate))
+    assert own.closed_form_utilization == pytest.approx(
+        own.site_hourly / (own.site_capacity * own.cloud_per_token_rate)
+    )
     assert utilization is not None and 0 < utilization < 1
     result = CliRunner().invoke(main, ["cost", str(STACKS / "hybrid.yaml"), "--format", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["ownership"]["breakevenUtilization"] == pytest.approx(own.breakeven_utilization, abs=1e-4)
+    be = own.breakeven_utilization
+    assert doc["ownership"]["breakevenUtilization"] == (None if be is None else pytest.approx(be, abs=1e-4))
     assert set(doc["ownership"]["monthlyUsdAtProfile"]) == {"allCloud", "allOnPrem", "hybrid"}
     muc = next(t for t in doc["targets"] if t["target"] == "muc")
     assert muc["owned"] and muc["monthlyUsd"] == pytest.approx(site.hourly_max * 730, abs=0.01)

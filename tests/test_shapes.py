@@ -213,7 +213,18 @@ def test_with_a_traffic_profile_the_price_at_the_peak_decides():
             1000,
             250,
         )
-        per_hour = cap.concurrent_sequences / sizing.service_seconds(cap, 1000, 250) * 3600
+        # requests/s = min(slots / latency, 1 / (1000 / prefill + 250 / decode)): prefill is the replica's
+        per_hour = (
+            min(
+                cap.concurrent_sequences
+                / (
+                    1000 / cap.prefill_tokens_per_second
+                    + 250 / (cap.output_tokens_per_second / cap.concurrent_sequences)
+                ),
+                1 / (1000 / cap.prefill_tokens_per_second + 250 / cap.output_tokens_per_second),
+            )
+            * 3600
+        )
         assert c.replicas == max(1, math.ceil(200_000 / (per_hour * 0.7)))
         assert c.over_max is (c.replicas > 4)
 
@@ -315,3 +326,13 @@ def test_size_shows_what_each_on_prem_pool_gives_a_replica():
     )
     assert (pools["a100"]["sharing"], pools["a100"]["replicasPerNode"], pools["a100"]["maxReplicas"]) == ("mig", 16, 16)
     assert all(p["needBytes"] <= p["replicaMemoryBytes"] * 0.9 for p in pools.values())
+
+
+def test_an_open_choice_never_picks_a_fractional_vgpu():
+    """g6f instances carry a fraction of an L4 (accelerator_count < 1) and need the GRID driver the
+    default DLAMI lacks: an open choice rules every one out and says why."""
+    spec = spec_for(aws_target("us-east-1", False), "llama-3-1-8b", "fp8", 2048, 1, None)
+    choice = shapes.choose(spec, "t")
+    fractional = [c for c in choice.candidates if c.shape.startswith("g6f.")]
+    assert fractional and all(c.refusal and "GRID driver" in c.refusal for c in fractional)
+    assert choice.chosen is not None and not choice.chosen.shape.startswith("g6f.")

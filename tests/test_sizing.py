@@ -179,9 +179,31 @@ def test_a_mixture_of_experts_decodes_at_its_active_parameters():
 
 
 def test_replicas_for_a_peak():
-    """64 sequences, 1600 output tokens/s (25 per sequence), 20,000 prefill tokens/s: a request of
-    1000 + 250 tokens holds a slot ceil(0.05 + 10) = 11 s; a replica serves 64 / 11 x 3600 =
-    20,945 requests/hour; 50,000 at 70% need ceil(50,000 / 14,662) = 4."""
+    """64 sequences, 1600 output tokens/s (25 per sequence), 20,000 prefill tokens/s, a request of
+    1000 + 250 tokens: its latency is 1000 / 20,000 + 250 / 25 = 10.05 s, so the slots allow
+    64 / 10.05 = 6.37 requests/s; but the replica's compute allows 1 / (1000 / 20,000 + 250 / 1600)
+    = 1 / 0.20625 = 4.848 requests/s, the bound. A slot is held 64 / 4.848 = 13.2 -> 14 s; a replica
+    serves 4.848 x 3600 = 17,454.5 requests/hour; 50,000 at 70% need ceil(50,000 / 12,218.2) =
+    ceil(4.09) = 5 (the old per-slot prefill said 11 s and 4)."""
     cap = sizing.ReplicaCapacity(64, 1600.0, 20000.0, False, "")
-    assert sizing.service_seconds(cap, 1000, 250) == 11
-    assert sizing.replicas_for(cap, 50_000, 1000, 250, 0.7) == 4
+    assert sizing.latency_seconds(cap, 1000, 250) == pytest.approx(10.05)
+    assert sizing.requests_per_second(cap, 1000, 250) == pytest.approx(1 / 0.20625)
+    assert sizing.service_seconds(cap, 1000, 250) == 14
+    assert sizing.replicas_for(cap, 50_000, 1000, 250, 0.7) == 5
+
+
+def test_prefill_is_shared_by_the_replica_not_given_to_every_slot():
+    """A prefill-heavy profile: 8000 prompt + 50 output tokens, on a replica of 64 sequences,
+    1600 output tokens/s (25 per sequence) and 20,000 prefill tokens/s.
+    Per slot (the old arithmetic) a request holds a slot ceil(8000 / 20,000 + 50 / 25) = ceil(2.4)
+    = 3 s: 64 / 3 = 21.3 requests/s, 170,667 output tokens/s... of a replica that decodes 1600.
+    Shared: each request costs the replica 8000 / 20,000 + 50 / 1600 = 0.4 + 0.03125 = 0.43125 s of
+    its compute, so 1 / 0.43125 = 2.3188 requests/s (the slots would allow 64 / 2.4 = 26.7), 115.9
+    output tokens/s, 8,347.8 requests/hour; a slot is held 64 / 2.3188 = 27.6 -> 28 s. A peak of
+    20,000 requests/hour at 70% needs ceil(20,000 / (8,347.8 x 0.7)) = ceil(3.42) = 4 replicas
+    (the old arithmetic: ceil(20,000 / (76,800 x 0.7)) = 1)."""
+    cap = sizing.ReplicaCapacity(64, 1600.0, 20000.0, False, "")
+    assert sizing.requests_per_second(cap, 8000, 50) == pytest.approx(1 / 0.43125)
+    assert sizing.output_tokens_per_second_served(cap, 8000, 50) == pytest.approx(50 / 0.43125)
+    assert sizing.service_seconds(cap, 8000, 50) == 28
+    assert sizing.replicas_for(cap, 20_000, 8000, 50, 0.7) == 4

@@ -226,11 +226,12 @@ def print_ownership(own, utilization: float | None, missing: str | None, console
     )
     be = own.breakeven_utilization
     verdict = (
-        f"owning breaks even at {be:.1%} mean utilisation of the site"
-        if be <= 1
-        else f"owning never breaks even: it would take {be:.1%} of the site's capacity on average"
+        f"owning breaks even at {be:.1%} mean utilisation of the site (where the cost curves cross)"
+        if be is not None
+        else "owning never breaks even: the cost curves do not cross up to 100% mean utilisation of the site "
+        f"(on a flat day it would at {own.closed_form_utilization:.1%}, but the site is sized for the peak hour)"
     )
-    console.print(f"  {verdict} (u* = H / (K x c))", highlight=False)
+    console.print(f"  {verdict}", highlight=False)
     if utilization is not None:
         at = own.at(utilization)
         console.print(

@@ -44,8 +44,30 @@ class Ownership:
     cloud: str = ""
 
     @property
-    def breakeven_utilization(self) -> float:
+    def closed_form_utilization(self) -> float:
+        """u* = H / (K x c): right only on a flat day (all on-prem is sized for the peak)."""
         return self.site_hourly / (self.site_capacity * self.cloud_per_token_rate)
+
+    @property
+    def breakeven_utilization(self) -> float | None:
+        """The smallest mean utilisation in (0, 1] where owning (all on-prem or hybrid, the cheaper)
+        costs no more than all cloud, found on the curves themselves (a grid, then bisection);
+        None when they never cross there."""
+
+        def gap(u: float) -> float:
+            return min(self.all_onprem(u), self.hybrid(u)) - self.all_cloud(u)
+
+        grid = np.linspace(1e-4, 1.0, 2001)
+        hit = next((i for i, u in enumerate(grid) if gap(float(u)) <= 0), None)
+        if hit is None:
+            return None
+        if hit == 0:
+            return float(grid[0])
+        lo, hi = float(grid[hit - 1]), float(grid[hit])
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if gap(mid) <= 0 else (mid, hi)
+        return hi
 
     def all_cloud(self, u: float) -> float:
         return u * self.site_capacity * self.cloud_per_token_rate * HOURS_PER_MONTH
@@ -68,7 +90,7 @@ class Ownership:
             "siteCapacityOutputTokensPerSecond": round(self.site_capacity, 1),
             "siteHourlyUsd": round(self.site_hourly, 2),
             "cloudUsdPerHourPerOutputTokenPerSecond": round(self.cloud_per_token_rate, 6),
-            "breakevenUtilization": round(self.breakeven_utilization, 4),
+            "breakevenUtilization": None if (be := self.breakeven_utilization) is None else round(be, 4),
         }
         if utilization is not None:
             out["profileUtilization"] = round(utilization, 4)
@@ -92,7 +114,7 @@ def plot(ownership: Ownership, path: str, utilization: float | None = None) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    top = max(1.5, 1.2 * ownership.breakeven_utilization, 1.2 * (utilization or 0))
+    top = max(1.5, 1.2 * (utilization or 0))
     us = np.linspace(0, top, 301)
     fig, ax = plt.subplots(figsize=(9, 5.5))
     ax.plot(us * 100, [ownership.all_cloud(u) for u in us], label=f"all cloud ({ownership.cloud})", color="tab:blue")
@@ -104,7 +126,7 @@ def plot(ownership: Ownership, path: str, utilization: float | None = None) -> N
         color="tab:purple",
     )
     be = ownership.breakeven_utilization
-    if be <= top:
+    if be is not None:  # marked only where the curves really cross
         y = ownership.all_cloud(be)
         ax.plot([be * 100], [y], "o", color="black")
         ax.annotate(f"break-even {be:.0%}", (be * 100, y), textcoords="offset points", xytext=(8, -14))
@@ -157,17 +179,30 @@ def compare(spec, stack: str) -> tuple[Ownership, float | None]:
     capacity = 0.0
     for pool in plan_pools(spec, site):
         rep = pool_replica_model(spec, site, pool, traffic)
-        capacity += pool.max_replicas_on_pool * rep.output_tokens_per_second
+        capacity += pool.max_replicas_on_pool * _served(rep, spec, traffic)
     rented_cost = next(c for c in cost.estimate(spec) if c.target == rented)
     if rented_cost.hourly_max is None:
         raise NothingToCompare(f"the catalog has no price for {rented} ({rented_cost.note}): nothing to rent at")
     target = spec.targets[rented]
     size: int = target.slices if isinstance(target, GcpTpuTarget) else target.capacity.max
     rep = replica_model(spec, stack, rented, traffic)
-    per_rate = rented_cost.hourly_max / size / rep.output_tokens_per_second
+    per_rate = rented_cost.hourly_max / size / _served(rep, spec, traffic)
     rates = hourly_rates(traffic) if traffic is not None else np.ones(24)
     own = Ownership(capacity, site_cost.hourly_max, per_rate, profile_shape(rates), site, rented)
     utilization = None
     if traffic is not None:
         utilization = float(np.mean(rates)) / 3600 * traffic.output_tokens / capacity
     return own, utilization
+
+
+def _served(rep, spec, traffic) -> float:
+    """Output tokens/s one replica delivers on the profile's requests, its prefill included (a
+    sequence at full context, mostly prompt, without a profile: as planning.replica sizes it)."""
+    from inferstack.planning import sizing
+
+    if traffic is not None:
+        tokens_in, tokens_out = traffic.input_tokens, traffic.output_tokens
+    else:
+        context = spec.model_of(rep.target.split("/")[0])[1].context_length
+        tokens_in, tokens_out = max(1, context * 3 // 4), max(1, context // 4)
+    return sizing.output_tokens_per_second_served(rep.capacity, tokens_in, tokens_out)

@@ -153,6 +153,14 @@ def _aws_candidates(
         if not it.is_nvidia_gpu:
             yield replace(base, refusal=f"{it.accelerator} accelerators, not NVIDIA GPUs")
             continue
+        if not target.instance_types and 0 < it.accelerator_count < 1:
+            # A fractional vGPU (g6f) needs NVIDIA's GRID driver, which the default DLAMI lacks.
+            yield replace(
+                base,
+                refusal="a fractional vGPU: it needs the NVIDIA GRID driver the default DLAMI lacks; pin it in "
+                "instance_types with an AMI that has it",
+            )
+            continue
         hourly, note = cost.aws_node_hourly(target, itype)
         refusal = _refusal(spec, name, fp, it.total_accelerator_memory_bytes, it.gpu_count)
         yield replace(base, hourly=hourly, refusal=refusal, price_note=note)

@@ -18,6 +18,9 @@ arithmetic (decode is bound by memory bandwidth, prefill by compute):
     decode step     = (active weight bytes + KV bytes the batch reads) / (devices x bandwidth x BANDWIDTH_EFFICIENCY)
     output tokens/s = sequences / decode step
     prefill tokens/s = devices x peak FLOPs x PREFILL_MFU / (2 x active parameters)
+    requests/s      = min(sequences / latency, 1 / (input / prefill tokens/s + output / output tokens/s))
+The prefill rate is the whole replica's, shared by every prompt it takes in (as the decode rate is
+shared by the sequences it decodes), not each slot's.
 """
 
 from __future__ import annotations
@@ -234,17 +237,44 @@ def replica_capacity(
     return ReplicaCapacity(seqs, tps, prefill, estimated, formula)
 
 
-def service_seconds(capacity: ReplicaCapacity, input_tokens: int, output_tokens: int) -> int:
-    """Seconds a request holds one of the replica's slots (prefill + decode at full batch)."""
+def latency_seconds(capacity: ReplicaCapacity, input_tokens: int, output_tokens: int) -> float:
+    """Seconds one request takes at full batch: its prompt at the prefill rate, then its output at
+    its share (one of `concurrent_sequences`) of the decode rate."""
     per_sequence = capacity.output_tokens_per_second / capacity.concurrent_sequences
-    return max(1, math.ceil(input_tokens / capacity.prefill_tokens_per_second + output_tokens / per_sequence))
+    return input_tokens / capacity.prefill_tokens_per_second + output_tokens / per_sequence
+
+
+def requests_per_second(capacity: ReplicaCapacity, input_tokens: int, output_tokens: int) -> float:
+    """Requests one replica completes a second: its slots over a request's latency, but never more
+    than its compute allows. Prefill is not per slot: the replica's prefill rate is shared by every
+    prompt it takes in, as its decode rate is by every sequence it decodes, so a request costs the
+    replica input / prefill + output / decode seconds of its whole capacity:
+        min(slots / latency, 1 / (input / prefill tokens/s + output / decode tokens/s))."""
+    by_slots = capacity.concurrent_sequences / latency_seconds(capacity, input_tokens, output_tokens)
+    by_compute = 1.0 / (
+        input_tokens / capacity.prefill_tokens_per_second + output_tokens / capacity.output_tokens_per_second
+    )
+    return min(by_slots, by_compute)
+
+
+def output_tokens_per_second_served(capacity: ReplicaCapacity, input_tokens: int, output_tokens: int) -> float:
+    """Output tokens a second one replica delivers on requests of this size (its prefill included)."""
+    return requests_per_second(capacity, input_tokens, output_tokens) * output_tokens
+
+
+def service_seconds(capacity: ReplicaCapacity, input_tokens: int, output_tokens: int) -> int:
+    """Seconds a request holds one of the replica's slots, rounded up: the slots over the replica's
+    requests per second, so that slots / service seconds is the replica's rate (at least a
+    request's latency; longer when the prefill shared by the replica is what bounds it)."""
+    rate = requests_per_second(capacity, input_tokens, output_tokens)
+    return max(1, math.ceil(capacity.concurrent_sequences / rate - 1e-9))
 
 
 def replicas_for(
     capacity: ReplicaCapacity, requests_per_hour: float, input_tokens: int, output_tokens: int, utilization: float
 ) -> int:
-    """Replicas that serve `requests_per_hour` with each replica's slots busy `utilization` of the time."""
-    per_replica = capacity.concurrent_sequences / service_seconds(capacity, input_tokens, output_tokens) * 3600
+    """Replicas that serve `requests_per_hour` with each replica busy `utilization` of the time."""
+    per_replica = requests_per_second(capacity, input_tokens, output_tokens) * 3600
     return max(1, math.ceil(requests_per_hour / (per_replica * utilization)))
 
 
