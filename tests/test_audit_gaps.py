@@ -188,7 +188,7 @@ def test_nothing_wakes_a_gcp_group_from_zero_so_min_0_is_refused(signal):
     text = (
         (STACKS / "research.yaml")
         .read_text()
-        .replace("capacity: {min: 1, max: 6}", "capacity: {min: 0, max: 6, desired: 1}")
+        .replace("capacity: {min: 2, max: 6}", "capacity: {min: 0, max: 6, desired: 1}")
         .replace("signal: queue_depth, target: 4", f"signal: {signal}, target: {target}")
     )
     with pytest.raises(SpecError, match="nothing else in the stack publishes the group's metric") as info:

@@ -132,7 +132,7 @@ def test_regional_group_heals_after_the_model_loads_and_updates_proactively(rese
 
 def test_autoscaler_scales_on_a_per_group_queue_signal(research):
     policy = research.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
-    assert (policy["minReplicas"], policy["maxReplicas"]) == (1, 6)
+    assert (policy["minReplicas"], policy["maxReplicas"]) == (2, 6)
     metric, busy = policy["metrics"]
     assert busy == {
         "name": "custom.googleapis.com/inferstack/busy_instances",

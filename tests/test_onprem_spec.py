@@ -37,7 +37,7 @@ def test_a_readwriteonce_claim_is_accepted_for_one_pool_of_one_node(tmp_path):
     start, end = one_node.index("      a100:\n"), one_node.index("    weights:\n")
     one_node = one_node[:start] + one_node[end:]
     one_node = one_node.replace("nodes: [muc-gpu-h100-01, muc-gpu-h100-02]", "nodes: [muc-gpu-h100-01]")
-    one_node = one_node.replace("replicas: {min: 2, max: 16}", "replicas: {min: 2, max: 8}")
+    one_node = one_node.replace("replicas: {min: 3, max: 16}", "replicas: {min: 3, max: 8}")
     result = _validate(tmp_path, one_node)
     assert result.exit_code == 0, result.output
 

@@ -181,7 +181,7 @@ def test_plan_gcp_fleet_research_chat():
     assert plan.boot_image == "projects/cos-cloud/global/images/family/cos-stable"
     assert plan.spot is True
     assert plan.termination_action == "DELETE"
-    assert (plan.min_size, plan.max_size, plan.initial_size) == (1, 6, 1)
+    assert (plan.min_size, plan.max_size, plan.initial_size) == (2, 6, 2)
     assert plan.scale_in_cooldown == 600
     assert plan.port == 8000
     assert plan.health_path == "/health"

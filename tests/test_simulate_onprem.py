@@ -180,7 +180,7 @@ def test_the_onprem_plan_is_read_back():
     pools = onprem_scaling_configs(resources)["muc"]
     assert sorted(pools) == ["a100", "h100"]
     h100 = pools["h100"]
-    assert (h100.min_size, h100.max_size, h100.group) == (2, 16, "muc-h100")
+    assert (h100.min_size, h100.max_size, h100.group) == (3, 16, "muc-h100")
     assert h100.pods is not None
     assert h100.pods.via == "keda" and h100.pods.polling == 15 and h100.pods.cooldown == 300
     assert h100.pods.metrics == (PodMetric("in_flight", 24.0),)

@@ -88,8 +88,22 @@ def on_prem_objects(change: Callable[[dict], None] = lambda objects: None) -> Ca
             metadata=_meta("engine"),
             spec={"scaleTargetRef": {"name": "engine"}, "minReplicaCount": 1, "maxReplicaCount": 2},
         )
+        k8s.apiextensions.CustomResource(
+            "slos",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=_meta("engine-slos"),
+            spec={"groups": [{"name": "slos", "rules": [LATENCY_ALERT]}]},
+        )
 
     return program
+
+
+# What the latency advisory looks for next to a serving Deployment (planning.onprem.observability).
+LATENCY_ALERT = {
+    "alert": "InferstackLatencyP95",
+    "expr": 'histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{namespace="llm"}[1h]))) > 30',
+}
 
 
 def _plan(program: Callable[[], None]) -> dict:

@@ -166,6 +166,7 @@ def plan_workload(
         deployments.append(Manifest(body, await_seconds=deployment_rollout_seconds(body, pool.max_replicas)))
     after = [w.disruption_budget(pool) for pool in w.pools]
     after.append(w.service_monitor())
+    after += [w.prometheus_rule(), w.grafana_dashboard()]
     after += [w.autoscaler(pool) for pool in w.pools]
     after += w.entry()
     return (*(Manifest(b) for b in before), *deployments, *(Manifest(b) for b in after))
@@ -742,6 +743,32 @@ class _Workload:
                     }
                 ],
             },
+        }
+
+    def prometheus_rule(self) -> dict[str, Any]:
+        """Recording rules and SLO alerts (planning.onprem.observability), selected by the site's
+        Prometheus by the ServiceMonitor labels (kube-prometheus-stack's ruleSelector)."""
+        from inferstack.planning.onprem.observability import prometheus_rule_groups
+
+        return {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": self.meta(k8s_name(self.name, "slos"), self.target.monitoring.service_monitor_labels),
+            "spec": {"groups": prometheus_rule_groups(self.spec, self.name, self.namespace_name)},
+        }
+
+    def grafana_dashboard(self) -> dict[str, Any]:
+        """The target's board, as a ConfigMap the Grafana sidecar loads (its `grafana_dashboard` label)."""
+        from inferstack.planning.onprem.observability import GRAFANA_DASHBOARD_LABEL, dashboard_json
+
+        name = k8s_name(self.name, "dashboard")
+        key, value = GRAFANA_DASHBOARD_LABEL
+        uid = k8s_name(self.namespace_name, self.name, limit=40)
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": self.meta(name, {key: value}),
+            "data": {f"{name}.json": dashboard_json(self.spec, self.name, self.namespace_name, uid)},
         }
 
     def scale_down_behavior(self) -> dict[str, Any]:
