@@ -409,24 +409,6 @@ def cloudwatch_expression(signal: str, period: int, prefix: str = "") -> str | N
     return None
 
 
-def published_cloudwatch_metrics(engine_name: str) -> set[tuple[str, str]]:
-    """(namespace-kind, metric name) a node of this engine publishes: what a dashboard may name."""
-    series = catalog.engines()[engine_name].series
-    engine = catalog.engines()[engine_name]
-    out = {("gpu", m) for m in CLOUDWATCH_GPU.values()}
-    for key, hist in (("latency", series.latency), ("ttft", series.ttft)):
-        if hist is not None:
-            out.add(("histogram", CLOUDWATCH_HISTOGRAMS[key]))
-    for key in ("requests", "errors", "output_tokens"):
-        if getattr(series, key) is not None:
-            out.add(("engine", CLOUDWATCH_ENGINE[key]))
-    if engine.running_metric:
-        out.add(("engine", CLOUDWATCH_ENGINE["running"]))
-    if engine.queue_metric:
-        out.add(("engine", CLOUDWATCH_ENGINE["waiting"]))
-    return out
-
-
 @dataclass(frozen=True)
 class TargetObservability:
     """What `inferstack plan` lists for a target: its objectives and the alerts that watch them."""

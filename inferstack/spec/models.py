@@ -1520,7 +1520,8 @@ class AlertRouting(StrictModel):
     @field_validator("alertmanager_labels")
     @classmethod
     def _reserved(cls, v: dict[str, str]) -> dict[str, str]:
-        for reserved in ("severity", "slo", "alertname"):
+        # inferstack sets these on every alert (planning.onprem.observability); one here would be overwritten.
+        for reserved in ("severity", "slo", "alertname", "namespace", "inferstack_target"):
             if reserved in v:
                 raise ValueError(f"'{reserved}' is set by inferstack on every alert; route by another label")
         return v
