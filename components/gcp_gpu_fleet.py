@@ -16,6 +16,7 @@ import pulumi_gcp as gcp
 from inferstack.components.gcp_endpoint import GcpPrivateEndpoint, endpoint_outputs
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
+from inferstack.components.gcp_observability import slo_alert_policies
 from inferstack.planning.gcp import KMS_ROTATION_SECONDS, GcpGpuFleetPlan
 from inferstack.planning.naming import gcp_name
 
@@ -86,6 +87,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
             prefix=plan.prefix,
             weights=plan.weights,
             repository=plan.artifact_repository,
+            collector_repository=plan.collector_repository,
             opts=child,
         )
         key = GcpBootDiskKey(
@@ -162,6 +164,7 @@ class GcpGpuFleet(pulumi.ComponentResource):
                 opts=child,
             )
 
+        slo_alert_policies(name, plan, child)
         self.group_name = group.name
         self.network = network  # the overflow link attaches to it
         self.instance_template = template.self_link_unique

@@ -51,6 +51,7 @@ class GcpNodeIdentity(pulumi.ComponentResource):
         prefix: str,
         weights: Weights,
         repository: ArtifactRepository | None,
+        collector_repository: ArtifactRepository | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("inferstack:iam:GcpNodeIdentity", name, None, opts)
@@ -88,15 +89,17 @@ class GcpNodeIdentity(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        if repository is not None:
-            gcp.artifactregistry.RepositoryIamMember(
-                f"{name}-images",
-                project=repository.project,
-                location=repository.location,
-                repository=repository.repository,
-                role="roles/artifactregistry.reader",
-                member=member,
-                opts=child,
-            )
+        # The engine's repository, and a mirror of the collector when the spec names one.
+        for suffix, repo in (("images", repository), ("collector-images", collector_repository)):
+            if repo is not None and (suffix == "images" or repo != repository):
+                gcp.artifactregistry.RepositoryIamMember(
+                    f"{name}-{suffix}",
+                    project=repo.project,
+                    location=repo.location,
+                    repository=repo.repository,
+                    role="roles/artifactregistry.reader",
+                    member=member,
+                    opts=child,
+                )
         self.email = account.email
         self.register_outputs({"email": self.email})

@@ -29,6 +29,7 @@ from inferstack.components.gcp_endpoint import GcpPrivateEndpoint, endpoint_outp
 from inferstack.components.gcp_gpu_fleet import CLOUD_PLATFORM_SCOPE, GcpBootDiskKey, node_metadata
 from inferstack.components.gcp_identity import GcpNodeIdentity
 from inferstack.components.gcp_network import GcpPrivateNetwork
+from inferstack.components.gcp_observability import slo_alert_policies
 from inferstack.components.gcp_queued_resource import TpuQueuedResource
 from inferstack.planning.gcp import QUEUED_RESOURCE_TYPE, GcpTpuPlan, queued_resource_body
 
@@ -46,6 +47,7 @@ class GcpTpuSlice(pulumi.ComponentResource):
             prefix=plan.prefix,
             weights=plan.weights,
             repository=plan.artifact_repository,
+            collector_repository=plan.collector_repository,
             opts=child,
         )
         network = GcpPrivateNetwork(f"{name}-net", plan.network, identity.email, opts=child)
@@ -114,6 +116,7 @@ class GcpTpuSlice(pulumi.ComponentResource):
                 tpu_endpoints=[(vm.network_endpoints.apply(lambda eps: eps[0].ip_address), plan.zone) for vm in vms],
                 opts=child,
             )
+        slo_alert_policies(name, plan, child)
         self.service_account = identity.email
         self.network = network  # the overflow link attaches to it
         self.register_outputs({"nodes": self.nodes, "service_account": self.service_account})

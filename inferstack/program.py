@@ -48,13 +48,20 @@ def _export(name: str, outputs: dict[str, pulumi.Input]) -> None:
 
 def build(spec: DeploymentSpec, stack: str) -> None:
     """Register every resource of one stack. Targets go in name order, so a spec's order never matters."""
+    from inferstack.components.aws_observability import deploy_dashboard
+    from inferstack.components.gcp_observability import deploy_dashboards
+    from inferstack.planning.gcp import GcpTargetPlan
+
     ctx = BuildContext()
+    gcp_plans = []
     for name in sorted(spec.targets):
         kind = kind_of(spec.targets[name])
-        _export(name, dict(kind.deploy(name, kind.plan(spec, stack, name), ctx)))
-    from inferstack.components.aws_observability import deploy_dashboard
-
+        plan = kind.plan(spec, stack, name)
+        _export(name, dict(kind.deploy(name, plan, ctx)))
+        if isinstance(plan, GcpTargetPlan):
+            gcp_plans.append((name, kind.kind, plan))
     _export("observability", deploy_dashboard(spec, stack, ctx))
+    _export("observability", deploy_dashboards(gcp_plans, spec.metadata.name, stack, spec.serving.engine, ctx))
     if spec.overflow is not None:
         # The link joins targets that exist by now: it attaches to the burst targets' networks.
         from inferstack.components.overflow import deploy_overflow

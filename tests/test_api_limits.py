@@ -438,6 +438,29 @@ LIMITS: dict[str, tuple[Rule, ...]] = {
     ),
     "gcp:storage/bucketIAMMember:BucketIAMMember": (),
     "gcp:tpu/v2Vm:V2Vm": _rules(AUTO_GCP_NAME, Rule("description", TPU_DESCRIPTION), LABELS),
+    # Cloud Monitoring v3 AlertPolicy: displayName at most 512 characters (condition displayName
+    # too); Documentation.subject at most 255, content at most 8,192 characters (and 10,240
+    # bytes); userLabels like resource labels; a PromQL condition's labels are Prometheus label
+    # names (the condition carries a Prometheus alerting rule), its alertRule a Prometheus metric
+    # name ("must be a valid UTF-8 string, a Prometheus metric name").
+    "gcp:monitoring/alertPolicy:AlertPolicy": _rules(
+        Rule("displayName", text(1, 512)),
+        Rule("conditions[].displayName", text(1, 512)),
+        Rule("documentation.subject", text(0, 255)),
+        Rule("documentation.content", text(0, 8192)),
+        Rule("userLabels", GCP_LABELS),
+        Rule(
+            "conditions[].conditionPrometheusQueryLanguage.labels",
+            mapping(regex(r"[a-zA-Z_][a-zA-Z0-9_]*", "a Prometheus label name", 1024), text(0, 1024)),
+        ),
+        Rule(
+            "conditions[].conditionPrometheusQueryLanguage.alertRule",
+            regex(r"[a-zA-Z_:][a-zA-Z0-9_:]*", "a Prometheus metric name", 1024),
+        ),
+        Rule("conditions[].conditionPrometheusQueryLanguage.ruleGroup", text(1, 1024)),
+    ),
+    # Dashboard names are the server's; displayName lives in the JSON (checked in test_gcp_observability).
+    "gcp:monitoring/dashboard:Dashboard": (),
     # The queued TPU slice (a dynamic resource): the request body the TPU API receives.
     "pulumi-python:dynamic:Resource": _rules(
         Rule("queuedResourceId", GCP_NAME),

@@ -175,7 +175,11 @@ def test_gcp_groups_can_scale_on_the_endpoints_load_balancer_utilisation():
     policy = res.one("gcp:compute/regionAutoscaler:RegionAutoscaler")["inputs"]["autoscalingPolicy"]
     assert policy["loadBalancingUtilization"] == {"target": 0.7} and "metrics" not in policy
     script = res.one("gcp:compute/instanceTemplate:InstanceTemplate")["inputs"]["metadata"]["startup-script"]
-    assert "inferstack-metrics" not in script
+    # The node agent still ships GPU metrics, and publishes no autoscaling signal.
+    agent = script[script.index("<<'AGENT'") : script.index("\nAGENT\n")]
+    assert (
+        "publish_gpu" in agent and "signal()" not in agent and "custom.googleapis.com/inferstack/pending" not in agent
+    )
 
 
 @pytest.mark.parametrize(

@@ -478,7 +478,8 @@ def test_render_mode_declares_a_flux_release_instead():
         "sourceRef": {"kind": "HelmRepository", "name": repo["metadata"]["name"]},
     }
     assert release["spec"]["install"] == release["spec"]["upgrade"] == {"crds": "CreateReplace"}
-    assert release["spec"]["values"] == nodes_mod.operator_values(mixed_site().targets["site"])
+    spec = mixed_site()
+    assert release["spec"]["values"] == nodes_mod.operator_values(spec.targets["site"], plan_pools(spec, "site"))
     assert next(m.kind for m in config.manifests) == "Namespace"
 
 
@@ -748,3 +749,17 @@ def test_every_image_the_values_name_comes_from_the_mirror():
     ours = nodes_mod.operator_values(mixed_site().targets["site"])
     repos = [v for k, v in _walk(ours) if k == "repository"]
     assert len(repos) >= 9 and all(v.startswith("registry.site.example/mirror/") for v in repos), repos
+
+
+def test_the_dcgm_exporter_maps_time_sliced_gpus_to_their_pods_only_when_a_pool_shares_them():
+    """Time-sliced GPUs are nvidia.com/gpu.shared: the exporter needs the name, and its virtual-GPU
+    mode, to label their series with the pods (dcgm-exporter --nvidia-resource-names,
+    --kubernetes-virtual-gpus); whole and MIG GPUs need neither."""
+    spec = mixed_site()
+    shared = nodes_mod.operator_values(spec.targets["site"], plan_pools(spec, "site"))
+    assert shared["dcgmExporter"]["env"] == [
+        {"name": "NVIDIA_RESOURCE_NAMES", "value": "nvidia.com/gpu.shared"},
+        {"name": "KUBERNETES_VIRTUAL_GPUS", "value": "true"},
+    ]
+    whole = with_pools({"h100": pool("H100-80GB", nodes=["h-1"])})
+    assert "env" not in nodes_mod.operator_values(whole.targets["site"], plan_pools(whole, "site"))["dcgmExporter"]

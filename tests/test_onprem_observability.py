@@ -6,36 +6,26 @@ INFERSTACK_REQUIRE_PROMTOOL so a missing promtool fails there instead of skippin
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
 import yaml
+from promtool import needs_promtool, promtool
 
 from conftest import STACKS
 from inferstack.planning import observability as obs
-from inferstack.planning.onprem.observability import grafana_dashboard, prometheus_rule_groups
+from inferstack.planning.onprem.observability import grafana_dashboard, prometheus_rule_groups, scope
 from inferstack.spec.loader import load_spec
-
-PROMTOOL = shutil.which("promtool")
-if PROMTOOL is None and os.environ.get("INFERSTACK_REQUIRE_PROMTOOL"):
-    raise RuntimeError("promtool is required (INFERSTACK_REQUIRE_PROMTOOL is set): install the prometheus package")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package prometheus)")
 
 SPEC = load_spec(STACKS / "onprem.yaml").spec
 NS = "onprem-muc"
 GROUPS = prometheus_rule_groups(SPEC, "muc", NS)
 
 
-def _promtool(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PROMTOOL, *args], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-
-
 @needs_promtool
 def test_the_rules_pass_promtool_check(tmp_path):
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": GROUPS}))
-    run = _promtool(tmp_path, "check", "rules", "rules.yaml")
+    run = promtool(tmp_path, "check", "rules", "rules.yaml")
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -81,7 +71,7 @@ def _test(tmp_path, series: list[dict], alert: dict, fires: bool) -> subprocess.
         ],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
-    return _promtool(tmp_path, "test", "rules", "tests.yaml")
+    return promtool(tmp_path, "test", "rules", "tests.yaml")
 
 
 @needs_promtool
@@ -113,7 +103,56 @@ def test_the_dashboard_has_the_shared_panels_and_only_scraped_series():
     board = grafana_dashboard(SPEC, "muc", NS, "uid")
     titles = [p["title"] for p in board["panels"] if p["type"] == "timeseries"]
     assert titles == [p.title for p in obs.PANELS]
-    scraped = ("vllm:", "http_requests_total", "DCGM_FI_DEV_", "kube_deployment_status_replicas_available")
+    scraped = (
+        "vllm:",
+        "http_requests_total",
+        "DCGM_FI_DEV_",
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "kube_deployment_status_",
+    )
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     assert exprs and all(any(s in e for s in scraped) for e in exprs)
     json.dumps(board)  # a ConfigMap value
+
+
+def test_gpu_panels_take_each_device_once_and_mig_reads_engine_activity():
+    """A time-sliced GPU has one series per pod sharing it; MIG instances have no GPU_UTIL."""
+    series = obs.engine_series(SPEC)
+    whole = obs.promql("gpu_memory_used", series, scope(NS))
+    assert whole.startswith("sum(max by (Hostname, UUID, GPU_I_ID) (DCGM_FI_DEV_FB_USED{")
+    assert obs.promql("gpu_utilization", series, scope(NS)).startswith(
+        "avg(max by (Hostname, UUID, GPU_I_ID) (DCGM_FI_DEV_GPU_UTIL{"
+    )
+    mig = obs.promql("gpu_utilization", series, scope(NS, mig=True))
+    assert "DCGM_FI_PROF_GR_ENGINE_ACTIVE" in mig and mig.endswith(" * 100")
+
+
+@needs_promtool
+def test_a_time_sliced_gpu_shared_by_two_pods_counts_its_memory_once(tmp_path):
+    query = obs.promql("gpu_memory_used", obs.engine_series(SPEC), scope(NS))
+    rules = {"groups": [{"name": "g", "rules": [{"record": "gpu_memory_bytes", "expr": query}]}]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    sel = f'exported_namespace="{NS}",Hostname="n1",UUID="GPU-1"'
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'DCGM_FI_DEV_FB_USED{{{sel},exported_pod="a",vgpu="0"}}', "values": "1000x5"},
+                    {"series": f'DCGM_FI_DEV_FB_USED{{{sel},exported_pod="b",vgpu="1"}}', "values": "1000x5"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "gpu_memory_bytes",
+                        "eval_time": "2m",
+                        "exp_samples": [{"labels": "gpu_memory_bytes", "value": 1000 * 1048576}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    run = promtool(tmp_path, "test", "rules", "tests.yaml")
+    assert run.returncode == 0, run.stdout + run.stderr

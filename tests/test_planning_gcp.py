@@ -188,11 +188,16 @@ def test_plan_gcp_fleet_research_chat():
     assert plan.public_ip is False
 
 
-def test_plan_gcp_fleet_research_chat_labels_are_the_standard_tags():
+def test_plan_gcp_fleet_research_chat_labels_are_the_standard_tags_and_the_target():
     spec = research()
     plan = gcp.plan_gcp_fleet(spec, "research", "chat")
-    assert plan.labels == gcp.gcp_labels(standard_tags(spec, "research", "llama-3-8b"))
+    # The standard tags, and the target's label the policy pack joins its alert policies on.
     assert plan.labels == {
+        **gcp.gcp_labels(standard_tags(spec, "research", "llama-3-8b")),
+        "inferstack-target": "assistant-research-chat",
+    }
+    assert plan.labels == {
+        "inferstack-target": "assistant-research-chat",
         "stack": "research",
         "environment": "staging",
         "team": "research",
@@ -296,7 +301,10 @@ def test_plan_tpu_research_reasoning_single_host_v6e():
     assert plan.hosts == 1
     assert plan.slices == ("assistant-research-reasoning-0",)
     assert plan.provisioning == "on-demand"
-    assert plan.labels == gcp.gcp_labels(standard_tags(spec, "research", "llama-3-70b"))
+    assert plan.labels == {
+        **gcp.gcp_labels(standard_tags(spec, "research", "llama-3-70b")),
+        "inferstack-target": "assistant-research-reasoning",
+    }
     assert plan.weights.uri == "gs://acme-models-europe-west4/meta-llama/Llama-3.3-70B-Instruct/"
     assert plan.network.subnet_cidr == "10.81.0.0/20"
     assert plan.network.name == "assistant-research-reasoning"

@@ -76,8 +76,10 @@ def test_gcp_startup_installs_the_driver_and_publishes_a_per_group_signal():
 def test_tpu_startup_single_host_serves_on_the_bridge_multi_host_forms_a_ray_cluster():
     _, single = rendered("research", "reasoning")
     _, multi = rendered("batch", "batch")
-    assert "TENSOR_PARALLEL=8" in single and "--network host" not in single
-    assert "TENSOR_PARALLEL=16" in multi and "ray start --head" in multi and "--network host" in multi
+    engine = single[single.index("--name engine") :].split("\n\n")[0]
+    assert "TENSOR_PARALLEL=8" in single and "--network host" not in engine and "--publish 8000:8000" in engine
+    engine = multi[multi.index("--name engine") :].split("\n\n")[0]
+    assert "TENSOR_PARALLEL=16" in multi and "ray start --head" in multi and "--network host" in engine
 
 
 def test_gcp_engines_cannot_reach_the_metadata_server_even_after_a_restart():

@@ -457,6 +457,11 @@ def gcp_cloud_cli_image() -> str:
     return _gcp_node()["cloud_cli"]["image"]
 
 
+def gcp_collector_image() -> str:
+    """The pinned OpenTelemetry Collector image the GCP nodes ship their engine's series with."""
+    return _gcp_node()["collector"]["image"]
+
+
 def gcp_node_timings_of(machine_type: str) -> GcpNodeTimings:
     data = _gcp_node()
     facts = data["families"].get(machine_type.split("-", 1)[0], data["default"])

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 
 from inferstack import catalog
+from inferstack.planning import gcp_observability as gcp_obs
+from inferstack.planning import observability as obs
 from inferstack.planning import sizing
 from inferstack.planning.endpoint import GcpEndpointPlan, plan_gcp_endpoint
 from inferstack.planning.naming import gcp_labels, gcp_name, resource_prefix, standard_tags
@@ -156,6 +158,49 @@ class GcpTargetPlan:
     network: GcpNetworkPlan
     startup_script: str
     endpoint: GcpEndpointPlan | None
+    # Observability (planning/gcp_observability.py): the label the target's series carry, how the
+    # dashboard and the alerts select them, the alert policies and the channels they notify.
+    metrics_label: str
+    metrics_scope: obs.PrometheusScope
+    alert_policies: tuple[gcp_obs.AlertPolicyPlan, ...]
+    notification_channels: tuple[str, ...]
+    # The collector image's repository when the spec names one in Artifact Registry (a mirror):
+    # the nodes get read access to it. None for the default, public image.
+    collector_repository: ArtifactRepository | None
+
+
+def collector_image(target: GcpGpuFleetTarget | GcpTpuTarget) -> str:
+    return target.collector_image or catalog.gcp_collector_image()
+
+
+def collector_registry(target: GcpGpuFleetTarget | GcpTpuTarget) -> str | None:
+    """The registry host the node logs in to for the collector: only a mirror's (the default image
+    is public)."""
+    return _registry_host(target.collector_image) if target.collector_image else None
+
+
+def observability_fields(spec: DeploymentSpec, name: str, prefix: str, sc: obs.PrometheusScope) -> dict[str, object]:
+    target = spec.targets[name]
+    assert isinstance(target, (GcpGpuFleetTarget, GcpTpuTarget))
+    return {
+        "metrics_label": prefix,
+        "metrics_scope": sc,
+        "alert_policies": tuple(gcp_obs.alert_policies(spec, name, prefix, sc)),
+        "notification_channels": tuple(
+            gcp_obs.channels_for(target.project, spec.observability.alerts.gcp_notification_channels)
+        ),
+        "collector_repository": parse_artifact_registry(target.collector_image) if target.collector_image else None,
+    }
+
+
+def collector_template_vars(spec: DeploymentSpec, target: GcpGpuFleetTarget | GcpTpuTarget, prefix: str) -> dict:
+    return {
+        "collector_config": gcp_obs.collector_yaml(spec.serving.engine, spec.serving.port, prefix),
+        "collector_image": collector_image(target),
+        "scrape_seconds": gcp_obs.SCRAPE_SECONDS,
+        "target_label": gcp_obs.TARGET_LABEL,
+        "metrics_label": prefix,
+    }
 
 
 @dataclass(frozen=True)
@@ -239,7 +284,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         model_name=model_name,
         weights_uri=weights.uri,
         image=image,
-        registry=_registry_host(image),
+        registries=sorted({r for r in (_registry_host(image), collector_registry(target)) if r}),
         port=spec.serving.port,
         engine=engine,
         engine_args=engine_args(spec, model_name, model),
@@ -247,6 +292,9 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         group=group,
         signal=signal,
         cloud_cli_image=target.cloud_cli_image or catalog.gcp_cloud_cli_image(),
+        gpu_utilization_metric=gcp_obs.GPU_UTILIZATION_METRIC,
+        gpu_memory_metric=gcp_obs.GPU_MEMORY_METRIC,
+        **collector_template_vars(spec, target, prefix),
     )
     return GcpGpuFleetPlan(
         target=name,
@@ -256,7 +304,9 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         distribution_shape=distribution_shape(target.spot.enabled),
         prefix=prefix,
         group_name=group,
-        labels=gcp_labels(standard_tags(spec, stack, model_name, target.workload)),
+        labels=gcp_labels(
+            {**standard_tags(spec, stack, model_name, target.workload), gcp_obs.TARGET_RESOURCE_LABEL: prefix}
+        ),
         machine_type=target.machine,
         guest_accelerator=guest,
         gpu_count=gpus,
@@ -284,6 +334,7 @@ def plan_gcp_fleet(spec: DeploymentSpec, stack: str, name: str) -> GcpGpuFleetPl
         network=plan_network(target.network, target.project, target.region, prefix, spec.serving.port),
         startup_script=script,
         endpoint=plan_gcp_endpoint(spec, stack, name),
+        **observability_fields(spec, name, prefix, gcp_obs.scope("gcp-gpu-fleet", prefix)),  # type: ignore[arg-type]
     )
 
 
@@ -411,20 +462,26 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         engine_runtime=engine_runtime_flags(spec.serving.engine),
         health_path=catalog.engines()["vllm"].health_path,
         data_disk=data_disk is not None,
+        metrics_path=catalog.engines()["vllm"].metrics_path,
+        collector_registry=collector_registry(target),
+        **collector_template_vars(spec, target, prefix),
     )
+    slices = tuple(gcp_name(prefix, f"{i}") for i in range(target.slices))
     return GcpTpuPlan(
         target=name,
         project=target.project,
         zone=target.zone,
         region=target.region,
         prefix=prefix,
-        labels=gcp_labels(standard_tags(spec, stack, model_name, target.workload)),
+        labels=gcp_labels(
+            {**standard_tags(spec, stack, model_name, target.workload), gcp_obs.TARGET_RESOURCE_LABEL: prefix}
+        ),
         generation=target.generation,
         topology=target.shape,
         accelerator_type=gen.accelerator_type(target.shape),
         runtime_version=target.runtime_version or gen.runtime_versions[0],
         hosts=hosts,
-        slices=tuple(gcp_name(prefix, f"{i}") for i in range(target.slices)),
+        slices=slices,
         provisioning=target.provisioning,
         port=spec.serving.port,
         weights=weights,
@@ -436,4 +493,7 @@ def plan_tpu(spec: DeploymentSpec, stack: str, name: str) -> GcpTpuPlan:
         endpoint=plan_gcp_endpoint(spec, stack, name),
         data_disk_gib=data_disk,
         data_disk_type=TPU_DATA_DISK_TYPES[target.generation],
+        **observability_fields(  # type: ignore[arg-type]
+            spec, name, prefix, gcp_obs.scope("gcp-tpu", prefix, zone=target.zone, slices=slices)
+        ),
     )

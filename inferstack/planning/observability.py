@@ -4,8 +4,8 @@ A team that moves a model between clouds should read the same board and be paged
 rules. So the signals (latency percentiles, time to first token, throughput, errors, queue, GPU,
 capacity), the panel layout and the SLO alerts are described once here, in canonical names, and
 each platform binds them to what it publishes:
-- Prometheus (on-prem, and GCP, whose Ops Agent sends the engine's series to Managed Service for
-  Prometheus and answers PromQL): `promql`;
+- Prometheus (on-prem, and GCP, where an OpenTelemetry Collector on each node sends the engine's
+  series to Managed Service for Prometheus and Cloud Monitoring answers PromQL): `promql`;
 - CloudWatch (AWS): `cloudwatch_metric`, the metric each signal reads there.
 
 Alerts follow the Google SRE workbook ("Alerting on SLOs"):
@@ -24,6 +24,7 @@ there keep the windows up to a day (`CLOUDWATCH_MAX_WINDOW`) and the plan says w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,6 +109,9 @@ BURN_WINDOWS: tuple[BurnWindow, ...] = (
 CLOUDWATCH_MAX_WINDOW = 86400
 # Percentile and ratio thresholds: the last hour, and its last 5 minutes (it is still happening).
 THRESHOLD_LONG, THRESHOLD_SHORT = 3600, 300
+# How long an alert's condition holds before it fires (Prometheus' `for`; SRE workbook: 2 minutes
+# for pages, tickets can wait longer).
+FOR_SECONDS = {"page": 120, "ticket": 900}
 
 
 def burn_rate(window: BurnWindow, window_days: int) -> float:
@@ -129,6 +133,11 @@ class Alert:
     quantile: float | None = None
     signal: str = ""  # the canonical signal a quantile alert reads
     summary: str = ""
+
+
+def alert_name(key: str) -> str:
+    """A Prometheus alert name (the on-prem rule's `alert`, Cloud Monitoring's `alertRule`)."""
+    return "Inferstack" + "".join(p.capitalize() for p in re.split(r"[-_]", key))
 
 
 def duration(seconds: int) -> str:
@@ -258,6 +267,9 @@ class PrometheusScope:
     gpu_memory_used: str  # series name
     gpu_memory_scale: float  # to bytes
     capacity: str  # a PromQL expression
+    gpu_match: tuple[tuple[str, str], ...] = ()  # GPU label matchers that are regular expressions
+    gpu_utilization_scale: float = 1  # to percent
+    gpu_per_device: tuple[str, ...] = ()  # labels naming one device, where a device has several series
 
 
 def promql(signal: str, series: EngineSeries, scope: PrometheusScope, window: str = RATE_WINDOW) -> str | None:
@@ -275,11 +287,18 @@ def promql(signal: str, series: EngineSeries, scope: PrometheusScope, window: st
         return error_ratio_query(series, scope.engine, window)
     if signal in ("running", "waiting"):
         return None  # the engine's gauges: `gauge_query`, which needs the engine's names
-    if signal == "gpu_utilization":
-        return f"avg({selector(Series(scope.gpu_utilization), scope.gpu)})"
-    if signal == "gpu_memory_used":
-        scale = "" if scope.gpu_memory_scale == 1 else f" * {scope.gpu_memory_scale:.0f}"
-        return f"sum({selector(Series(scope.gpu_memory_used), scope.gpu)}){scale}"
+    if signal in ("gpu_utilization", "gpu_memory_used"):
+        utilization = signal == "gpu_utilization"
+        name, factor = (
+            (scope.gpu_utilization, scope.gpu_utilization_scale)
+            if utilization
+            else (scope.gpu_memory_used, scope.gpu_memory_scale)
+        )
+        q = selector(Series(name, scope.gpu_match), scope.gpu)
+        if scope.gpu_per_device:
+            q = f"max by ({', '.join(scope.gpu_per_device)}) ({q})"
+        scale = "" if factor == 1 else f" * {factor:.0f}"
+        return f"{'avg' if utilization else 'sum'}({q}){scale}"
     if signal == "capacity":
         return scope.capacity
     raise KeyError(signal)
@@ -432,7 +451,12 @@ def plan_target(spec: DeploymentSpec, name: str, platform: str) -> TargetObserva
 
 
 # Where each target kind's alerts live. A kind missing here has no SLO alerts yet, and the plan says so.
-PLATFORMS = {"aws-gpu-fleet": "cloudwatch", "onprem-k8s": "prometheus"}
+PLATFORMS = {
+    "aws-gpu-fleet": "cloudwatch",
+    "gcp-gpu-fleet": "cloud-monitoring",
+    "gcp-tpu": "cloud-monitoring",
+    "onprem-k8s": "prometheus",
+}
 
 
 def describe(spec: DeploymentSpec, stack: str) -> list[dict[str, object]]:
@@ -460,6 +484,11 @@ def describe(spec: DeploymentSpec, stack: str) -> list[dict[str, object]]:
         names: dict[str, str] = {}
         if kind == "aws-gpu-fleet":
             names = {a.alert.key: a.name for a in plan_aws_fleet(spec, stack, name).slo_alarms}
+        elif platform == "cloud-monitoring":
+            from inferstack.kinds import kind_of
+
+            gcp_plan = kind_of(spec.targets[name]).plan(spec, stack, name)
+            names = {p.alert.key: p.display_name for p in gcp_plan.alert_policies}
         alerts_out = [
             {
                 "key": a.key,

@@ -42,6 +42,7 @@ def check_spec(spec: DeploymentSpec) -> list[Finding]:
     findings = list(_check_opt_outs(spec))
     findings += list(_check_kv_cache(spec))
     findings += list(_check_slos(spec))
+    findings += list(_check_notification_channels(spec))
     findings += list(_check_endpoint(spec))
     findings += list(_check_arn_regions(spec))
     findings += list(_check_onprem_workload(spec))
@@ -92,6 +93,35 @@ def _check_slos(spec: DeploymentSpec) -> Iterator[Finding]:
                 ("observability", "slos", field),
                 f"{engine.name} {reason}, so nothing could alert on this objective: set {field}: null, or serve "
                 "with an engine that publishes it (vllm, sglang)",
+            )
+
+
+def _check_notification_channels(spec: DeploymentSpec) -> Iterator[Finding]:
+    """A Cloud Monitoring alert policy notifies channels of its own project only, and each GCP
+    target's policies live in the target's project: a channel elsewhere would be refused, and a
+    target whose project has none of the listed channels would page no one the spec names."""
+    channels = spec.observability.alerts.gcp_notification_channels
+    if not channels:
+        return
+    projects = {
+        name: t.project for name, t in sorted(spec.targets.items()) if isinstance(t, (GcpGpuFleetTarget, GcpTpuTarget))
+    }
+    for i, channel in enumerate(channels):
+        project = channel.split("/")[1]
+        if project not in projects.values():
+            yield Finding(
+                ("observability", "alerts", "gcp_notification_channels", i),
+                f"{channel} is in project {project}, where no GCP target of this spec runs; an alert policy "
+                f"notifies channels of its own project only: use a channel of "
+                f"{' or '.join(sorted(set(projects.values()))) or 'a GCP target project'}",
+            )
+    listed = {c.split("/")[1] for c in channels}
+    for name, project in projects.items():
+        if project not in listed:
+            yield Finding(
+                ("observability", "alerts", "gcp_notification_channels"),
+                f"target {name} runs in project {project}, and none of the listed channels is there, so its "
+                f"alerts would notify no one: add a channel of {project} (projects/{project}/notificationChannels/ID)",
             )
 
 

@@ -602,6 +602,12 @@ class GcpGpuFleetTarget(GcpTargetBase):
         description="The Cloud CLI image that fetches the weights at boot (default: the versioned "
         "google-cloud-cli tag pinned in the catalog, data/gcp_node.yaml); e.g. a mirror in your Artifact Registry.",
     )
+    collector_image: ImageRef | None = Field(
+        default=None,
+        description="The OpenTelemetry Collector image that ships the engine's metrics to Managed Service for "
+        "Prometheus (default: the Google-Built OpenTelemetry Collector release pinned in the catalog, "
+        "data/gcp_node.yaml); e.g. a mirror in your Artifact Registry.",
+    )
 
     @model_validator(mode="after")
     def _accelerator_needs_n1(self) -> GcpGpuFleetTarget:
@@ -645,6 +651,12 @@ class GcpTpuTarget(GcpTargetBase):
     slices: int = Field(default=1, ge=1, le=64, description="Identical slices, each serving the model.")
     provisioning: Literal["on-demand", "spot", "reserved"] = "on-demand"
     image: ImageRef = Field(description="The TPU build of the engine (vLLM for TPU).")
+    collector_image: ImageRef | None = Field(
+        default=None,
+        description="The OpenTelemetry Collector image that ships the engine's metrics to Managed Service for "
+        "Prometheus (default: the Google-Built OpenTelemetry Collector release pinned in the catalog, "
+        "data/gcp_node.yaml); e.g. a mirror in your Artifact Registry.",
+    )
     args: list[str] = Field(default_factory=list, description="Extra engine arguments for this target.")
 
     @model_validator(mode="after")

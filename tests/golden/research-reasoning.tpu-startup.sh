@@ -57,7 +57,106 @@ docker run --detach --name engine --restart unless-stopped \
   europe-west4-docker.pkg.dev/acme-ml-staging/serving/vllm-tpu@sha256:5b1f0e7c3a9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f \
   vllm serve --model /models/llama-3-70b --served-model-name llama-3-70b --host 0.0.0.0 --port 8000 --max-model-len 8192 --tensor-parallel-size "$TENSOR_PARALLEL"
 
-# 5. Ready when worker 0's engine answers /health on port 8000.
+# 5. The engine's metrics, on worker 0 (the one that serves): the OpenTelemetry Collector scrapes
+#    /metrics every 30 s and writes the series the dashboard and the alerts read to
+#    Managed Service for Prometheus, labelled inferstack_target=assistant-research-reasoning. The TPU runtime's own
+#    metrics (duty cycle, HBM) reach Cloud Monitoring without an agent.
+if [ "$WORKER" = "0" ]; then
+  mkdir -p /var/lib/inferstack/otel
+  cat > /var/lib/inferstack/otel/config.yaml <<'OTEL'
+{
+  "exporters": {
+    "googlemanagedprometheus": {}
+  },
+  "extensions": {
+    "health_check": {
+      "endpoint": "127.0.0.1:13133"
+    }
+  },
+  "processors": {
+    "batch": {
+      "send_batch_max_size": 200,
+      "send_batch_size": 200,
+      "timeout": "5s"
+    },
+    "memory_limiter": {
+      "check_interval": "1s",
+      "limit_percentage": 65,
+      "spike_limit_percentage": 20
+    },
+    "resourcedetection": {
+      "detectors": [
+        "gcp"
+      ],
+      "timeout": "10s"
+    }
+  },
+  "receivers": {
+    "prometheus": {
+      "config": {
+        "scrape_configs": [
+          {
+            "job_name": "engine",
+            "metric_relabel_configs": [
+              {
+                "action": "keep",
+                "regex": "(http_requests_total|vllm:e2e_request_latency_seconds_bucket|vllm:e2e_request_latency_seconds_count|vllm:e2e_request_latency_seconds_sum|vllm:generation_tokens_total|vllm:num_requests_running|vllm:num_requests_waiting|vllm:time_to_first_token_seconds_bucket|vllm:time_to_first_token_seconds_count|vllm:time_to_first_token_seconds_sum)",
+                "source_labels": [
+                  "__name__"
+                ]
+              }
+            ],
+            "metrics_path": "/metrics",
+            "scrape_interval": "30s",
+            "scrape_timeout": "10s",
+            "static_configs": [
+              {
+                "labels": {
+                  "inferstack_target": "assistant-research-reasoning",
+                  "instance": "${env:INFERSTACK_INSTANCE}"
+                },
+                "targets": [
+                  "127.0.0.1:8000"
+                ]
+              }
+            ]
+          }
+        ]
+      }
+    }
+  },
+  "service": {
+    "extensions": [
+      "health_check"
+    ],
+    "pipelines": {
+      "metrics": {
+        "exporters": [
+          "googlemanagedprometheus"
+        ],
+        "processors": [
+          "memory_limiter",
+          "resourcedetection",
+          "batch"
+        ],
+        "receivers": [
+          "prometheus"
+        ]
+      }
+    }
+  }
+}
+OTEL
+  docker pull us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0
+  docker rm -f collector >/dev/null 2>&1 || true
+  docker run --detach --name collector --restart unless-stopped --network host \
+    --read-only --security-opt no-new-privileges --cap-drop ALL \
+    --env INFERSTACK_INSTANCE="$(meta instance/name)" \
+    --volume /var/lib/inferstack/otel/config.yaml:/etc/otelcol-google/config.yaml:ro \
+    us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0 --config=/etc/otelcol-google/config.yaml
+fi
+
+# 6. Ready when worker 0's engine answers /health on port 8000.
 if [ "$WORKER" = "0" ]; then
   until curl -sf --max-time 5 http://127.0.0.1:8000/health >/dev/null; do sleep 10; done
   echo "inferstack: engine healthy on port 8000"

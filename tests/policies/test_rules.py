@@ -724,3 +724,35 @@ def test_an_on_prem_serving_deployment_needs_a_latency_alert_in_its_namespace():
     rule = "observability-serving-target-require-latency-alarm"
     assert run_stack(rule, [deployment, here]) == []
     assert len(run_stack(rule, [deployment, elsewhere])) == 1
+
+
+def test_a_gcp_serving_target_needs_a_cloud_monitoring_latency_alert_on_its_label():
+    labels = {"workload": "serving", "inferstack-target": "assistant-research-chat"}
+    template = resource("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": labels}, "t")
+    queued = resource(
+        "pulumi-python:dynamic:Resource",
+        {
+            "resourceType": "tpu.googleapis.com/QueuedResource",
+            "body": {"tpu": {"nodeSpec": [{"node": {"labels": {**labels, "inferstack-target": "r"}}}]}},
+        },
+        "q",
+    )
+    batch = resource(
+        "gcp:tpu/v2Vm:V2Vm", {"labels": {"workload": "batch", "inferstack-target": "assistant-batch"}}, "b"
+    )
+
+    def policy(target: str, query: str):
+        condition = {"conditionPrometheusQueryLanguage": {"query": query, "labels": {"inferstack_target": target}}}
+        return resource("gcp:monitoring/alertPolicy:AlertPolicy", {"conditions": [condition]}, f"p-{target}")
+
+    latency = "histogram_quantile(0.95, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket[1h]))) > 30"
+    rule = "observability-serving-target-require-latency-alarm"
+    watched = [policy("assistant-research-chat", latency), policy("r", latency)]
+    assert run_stack(rule, [template, queued, batch, *watched]) == []
+    # An error-rate policy is no latency alert, and a policy on another target watches nothing here.
+    errors = policy("assistant-research-chat", 'sum(rate(http_requests_total{status=~"5.."}[1h])) > 0.05')
+    found = run_stack(rule, [template, queued, batch, errors, policy("other", latency)])
+    assert [m.split(" Fix:")[0] for m, _ in found] == [
+        "The serving target assistant-research-chat has no Cloud Monitoring latency alert.",
+        "The serving target r has no Cloud Monitoring latency alert.",
+    ]

@@ -215,6 +215,14 @@ def operator_values(target: OnPremK8sTarget, pools: tuple[PoolPlan, ...] = ()) -
         "enabled": True,
         "additionalLabels": dict(target.monitoring.service_monitor_labels),
     }
+    if any(pool.time_slices is not None for pool in pools):
+        # Time-sliced GPUs are advertised as nvidia.com/gpu.shared (renameByDefault): without these
+        # the exporter maps no pod to them, and their series carry no namespace to select by
+        # (dcgm-exporter flags --nvidia-resource-names, --kubernetes-virtual-gpus).
+        values["dcgmExporter"]["env"] = [
+            {"name": "NVIDIA_RESOURCE_NAMES", "value": f"{GPU_RESOURCE}.shared"},
+            {"name": "KUBERNETES_VIRTUAL_GPUS", "value": "true"},
+        ]
     values["gfd"]["enabled"] = True  # GPU feature discovery: nvidia.com/gpu.product and MIG labels
     values["migManager"].update(enabled=True, config={"create": False, "name": MIG_CONFIG_MAP, "default": MIG_DISABLED})
     values["mig"] = {"strategy": MIG_STRATEGY}

@@ -15,7 +15,6 @@ the same `release` label (its ruleSelector) as ServiceMonitors.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from inferstack import catalog
@@ -25,25 +24,31 @@ from inferstack.spec.models import DeploymentSpec
 # The kube-prometheus-stack Grafana sidecar loads every ConfigMap with this label (its default
 # sidecar.dashboards.label and labelValue).
 GRAFANA_DASHBOARD_LABEL = ("grafana_dashboard", "1")
-# Prometheus' `for`: how long an alert's condition holds before it fires (SRE workbook: 2 minutes
-# for pages; tickets can wait longer).
-FOR = {"page": "2m", "ticket": "15m"}
 RECORD_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
-def scope(namespace: str) -> obs.PrometheusScope:
+def scope(namespace: str, mig: bool = False) -> obs.PrometheusScope:
+    """MIG instances have no DCGM_FI_DEV_GPU_UTIL (DCGM reports utilisation per whole GPU only); their
+    graphics-engine activity, DCGM_FI_PROF_GR_ENGINE_ACTIVE (a ratio, on every exporter's default
+    counters), is read as percent instead. A time-sliced GPU is one series per pod that shares it
+    (the exporter's KUBERNETES_VIRTUAL_GPUS), so each GPU (or MIG instance) is taken once: `max by`
+    its host, UUID and instance before the sum or the mean."""
+    per_device = ("Hostname", "UUID", "GPU_I_ID")
     return obs.PrometheusScope(
         engine={"namespace": namespace},
         gpu={"exported_namespace": namespace},
-        gpu_utilization="DCGM_FI_DEV_GPU_UTIL",
+        gpu_utilization="DCGM_FI_PROF_GR_ENGINE_ACTIVE" if mig else "DCGM_FI_DEV_GPU_UTIL",
+        gpu_utilization_scale=100 if mig else 1,
         gpu_memory_used="DCGM_FI_DEV_FB_USED",
         gpu_memory_scale=1048576,  # DCGM reports MiB
+        gpu_per_device=per_device,
         capacity=f'sum(kube_deployment_status_replicas_available{{namespace="{namespace}"}})',
     )
 
 
-def _alert_name(key: str) -> str:
-    return "Inferstack" + "".join(p.capitalize() for p in re.split(r"[-_]", key))
+def target_scope(spec: DeploymentSpec, target: str, namespace: str) -> obs.PrometheusScope:
+    pools = getattr(spec.targets[target], "pools", {}) or {}
+    return scope(namespace, mig=any(p.sharing.mode == "mig" for p in pools.values()))
 
 
 def prometheus_rule_groups(spec: DeploymentSpec, target: str, namespace: str) -> list[dict[str, Any]]:
@@ -51,7 +56,7 @@ def prometheus_rule_groups(spec: DeploymentSpec, target: str, namespace: str) ->
     rules` take as a rules file."""
     engine = catalog.engines()[spec.serving.engine]
     series = engine.series
-    sc = scope(namespace)
+    sc = target_scope(spec, target, namespace)
     labels = {"namespace": namespace, "inferstack_target": target}
     records: list[dict[str, Any]] = []
     for signal, q in obs.QUANTILES.items():
@@ -78,9 +83,9 @@ def prometheus_rule_groups(spec: DeploymentSpec, target: str, namespace: str) ->
     for a in obs.alerts(spec.observability.slos, series):
         alerts.append(
             {
-                "alert": _alert_name(a.key),
+                "alert": obs.alert_name(a.key),
                 "expr": obs.alert_expr(a, series, sc),
-                "for": FOR[a.severity],
+                "for": obs.duration(obs.FOR_SECONDS[a.severity]),
                 "labels": {
                     **spec.observability.alerts.alertmanager_labels,
                     **labels,
@@ -107,7 +112,7 @@ def prometheus_rule_groups(spec: DeploymentSpec, target: str, namespace: str) ->
 def grafana_dashboard(spec: DeploymentSpec, target: str, namespace: str, uid: str) -> dict[str, Any]:
     """One row of the PANELS, each panel's queries from the shared description; the Prometheus
     data source is a variable the viewer picks."""
-    sc = scope(namespace)
+    sc = target_scope(spec, target, namespace)
     panels: list[dict[str, Any]] = [
         {
             "type": "row",
