@@ -21,7 +21,6 @@ from rich.markup import escape
 from inferstack import __version__, limits
 from inferstack.errors import CloudCheckError, SpecError, clip, quote
 from inferstack.spec.loader import LoadedSpec, load_spec
-from inferstack.spec.models import DeploymentSpec
 
 EXIT_VIOLATION = 1
 EXIT_BAD_INPUT = 2
@@ -110,6 +109,34 @@ def _check_writable(path: str) -> None:
         _bad_input(f"--out {path}: the directory {parent} does not exist")
 
 
+def _read_plan(path: str) -> dict:
+    """A saved plan (`inferstack plan --out`), bounded in size and depth and checked for its shape."""
+    from pydantic import ValidationError
+
+    from inferstack.offline.engine import PlanDocument
+
+    doc = _read_json(path, limits.PLAN_BYTES)
+    try:
+        PlanDocument.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        _bad_input(
+            f"{path}: not an inferstack plan (version 1): {where}: {first['msg']}; write one with `inferstack plan --out`"
+        )
+    return doc
+
+
+def _run(loaded: LoadedSpec, stack: str | None):
+    """The program run offline; what a lookup finds wrong in the cloud is bad input, exit 2."""
+    from inferstack.offline.engine import run_program
+
+    try:
+        return run_program(loaded, stack)
+    except CloudCheckError as error:
+        _bad_input(str(error))
+
+
 def _run_policy(plan_doc: dict, config: dict):
     """Run the pack over a plan; a pack that cannot run is an error, never a pass."""
     from inferstack.offline.policy import PolicyPackError, analyze
@@ -130,7 +157,6 @@ def _run_policy(plan_doc: dict, config: dict):
 def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: bool) -> None:
     """Run the Pulumi program offline under mocks, show every resource it would create, and run
     the policy pack over them. Exits 1 on a mandatory violation."""
-    from inferstack.offline.engine import run_program
     from inferstack.offline.report import console_for, print_plan, print_policy
     from inferstack.planning.policy_config import derive
 
@@ -138,10 +164,7 @@ def plan(spec: str, fmt: str, out: str | None, stack: str | None, skip_policy: b
         _check_writable(out)
     loaded = _load(spec)
     _check_stack_name(stack or loaded.stack, given=bool(stack))
-    try:
-        result = run_program(loaded, stack)
-    except CloudCheckError as error:
-        _bad_input(str(error))
+    result = _run(loaded, stack)
     report = None
     if not skip_policy:
         config = derive(loaded.spec)
@@ -198,20 +221,7 @@ def _simulate(loaded: LoadedSpec, resources: list, stack: str, profile: str | No
 def _saved_plan(plan_file: str, loaded: LoadedSpec) -> tuple[list, str]:
     """A saved plan's resources, checked as `check` checks them, and for the same spec: the replica
     model and the traffic come from the spec, so a plan of another spec would mix two stacks."""
-    from pydantic import ValidationError
-
-    from inferstack.offline.engine import PlanDocument
-
-    doc = _read_json(plan_file, limits.PLAN_BYTES)
-    try:
-        PlanDocument.model_validate(doc)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        _bad_input(
-            f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
-            "write one with `inferstack plan --out`"
-        )
+    doc = _read_plan(plan_file)
     if (doc.get("spec") or {}).get("sha256") != loaded.sha256:
         _bad_input(f"{plan_file} was planned from another version of the spec than {loaded.path}: plan it again")
     return doc["resources"], doc["stack"]
@@ -246,7 +256,6 @@ def simulate(
 ) -> None:
     """Replay a day of traffic through the scaling configuration the plan would deploy: latency,
     refusals, replica-hours, cost, scaling events and findings. Nothing is created."""
-    from inferstack.offline.engine import run_program
     from inferstack.offline.report import console_for
     from inferstack.offline.simulate_report import plot, print_result
     from inferstack.planning.traffic import SHAPES
@@ -265,10 +274,7 @@ def simulate(
     if plan_file:
         resources, stack_name = _saved_plan(plan_file, loaded)
     else:
-        try:
-            planned = run_program(loaded, stack)
-        except CloudCheckError as error:
-            _bad_input(str(error))
+        planned = _run(loaded, stack)
         resources, stack_name = planned.resources, planned.stack
     result = _simulate(loaded, resources, stack_name, profile, csv_file, seed)
     if plot_file:
@@ -293,21 +299,9 @@ def simulate(
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def check(plan_file: str, config_file: str | None, fmt: str) -> None:
     """Run the policy pack over a saved plan, as `pulumi preview --policy-pack` would."""
-    from pydantic import ValidationError
-
-    from inferstack.offline.engine import PlanDocument
     from inferstack.offline.report import console_for, print_policy
 
-    doc = _read_json(plan_file, limits.PLAN_BYTES)
-    try:
-        PlanDocument.model_validate(doc)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(document)"
-        _bad_input(
-            f"{plan_file}: not an inferstack plan (version 1): {where}: {first['msg']}; "
-            "write one with `inferstack plan --out`"
-        )
+    doc = _read_plan(plan_file)
     if config_file:
         config = _read_json(config_file, limits.PACK_CONFIG_BYTES)
     elif doc.get("policy"):
@@ -410,7 +404,6 @@ def cost(spec: str, fmt: str, plot_file: str | None, stack: str | None) -> None:
     """What the stack costs per hour and per month for its traffic profile, and, with an on-prem
     target that states its cost, all cloud against all on-prem against the hybrid split, with the
     utilisation at which owning the GPUs breaks even. Runs the program offline; creates nothing."""
-    from inferstack.offline.engine import run_program
     from inferstack.offline.report import console_for, print_ownership
     from inferstack.offline.report import cost_table as table_of
     from inferstack.planning import ownership
@@ -419,10 +412,7 @@ def cost(spec: str, fmt: str, plot_file: str | None, stack: str | None) -> None:
     _check_plot_path(plot_file)
     loaded = _load(spec)
     _check_stack_name(stack or loaded.stack, given=bool(stack))
-    try:
-        planned = run_program(loaded, stack)
-    except CloudCheckError as error:
-        _bad_input(str(error))
+    planned = _run(loaded, stack)
     try:
         own, utilization = ownership.compare(loaded.spec, planned.stack)
         missing = None
@@ -459,9 +449,29 @@ def policy_config(spec: str) -> None:
 
 
 @main.command()
-def schema() -> None:
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--origins", is_flag=True, help="Mark each value with the file and line it was written at.")
+@click.option("--full", is_flag=True, help="The validated spec, with every default filled in.")
+def show(spec: str, origins: bool, full: bool) -> None:
+    """Print the resolved spec: the file with the bases it `extends:` merged in, as it is validated."""
+    from inferstack.spec.resolved import resolved_yaml
+
+    if origins and full:
+        _bad_input("--origins and --full: a default has no file and line; pass one of them")
+    click.echo(resolved_yaml(_load(spec), origins=origins, full=full), nl=False)
+
+
+@main.command()
+@click.option(
+    "--overlay",
+    is_flag=True,
+    help="The schema of an environment file that `extends:` a base: nothing required, null removes a key.",
+)
+def schema(overlay: bool) -> None:
     """Print the spec's JSON Schema, for editors (yaml-language-server) and CI checks."""
-    click.echo(json.dumps(DeploymentSpec.model_json_schema(), indent=2, sort_keys=True))
+    from inferstack.spec.schema import spec_schema
+
+    click.echo(json.dumps(spec_schema(overlay), indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

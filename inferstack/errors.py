@@ -88,9 +88,11 @@ class Finding:
     message: str
     severity: Literal["error", "warning"] = "error"
     line: int | None = field(default=None, compare=False)
+    # The file the line is in, when it is not the spec's own: a base the spec `extends`.
+    source: str | None = field(default=None, compare=False)
 
     def render(self, source: str | None = None) -> str:
-        where = source or "spec"
+        where = self.source or source or "spec"
         if self.line is not None:
             where = f"{where}:{self.line}"
         prefix = "warning: " if self.severity == "warning" else ""

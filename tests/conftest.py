@@ -10,14 +10,25 @@ import pytest
 
 from inferstack.offline.engine import Plan, run_program
 from inferstack.spec.loader import load_spec, parse_spec
+from inferstack.spec.resolved import resolved_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 EXAMPLE_STACKS = sorted(p for p in STACKS.glob("*.yaml") if not p.name.startswith("Pulumi."))
-DEV_TEXT = (STACKS / "dev.yaml").read_text()
+
+
+@cache
+def stack_text(name: str) -> str:
+    """An example stack's spec, its base merged in, as one self-contained file (`inferstack show`):
+    what a test edits and plans on its own. A stack that extends nothing is its file's text."""
+    loaded = load_spec(STACKS / name)
+    return resolved_yaml(loaded) if len(loaded.sources) > 1 else (STACKS / name).read_text()
+
+
+DEV_TEXT = stack_text("dev.yaml")
 # dev.yaml without its endpoint section: the fleet as it stands on its own.
 # Without an endpoint nothing could wake a group at zero (a spec error), so this variant keeps one node.
-DEV_NO_ENDPOINT = DEV_TEXT[: DEV_TEXT.index("\n# Reachable only")].replace("      min: 0\n", "      min: 1\n") + "\n"
+DEV_NO_ENDPOINT = DEV_TEXT[: DEV_TEXT.index("\nendpoint:")].replace("      min: 0\n", "      min: 1\n") + "\n"
 
 
 @cache

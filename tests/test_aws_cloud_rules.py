@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import DEV_TEXT, STACKS, Resources, plan_of_file, plan_of_text
+from conftest import DEV_TEXT, STACKS, Resources, plan_of_file, plan_of_text, stack_text
 from inferstack.errors import SpecError
 from inferstack.offline import mocks
 from inferstack.offline.engine import record
@@ -97,7 +97,7 @@ def test_consumer_subnets_outside_the_fleets_zones_are_an_error_naming_them():
 
 
 def test_consumer_zones_are_compared_by_az_id(prod):
-    calls = _calls(PROD.read_text(), "prod", "aws:ec2/getSubnet:getSubnet")
+    calls = _calls(stack_text("prod.yaml"), "prod", "aws:ec2/getSubnet:getSubnet")
     assert {c["id"] for c in calls} == {"subnet-0c0ffee0c0ffee011", "subnet-0c0ffee0c0ffee012"}
     endpoint = prod.one("aws:ec2/vpcEndpoint:VpcEndpoint", "burst-endpoint-consumer-0")
     assert endpoint["inputs"]["subnetIds"] == ["subnet-0c0ffee0c0ffee011", "subnet-0c0ffee0c0ffee012"]
@@ -228,4 +228,4 @@ def test_a_consumer_subnet_in_another_zone_stops_the_run_with_the_error(monkeypa
 
     monkeypatch.setattr(mocks.CloudMocks, "call", call)
     with pytest.raises(Exception, match=r"subnet-0c0ffee0c0ffee012 \(euc1-az3\)"):
-        plan_of_text(PROD.read_text(), "prod")
+        plan_of_text(stack_text("prod.yaml"), "prod")

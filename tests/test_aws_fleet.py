@@ -9,7 +9,7 @@ from functools import cache
 
 import pytest
 
-from conftest import DEV_NO_ENDPOINT, STACKS, Resources, plan_of_text
+from conftest import DEV_NO_ENDPOINT, Resources, plan_of_text, stack_text
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
@@ -19,7 +19,7 @@ SG_OUT = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 POLICY = "aws:autoscaling/policy:Policy"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
-DEV_TEXT = (STACKS / "dev.yaml").read_text()
+DEV_TEXT = stack_text("dev.yaml")
 EXISTING_VPC = DEV_TEXT.replace(
     "    network:\n      cidr: 10.64.0.0/16\n      availability_zones: 2\n",
     "    network:\n      vpc_id: vpc-0a1b2c3d4e5f60718\n      subnet_ids: [subnet-0a1b2c3d4e5f60718, subnet-0f1e2d3c4b5a69788]\n",
@@ -213,7 +213,7 @@ def test_group_mixes_instance_types_with_the_spot_settings(dev):
     dist = mixed["instancesDistribution"]
     assert dist == {
         "onDemandBaseCapacity": 0,
-        "onDemandPercentageAboveBaseCapacity": 25,
+        "onDemandPercentageAboveBaseCapacity": 0,
         "spotAllocationStrategy": "price-capacity-optimized",
     }
     assert asg["inputs"]["capacityRebalance"] is True

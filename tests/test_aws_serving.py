@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import DEV_TEXT, STACKS, Resources, plan_of_text
+from conftest import DEV_TEXT, STACKS, Resources, plan_of_text, stack_text
 from inferstack import catalog
 from inferstack.catalog import GIB
 from inferstack.errors import SpecError
@@ -21,7 +21,7 @@ LT = "aws:ec2/launchTemplate:LaunchTemplate"
 HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 POLICY = "aws:autoscaling/policy:Policy"
-PROD_TEXT = (STACKS / "prod.yaml").read_text()
+PROD_TEXT = stack_text("prod.yaml")
 
 
 # -- lifecycle hooks ------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_the_wake_alarm_keys_on_desired_capacity_and_load_balancer_demand(dev):
 
 
 def test_a_fleet_nothing_can_wake_may_not_scale_to_zero():
-    no_endpoint = DEV_TEXT[: DEV_TEXT.index("\n# Reachable only")] + "\n"
+    no_endpoint = DEV_TEXT[: DEV_TEXT.index("\nendpoint:")] + "\n"
     with pytest.raises(SpecError, match="nothing could ever wake it: add an endpoint section") as info:
         parse_spec(no_endpoint, "dev.yaml")
     assert "targets.burst.capacity.min" in info.value.render()

@@ -12,7 +12,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import DEV_NO_ENDPOINT, ROOT, STACKS
+from conftest import DEV_NO_ENDPOINT, ROOT, STACKS, stack_text
 from inferstack import limits
 from inferstack.cli import main
 
@@ -79,7 +79,7 @@ def test_a_stack_name_pulumi_refuses_is_refused(tmp_path, name, flag):
         result = _invoke("plan", str(STACKS / "dev.yaml"), "--stack", name)
     else:
         spec = tmp_path / f"{name}.yaml"
-        spec.write_text((STACKS / "dev.yaml").read_text())
+        spec.write_text(stack_text("dev.yaml"))
         result = _invoke("plan", str(spec))
     assert result.exit_code == 2 and "a Pulumi stack name is 1 to 100 letters" in result.output, result.output
 

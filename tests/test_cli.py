@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE_STACKS, ROOT, STACKS
+from conftest import EXAMPLE_STACKS, ROOT, STACKS, stack_text
 from inferstack.cli import main
 from inferstack.spec.models import DeploymentSpec
 
@@ -57,9 +57,8 @@ def test_plan_json_is_the_documented_document_and_byte_identical(tmp_path):
 
 
 def test_reordering_targets_renames_nothing(tmp_path):
-    text = (STACKS / "prod.yaml").read_text()
-    steady, burst, end = text.index("  steady:\n"), text.index("  burst:\n"), text.index("\nendpoint:")
-    end = text.rindex("\n\n", 0, end) + 1  # the targets end at the blank line before the endpoint
+    text = stack_text("prod.yaml")
+    steady, burst, end = text.index("  steady:\n"), text.index("  burst:\n"), text.index("\nendpoint:") + 1
     reordered = text[:steady] + text[burst:end] + text[steady:burst] + text[end:]
     assert reordered != text
     spec = tmp_path / "prod.yaml"
@@ -81,10 +80,7 @@ def test_secrets_never_appear_in_clear():
 
 def test_bad_spec_exits_2_with_file_line_and_field(tmp_path):
     text = (
-        (STACKS / "dev.yaml")
-        .read_text()
-        .replace("      max: 4\n", "      max: 0\n")
-        .replace("      min: 0\n", "      min: 2\n")
+        stack_text("dev.yaml").replace("      max: 4\n", "      max: 0\n").replace("      min: 0\n", "      min: 2\n")
     )
     spec = tmp_path / "dev.yaml"
     spec.write_text(text)
@@ -100,10 +96,7 @@ def test_bad_spec_exits_2_with_file_line_and_field(tmp_path):
 
 def test_cross_field_error_names_the_field(tmp_path):
     text = (
-        (STACKS / "dev.yaml")
-        .read_text()
-        .replace("      max: 4\n", "      max: 1\n")
-        .replace("      min: 0\n", "      min: 2\n")
+        stack_text("dev.yaml").replace("      max: 4\n", "      max: 1\n").replace("      min: 0\n", "      min: 2\n")
     )
     spec = tmp_path / "dev.yaml"
     spec.write_text(text)
@@ -119,7 +112,7 @@ def test_missing_file_and_unknown_flag_exit_2(tmp_path):
 
 def test_validate_ok_and_warns_on_mutable_tag(tmp_path):
     assert run("validate", str(STACKS / "dev.yaml")).exit_code == 0
-    text = (STACKS / "dev.yaml").read_text()
+    text = stack_text("dev.yaml")
     digest_line = next(ln for ln in text.splitlines() if "image:" in ln)
     spec = tmp_path / "dev.yaml"
     spec.write_text(
@@ -132,9 +125,16 @@ def test_validate_ok_and_warns_on_mutable_tag(tmp_path):
 
 def test_schema_is_the_models_and_the_committed_file_is_current():
     result = run("schema")
-    assert json.loads(result.output) == DeploymentSpec.model_json_schema()
+    schema = json.loads(result.output)
+    assert schema["properties"].pop("extends")["type"] == "string"  # the loader's, not the model's
+    assert schema == DeploymentSpec.model_json_schema()
     assert (ROOT / "schema" / "inferstack.schema.json").read_text() == result.output, (
         "schema/inferstack.schema.json is stale: run `inferstack schema > schema/inferstack.schema.json`"
+    )
+    overlay = run("schema", "--overlay").output
+    assert (ROOT / "schema" / "inferstack-overlay.schema.json").read_text() == overlay, (
+        "schema/inferstack-overlay.schema.json is stale: run "
+        "`inferstack schema --overlay > schema/inferstack-overlay.schema.json`"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import STACKS
+from conftest import STACKS, stack_text
 from inferstack.planning import cost
 from inferstack.spec.loader import load_spec, parse_spec
 
@@ -17,10 +17,17 @@ def test_on_demand_count_follows_the_instances_distribution(instances, base, pct
     assert cost.on_demand_count(instances, base, pct) == expected
 
 
-def test_dev_fleet_costs_nothing_at_zero_and_blends_spot_at_max():
+def test_dev_fleet_costs_nothing_at_zero_and_is_all_spot_at_max():
     (burst,) = cost.estimate(load_spec(STACKS / "dev.yaml").spec)
     assert (burst.instance_type, burst.region) == ("g6.xlarge", "eu-central-1")
-    # 4 instances, 25% on demand: 1 x 1.0064 + 3 x 0.4392 (catalog, eu-central-1)
+    # 4 instances, all spot: 4 x 0.4392 (catalog, eu-central-1)
+    assert (burst.hourly_min, burst.hourly_max) == (0.0, 1.76)
+
+
+def test_a_fleet_blends_its_on_demand_share_at_max():
+    text = stack_text("dev.yaml").replace("on_demand_percentage: 0\n", "on_demand_percentage: 25\n")
+    (burst,) = cost.estimate(parse_spec(text, "dev.yaml").spec)
+    # 4 instances, 25% on demand: 1 x 1.0064 + 3 x 0.4392
     assert (burst.hourly_min, burst.hourly_max) == (0.0, 2.32)
 
 
@@ -30,7 +37,7 @@ def test_on_demand_fleet_is_priced_on_demand():
 
 
 def test_a_missing_price_is_unknown_not_zero():
-    text = (STACKS / "dev.yaml").read_text().replace("[g6.xlarge, g5.xlarge]", "[g6e.24xlarge]")
+    text = stack_text("dev.yaml").replace("[g6.xlarge, g5.xlarge]", "[g6e.24xlarge]")
     (burst,) = cost.estimate(parse_spec(text, "dev.yaml").spec)
     assert burst.hourly_min is None and burst.hourly_max is None
     assert "no catalog price for g6e.24xlarge in eu-central-1" in burst.note
@@ -57,7 +64,7 @@ def test_the_plan_carries_the_cost_block_with_the_month_of_the_profile():
     tokens = t.served * traffic.output_tokens
     assert burst["usdPerMillionOutputTokens"] == round(burst["monthlyUsd"] / (tokens * 365 / 12 / 1e6), 4)
     assert block["total"]["monthlyUsd"] == burst["monthlyUsd"]
-    assert block["total"]["hourlyUsdAtMax"] == burst["hourlyUsdAtMax"] == 2.32
+    assert block["total"]["hourlyUsdAtMax"] == burst["hourlyUsdAtMax"] == 1.76
 
 
 def test_a_stack_total_is_unknown_when_a_part_is_unpriced():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import STACKS, stack_text
 from inferstack.planning.endpoint import (
     AWS_TLS_POLICY,
     LISTENER_PORT,
@@ -26,7 +27,7 @@ from inferstack.spec.loader import load_spec, parse_spec
 from inferstack.spec.models import DeploymentSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-PROD = ROOT / "stacks" / "prod.yaml"
+PROD = STACKS / "prod.yaml"
 RESEARCH = ROOT / "stacks" / "research.yaml"
 VALID = Path(__file__).resolve().parent / "spec_corpus" / "valid"
 
@@ -39,7 +40,7 @@ ELB_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")  # alphanumer
 
 def _edit(path: Path, *replacements: tuple[str, str]) -> DeploymentSpec:
     """The spec at `path` with text replaced (each `old` must occur exactly once), through the loader."""
-    text = path.read_text(encoding="utf-8")
+    text = stack_text(path.name) if path.parent == STACKS else path.read_text(encoding="utf-8")
     for old, new in replacements:
         assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path.name}"
         text = text.replace(old, new)
@@ -47,7 +48,7 @@ def _edit(path: Path, *replacements: tuple[str, str]) -> DeploymentSpec:
 
 
 def _without_endpoint(path: Path) -> DeploymentSpec:
-    text = path.read_text(encoding="utf-8")
+    text = stack_text(path.name) if path.parent == STACKS else path.read_text(encoding="utf-8")
     head, sep, _ = text.partition("\nendpoint:\n")
     assert sep, f"{path.name} has no endpoint section"
     # Without an endpoint nothing could wake a group at zero (a spec error): keep one node.
@@ -141,7 +142,7 @@ def test_allow_any_principal_plans_the_wildcard():
 def test_allow_any_principal_with_a_list_is_an_error_not_a_silent_choice():
     from inferstack.errors import SpecError
 
-    text = PROD.read_text().replace("  certificates:", "  allow_any_principal: true\n  certificates:")
+    text = stack_text("prod.yaml").replace("  certificates:", "  allow_any_principal: true\n  certificates:")
     with pytest.raises(SpecError, match="choose one: allow_any_principal"):
         parse_spec(text, "prod.yaml")
 
@@ -154,22 +155,19 @@ def test_allow_any_principal_corpus_spec_loads_with_one_warning():
 
 
 def test_deletion_protection_is_on_in_prod_and_can_be_turned_off():
-    off = _edit(PROD, ("  private_dns_name:", "  deletion_protection: false\n  private_dns_name:"))
+    off = _edit(PROD, ("  deletion_protection: true\n", "  deletion_protection: false\n"))
     assert off.endpoint.deletion_protection is False
     assert plan_aws_endpoint(off, "prod", "steady").deletion_protection is False
     assert plan_aws_endpoint(off, "prod", "burst").deletion_protection is False
 
 
 def test_deletion_protection_follows_the_environment():
-    staging = _edit(PROD, ("  environment: prod\n", "  environment: staging\n"))
+    unset = ("  deletion_protection: true\n", "")  # prod.yaml writes the default out
+    staging = _edit(PROD, ("  environment: prod\n", "  environment: staging\n"), unset)
     assert plan_aws_endpoint(staging, "staging", "steady").deletion_protection is False
-    production = _edit(PROD, ("  environment: prod\n", "  environment: production\n"))
+    production = _edit(PROD, ("  environment: prod\n", "  environment: production\n"), unset)
     assert plan_aws_endpoint(production, "production", "steady").deletion_protection is True
-    forced = _edit(
-        PROD,
-        ("  environment: prod\n", "  environment: staging\n"),
-        ("  private_dns_name:", "  deletion_protection: true\n  private_dns_name:"),
-    )
+    forced = _edit(PROD, ("  environment: prod\n", "  environment: staging\n"))
     assert plan_aws_endpoint(forced, "staging", "steady").deletion_protection is True
 
 

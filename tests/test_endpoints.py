@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import DEV_NO_ENDPOINT, STACKS, Resources, plan_of_file, plan_of_text
+from conftest import DEV_NO_ENDPOINT, STACKS, Resources, plan_of_file, plan_of_text, stack_text
 
 NLB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
@@ -113,7 +113,7 @@ def test_endpoint_outputs_for_consumers(prod):
 
 
 def test_private_ca_issues_the_certificate_when_the_spec_has_none():
-    text = (STACKS / "prod.yaml").read_text()
+    text = stack_text("prod.yaml")
     cert_line = next(ln for ln in text.splitlines() if ln.startswith("  certificates:"))
     text = text.replace(
         cert_line,
@@ -190,7 +190,7 @@ def test_tpu_vm_is_a_hybrid_neg_backend(research):
 def test_load_balancer_and_target_group_are_auto_named_within_the_elb_limit():
     """A fixed name makes every replacing change fail (the new one is created first and ELB names
     are unique per account and region); Pulumi's auto-name adds '-' and 7 random characters."""
-    text = (STACKS / "prod.yaml").read_text().replace("  burst:\n", "  overflow-burst-capacity-fleet-2:\n")
+    text = stack_text("prod.yaml").replace("  burst:\n", "  overflow-burst-capacity-fleet-2:\n")
     res = Resources(plan_of_text(text, "prod"))
     for token in (NLB, "aws:lb/targetGroup:TargetGroup"):
         found = res.of_type(token)

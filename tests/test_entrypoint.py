@@ -8,7 +8,7 @@ import runpy
 import pulumi
 import pytest
 
-from conftest import ROOT, STACKS, plan_of_file
+from conftest import ROOT, STACKS, plan_of_file, stack_text
 from inferstack.offline.engine import record
 
 
@@ -31,7 +31,7 @@ def test_main_builds_the_stack_named_by_the_stack_config():
 
 def test_main_reports_a_bad_spec_as_a_run_error_before_creating_anything(tmp_path):
     (tmp_path / "stacks").mkdir()
-    (tmp_path / "stacks" / "bad.yaml").write_text((STACKS / "dev.yaml").read_text().replace("max: 4", "max: 0"))
+    (tmp_path / "stacks" / "bad.yaml").write_text(stack_text("dev.yaml").replace("max: 4", "max: 0"))
     with pytest.raises(pulumi.RunError, match=r"stacks/bad.yaml:\d+: targets.burst.capacity.max"):
         _run_main("bad.yaml", "bad", tmp_path)
 

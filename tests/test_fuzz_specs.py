@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from conftest import EXAMPLE_STACKS
+from conftest import EXAMPLE_STACKS, stack_text
 from inferstack.cli import main
 
 SEED = 8
@@ -147,7 +147,7 @@ def _cases() -> list[tuple[str, int, str]]:
     rng = random.Random(SEED)
     cases = []
     for stack in EXAMPLE_STACKS:
-        text = stack.read_text()
+        text = stack_text(stack.name)
         for n in range(CASES_PER_STACK):
             if n % 3 == 2:
                 cases.append((stack.stem, n, _mutate_text(text, rng)))

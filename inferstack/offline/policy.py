@@ -170,13 +170,19 @@ def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
 
 def _config_request(info: analyzer_pb2.AnalyzerInfo, config: dict[str, Any]) -> analyzer_pb2.ConfigureAnalyzerRequest:
     """Per-policy config as the CLI builds it from --policy-pack-config: schema defaults first,
-    then the file's values; an entry's `enforcementLevel` (or a bare level string) sets the level."""
+    then the file's values; an entry's `enforcementLevel` (or a bare level string) sets the level,
+    over the level `all` sets for every policy."""
     request = analyzer_pb2.ConfigureAnalyzerRequest()
+    every = config.get("all")  # the level of every policy, under each policy's own entry
+    if isinstance(every, dict):
+        every = every.get("enforcementLevel")
     for policy in info.policies:
         given = config.get(policy.name, {})
         if isinstance(given, str):
             given = {"enforcementLevel": given}
         level = policy.enforcementLevel
+        if every is not None:
+            level = analyzer_pb2.EnforcementLevel.Value(str(every).upper())
         if "enforcementLevel" in given:
             level = ENFORCEMENT[given["enforcementLevel"]]
         schema = json_format.MessageToDict(policy.configSchema.properties) if policy.configSchema else {}

@@ -23,6 +23,9 @@ TAGS = "tags-resource-require-standard-tags"
 GPU_LIMIT = "cost-stack-gpu-count-limit"
 LOG_RETENTION = "security-aws-cloudwatch-loggroup-retention-minimum"
 K8S_LOCATION = "residency-kubernetes-namespace-require-allowed-location"
+# Pulumi's key for the enforcement level of every policy of the pack (a policy's own entry
+# overrides it): how guardrails.enforcement `strict` makes the advisory rules block.
+ALL = "all"
 
 
 def derive(spec: DeploymentSpec) -> dict[str, Any]:
@@ -37,6 +40,7 @@ def derive(spec: DeploymentSpec) -> dict[str, Any]:
         gpus.update(kind_of(target).accelerators(target))
     gpus = dict(sorted(gpus.items()))
     return {
+        **({ALL: "mandatory"} if spec.strict_policy() else {}),
         AWS_REGION: {"allowedRegions": aws},
         GCP_LOCATION: {"allowedRegions": gcp, "allowedZones": [], "allowedMultiRegions": []},
         REPLICAS: {"allowedRegions": sorted(allowed)},

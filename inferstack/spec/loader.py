@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, NoReturn, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -46,6 +46,14 @@ class LoadedSpec:
     warnings: tuple[Finding, ...]
     # The shapes inferstack chose for targets that left them out (planning.shapes), by target.
     shapes: dict[str, ShapeChoice] = field(default_factory=dict)
+    # The spec as written once its bases are merged in (what was validated), and the files it
+    # came from: the spec first, then the base it extends, then that base's base.
+    resolved: dict[str, Any] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+    # Where each key and item of `resolved` was written: (file, line), by its path.
+    origins: dict[Loc, tuple[str, int]] = field(default_factory=dict)
+    # The mappings and lists of `resolved` that were written in flow style ({a: 1}, [a, b]).
+    flow: frozenset[Loc] = frozenset()
 
     @property
     def stack(self) -> str:
@@ -53,44 +61,217 @@ class LoadedSpec:
         return Path(self.path).stem
 
 
+# How long a chain of `extends:` may be: an environment on a base on an organisation's defaults
+# is three; a longer chain is a cycle's cousin and a reader's puzzle.
+MAX_EXTENDS = 4
+EXTENDS = "extends"
+# A key ending in this appends its list to the base's list of the same name (`args+: [...]`);
+# without it an overlay's list replaces the base's, as Kustomize and Helm values do.
+APPEND = "+"
+
+
 def load_spec(path: str | Path) -> LoadedSpec:
     source = str(path)
+    return parse_spec(_read_spec(source, source), source)
+
+
+def _read_spec(path: str, source: str, finding_at: Finding | None = None) -> str:
+    """A spec file's text; `finding_at` is the `extends:` that named it, blamed when it cannot be read."""
+
+    def fail(message: str) -> SpecError:
+        if finding_at is None:
+            return SpecError([Finding((), message)], source)
+        return SpecError([_replace_message(finding_at, f"{path}: {message}")], source)
+
     try:
-        text = limits.read_bytes(path, limits.SPEC_BYTES).decode("utf-8")
+        return limits.read_bytes(path, limits.SPEC_BYTES).decode("utf-8")
     except OSError as e:
-        raise SpecError([Finding((), f"cannot read the spec: {e.strerror or e}")], source) from None
+        raise fail(f"cannot read the spec: {e.strerror or e}") from None
     except limits.TooLarge as e:
-        raise SpecError(
-            [Finding((), f"the spec is {e}; a spec this size is a mistake, split or trim it")], source
-        ) from None
+        raise fail(f"the spec is {e}; a spec this size is a mistake, split or trim it") from None
     except UnicodeDecodeError as e:
-        raise SpecError(
-            [Finding((), f"the spec is not UTF-8 text (byte {e.start}); save it as UTF-8")], source
-        ) from None
-    return parse_spec(text, source)
+        raise fail(f"the spec is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 
 def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
+    """Validate a spec's text; an `extends:` in it is read relative to `source`'s directory."""
     if len(text) > limits.SPEC_BYTES:  # load_spec checked the file; this is for text from elsewhere
         raise SpecError([Finding((), f"the spec is {limits.TooLarge(limits.SPEC_BYTES)}; split or trim it")], source)
-    tree = _parse_yaml(text, source)
     long_values: set[str] = set()
-    plain = _plain(tree, long_values)
+    doc = _resolve(text, source, long_values, chain=())
     try:
-        spec = DeploymentSpec.model_validate(plain)
+        spec = DeploymentSpec.model_validate(doc.value)
     except ValidationError as e:
         details = e.errors(include_url=False)
         found = _findings_from(details[:MAX_FINDINGS])
-        raise SpecError([_locate(tree, f, long_values) for f in found], source, total=len(details)) from None
+        raise SpecError([_locate(doc, f, long_values) for f in found], source, total=len(details)) from None
     spec, shapes, unserved = resolve(spec)
-    findings = [_locate(tree, f, long_values) for f in unserved + check_spec(spec)]
+    findings = [_locate(doc, f, long_values) for f in unserved + check_spec(spec)]
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise SpecError(errors, source)
     warnings = tuple(
         sorted((f for f in findings if f.severity == "warning"), key=lambda f: (f.line or 0, format_loc(f.loc)))
     )
-    return LoadedSpec(spec, source, hashlib.sha256(text.encode()).hexdigest(), warnings, shapes)
+    if len(doc.texts) == 1:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+    else:  # a plan is stale when any file of the chain changed, not only the spec's own
+        digest = hashlib.sha256("\x00".join(f"{s}\x00{t}" for s, t in doc.texts).encode()).hexdigest()
+    return LoadedSpec(
+        spec,
+        source,
+        digest,
+        warnings,
+        shapes,
+        doc.value,
+        tuple(s for s, _ in doc.texts),
+        doc.origins,
+        frozenset(doc.flow),
+    )
+
+
+# -- extends: a spec on a base -----------------------------------------------------------------
+
+# Where a value was written: (file, line). `_Pos` mirrors the document's shape: a mapping's
+# entry is (where its key is, the value's positions), a list's item (where it is, its positions);
+# where is (file, line, whether the value was written in flow style).
+Origin = tuple[str, int]
+_Where = tuple[str, int, bool]
+_Pos = dict[Any, "tuple[_Where, _Pos]"] | list["tuple[_Where, _Pos]"] | None
+
+
+@dataclass
+class _Resolved:
+    value: Any
+    pos: _Pos
+    root: Origin
+    texts: list[tuple[str, str]]  # (file, text), the spec's first
+    origins: dict[Loc, Origin] = field(default_factory=dict)
+    flow: set[Loc] = field(default_factory=set)
+
+
+def _resolve(text: str, source: str, long_values: set[str], chain: tuple[str, ...]) -> _Resolved:
+    """The document of `text` with the base it `extends` merged under it, recursively."""
+    tree = _parse_yaml(text, source)
+    value = _plain(tree, long_values)
+    pos = _positions(tree, source, 1)
+    assert isinstance(pos, dict)
+    doc = _Resolved(value, pos, (source, 1), [(source, text)])
+    if EXTENDS in value:
+        where = pos[EXTENDS][0]
+        base_file = value.pop(EXTENDS)
+        pos.pop(EXTENDS)
+        at = Finding((EXTENDS,), "", line=where[1], source=where[0] if chain else None)
+        base_path = _base_path(base_file, source, at, chain)
+        if len(chain) >= MAX_EXTENDS:
+            raise SpecError(
+                [
+                    _replace_message(
+                        at, f"more than {MAX_EXTENDS} bases deep ({' -> '.join((*chain, source))}); flatten the chain"
+                    )
+                ],
+                chain[0] if chain else source,
+            )
+        base = _resolve(
+            _read_spec(base_path, chain[0] if chain else source, at), base_path, long_values, (*chain, source)
+        )
+        doc.value, doc.pos = _merge(base.value, base.pos, value, pos, chain[0] if chain else source)
+        doc.texts += base.texts
+    if not chain:
+        _flatten(doc.pos, (), doc.origins, doc.flow)
+    return doc
+
+
+def _base_path(base_file: Any, source: str, at: Finding, chain: tuple[str, ...]) -> str:
+    top = chain[0] if chain else source
+
+    def fail(message: str) -> NoReturn:
+        raise SpecError([_replace_message(at, message)], top)
+
+    if not isinstance(base_file, str) or not base_file.strip():
+        fail(f"must be the path of a base spec, relative to this file (got {quote(base_file)})")
+    if Path(base_file).is_absolute():
+        fail(f"{quote(base_file)} is an absolute path; write it relative to this file, as base/app.yaml")
+    if Path(base_file).suffix not in (".yaml", ".yml"):
+        fail(f"{quote(base_file)} is not a .yaml file; a base is a spec file")
+    path = Path(source).parent / base_file
+    resolved = str(path.resolve())
+    seen = [str(Path(s).resolve()) for s in (*chain, source)]
+    if resolved in seen:
+        fail(f"{quote(base_file)} is already in the chain ({' -> '.join((*chain, source, str(path)))}): a cycle")
+    return str(path)
+
+
+def _merge(base: Any, base_pos: _Pos, over: Any, over_pos: _Pos, top: str) -> tuple[Any, _Pos]:
+    """An overlay on its base: mappings merge key by key, anything else replaces, `null`
+    removes the base's key, and `key+: [...]` appends to the base's list."""
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        return over, over_pos
+    assert isinstance(base_pos, dict) and isinstance(over_pos, dict)
+    out, out_pos = dict(base), dict(base_pos)
+    for key, value in over.items():
+        where, pos = over_pos[key]
+        if isinstance(key, str) and key.endswith(APPEND) and len(key) > len(APPEND):
+            name = key[: -len(APPEND)]
+            at = Finding((key,), "", line=where[1], source=where[0] if where[0] != top else None)
+            if name in over:
+                raise SpecError([_replace_message(at, f"both {name}: and {key}: are set; keep one")], top)
+            if not isinstance(value, list):
+                raise SpecError([_replace_message(at, f"{key}: appends a list to the base's {name}; give a list")], top)
+            old = out.get(name, [])
+            if not isinstance(old, list):
+                raise SpecError(
+                    [_replace_message(at, f"{key}: appends to a list, but the base's {name} is not a list")], top
+                )
+            old_items = out_pos[name][1] if name in out_pos else []
+            assert isinstance(old_items, list) and isinstance(pos, list)
+            out[name] = [*old, *value]
+            out_pos[name] = (where, [*old_items, *pos])
+        elif value is None:
+            out.pop(key, None)
+            out_pos.pop(key, None)
+        elif key in out:
+            out[key], merged = _merge(out[key], out_pos[key][1], value, pos, top)
+            out_pos[key] = (where, merged)
+        else:
+            out[key], out_pos[key] = value, (where, pos)
+    return out, out_pos
+
+
+def _positions(node: Any, source: str, line: int) -> _Pos:
+    """Where each key and item of a ruamel tree was written. A key merged in with `<<:` has no
+    position of its own: it keeps its mapping's line."""
+    if isinstance(node, CommentedMap):
+        keyed = node.lc.data or {}
+        out: dict[Any, tuple[_Where, _Pos]] = {}
+        for key, value in node.items():
+            at = keyed[key][0] + 1 if key in keyed else line
+            out[_plain(key, set())] = ((source, at, _is_flow(value)), _positions(value, source, at))
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, value in enumerate(node):
+            at = node.lc.item(i)[0] + 1
+            items.append(((source, at, _is_flow(value)), _positions(value, source, at)))
+        return items
+    return None
+
+
+def _is_flow(node: Any) -> bool:
+    return isinstance(node, (CommentedMap, CommentedSeq)) and bool(node.fa.flow_style())
+
+
+def _flatten(pos: _Pos, loc: Loc, out: dict[Loc, Origin], flow: set[Loc]) -> None:
+    entries = pos.items() if isinstance(pos, dict) else enumerate(pos) if isinstance(pos, list) else ()
+    for part, ((source, line, is_flow), below) in entries:
+        out[(*loc, part)] = (source, line)
+        if is_flow:
+            flow.add((*loc, part))
+        _flatten(below, (*loc, part), out, flow)
+
+
+def _replace_message(finding: Finding, message: str) -> Finding:
+    return Finding(finding.loc, message, finding.severity, finding.line, finding.source)
 
 
 _INT_DIGITS = 1000
@@ -290,28 +471,26 @@ def _members(annotation: Any) -> list[Any]:
 # -- paths as lines ----------------------------------------------------------------------------
 
 
-def _locate(tree: Any, finding: Finding, long_values: set[str]) -> Finding:
-    """Attach the YAML line of the deepest part of `finding.loc` that exists in the file, and
-    shorten any long value of the file that the message quotes back (checks write `{value!r}`)."""
-    node, line = tree, 1
+def _locate(doc: _Resolved, finding: Finding, long_values: set[str]) -> Finding:
+    """Attach the file and line of the deepest part of `finding.loc` that was written (in the
+    spec or a base it extends), and shorten any long value the message quotes back (checks
+    write `{value!r}`)."""
+    node, where = doc.value, doc.root
     loc: list[str | int] = []
     for part in finding.loc:
-        if isinstance(node, CommentedMap) and part in node:
-            # A key merged in with `<<:` has no position of its own: keep the mapping's line.
-            if part in (node.lc.data or {}):
-                line = node.lc.key(part)[0] + 1
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_list or (isinstance(node, dict) and part in node):
             node = node[part]
-            loc.append(part)
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-            loc.append(part)
-        elif isinstance(node, CommentedMap) and node.get("kind") == part:
+        elif isinstance(node, dict) and node.get("kind") == part:
             continue  # a discriminated union's tag: pydantic's path step, not the file's
         else:
             loc.append(part)
             node = None
-    return Finding(tuple(loc), _shorten_values(finding.message, long_values), finding.severity, line)
+            continue
+        loc.append(part)
+        where = doc.origins.get(tuple(loc), where)
+    source = where[0] if where[0] != doc.root[0] else None
+    return Finding(tuple(loc), _shorten_values(finding.message, long_values), finding.severity, where[1], source)
 
 
 def _shorten_values(message: str, long_values: set[str]) -> str:

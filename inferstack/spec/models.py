@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -74,7 +75,21 @@ def _parse_param_count(value: object) -> object:
     return value
 
 
-ParamCount = Annotated[int, BeforeValidator(_parse_param_count), Field(gt=0, le=100 * 10**12)]
+_PARAM_LIMIT = 100 * 10**12
+ParamCount = Annotated[
+    int,
+    BeforeValidator(_parse_param_count),
+    Field(gt=0, le=_PARAM_LIMIT),
+    # The schema says what the loader takes: an editor must not flag `parameters: 8B`.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "exclusiveMinimum": 0, "maximum": _PARAM_LIMIT},
+                {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*[KMBTkmbt]\s*$"},
+            ]
+        }
+    ),
+]
 
 
 # The environment names that mean production: stricter defaults (deletion protection, a year of logs).
@@ -1836,6 +1851,14 @@ class Guardrails(StrictModel):
     """Limits the policy pack checks (advisory): inferstack policy-config passes them on."""
 
     max_gpus: int = Field(default=64, ge=0, description="GPUs the whole stack may scale to.")
+    enforcement: Literal["standard", "strict"] | None = Field(
+        default=None,
+        description=(
+            "How the policy pack enforces its rules for this stack: standard keeps the advisory rules advisory "
+            "(reported, not blocking); strict makes every rule mandatory (policy config `all: mandatory`). "
+            "Default: strict in environment prod, standard elsewhere."
+        ),
+    )
 
 
 class DeploymentSpec(StrictModel):
@@ -1867,6 +1890,12 @@ class DeploymentSpec(StrictModel):
     def image_of(self, target_name: str) -> str | None:
         """The engine image a target runs: its own, else serving.image."""
         return self.targets[target_name].image or self.serving.image
+
+    def strict_policy(self) -> bool:
+        """Whether the policy pack's advisory rules block this stack too (guardrails.enforcement)."""
+        if self.guardrails.enforcement is not None:
+            return self.guardrails.enforcement == "strict"
+        return self.metadata.is_production
 
     def log_retention_days(self) -> int:
         """The retention of every log group: the spec's, else a year in production, a month elsewhere."""

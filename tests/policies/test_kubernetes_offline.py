@@ -26,7 +26,7 @@ from test_kubernetes_rules import (
     workload,
 )
 
-from conftest import STACKS
+from conftest import STACKS, stack_text
 from inferstack import catalog
 from inferstack.offline.engine import record
 from inferstack.offline.policy import analyze
@@ -124,7 +124,7 @@ def test_the_derived_config_allows_the_residencys_site_locations_only(config):
 
 
 def test_a_residency_of_regions_allows_the_sites_it_lists():
-    text = (STACKS / "dev.yaml").read_text()
+    text = stack_text("dev.yaml")
     only_regions = text.replace("  jurisdiction: eu\n", "  regions: [eu-central-1]\n")
     with_site = text.replace("  jurisdiction: eu\n", "  regions: [eu-central-1, de]\n")
     assert only_regions != text

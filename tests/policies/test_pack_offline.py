@@ -12,15 +12,15 @@ import pytest
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from conftest import DEV_NO_ENDPOINT, EXAMPLE_STACKS, STACKS, plan_of_file
+from conftest import DEV_NO_ENDPOINT, EXAMPLE_STACKS, STACKS, plan_of_file, stack_text
 from inferstack.cli import main
 from inferstack.offline.policy import PolicyPackError, analyze, default_pack_dir
 from inferstack.planning import policy_config
 from inferstack.policy_pack.inferstack_policies import RULES
 from inferstack.policy_pack.inferstack_policies.tags import AWS_UNTAGGABLE
-from inferstack.spec.loader import load_spec
+from inferstack.spec.loader import load_spec, parse_spec
 
-DEV = (STACKS / "dev.yaml").read_text()
+DEV = stack_text("dev.yaml")
 
 
 def _plan_cli(tmp_path, text: str, *extra: str):
@@ -118,6 +118,7 @@ def test_the_pack_prints_nothing_before_its_port():
 
 def test_derived_config_names_only_policies_the_pack_declares():
     config = policy_config.derive(load_spec(STACKS / "prod.yaml").spec)
+    assert config.pop(policy_config.ALL) == "mandatory"  # Pulumi's key for every policy's level
     for name, settings in config.items():
         assert name in RULES, name
         assert set(settings) <= set(RULES[name].config), name
@@ -212,12 +213,32 @@ def test_new_rules_block_a_broken_plan_over_grpc(rule, stack, token, change):
     assert {(v.policy, v.enforcement) for v in report.violations} == {(rule, "mandatory")}
 
 
-def test_short_log_retention_is_advisory_over_grpc():
+def test_short_log_retention_is_advisory_unless_the_stack_is_strict():
+    """An advisory rule reports under standard enforcement and blocks under strict, the default
+    of environment prod (guardrails.enforcement); a rule's own entry in the config still wins."""
     doc = _mutated("prod.yaml", "aws:cloudwatch/logGroup:LogGroup", lambda i: i.update(retentionInDays=30))
-    report = analyze(doc, policy_config.derive(load_spec(STACKS / "prod.yaml").spec))
-    assert {(v.policy, v.enforcement) for v in report.violations} == {
-        ("security-aws-cloudwatch-loggroup-retention-minimum", "advisory")
-    }
+    rule = "security-aws-cloudwatch-loggroup-retention-minimum"
+    strict = policy_config.derive(load_spec(STACKS / "prod.yaml").spec)
+    assert {(v.policy, v.enforcement) for v in analyze(doc, strict).violations} == {(rule, "mandatory")}
+    standard = {k: v for k, v in strict.items() if k != policy_config.ALL}
+    assert {(v.policy, v.enforcement) for v in analyze(doc, standard).violations} == {(rule, "advisory")}
+    own_entry = {**strict, rule: {**strict[rule], "enforcementLevel": "advisory"}}
+    assert {(v.policy, v.enforcement) for v in analyze(doc, own_entry).violations} == {(rule, "advisory")}
+
+
+def test_enforcement_is_strict_in_prod_and_set_by_the_spec():
+    dev = stack_text("dev.yaml")
+    assert policy_config.ALL not in policy_config.derive(parse_spec(dev, "dev.yaml").spec)
+    strict_dev = dev.replace("guardrails:", "guardrails:\n  enforcement: strict", 1)
+    if strict_dev == dev:
+        strict_dev = dev + "\nguardrails:\n  enforcement: strict\n"
+    assert policy_config.derive(parse_spec(strict_dev, "dev.yaml").spec)[policy_config.ALL] == "mandatory"
+    prod = load_spec(STACKS / "prod.yaml")
+    assert prod.spec.strict_policy()
+    relaxed = prod.spec.model_copy(
+        update={"guardrails": prod.spec.guardrails.model_copy(update={"enforcement": "standard"})}
+    )
+    assert policy_config.ALL not in policy_config.derive(relaxed)
 
 
 def test_the_retention_minimum_is_the_specs_for_its_environment():
