@@ -474,5 +474,52 @@ def schema(overlay: bool) -> None:
     click.echo(json.dumps(spec_schema(overlay), indent=2, sort_keys=True))
 
 
+def _diff_side(path: str, stack: str | None) -> dict:
+    """One side of `diff`: a saved plan (`.json`), checked as `check` checks one, or a spec,
+    planned and policy-checked as `plan` does."""
+    if path.lower().endswith(".json"):
+        return _read_plan(path)
+    from inferstack.planning.policy_config import derive
+
+    loaded = _load(path)
+    _check_stack_name(stack or loaded.stack, given=bool(stack))
+    result = _run(loaded, stack)
+    config = derive(loaded.spec)
+    result.policy = {"config": config, **_run_policy(result.to_json(), config).to_json()}
+    return result.to_json()
+
+
+@main.command()
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("head", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write the diff here instead of stdout.")
+@click.option(
+    "--stack", help="Stack name for a spec given (default: the spec file's name); a saved plan keeps its own."
+)
+@click.option("--no-fail", is_flag=True, help="Exit 0 even when HEAD brings a mandatory violation.")
+def diff(base: str, head: str, fmt: str, out: str | None, stack: str | None, no_fail: bool) -> None:
+    """What changing BASE into HEAD does: resources added, removed and changed (the inputs that
+    changed, secrets masked), the cost at min and max, and the policy violations HEAD brings or
+    fixes. Each is a spec or a saved plan (`inferstack plan --out`). Exits 1 when HEAD has a
+    mandatory violation BASE did not have."""
+    from inferstack.offline import plan_diff
+
+    if out:
+        _check_writable(out)
+    result = plan_diff.diff_plans(_diff_side(base, stack), _diff_side(head, stack))
+    render = {"text": plan_diff.to_text, "markdown": plan_diff.to_markdown, "json": plan_diff.to_json}[fmt]
+    text = render(result)
+    if out:
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            _bad_input(f"cannot write {out}: {e.strerror}")
+    else:
+        click.echo(text, nl=False)
+    if result.blocking and not no_fail:
+        sys.exit(EXIT_VIOLATION)
+
+
 if __name__ == "__main__":
     main()
