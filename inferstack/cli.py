@@ -521,5 +521,146 @@ def diff(base: str, head: str, fmt: str, out: str | None, stack: str | None, no_
         sys.exit(EXIT_VIOLATION)
 
 
+def _starter_path(template_dirs: tuple[str, ...]):
+    from inferstack import starters
+
+    try:
+        return starters.search_path(template_dirs)
+    except starters.StarterError as error:
+        _bad_input(str(error))
+
+
+def _stdin_is_tty() -> bool:
+    """Whether `new` may prompt (tests replace this)."""
+    return sys.stdin.isatty()
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--template-dir",
+    "template_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory of <name>/manifest.yaml templates, searched before INFERSTACK_TEMPLATE_PATH and the "
+    "built-in starters (repeatable; the first holding a name wins).",
+)
+def templates(fmt: str, template_dirs: tuple[str, ...]) -> None:
+    """List the starter templates `inferstack new` renders, with their parameters and where each
+    comes from."""
+    from rich.table import Table
+
+    from inferstack import starters
+    from inferstack.offline.report import console_for
+
+    path = _starter_path(template_dirs)
+    try:
+        found = starters.discover(path)
+    except starters.StarterError as error:
+        _bad_input(str(error))
+    if fmt == "json":
+        doc = [
+            {
+                "name": t.name,
+                "description": t.manifest.description,
+                "source": str(t.source.path),
+                "origin": t.source.origin,
+                "shadows": [str(p) for p in t.shadows],
+                "stack_parameter": t.manifest.stack_parameter,
+                "parameters": [p.model_dump(exclude_none=True) for p in t.manifest.parameters],
+            }
+            for t in found
+        ]
+        click.echo(json.dumps(doc, indent=2))
+        return
+    console = console_for()
+    console.print("search path (first wins): " + "; ".join(f"{d.path} ({d.origin})" for d in path), markup=False)
+    for t in found:
+        shadows = f"; shadows {', '.join(str(p) for p in t.shadows)}" if t.shadows else ""
+        console.print(f"\n{t.name}: {t.manifest.description}", markup=False)
+        console.print(f"from {t.directory} ({t.source.origin}{shadows})", markup=False)
+        table = Table()
+        for column in ("parameter", "type", "default", "allowed", "description"):
+            table.add_column(column)
+        for p in t.manifest.parameters:
+            allowed = ", ".join(starters.format_value(a) for a in p.allowed) if p.allowed else ""
+            if p.pattern and not allowed:
+                allowed = f"matches {p.pattern}"
+            elif not allowed and (p.minimum is not None or p.maximum is not None):
+                allowed = f"{'' if p.minimum is None else p.minimum}..{'' if p.maximum is None else p.maximum}"
+            table.add_row(
+                *(escape(x) for x in (p.name, p.type, starters.format_value(p.default) or '""', allowed, p.description))
+            )
+        console.print(table)
+    if not found:
+        console.print("no templates found", markup=False)
+
+
+@main.command()
+@click.argument("template")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=True))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A parameter's value (repeatable).")
+@click.option(
+    "--template-dir",
+    "template_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory of <name>/manifest.yaml templates, searched before INFERSTACK_TEMPLATE_PATH and the "
+    "built-in starters (repeatable; the first holding a name wins).",
+)
+@click.option("--no-input", is_flag=True, help="Never prompt: parameters not --set take their defaults.")
+def new(template: str, directory: str, sets: tuple[str, ...], template_dirs: tuple[str, ...], no_input: bool) -> None:
+    """Render TEMPLATE into DIR: <stack>.yaml (the spec) and Pulumi.<stack>.yaml, both validated
+    before either is written, never over an existing file. In a terminal it asks for each
+    parameter not --set (the default in brackets); elsewhere the defaults are used."""
+    from inferstack import starters
+
+    path = _starter_path(template_dirs)
+    target = Path(directory)
+    try:
+        chosen = starters.find(template, path)
+        values = starters.parse_sets(sets, chosen)
+        if not no_input and _stdin_is_tty():
+            for p in chosen.manifest.parameters:
+                if p.name in values:
+                    continue
+
+                def parse(text: str, p: starters.Parameter = p) -> object:
+                    try:
+                        return starters.coerce(p, text)
+                    except starters.StarterError as error:
+                        raise click.BadParameter(str(error)) from None
+
+                allowed = f"; one of {', '.join(starters.format_value(a) for a in p.allowed)}" if p.allowed else ""
+                values[p.name] = click.prompt(
+                    f"{p.name} ({p.description}{allowed})",
+                    default=starters.format_value(p.default),
+                    value_proc=parse,
+                )
+        rendered = starters.render(chosen, values, target)
+        starters.check_free(rendered, target, chosen.manifest.stack_parameter)
+        try:
+            loaded = starters.validate(rendered, target)
+        except SpecError as error:
+            console = _err()
+            for line in error.render().splitlines():
+                console.print(f"[red]error[/]: {escape(line)}", markup=True, highlight=False)
+            console.print(
+                f"{error.total} error(s) in the spec {template} renders to {target / rendered.spec_name}; nothing was "
+                "written. Change the --set values named above (`inferstack templates` lists them) or fix the template.",
+                markup=False,
+            )
+            sys.exit(EXIT_BAD_INPUT)
+        for warning in loaded.warnings:
+            _err().print(f"[yellow]{escape(warning.render(loaded.path))}[/]")
+        written = starters.write(rendered, target, chosen.manifest.stack_parameter)
+    except starters.StarterError as error:
+        _bad_input(str(error))
+    except OSError as e:
+        _bad_input(f"cannot write to {directory}: {e.strerror or e}; nothing was written")
+    click.echo(f"wrote {written[0]} and {written[1]} (template {chosen.name}, stack {rendered.stack})")
+    click.echo(f"next: inferstack plan {written[0]}")
+
+
 if __name__ == "__main__":
     main()
