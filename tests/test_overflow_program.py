@@ -83,3 +83,26 @@ def test_the_aws_links_keys_are_secret_in_the_plan_and_its_outputs(hybrid):
     assert {v["inputs"][f"tunnel{t}PresharedKey"] for v in vpns for t in (1, 2)} == {"[secret]"}
     assert hybrid.plan.outputs["overflow.aws-burst.aws_vpn_preshared_keys"] == "[secret]"
     assert "x" * 32 not in hybrid.plan.dumps()  # the mocks' stand-in for a generated key
+
+
+def test_keys_taken_from_config_plan_offline_masked_and_nothing_generated(tmp_path):
+    """A spec that takes the tunnels' keys from stack config plans offline as `pulumi preview`
+    would with the config set: a placeholder per tunnel answers the key, in the form AWS accepts."""
+    from conftest import plan_of_text, stack_text
+    from inferstack.offline.engine import offline_config
+    from inferstack.planning.overflow.aws_link import preshared_key_problem
+    from inferstack.spec.loader import parse_spec
+
+    text = stack_text("hybrid.yaml")
+    for cloud, key in (("aws", "awsVpnKeys"), ("gcp", "gcpVpnKeys")):
+        text = text.replace(f"    {cloud}:\n", f"    {cloud}:\n      preshared_keys_config_key: {key}\n", 1)
+    config = offline_config(parse_spec(text, "hybrid.yaml").spec)
+    aws, gcp = json.loads(config["inferstack:awsVpnKeys"]), json.loads(config["inferstack:gcpVpnKeys"])
+    assert (len(aws), len(gcp)) == (4, 4)  # two site devices: two tunnels each to AWS, four HA VPN tunnels
+    assert all(preshared_key_problem(k) is None for k in aws)
+    plan = Resources(plan_of_text(text, "hybrid"))
+    assert not plan.of_type("random:index/randomPassword:RandomPassword")
+    dumped = json.dumps(plan.all)
+    assert "offline_placeholder_psk" not in dumped
+    for tunnel in plan.of_type("gcp:compute/vPNTunnel:VPNTunnel"):
+        assert tunnel["inputs"]["sharedSecret"] == "[secret]"

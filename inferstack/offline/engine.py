@@ -111,6 +111,8 @@ class PlanDocument(BaseModel):
 # What a secret in the stack's config reads as offline: a placeholder, masked in every plan like
 # any secret. Offline no real credential is ever read (nor the PULUMI_CONFIG of the shell).
 OFFLINE_SECRET = "offline-placeholder-secret"
+# The stack name the planners are asked with where only counts matter (tunnels per link).
+OFFLINE_STACK = "offline"
 OFFLINE_CA_PEM = "-----BEGIN CERTIFICATE-----\nb2ZmbGluZS1wbGFjZWhvbGRlci1jYQ==\n-----END CERTIFICATE-----\n"
 OFFLINE_JWKS = '{"keys": [{"alg": "RS256", "e": "AQAB", "kid": "offline-placeholder", "kty": "RSA", "n": "b2ZmbGluZQ", "use": "sig"}]}'
 
@@ -125,6 +127,28 @@ def offline_config(spec: DeploymentSpec) -> dict[str, str]:
         # their form by the identity component; offline, well-formed stand-ins.
         out[f"{PROJECT}:{spec.overflow.gateway.site_ca_config_key}"] = OFFLINE_CA_PEM
         out[f"{PROJECT}:{spec.overflow.gateway.jwks_config_key}"] = OFFLINE_JWKS
+        out.update(_offline_preshared_keys(spec))
+    return out
+
+
+def _offline_preshared_keys(spec: DeploymentSpec) -> dict[str, str]:
+    """The VPN links' pre-shared keys when the spec takes them from config: a JSON list of one
+    placeholder per tunnel, each a key AWS accepts (8-64 letters, digits, '.', '_'), so the
+    components' own checks of the value's form run offline as they do at deploy time."""
+    from inferstack.planning.overflow.aws_link import plan_aws_link
+    from inferstack.planning.overflow.gcp_link import plan_gcp_link
+
+    assert spec.overflow is not None
+    out = {}
+    for name in spec.overflow.burst:
+        counts: list[tuple[str | None, int]] = []
+        if (aws := plan_aws_link(spec, OFFLINE_STACK, name)) is not None:
+            counts.append((aws.preshared_keys_config_key, aws.tunnel_count))
+        if (gcp := plan_gcp_link(spec, OFFLINE_STACK, name)) is not None:
+            counts.append((gcp.preshared_keys_config_key, len(gcp.tunnels)))
+        for key, count in counts:
+            if key is not None:
+                out[f"{PROJECT}:{key}"] = json.dumps([f"offline_placeholder_psk_{i}" for i in range(count)])
     return out
 
 
