@@ -368,3 +368,63 @@ def test_the_schemas_accept_every_example_stack_and_catch_a_typo():
     for schema in schemas.values():
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({"metadata": {"enviroment": "dev"}}, schema)
+
+
+# -- what a review found -----------------------------------------------------------------------------
+
+
+def test_null_on_a_key_the_base_lacks_is_an_error_with_a_suggestion(tmp_path):
+    spec = _write(tmp_path, {"dev.yaml": "extends: base.yaml\ntargets:\n  secnd: null\n", "base.yaml": BASE})
+    (error,) = _errors(spec)
+    assert error.startswith(f"{spec}:3: targets.secnd: null removes a key of the base, which has no secnd")
+    assert "did you mean 'second'" in error
+
+
+def test_a_target_of_another_kind_replaces_the_base_target_whole(tmp_path):
+    # the base's AWS fields (instance_types, capacity, network) do not leak into a GCP target
+    spec = _write(
+        tmp_path,
+        {
+            "dev.yaml": """\
+            extends: base.yaml
+            metadata: {environment: dev}
+            residency: {regions: [eu-central-1, europe-west4]}
+            targets:
+              second:
+                kind: gcp-gpu-fleet
+            """,
+            "base.yaml": BASE,
+        },
+    )
+    errors = _errors(spec)
+    assert all("unknown field" not in e for e in errors), errors
+    assert any("targets.second" in e and "required field is missing" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("extends", ['"a\\0.yaml"', "loop1.yaml"])
+def test_an_unresolvable_base_path_is_an_error_not_a_traceback(tmp_path, extends):
+    (tmp_path / "loop1.yaml").symlink_to(tmp_path / "loop2.yaml")
+    (tmp_path / "loop2.yaml").symlink_to(tmp_path / "loop1.yaml")
+    spec = _write(tmp_path, {"dev.yaml": f"extends: {extends}\n"})
+    (error,) = _errors(spec)
+    assert error.startswith(f"{spec}:1: extends: ")
+
+
+def test_the_digest_does_not_depend_on_how_the_path_is_spelled(tmp_path, monkeypatch):
+    spec = _write(
+        tmp_path, {"env/dev.yaml": "extends: ../base.yaml\nmetadata: {environment: dev}\n", "base.yaml": BASE}
+    )
+    digest = load_spec(spec).sha256
+    monkeypatch.chdir(tmp_path)
+    assert load_spec("env/dev.yaml").sha256 == load_spec("./env/../env/dev.yaml").sha256 == digest
+
+
+def test_an_append_key_without_a_base_says_so(tmp_path):
+    spec = tmp_path / "dev.yaml"
+    spec.write_text(
+        BASE.replace("  args: [", "  args+: [").replace(
+            "  team: ml-platform\n", "  team: ml-platform\n  environment: dev\n"
+        )
+    )
+    (error,) = _errors(spec)
+    assert error.endswith("serving.args+: appends to a base's args, and this spec extends no base; write args: [...]")

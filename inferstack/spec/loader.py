@@ -7,6 +7,7 @@ of every error. Joining the two gives ``stacks/dev.yaml:14: targets.burst.capaci
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -115,8 +116,11 @@ def parse_spec(text: str, source: str = "spec") -> LoadedSpec:
     )
     if len(doc.texts) == 1:
         digest = hashlib.sha256(text.encode()).hexdigest()
-    else:  # a plan is stale when any file of the chain changed, not only the spec's own
-        digest = hashlib.sha256("\x00".join(f"{s}\x00{t}" for s, t in doc.texts).encode()).hexdigest()
+    else:  # a plan is stale when any file of the chain changed, not only the spec's own; the
+        # bases are named relative to the spec, so `./stacks/dev.yaml` is the same spec
+        top = Path(source).parent
+        named = [(os.path.relpath(s, top), t) for s, t in doc.texts[1:]]
+        digest = hashlib.sha256("\x00".join(f"{s}\x00{t}" for s, t in [("", text), *named]).encode()).hexdigest()
     return LoadedSpec(
         spec,
         source,
@@ -195,25 +199,31 @@ def _base_path(base_file: Any, source: str, at: Finding, chain: tuple[str, ...])
     if Path(base_file).suffix not in (".yaml", ".yml"):
         fail(f"{quote(base_file)} is not a .yaml file; a base is a spec file")
     path = Path(source).parent / base_file
-    resolved = str(path.resolve())
-    seen = [str(Path(s).resolve()) for s in (*chain, source)]
+    try:
+        resolved = str(path.resolve())
+        seen = [str(Path(s).resolve()) for s in (*chain, source)]
+    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, a NUL in the path
+        fail(f"{quote(base_file)} cannot be resolved ({e}); name a spec file, relative to this file")
     if resolved in seen:
         fail(f"{quote(base_file)} is already in the chain ({' -> '.join((*chain, source, str(path)))}): a cycle")
     return str(path)
 
 
-def _merge(base: Any, base_pos: _Pos, over: Any, over_pos: _Pos, top: str) -> tuple[Any, _Pos]:
+def _merge(base: Any, base_pos: _Pos, over: Any, over_pos: _Pos, top: str, loc: Loc = ()) -> tuple[Any, _Pos]:
     """An overlay on its base: mappings merge key by key, anything else replaces, `null`
-    removes the base's key, and `key+: [...]` appends to the base's list."""
+    removes the base's key, and `key+: [...]` appends to the base's list. A mapping of another
+    `kind` (a target moved to another cloud) replaces the base's whole: their fields differ."""
     if not (isinstance(base, dict) and isinstance(over, dict)):
+        return over, over_pos
+    if "kind" in base and "kind" in over and base["kind"] != over["kind"]:
         return over, over_pos
     assert isinstance(base_pos, dict) and isinstance(over_pos, dict)
     out, out_pos = dict(base), dict(base_pos)
     for key, value in over.items():
         where, pos = over_pos[key]
+        at = Finding((*loc, key), "", line=where[1], source=where[0] if where[0] != top else None)
         if isinstance(key, str) and key.endswith(APPEND) and len(key) > len(APPEND):
             name = key[: -len(APPEND)]
-            at = Finding((key,), "", line=where[1], source=where[0] if where[0] != top else None)
             if name in over:
                 raise SpecError([_replace_message(at, f"both {name}: and {key}: are set; keep one")], top)
             if not isinstance(value, list):
@@ -228,10 +238,15 @@ def _merge(base: Any, base_pos: _Pos, over: Any, over_pos: _Pos, top: str) -> tu
             out[name] = [*old, *value]
             out_pos[name] = (where, [*old_items, *pos])
         elif value is None:
-            out.pop(key, None)
-            out_pos.pop(key, None)
+            if key not in out:  # a typo here would silently keep what it meant to remove
+                hint = did_you_mean(str(key), [str(k) for k in out]) or f"; the base has: {', '.join(map(str, out))}"
+                raise SpecError(
+                    [_replace_message(at, f"null removes a key of the base, which has no {key!s}{hint}")], top
+                )
+            out.pop(key)
+            out_pos.pop(key)
         elif key in out:
-            out[key], merged = _merge(out[key], out_pos[key][1], value, pos, top)
+            out[key], merged = _merge(out[key], out_pos[key][1], value, pos, top, (*loc, key))
             out_pos[key] = (where, merged)
         else:
             out[key], out_pos[key] = value, (where, pos)
@@ -410,7 +425,10 @@ def _findings_from(errors: list[ErrorDetails]) -> list[Finding]:
             out.append(Finding(loc + cause.field, cause.message))
             continue
         msg = _MESSAGES.get(e["type"], e["msg"])
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and str(loc[-1]).endswith(APPEND):
+            name = str(loc[-1])[: -len(APPEND)]
+            msg = f"appends to a base's {name}, and this spec extends no base; write {name}: [...]"
+        elif e["type"] == "extra_forbidden":
             allowed = _fields_at(DeploymentSpec, loc[:-1])
             msg += did_you_mean(str(loc[-1]), allowed) or f"; allowed here: {', '.join(sorted(allowed))}"
         elif e["type"] == "string_pattern_mismatch" and e["ctx"]["pattern"] in PATTERN_HINTS:
