@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
@@ -124,6 +125,15 @@ def _read_plan(path: str) -> dict:
         _bad_input(
             f"{path}: not an inferstack plan (version 1): {where}: {first['msg']}; write one with `inferstack plan --out`"
         )
+    # What inferstack writes, and what the diff's markdown and the pack trust: a stack name Pulumi
+    # accepts, and each resource once.
+    if not _STACK_NAME.fullmatch(doc["stack"]):
+        _bad_input(
+            f"{path}: stack {quote(doc['stack'])} is not a Pulumi stack name; that is not a plan inferstack wrote"
+        )
+    twice = sorted(u for u, n in Counter(r["urn"] for r in doc["resources"]).items() if n > 1)[:1]
+    if twice:
+        _bad_input(f"{path}: resource {quote(twice[0])} is listed twice; that is not a plan inferstack wrote")
     return doc
 
 

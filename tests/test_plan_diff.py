@@ -449,14 +449,35 @@ def test_policy_new_fixed_unchanged_escalated_and_stack_wide():
         ]
     )
     p = diff_plans(base, head).policy
-    assert [(v.resource.rsplit("::", 1)[-1], v.message) for v in p.new] == [("c", "another message"), ("(stack)", "m")]
-    assert sorted(v.resource.rsplit("::", 1)[-1] for v in p.fixed) == ["c", "gone"]
+    assert [(v.resource.rsplit("::", 1)[-1], v.message) for v in p.new] == [("(stack)", "m")]
+    assert sorted(v.resource.rsplit("::", 1)[-1] for v in p.fixed) == ["gone"]
+    # the same policy on the same resource, reworded (a limit exceeded by less): neither new nor fixed
+    assert [(v.resource.rsplit("::", 1)[-1], v.message) for v in p.reworded] == [("c", "another message")]
     assert p.unchanged == 2
     assert [(v.resource.rsplit("::", 1)[-1], v.before, v.enforcement) for v in p.escalated] == [
         ("b", "advisory", "mandatory")
     ]
     assert sorted(v.policy for v in p.blocking) == ["p", "stack-rule"]
     assert (p.base_counts, p.head_counts) == ((2, 2), (3, 1))
+
+
+def test_a_violation_made_smaller_does_not_block():
+    base = _doc(violations=[_v("", policy="cost-stack-gpu-count-limit", message="64 GPUs over the limit of 8")])
+    head = _doc(violations=[_v("", policy="cost-stack-gpu-count-limit", message="56 GPUs over the limit of 8")])
+    d = diff_plans(base, head)
+    assert d.blocking == [] and d.policy.new == [] and d.policy.fixed == []
+    assert [v.message for v in d.policy.reworded] == ["56 GPUs over the limit of 8"]
+    assert "1 reworded" in to_markdown(d) and "reworded" in to_text(d)
+
+
+def test_a_stack_new_in_the_pull_request_costs_nothing_before():
+    cost = {
+        "targets": [{"target": "a", "hourlyUsdAtMin": 1.0, "hourlyUsdAtMax": 2.0, "monthlyUsd": 900.0}],
+        "total": {"hourlyUsdAtMin": 1.0, "hourlyUsdAtMax": 2.0, "monthlyUsd": 900.0},
+    }
+    d = diff_plans(_doc(violations=[]), _doc(_res("sg"), violations=[], cost=cost))
+    assert (d.total.before_max, d.total.after_max, d.total.delta_max) == (0.0, 1460.0, 1460.0)
+    assert (d.total.before_rehearsed, d.total.delta_rehearsed) == (0.0, 900.0)
 
 
 def test_a_side_without_a_verdict_is_unknown():
@@ -526,7 +547,13 @@ def test_cli_plans_a_spec_like_plan_does(files, tmp_path):
 def test_cli_bad_input_is_exit_2(files, tmp_path):
     not_a_plan = tmp_path / "config.json"
     not_a_plan.write_text(json.dumps({"some": "config"}))
+    dev = json.loads(Path(files["dev"]).read_text())
+    hostile, twice = tmp_path / "hostile.json", tmp_path / "twice.json"
+    hostile.write_text(json.dumps({**dev, "stack": "x --> <b>hi</b>"}))
+    twice.write_text(json.dumps({**dev, "resources": [*dev["resources"], dev["resources"][0]]}))
     for args, says in (
+        ([files["dev"], str(hostile)], "is not a Pulumi stack name"),
+        ([files["dev"], str(twice)], "is listed twice"),
         ([str(tmp_path / "missing.json"), files["dev"]], "cannot read"),
         ([files["dev"], str(not_a_plan)], "not an inferstack plan (version 1)"),
         ([files["dev"], str(tmp_path / "missing.yaml")], "missing.yaml"),
@@ -583,7 +610,12 @@ def test_workflow_triggers_permissions_and_pins(workflow):
         "inferstack/**",
         "templates/**",
         "policies/**",
+        "pyproject.toml",
+        "Pulumi.yaml",
+        "__main__.py",
+        ".github/workflows/inferstack-diff.yml",
     }
+    assert workflow["jobs"]["diff"]["timeout-minutes"] <= 60
     assert workflow["permissions"] == {"contents": "read", "pull-requests": "write"}
     text = WORKFLOW.read_text()
     uses = re.findall(r"uses: (\S+)(.*)", text)

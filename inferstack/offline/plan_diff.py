@@ -188,6 +188,8 @@ class PolicyDiff:
     new: list[PolicyItem] = field(default_factory=list)
     fixed: list[PolicyItem] = field(default_factory=list)
     escalated: list[PolicyItem] = field(default_factory=list)  # in both, mandatory only in HEAD
+    # in both (same policy, same resource), the message reworded: a limit exceeded by less, say
+    reworded: list[PolicyItem] = field(default_factory=list)
     unchanged: int = 0
     unverified: list[PolicyItem] = field(default_factory=list)  # HEAD's, when BASE's verdict is unknown
     base_counts: tuple[int, int] | None = None  # (mandatory, advisory); None: unknown
@@ -210,6 +212,7 @@ class PolicyDiff:
             "new": [v.to_json() for v in self.new],
             "fixed": [v.to_json() for v in self.fixed],
             "escalated": [v.to_json() for v in self.escalated],
+            "reworded": [v.to_json() for v in self.reworded],
             "unverified": [v.to_json() for v in self.unverified],
             "unchanged": self.unchanged,
             "blocking": len(self.blocking),
@@ -241,7 +244,7 @@ class PlanDiff:
     @property
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed or self.total.changed) and not (
-            self.policy.new or self.policy.fixed or self.policy.escalated
+            self.policy.new or self.policy.fixed or self.policy.escalated or self.policy.reworded
         )
 
     @property
@@ -397,20 +400,32 @@ def diff_policy(base_doc: dict[str, Any], head_doc: dict[str, Any]) -> PolicyDif
         result.unverified = head
         return result
 
-    def key(v: PolicyItem) -> tuple[str, str, str]:
-        return (v.policy, v.resource, v.message)
+    # A violation is the same one while its policy and resource are: its message may carry a
+    # number (64 GPUs over a limit of 8) that a pull request improves without fixing it all, and
+    # that is neither a new violation nor a fix.
+    def groups(items: list[PolicyItem]) -> dict[tuple[str, str], list[PolicyItem]]:
+        out: dict[tuple[str, str], list[PolicyItem]] = {}
+        for v in items:
+            out.setdefault((v.policy, v.resource), []).append(v)
+        return out
 
-    before = {key(v): v for v in base}
-    after = {key(v): v for v in head}
-    result.new = sorted(v for k, v in after.items() if k not in before)
-    result.fixed = sorted(v for k, v in before.items() if k not in after)
-    both = sorted(k for k in after if k in before)
-    result.unchanged = len(both)
-    result.escalated = sorted(
-        PolicyItem(*k, after[k].enforcement, after[k].severity, before=before[k].enforcement)
-        for k in both
-        if after[k].mandatory and not before[k].mandatory
-    )
+    before, after = groups(base), groups(head)
+    result.new = sorted(v for k, vs in after.items() if k not in before for v in vs)
+    result.fixed = sorted(v for k, vs in before.items() if k not in after for v in vs)
+    for k in sorted(set(after) & set(before)):
+        old_messages = {v.message for v in before[k]}
+        was_mandatory = any(v.mandatory for v in before[k])
+        for v in after[k]:
+            if v.message not in old_messages:
+                result.reworded.append(v)
+            else:
+                result.unchanged += 1
+            if v.mandatory and not was_mandatory:
+                result.escalated.append(
+                    PolicyItem(
+                        v.policy, v.resource, v.message, v.enforcement, v.severity, before=before[k][0].enforcement
+                    )
+                )
     return result
 
 
@@ -428,6 +443,10 @@ def diff_plans(base_doc: dict[str, Any], head_doc: dict[str, Any]) -> PlanDiff:
         if inputs or options or bool(b.get("custom")) != bool(a.get("custom")):
             changed.append(_entry(k, a, inputs, options))
     (bt, btotal), (at, atotal) = _cost_of(base_doc), _cost_of(head_doc)
+    # A side with nothing in it (a stack new or removed in the pull request) costs nothing.
+    nothing = {"hourlyUsdAtMin": 0.0, "hourlyUsdAtMax": 0.0, "monthlyUsd": 0.0}
+    btotal = btotal or (nothing if not base and not bt else btotal)
+    atotal = atotal or (nothing if not head and not at else atotal)
     return PlanDiff(
         base_stack=str(base_doc.get("stack", "")),
         head_stack=str(head_doc.get("stack", "")),
@@ -528,7 +547,13 @@ def to_text(d: PlanDiff) -> str:
     if not p.base_known or not p.head_known:
         side = " and ".join(s for s, known in (("BASE", p.base_known), ("HEAD", p.head_known)) if not known)
         lines.append(f"  the verdict of {side} is unknown (planned with --skip-policy): nothing is compared to it")
-    for label, items in (("new", p.new), ("escalated", p.escalated), ("in HEAD", p.unverified), ("fixed", p.fixed)):
+    for label, items in (
+        ("new", p.new),
+        ("escalated", p.escalated),
+        ("in HEAD", p.unverified),
+        ("fixed", p.fixed),
+        ("reworded", p.reworded),
+    ):
         lines += [f"  {label}: {_violation_text(v)}" for v in items]
     if p.base_known and p.head_known:
         lines.append(f"  unchanged: {p.unchanged}")
@@ -627,6 +652,8 @@ def _markdown(d: PlanDiff, detail_lines: int, violation_lines: int) -> str:
     change = "unknown" if not (p.base_known and p.head_known) else f"{len(p.new)} new, {len(p.fixed)} fixed"
     if p.escalated:
         change += f", {len(p.escalated)} now mandatory"
+    if p.reworded:
+        change += f", {len(p.reworded)} reworded"
     out += [f"| policy | {_policy_counts(p.base_counts)} | {_policy_counts(p.head_counts)} | {change} |", ""]
     if not p.head_known:
         out += ["HEAD was planned with `--skip-policy`: its policy verdict is unknown.", ""]
@@ -671,6 +698,10 @@ def _markdown(d: PlanDiff, detail_lines: int, violation_lines: int) -> str:
         out += _details(f"Cost per target ({len(priced)} changed)", rows)
     if p.fixed:
         out += _details(f"Fixed violations ({len(p.fixed)})", capped([_md_violation(v) for v in p.fixed]))
+    if p.reworded:
+        out += _details(
+            f"Violations still there, reworded ({len(p.reworded)})", capped([_md_violation(v) for v in p.reworded])
+        )
     if cut[0]:
         out += [f"_{cut[0]} detail line(s) cut to keep this comment short: `inferstack diff` shows them all._", ""]
     out.append("<sub>Costs: catalog prices, hourly × 730 at min and max capacity; an estimate.</sub>")
