@@ -778,3 +778,28 @@ def test_golden_markdown_of_every_section():
         golden.write_text(text)
     assert text == golden.read_text()
     assert "x" not in re.findall(r"password</code>: <code>([^<]*)", text)
+
+
+def test_scripts_are_compared_line_by_line_where_they_differ():
+    import base64
+
+    script = "#!/bin/bash\nset -euo pipefail\n" + "echo step\n" * 40
+    old = script + "exec vllm serve --model m --port 8000 --enable-prefix-caching\n"
+    new = script + "exec vllm serve --model m --port 8000 --enable-prefix-caching --max-num-seqs 64\n"
+
+    def user_data(text):
+        return base64.b64encode(text.encode()).decode()
+
+    changes = _changes({"userData": user_data(old)}, {"userData": user_data(new)})
+    assert changes == [
+        ("userData{base64}[line 43]", "'…nable-prefix-caching'", "'…nable-prefix-caching --max-num-seqs 64'")
+    ]
+    # a plain-text startup script (GCP metadata), a line added and one removed
+    plain = _changes({"startup-script": old}, {"startup-script": old.replace("set -euo pipefail\n", "") + "sync\n"})
+    assert plain == [
+        ("startup-script{lines}[line 2 of BASE]", "'set -euo pipefail'", "(absent)"),
+        ("startup-script{lines}[line 43]", "(absent)", "'sync'"),
+    ]
+    # base64 that is not text, and a short token, are compared whole
+    token = _changes({"t": "QUJD"}, {"t": "REVG"})
+    assert token == [("t", "'QUJD'", "'REVG'")]

@@ -24,6 +24,9 @@ Every list is sorted, so the same two plans give byte-identical output.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -42,6 +45,8 @@ DETAIL_LINES = 400  # lines in the folded sections before the rest is counted, n
 VIOLATION_LINES = 50  # violations listed unfolded before the rest is counted
 MESSAGE_CHARS = 300  # a violation message in a comment
 _JSON_TEXT_CHARS = 1 << 20  # an input holding JSON text is compared inside when at most this long
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_LINE_HUNKS = 20  # changed hunks shown per script; a rewrite says so after these
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$@/-]+")
 
 
@@ -271,6 +276,57 @@ def _json_text(value: Any) -> Any:
         return ABSENT
 
 
+def _text_lines(value: Any) -> tuple[str, list[str]] | None:
+    """A script or config held in an input, as lines: cloud-init user data (base64, as EC2 takes
+    it) or a startup script (plain text). None for anything else, which is compared whole."""
+    if not isinstance(value, str) or len(value) > _JSON_TEXT_CHARS:
+        return None
+    if "\n" in value:
+        return "lines", value.splitlines()
+    if len(value) >= 64 and _BASE64.fullmatch(value):
+        try:
+            text = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if "\n" in text:
+            return "base64", text.splitlines()
+    return None
+
+
+def _around_change(old: str, new: str, context: int = 20) -> tuple[str, str]:
+    """Two long lines cut to where they differ (with `context` characters around it), so the
+    change is not past the end of a shortened value: '…--max-num-seqs 64 --port 8000'."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    lo = max(0, start - context)
+
+    def cut(text: str) -> str:
+        hi = len(text) - max(0, end - context)
+        return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+
+    return cut(old), cut(new)
+
+
+def _line_changes(before: list[str], after: list[str], prefix: str) -> list[Change]:
+    """What changed between two scripts, a hunk a change, by line number (HEAD's)."""
+    out = []
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        where = f"{prefix}[line {j1 + 1}]" if j2 > j1 else f"{prefix}[line {i1 + 1} of BASE]"
+        old, new = _around_change("\n".join(before[i1:i2]), "\n".join(after[j1:j2]))
+        out.append(Change(where, show(old) if i2 > i1 else "(absent)", show(new) if j2 > j1 else "(absent)"))
+        if len(out) >= _LINE_HUNKS:
+            out.append(Change(f"{prefix}[…]", "", "more changes not shown"))
+            break
+    return out
+
+
 def _compare(before: Any, after: Any, path: str, out: list[Change]) -> None:
     if before == after:
         return
@@ -293,6 +349,10 @@ def _compare(before: Any, after: Any, path: str, out: list[Change]) -> None:
             out += [
                 Change(prefix + (c.path if c.path.startswith("[") else f".{c.path}"), c.before, c.after) for c in inner
             ]
+            return
+        lines_before, lines_after = _text_lines(before), _text_lines(after)
+        if lines_before is not None and lines_after is not None and lines_before[0] == lines_after[0]:
+            out += _line_changes(lines_before[1], lines_after[1], f"{path}{{{lines_before[0]}}}")
             return
         out.append(Change(path or "(value)", show(before), show(after)))
 
