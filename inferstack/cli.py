@@ -565,9 +565,11 @@ def templates(fmt: str, template_dirs: tuple[str, ...]) -> None:
 
     path = _starter_path(template_dirs)
     try:
-        found = starters.discover(path)
-    except starters.StarterError as error:
+        found, broken = starters.discover(path)
+    except starters.StarterError as error:  # a directory of the path that cannot be listed
         _bad_input(str(error))
+    for problem in broken:  # reported, then the rest listed; the exit code says so
+        _err().print(f"[red]error[/]: {escape(clip(problem))}")
     if fmt == "json":
         doc = [
             {
@@ -582,6 +584,8 @@ def templates(fmt: str, template_dirs: tuple[str, ...]) -> None:
             for t in found
         ]
         click.echo(json.dumps(doc, indent=2))
+        if broken:
+            sys.exit(EXIT_BAD_INPUT)
         return
     console = console_for()
     console.print("search path (first wins): " + "; ".join(f"{d.path} ({d.origin})" for d in path), markup=False)
@@ -604,6 +608,8 @@ def templates(fmt: str, template_dirs: tuple[str, ...]) -> None:
         console.print(table)
     if not found:
         console.print("no templates found", markup=False)
+    if broken:
+        sys.exit(EXIT_BAD_INPUT)
 
 
 @main.command()
@@ -653,11 +659,16 @@ def new(template: str, directory: str, sets: tuple[str, ...], template_dirs: tup
             loaded = starters.validate(rendered, target)
         except SpecError as error:
             console = _err()
-            for line in error.render().splitlines():
-                console.print(f"[red]error[/]: {escape(line)}", markup=True, highlight=False)
+            named: list[str] = []
+            for finding in error.findings:
+                params = starters.parameters_at(chosen, values, rendered.spec_text, finding.line)
+                named += [p for p in params if p not in named]
+                by = f" (set by {', '.join(params)})" if params else " (the template's own text)"
+                console.print(f"[red]error[/]: {escape(finding.render(error.source))}{escape(by)}", highlight=False)
+            fix = f"change {', '.join(named)} (--set NAME=VALUE)" if named else "fix the template"
             console.print(
                 f"{error.total} error(s) in the spec {template} renders to {target / rendered.spec_name}; nothing was "
-                "written. Change the --set values named above (`inferstack templates` lists them) or fix the template.",
+                f"written: {fix}; `inferstack templates` lists the parameters.",
                 markup=False,
             )
             sys.exit(EXIT_BAD_INPUT)

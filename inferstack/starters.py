@@ -266,9 +266,16 @@ def _located(path: Sequence[SearchDir]) -> dict[str, list[SearchDir]]:
     return found
 
 
-def discover(path: Sequence[SearchDir]) -> list[Template]:
-    """Every template on the search path, by name; a bad manifest is an error."""
-    return [_template(name, dirs) for name, dirs in sorted(_located(path).items())]
+def discover(path: Sequence[SearchDir]) -> tuple[list[Template], list[str]]:
+    """Every template on the search path, by name, and what is wrong with each one that cannot
+    be read: one team's broken template does not hide the others."""
+    found, broken = [], []
+    for name, dirs in sorted(_located(path).items()):
+        try:
+            found.append(_template(name, dirs))
+        except StarterError as error:
+            broken.append(str(error))
+    return found, broken
 
 
 def _template(name: str, dirs: list[SearchDir]) -> Template:
@@ -488,6 +495,22 @@ def validate(rendered: Rendered, directory: Path) -> LoadedSpec:
             f"(got {quote(named)}); fix {PULUMI_TEMPLATE}"
         )
     return loaded
+
+
+def parameters_at(template: Template, values: Mapping[str, Any], text: str, line: int | None) -> list[str]:
+    """The parameters whose value the rendered spec carries on `line`: the ones to change when
+    the loader finds that line wrong (a value the template's own text holds names none)."""
+    lines = text.splitlines()
+    if line is None or not 1 <= line <= len(lines):
+        return []
+    full = {**template.manifest.defaults(), **values}
+    written = lines[line - 1]
+    return [
+        p.name
+        for p in template.manifest.parameters
+        if (value := format_value(full.get(p.name)))
+        and re.search(rf"(?<![\w.-]){re.escape(value)}(?![\w.-])", written)  # the value whole, not a part
+    ]
 
 
 def targets_of(rendered: Rendered, directory: Path) -> list[Path]:

@@ -64,7 +64,8 @@ def user_template(root: Path, name: str, manifest: dict, spec: str, pulumi: str 
 
 
 def test_the_builtin_starters_are_listed_with_their_parameters():
-    found = starters.discover(starters.search_path((), environ={}))
+    found, broken = starters.discover(starters.search_path((), environ={}))
+    assert broken == []
     assert [t.name for t in found] == STARTERS
     assert all(t.source.origin == "built-in" and t.directory.parent == BUILTIN for t in found)
     result = run("templates")
@@ -198,7 +199,10 @@ def test_a_rendered_spec_that_fails_validation_writes_nothing(tmp_path):
     out = tmp_path / "stacks"
     result = run("new", "aws-autoscaling-llm", str(out), "--set", "min_capacity=5", "--set", "max_capacity=2")
     refused(
-        result, f"{out / 'dev.yaml'}:", "targets.fleet.capacity.max: must be >= min (got 2 < 5)", "nothing was written"
+        result,
+        f"{out / 'dev.yaml'}:",
+        "targets.fleet.capacity.max: must be >= min (got 2 < 5) (set by max_capacity)",
+        "nothing was written: change max_capacity (--set NAME=VALUE)",
     )
     assert nothing_in(out)
 
@@ -336,6 +340,12 @@ def test_a_bad_manifest_names_the_file_and_the_field(tmp_path):
             f"{file}: parameters[2] (parameter 'zone'): default: 'a' is not one of the allowed values (b, c)",
         )
     assert nothing_in(tmp_path / "out")
+    # the other templates are still listed, the built-ins among them; the exit code says one is broken
+    listed = run("templates", "--template-dir", str(tmp_path))
+    assert listed.exit_code == 2 and "aws-autoscaling-llm:" in listed.output
+    # and `new` with a good template is not held up by the broken one
+    good = run("new", "aws-autoscaling-llm", str(tmp_path / "good"), "--template-dir", str(tmp_path), "--no-input")
+    assert good.exit_code == 0, good.output
 
 
 @pytest.mark.parametrize(
