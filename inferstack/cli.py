@@ -681,6 +681,10 @@ def new(template: str, directory: str, sets: tuple[str, ...], template_dirs: tup
         _bad_input(f"cannot write to {directory}: {e.strerror or e}; nothing was written")
     click.echo(f"wrote {written[0]} and {written[1]} (template {chosen.name}, stack {rendered.stack})")
     click.echo(f"next: inferstack plan {written[0]}")
+    if target.resolve().name != "stacks":  # Pulumi.yaml's stackConfigDir; __main__ reads stacks/<spec>
+        click.echo(
+            f"note: `pulumi up -s {rendered.stack}` reads its config and spec from stacks/: move both files there"
+        )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jinja2
+import jinja2.sandbox
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
@@ -388,7 +389,9 @@ def _finalize(value: Any) -> str:
 
 
 def _environment(directory: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
+    # Sandboxed: a template from another team's directory renders text, and cannot reach into
+    # Python objects (attribute walks to os, subclasses) from its expressions.
+    env = jinja2.sandbox.SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         autoescape=False,

@@ -456,3 +456,14 @@ def test_builtin_starters_need_no_copy_of_the_repository(tmp_path):
     builtin = starters.find("gcp-tpu-llm", starters.search_path((), environ={}))
     assert ours.source.origin == "--template-dir" and ours.shadows == (BUILTIN / "gcp-tpu-llm",)
     assert starters.render(ours, {}, tmp_path) == starters.render(builtin, {}, tmp_path)
+
+
+def test_a_template_cannot_reach_python_from_its_expressions(tmp_path):
+    manifest = {
+        "description": "escape",
+        "parameters": [{"name": "environment", "type": "string", "default": "dev", "description": "d"}],
+    }
+    user_template(tmp_path, "escape", manifest, "{{ ''.__class__.__mro__[1].__subclasses__() }}\n")
+    result = run("new", "escape", str(tmp_path / "out"), "--template-dir", str(tmp_path), "--no-input")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert nothing_in(tmp_path / "out")
