@@ -39,7 +39,7 @@ def _load(path: str) -> LoadedSpec:
         console = _err()
         for line in error.render().splitlines():
             console.print(f"[red]error[/]: {escape(line)}", markup=True, highlight=False)
-        console.print(f"{error.total} error(s) in {path}; nothing was planned.")
+        console.print(f"{error.total} error(s) in {path}; fix them and run it again (nothing was created).")
         sys.exit(EXIT_BAD_INPUT)
     for warning in loaded.warnings:
         _err().print(f"[yellow]{escape(warning.render(loaded.path))}[/]")

@@ -193,7 +193,8 @@ def _base_path(base_file: Any, source: str, at: Finding, chain: tuple[str, ...])
         raise SpecError([_replace_message(at, message)], top)
 
     if not isinstance(base_file, str) or not base_file.strip():
-        fail(f"must be the path of a base spec, relative to this file (got {quote(base_file)})")
+        got = "null" if base_file is None else quote(base_file)
+        fail(f"must be the path of a base spec, relative to this file (got {got})")
     if Path(base_file).is_absolute():
         fail(f"{quote(base_file)} is an absolute path; write it relative to this file, as base/app.yaml")
     if Path(base_file).suffix not in (".yaml", ".yml"):
