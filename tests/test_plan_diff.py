@@ -642,12 +642,20 @@ def test_workflow_plans_both_sides_and_records_a_new_mandatory_violation(workflo
     """The plan step's loop with stub binaries: a stack on both sides, one new in the pull request,
     one removed by it; the diff of `dev` exits 1, so the step's status says fail."""
     work, runner = tmp_path / "work", tmp_path / "runner"
-    for spec in ("work/stacks/dev.yaml", "work/stacks/new.yaml", "work/stacks/Pulumi.dev.yaml"):
+    files = {
+        "work/stacks/dev.yaml": "x",
+        "work/stacks/new.yaml": "x",
+        "work/stacks/shared.yaml": "x",  # a base the specs extend: no stack config, not a stack
+        "work/stacks/Pulumi.dev.yaml": "config:\n  inferstack:spec: dev.yaml\n",
+        "work/stacks/Pulumi.new.yaml": "config:\n  inferstack:spec: 'new.yaml'\n",
+        "runner/base/stacks/dev.yaml": "x",
+        "runner/base/stacks/old.yaml": "x",
+        "runner/base/stacks/Pulumi.dev.yaml": "config:\n  inferstack:spec: dev.yaml\n",
+        "runner/base/stacks/Pulumi.old.yaml": 'config:\n  inferstack:spec: "old.yaml"\n',
+    }
+    for spec, text in files.items():
         (tmp_path / spec).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / spec).write_text("x")
-    for spec in ("runner/base/stacks/dev.yaml", "runner/base/stacks/old.yaml"):
-        (tmp_path / spec).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / spec).write_text("x")
+        (tmp_path / spec).write_text(text)
     log = tmp_path / "calls.log"
     planner = f"""echo "$0 $*" >> {log}
 out=""; while [ $# -gt 0 ]; do [ "$1" = --out ] && out="$2"; shift; done
@@ -684,8 +692,9 @@ fi
     assert (tmp_path / "output").read_text() == "status=1\n"
     calls = log.read_text()
     assert "base/.venv/bin/inferstack plan" in calls and f"{runner}/base/stacks/dev.yaml" in calls
-    assert "Pulumi.dev" not in calls
-    assert "stacks/new.yaml" in calls and "stacks/old.yaml --format" in calls  # each side planned where it exists
+    assert "Pulumi.dev" not in calls and "shared" not in calls
+    assert "stacks/dev.yaml --stack dev" in calls
+    assert "stacks/new.yaml --stack new" in calls and "stacks/old.yaml --stack old" in calls  # each side where it is
     new_base = json.loads((runner / "diff/new.base.json").read_text())
     assert new_base["resources"] == [] and new_base["policy"]["violations"] == []  # a new stack: compared to nothing
     assert json.loads((runner / "diff/old.head.json").read_text())["resources"] == []
