@@ -545,9 +545,8 @@ def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
 
 
-@main.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option(
+# Both starter commands search the same path (starters.search_path).
+_template_dir_option = click.option(
     "--template-dir",
     "template_dirs",
     multiple=True,
@@ -555,6 +554,11 @@ def _stdin_is_tty() -> bool:
     help="A directory of <name>/manifest.yaml templates, searched before INFERSTACK_TEMPLATE_PATH and the "
     "built-in starters (repeatable; the first holding a name wins).",
 )
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_template_dir_option
 def templates(fmt: str, template_dirs: tuple[str, ...]) -> None:
     """List the starter templates `inferstack new` renders, with their parameters and where each
     comes from."""
@@ -616,14 +620,7 @@ def templates(fmt: str, template_dirs: tuple[str, ...]) -> None:
 @click.argument("template")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=True))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A parameter's value (repeatable).")
-@click.option(
-    "--template-dir",
-    "template_dirs",
-    multiple=True,
-    type=click.Path(file_okay=False),
-    help="A directory of <name>/manifest.yaml templates, searched before INFERSTACK_TEMPLATE_PATH and the "
-    "built-in starters (repeatable; the first holding a name wins).",
-)
+@_template_dir_option
 @click.option("--no-input", is_flag=True, help="Never prompt: parameters not --set take their defaults.")
 def new(template: str, directory: str, sets: tuple[str, ...], template_dirs: tuple[str, ...], no_input: bool) -> None:
     """Render TEMPLATE into DIR: <stack>.yaml (the spec) and Pulumi.<stack>.yaml, both validated
