@@ -67,8 +67,9 @@ docker run --detach --name engine --restart unless-stopped \
 #    30 s and writes the series the dashboard and the alerts read to Managed Service
 #    for Prometheus, labelled inferstack_target=assistant-research-chat. It runs on the host network: it
 #    reaches the engine on 127.0.0.1 and the metadata server for the service account's token.
-mkdir -p "$STATE/otel"
-cat > "$STATE/otel/config.yaml" <<'OTEL'
+OTEL_DIR="$STATE/otel"
+mkdir -p "$OTEL_DIR"
+cat > "$OTEL_DIR/config.yaml" <<'OTEL'
 {
   "exporters": {
     "googlemanagedprometheus": {}
@@ -157,7 +158,7 @@ docker rm -f collector >/dev/null 2>&1 || true
 docker run --detach --name collector --restart unless-stopped --network host \
   --read-only --security-opt no-new-privileges --cap-drop ALL \
   --env INFERSTACK_INSTANCE="$(meta instance/name)" \
-  --volume "$STATE/otel/config.yaml":/etc/otelcol-google/config.yaml:ro \
+  --volume "$OTEL_DIR/config.yaml":/etc/otelcol-google/config.yaml:ro \
   --log-driver gcplogs \
   us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0 --config=/etc/otelcol-google/config.yaml
 

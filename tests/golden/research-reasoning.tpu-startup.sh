@@ -62,8 +62,9 @@ docker run --detach --name engine --restart unless-stopped \
 #    Managed Service for Prometheus, labelled inferstack_target=assistant-research-reasoning. The TPU runtime's own
 #    metrics (duty cycle, HBM) reach Cloud Monitoring without an agent.
 if [ "$WORKER" = "0" ]; then
-  mkdir -p /var/lib/inferstack/otel
-  cat > /var/lib/inferstack/otel/config.yaml <<'OTEL'
+OTEL_DIR=/var/lib/inferstack/otel
+mkdir -p "$OTEL_DIR"
+cat > "$OTEL_DIR/config.yaml" <<'OTEL'
 {
   "exporters": {
     "googlemanagedprometheus": {}
@@ -147,13 +148,14 @@ if [ "$WORKER" = "0" ]; then
   }
 }
 OTEL
-  docker pull us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0
-  docker rm -f collector >/dev/null 2>&1 || true
-  docker run --detach --name collector --restart unless-stopped --network host \
-    --read-only --security-opt no-new-privileges --cap-drop ALL \
-    --env INFERSTACK_INSTANCE="$(meta instance/name)" \
-    --volume /var/lib/inferstack/otel/config.yaml:/etc/otelcol-google/config.yaml:ro \
-    us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0 --config=/etc/otelcol-google/config.yaml
+docker pull us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0
+docker rm -f collector >/dev/null 2>&1 || true
+docker run --detach --name collector --restart unless-stopped --network host \
+  --read-only --security-opt no-new-privileges --cap-drop ALL \
+  --env INFERSTACK_INSTANCE="$(meta instance/name)" \
+  --volume "$OTEL_DIR/config.yaml":/etc/otelcol-google/config.yaml:ro \
+  --log-driver gcplogs \
+  us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0 --config=/etc/otelcol-google/config.yaml
 fi
 
 # 6. Ready when worker 0's engine answers /health on port 8000.
